@@ -1,0 +1,12 @@
+/* Exit codes the reference firmware writes to the debug-exit port.
+ * Kept below 64 so that they pass through `unisim boot` unchanged
+ * (docs/booting.md, "Exit codes"). Shared by C and assembly. */
+#ifndef KERNEL_LIB_CPU_DEBUG_EXIT_CODES_H
+#define KERNEL_LIB_CPU_DEBUG_EXIT_CODES_H
+
+#define EXIT_OK                 0
+#define EXIT_BAD_BOOT_MAGIC     3   /* not started by a Multiboot2 loader */
+#define EXIT_BAD_BOOT_INFO      4   /* boot information missing or malformed */
+#define EXIT_PANIC              5   /* kernel_panic() */
+
+#endif

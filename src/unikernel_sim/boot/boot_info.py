@@ -1,0 +1,88 @@
+"""The Multiboot2 boot information structure (specification section 3.6).
+
+Built in the order GRUB emits its tags: load base address, command line, boot
+loader name, modules, basic memory information, ELF sections, memory map,
+framebuffer, end. Every tag starts 8-byte aligned; total_size counts the fixed
+part, all tags with their padding, and the end tag.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from unikernel_sim.boot.layout import EBDA_START, EXTENDED_START, MemoryRegion
+
+TAG_END = 0
+TAG_CMDLINE = 1
+TAG_BOOT_LOADER_NAME = 2
+TAG_MODULE = 3
+TAG_BASIC_MEMINFO = 4
+TAG_MMAP = 6
+TAG_FRAMEBUFFER = 8
+TAG_ELF_SECTIONS = 9
+TAG_LOAD_BASE_ADDR = 21
+
+MMAP_ENTRY_SIZE = 24
+MMAP_ENTRY_VERSION = 0
+FRAMEBUFFER_TYPE_EGA_TEXT = 2
+EGA_TEXT_ADDRESS = 0xB8000
+EGA_TEXT_COLUMNS = 80
+EGA_TEXT_ROWS = 25
+EGA_TEXT_BPP = 16                       # a character byte and an attribute byte
+BOOT_LOADER_NAME = "unikernel_sim"
+
+
+@dataclass
+class ModuleInfo:
+    start: int
+    end: int               # one past the last byte, as GRUB sets mod_end
+    cmdline: str
+
+
+@dataclass
+class ElfSectionsInfo:
+    entry_size: int
+    shndx: int
+    headers: list[bytes]   # section headers, sh_addr already patched
+
+
+def _tag(tag_type: int, body: bytes) -> bytes:
+    data = struct.pack("<II", tag_type, 8 + len(body)) + body
+    return data + b"\0" * (-len(data) % 8)
+
+
+def _string(text: str) -> bytes:
+    return text.encode("utf-8") + b"\0"
+
+
+def build_boot_info(
+    *,
+    cmdline: str,
+    loader_name: str,
+    modules: list[ModuleInfo],
+    memory: list[MemoryRegion],
+    ram_size: int,
+    load_base: int,
+    elf_sections: ElfSectionsInfo | None,
+) -> bytes:
+    tags = [
+        _tag(TAG_LOAD_BASE_ADDR, struct.pack("<I", load_base)),
+        _tag(TAG_CMDLINE, _string(cmdline)),
+        _tag(TAG_BOOT_LOADER_NAME, _string(loader_name)),
+    ]
+    for module in modules:
+        tags.append(_tag(TAG_MODULE, struct.pack("<II", module.start, module.end) + _string(module.cmdline)))
+    mem_lower_kib = EBDA_START // 1024
+    mem_upper_kib = (ram_size - EXTENDED_START) // 1024
+    tags.append(_tag(TAG_BASIC_MEMINFO, struct.pack("<II", mem_lower_kib, mem_upper_kib)))
+    if elf_sections is not None:
+        header = struct.pack("<III", len(elf_sections.headers), elf_sections.entry_size, elf_sections.shndx)
+        tags.append(_tag(TAG_ELF_SECTIONS, header + b"".join(elf_sections.headers)))
+    entries = b"".join(struct.pack("<QQII", r.base, r.length, r.type, 0) for r in memory)
+    tags.append(_tag(TAG_MMAP, struct.pack("<II", MMAP_ENTRY_SIZE, MMAP_ENTRY_VERSION) + entries))
+    tags.append(_tag(TAG_FRAMEBUFFER, struct.pack(
+        "<QIIIBBH", EGA_TEXT_ADDRESS, EGA_TEXT_COLUMNS * 2, EGA_TEXT_COLUMNS, EGA_TEXT_ROWS,
+        EGA_TEXT_BPP, FRAMEBUFFER_TYPE_EGA_TEXT, 0)))
+    tags.append(struct.pack("<II", TAG_END, 8))
+    body = b"".join(tags)
+    return struct.pack("<II", 8 + len(body), 0) + body

@@ -1,0 +1,133 @@
+"""Reaching the Multiboot2 i386 entry state from a UC_MODE_64 engine.
+
+Multiboot2 section 3.3 (I386 machine state): 32-bit protected mode, paging
+off, CS a flat 4 GiB 32-bit code segment, DS/ES/FS/GS/SS flat 4 GiB data
+segments, A20 on, EFLAGS.IF and VM clear, EAX = 0x36d76289, EBX = the boot
+information's physical address. ESP is undefined; we leave it at the top of the
+stub's scratch page so that a kernel that pushes before loading its own stack
+does not fault.
+
+Unicorn starts a UC_MODE_64 engine in "paging-less long mode" (CR0.PG=0 but
+EFER.LMA=1), and writing CS only stores a selector. The recipe (DESIGN.md):
+turn paging on over an identity map so that the next PG 1->0 transition is a
+real one, then let the emulated CPU itself run a stub that loads a GDT,
+far-returns into a 32-bit code segment (compatibility mode), clears CR0.PG
+(which clears EFER.LMA), clears EFER and CR4 and loads the data segments.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from unicorn import Uc
+from unicorn import x86_const as x86
+
+from unikernel_sim.cpu.engine import MSR_EFER
+
+CODE32_SELECTOR = 0x08
+DATA32_SELECTOR = 0x10
+FLAT_CODE32 = 0x00CF9A000000FFFF     # base 0, limit 4 GiB, 32-bit, execute/read
+FLAT_DATA32 = 0x00CF92000000FFFF     # base 0, limit 4 GiB, read/write
+PTE_PRESENT_WRITABLE = 0x3
+PDE_HUGE_PRESENT_WRITABLE = 0x83
+CR0_PE_ET = 0x11
+CR0_PG = 1 << 31
+CR4_PAE = 1 << 5
+EFLAGS_AT_ENTRY = 0x2                # only the always-one bit: IF, VM, TF clear
+
+SCRATCH_SIZE = 0x5000
+# Scratch layout (offsets): page tables, GDT, code, stack.
+PML4_OFFSET = 0x0000
+PDPT_OFFSET = 0x1000
+PD_OFFSET = 0x2000
+GDT_OFFSET = 0x3000
+GDTR_OFFSET = 0x3020
+STUB64_OFFSET = 0x3100
+STUB32_OFFSET = 0x3200
+STACK_TOP_OFFSET = 0x5000
+
+
+def _stub64(gdtr: int, target: int) -> bytes:
+    """lgdt [gdtr]; push CODE32; push target; retfq   (64-bit code)."""
+    return (
+        b"\x0f\x01\x14\x25" + struct.pack("<I", gdtr)
+        + b"\x6a" + bytes([CODE32_SELECTOR])
+        + b"\x68" + struct.pack("<I", target)
+        + b"\x48\xcb"
+    )
+
+
+def _stub32() -> bytes:
+    """Leave long mode and load flat data segments (32-bit compatibility-mode code)."""
+    return (
+        b"\x0f\x20\xc0"                    # mov eax, cr0
+        b"\x25\xff\xff\xff\x7f"            # and eax, ~CR0.PG
+        b"\x0f\x22\xc0"                    # mov cr0, eax      (EFER.LMA -> 0)
+        b"\xb9\x80\x00\x00\xc0"            # mov ecx, IA32_EFER
+        b"\x31\xc0"                        # xor eax, eax
+        b"\x31\xd2"                        # xor edx, edx
+        b"\x0f\x30"                        # wrmsr             (EFER = 0)
+        b"\x0f\x22\xe0"                    # mov cr4, eax      (CR4 = 0)
+        b"\x66\xb8" + struct.pack("<H", DATA32_SELECTOR) +   # mov ax, DATA32
+        b"\x8e\xd8"                        # mov ds, ax
+        b"\x8e\xc0"                        # mov es, ax
+        b"\x8e\xe0"                        # mov fs, ax
+        b"\x8e\xe8"                        # mov gs, ax
+        b"\x8e\xd0"                        # mov ss, ax
+    )
+
+
+@dataclass
+class HandoffStub:
+    scratch: int
+
+    @property
+    def start(self) -> int:
+        return self.scratch + STUB64_OFFSET
+
+    @property
+    def end(self) -> int:
+        """Address just past the 32-bit stub: emu_start's `until`."""
+        return self.scratch + STUB32_OFFSET + len(_stub32())
+
+    @property
+    def stack_top(self) -> int:
+        return self.scratch + STACK_TOP_OFFSET
+
+    def image(self) -> bytes:
+        """The scratch area's bytes: identity tables for 0-1 GiB, GDT, stubs."""
+        s = self.scratch
+        area = bytearray(SCRATCH_SIZE)
+        struct.pack_into("<Q", area, PML4_OFFSET, (s + PDPT_OFFSET) | PTE_PRESENT_WRITABLE)
+        struct.pack_into("<Q", area, PDPT_OFFSET, (s + PD_OFFSET) | PTE_PRESENT_WRITABLE)
+        for i in range(512):
+            struct.pack_into("<Q", area, PD_OFFSET + 8 * i, (i << 21) | PDE_HUGE_PRESENT_WRITABLE)
+        struct.pack_into("<QQQ", area, GDT_OFFSET, 0, FLAT_CODE32, FLAT_DATA32)
+        struct.pack_into("<HQ", area, GDTR_OFFSET, 3 * 8 - 1, s + GDT_OFFSET)
+        code64 = _stub64(s + GDTR_OFFSET, s + STUB32_OFFSET)
+        area[STUB64_OFFSET:STUB64_OFFSET + len(code64)] = code64
+        code32 = _stub32()
+        area[STUB32_OFFSET:STUB32_OFFSET + len(code32)] = code32
+        return bytes(area)
+
+
+def enter_multiboot2_state(uc: Uc, stub: HandoffStub, entry: int, boot_info: int, magic: int) -> None:
+    """Run the stub on the emulated CPU, then set the entry registers.
+
+    The scratch area must already hold stub.image() and lie below 1 GiB."""
+    uc.reg_write(x86.UC_X86_REG_CR3, stub.scratch + PML4_OFFSET)
+    uc.reg_write(x86.UC_X86_REG_CR4, uc.reg_read(x86.UC_X86_REG_CR4) | CR4_PAE)
+    uc.reg_write(x86.UC_X86_REG_CR0, CR0_PE_ET | CR0_PG)
+    uc.reg_write(x86.UC_X86_REG_RSP, stub.stack_top)
+    uc.emu_start(stub.start, stub.end)
+    if uc.reg_read(x86.UC_X86_REG_CR0) & CR0_PG or uc.msr_read(MSR_EFER) != 0:
+        raise RuntimeError("hand-off stub did not reach 32-bit protected mode (Unicorn changed?)")
+    for name in ("RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP",
+                 "R8", "R9", "R10", "R11", "R12", "R13", "R14", "R15"):
+        uc.reg_write(getattr(x86, f"UC_X86_REG_{name}"), 0)
+    uc.reg_write(x86.UC_X86_REG_CR3, 0)
+    uc.reg_write(x86.UC_X86_REG_EAX, magic)
+    uc.reg_write(x86.UC_X86_REG_EBX, boot_info)
+    uc.reg_write(x86.UC_X86_REG_RSP, stub.stack_top)
+    uc.reg_write(x86.UC_X86_REG_RFLAGS, EFLAGS_AT_ENTRY)
+    uc.reg_write(x86.UC_X86_REG_RIP, entry)

@@ -1,0 +1,122 @@
+"""Where things go in guest physical memory, and the memory map the guest sees.
+
+The map follows what GRUB reports on a BIOS PC: conventional memory up to the
+EBDA at 639 KiB, the BIOS ROM area reserved, the legacy VGA window absent, and
+extended memory from 1 MiB to the end of RAM. Everything the loader places
+(segments, modules, boot information, the hand-off stub) is claimed here, so
+overlaps and out-of-RAM placements are caught with the names of both parties.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unikernel_sim.errors import ImageError
+
+PAGE = 4096
+EBDA_START = 0x9FC00
+CONVENTIONAL_END = 0xA0000
+BIOS_ROM_START = 0xF0000
+EXTENDED_START = 0x100000
+
+MEMORY_AVAILABLE = 1
+MEMORY_RESERVED = 2
+
+
+@dataclass(frozen=True)
+class MemoryRegion:
+    base: int
+    length: int
+    type: int
+
+    @property
+    def end(self) -> int:
+        return self.base + self.length
+
+
+def memory_map(ram_size: int) -> list[MemoryRegion]:
+    """The E820-style map of a PC with ram_size bytes (at least 2 MiB)."""
+    return [
+        MemoryRegion(0, EBDA_START, MEMORY_AVAILABLE),
+        MemoryRegion(EBDA_START, CONVENTIONAL_END - EBDA_START, MEMORY_RESERVED),
+        MemoryRegion(BIOS_ROM_START, EXTENDED_START - BIOS_ROM_START, MEMORY_RESERVED),
+        MemoryRegion(EXTENDED_START, ram_size - EXTENDED_START, MEMORY_AVAILABLE),
+    ]
+
+
+def align_up(value: int, alignment: int) -> int:
+    return (value + alignment - 1) // alignment * alignment
+
+
+@dataclass
+class Placement:
+    start: int
+    end: int
+    name: str
+
+
+class PhysicalLayout:
+    def __init__(self, ram_size: int, where: str) -> None:
+        self.ram_size = ram_size
+        self.where = where
+        self.available = [r for r in memory_map(ram_size) if r.type == MEMORY_AVAILABLE]
+        self.placements: list[Placement] = []
+
+    def claim(self, start: int, size: int, name: str) -> Placement:
+        """Reserve [start, start+size) for name; ImageError if it does not fit."""
+        end = start + max(size, 1)
+        if end > self.ram_size:
+            raise ImageError(
+                f"{name} at {start:#x}..{end:#x} lies outside guest RAM "
+                f"({self.ram_size // (1 << 20)} MiB ends at {self.ram_size:#x})",
+                where=self.where,
+                hint=f"give the machine more memory (--memory {max(2, -(-end // (1 << 20)) + 1)}) "
+                "or link the kernel lower",
+            )
+        if not any(r.base <= start and end <= r.end for r in self.available):
+            raise ImageError(
+                f"{name} at {start:#x}..{end:#x} is not in available memory "
+                f"(the BIOS area {EBDA_START:#x}..{EXTENDED_START:#x} is reserved)",
+                where=self.where,
+                hint="link the kernel at or above 1 MiB (0x100000)",
+            )
+        for other in self.placements:
+            if start < other.end and other.start < end:
+                raise ImageError(
+                    f"{name} at {start:#x}..{end:#x} overlaps {other.name} at "
+                    f"{other.start:#x}..{other.end:#x}",
+                    where=self.where,
+                )
+        placement = Placement(start, end, name)
+        self.placements.append(placement)
+        return placement
+
+    def highest_end(self) -> int:
+        return max((p.end for p in self.placements), default=EXTENDED_START)
+
+    def place(self, size: int, name: str, *, above: int | None = None, align: int = PAGE,
+              below: int | None = None) -> int:
+        """Claim the lowest aligned free range of size bytes at or above `above`."""
+        candidate = align_up(self.highest_end() if above is None else above, align)
+        limit = self.ram_size if below is None else below
+        while candidate + size <= limit:
+            region = next((r for r in self.available if r.base <= candidate < r.end), None)
+            if region is None:
+                nxt = [r.base for r in self.available if r.base > candidate]
+                if not nxt:
+                    break
+                candidate = align_up(min(nxt), align)
+                continue
+            clash = next((p for p in self.placements if candidate < p.end and p.start < candidate + size), None)
+            if clash is not None:
+                candidate = align_up(clash.end, align)
+                continue
+            if candidate + size > region.end:
+                candidate = align_up(region.end, align)
+                continue
+            self.claim(candidate, size, name)
+            return candidate
+        raise ImageError(
+            f"no room for {name} ({size} bytes) in {self.ram_size // (1 << 20)} MiB of guest RAM",
+            where=self.where,
+            hint="give the machine more memory with --memory",
+        )

@@ -1,0 +1,235 @@
+"""Loading a Multiboot2 kernel and its modules into a Machine.
+
+The order follows GRUB: validate the header, load the image (the address tag
+wins over ELF program headers when both exist), then modules page-aligned
+above the kernel, then the boot information above the modules. Every
+placement is claimed in a PhysicalLayout, so overlaps and out-of-RAM
+placements are refused before anything runs.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from unikernel_sim.boot import multiboot2_header as mbh
+from unikernel_sim.boot.boot_info import (
+    BOOT_LOADER_NAME, ElfSectionsInfo, ModuleInfo, build_boot_info,
+)
+from unikernel_sim.boot.elf_image import SHF_ALLOC, SHT_NOBITS, ElfImage, is_elf, read_elf
+from unikernel_sim.boot.handoff import SCRATCH_SIZE, HandoffStub, enter_multiboot2_state
+from unikernel_sim.boot.layout import CONVENTIONAL_END, PAGE, PhysicalLayout, memory_map
+from unikernel_sim.errors import ImageError, InputFileError
+
+if TYPE_CHECKING:
+    from unikernel_sim.machine import Machine
+
+from unikernel_sim import __version__
+
+LOW_SCRATCH_START = 0x1000          # keep page 0 free: null pointers stay visible
+FOUR_GIB = 1 << 32
+FRAMEBUFFER_TEXT_DEPTH = 0
+
+
+@dataclass
+class ModuleSpec:
+    """A module to load: its file, its command line, and optionally a fixed address."""
+
+    path: str
+    cmdline: str = ""
+    address: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "ModuleSpec":
+        """``FILE[=CMDLINE]`` as the CLI takes it."""
+        path, _, cmdline = text.partition("=")
+        return cls(path, cmdline)
+
+
+@dataclass
+class LoadedKernel:
+    path: str
+    header: mbh.Multiboot2Header
+    elf: ElfImage | None
+    entry: int
+    boot_info_address: int
+    boot_info: bytes
+    load_base: int
+    modules: list[ModuleInfo]
+    layout: PhysicalLayout
+    image_data: bytes = field(repr=False, default=b"")
+
+
+def read_input_file(path: str, what: str) -> bytes:
+    """The bytes of a file the user named; InputFileError with a clear line otherwise."""
+    if not os.path.exists(path):
+        raise InputFileError(f"{what} not found", where=path, hint="check the path")
+    if os.path.isdir(path):
+        raise InputFileError(f"{what} is a directory, not a file", where=path)
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise InputFileError(f"cannot read {what}: {error.strerror}", where=path) from None
+
+
+def load_kernel(
+    machine: "Machine",
+    path: str,
+    *,
+    cmdline: str = "",
+    modules: list[ModuleSpec] | None = None,
+) -> LoadedKernel:
+    """Load path into machine and put the CPU in the Multiboot2 entry state."""
+    data = read_input_file(path, "kernel image")
+    if not data:
+        raise ImageError("kernel image is empty", where=path)
+    elf = None
+    if is_elf(data):
+        elf = read_elf(data, path)
+    header_offset = mbh.find_header(data, path)
+    header = mbh.parse(data, header_offset, path)
+    _check_framebuffer_request(header, path)
+
+    layout = PhysicalLayout(machine.ram.size, path)
+    if header.address is not None:
+        entry, load_base, chunks = _plan_address_tag_image(header, data, path, layout)
+    elif elf is not None:
+        entry, load_base, chunks = _plan_elf_image(elf, path, layout)
+    else:
+        raise ImageError(
+            "not an ELF file, and its Multiboot2 header has no address tag to load it by",
+            where=path,
+            hint="boot an ELF kernel, or add an address tag (type 2) for a flat binary",
+        )
+    if header.entry_address is not None:
+        entry = header.entry_address
+    if not any(p.start <= entry < p.end for p in layout.placements):
+        raise ImageError(f"entry point {entry:#x} is not inside the loaded image", where=path)
+
+    elf_sections = _place_elf_sections(elf, data, layout, chunks) if elf is not None and header.address is None else None
+    module_infos = _place_modules(modules or [], layout, chunks)
+    boot_info = build_boot_info(
+        cmdline=cmdline, loader_name=f"{BOOT_LOADER_NAME} {__version__}", modules=module_infos,
+        memory=memory_map(machine.ram.size), ram_size=machine.ram.size, load_base=load_base,
+        elf_sections=elf_sections,
+    )
+    boot_info_address = layout.place(len(boot_info), "boot information", align=PAGE)
+    if boot_info_address + len(boot_info) > FOUR_GIB:
+        raise ImageError("boot information would lie above 4 GiB", where=path)
+    scratch = _place_scratch(layout)
+
+    for address, blob in chunks:
+        machine.ram.write(address, blob)
+    machine.ram.write(boot_info_address, boot_info)
+    stub = HandoffStub(scratch)
+    machine.ram.write(scratch, stub.image())
+    machine.uc.ctl_flush_tb()
+    enter_multiboot2_state(machine.uc, stub, entry, boot_info_address, mbh.BOOTLOADER_MAGIC)
+    return LoadedKernel(path, header, elf, entry, boot_info_address, boot_info, load_base,
+                        module_infos, layout, data)
+
+
+def _check_framebuffer_request(header: mbh.Multiboot2Header, path: str) -> None:
+    request = header.framebuffer
+    if request is None or request.depth == FRAMEBUFFER_TEXT_DEPTH or request.optional:
+        return
+    raise ImageError(
+        f"the Multiboot2 header requires a {request.width}x{request.height}x{request.depth} "
+        "graphics framebuffer",
+        where=path,
+        hint="unisim emulates the 80x25 EGA text console only; request depth 0 or mark the "
+        "framebuffer tag optional",
+    )
+
+
+Chunks = list[tuple[int, bytes]]
+
+
+def _plan_elf_image(elf: ElfImage, path: str, layout: PhysicalLayout) -> tuple[int, int, Chunks]:
+    chunks: Chunks = []
+    for seg in elf.segments:
+        layout.claim(seg.paddr, seg.memsz, f"ELF segment {seg.index}")
+        chunks.append((seg.paddr, seg.data + b"\0" * (seg.memsz - seg.filesz)))
+    entry = elf.physical_entry()
+    if entry is None:
+        raise ImageError(f"ELF entry point {elf.entry:#x} is not inside any loadable segment", where=path)
+    return entry, min(seg.paddr for seg in elf.segments), chunks
+
+
+def _plan_address_tag_image(header: mbh.Multiboot2Header, data: bytes, path: str,
+                            layout: PhysicalLayout) -> tuple[int, int, Chunks]:
+    """The a.out kludge (section 3.1.5): load a flat file by the address tag."""
+    tag = header.address
+    assert tag is not None
+    if tag.load_addr > tag.header_addr:
+        raise ImageError("address tag: load_addr lies above header_addr", where=path)
+    file_start = header.offset - (tag.header_addr - tag.load_addr)
+    if file_start < 0:
+        raise ImageError("address tag: load_addr would start before the beginning of the file", where=path)
+    if tag.load_end_addr == 0:
+        load_size = len(data) - file_start
+    else:
+        if tag.load_end_addr < tag.load_addr:
+            raise ImageError("address tag: load_end_addr lies below load_addr", where=path)
+        load_size = tag.load_end_addr - tag.load_addr
+    if file_start + load_size > len(data):
+        raise ImageError(
+            f"address tag asks for {load_size} bytes from file offset {file_start:#x}, "
+            f"but the file has {len(data)}",
+            where=path,
+            hint="the file looks truncated",
+        )
+    bss_end = tag.bss_end_addr or tag.load_addr + load_size
+    if bss_end < tag.load_addr + load_size:
+        raise ImageError("address tag: bss_end_addr lies below the end of the loaded data", where=path)
+    total = bss_end - tag.load_addr
+    layout.claim(tag.load_addr, total, "kernel image (address tag)")
+    blob = bytes(data[file_start:file_start + load_size]) + b"\0" * (total - load_size)
+    entry = header.entry_address if header.entry_address is not None else tag.load_addr
+    return entry, tag.load_addr, [(tag.load_addr, blob)]
+
+
+def _place_elf_sections(elf: ElfImage, data: bytes, layout: PhysicalLayout, chunks: Chunks) -> ElfSectionsInfo | None:
+    """Section headers for tag 9; non-allocated sections are loaded too, as GRUB does."""
+    if not elf.sections:
+        return None
+    headers = []
+    addr_offset, addr_format = (16, "<Q") if elf.elf_class == 64 else (12, "<I")
+    for section in elf.sections:
+        header = bytearray(section.header)
+        if (section.sh_size and section.sh_addr == 0 and not section.sh_flags & SHF_ALLOC
+                and section.sh_type != SHT_NOBITS and section.sh_type != 0):
+            contents = bytes(data[section.sh_offset:section.sh_offset + section.sh_size])
+            address = layout.place(len(contents), f"ELF section {section.name or '?'}", align=PAGE)
+            chunks.append((address, contents))
+            struct.pack_into(addr_format, header, addr_offset, address)
+        headers.append(bytes(header))
+    return ElfSectionsInfo(elf.section_entry_size, elf.shstrndx, headers)
+
+
+def _place_modules(specs: list[ModuleSpec], layout: PhysicalLayout, chunks: Chunks) -> list[ModuleInfo]:
+    infos = []
+    for spec in specs:
+        data = read_input_file(spec.path, "module")
+        name = f"module {spec.path}"
+        if spec.address is not None:
+            layout.claim(spec.address, len(data), name)
+            start = spec.address
+        else:
+            start = layout.place(len(data), name, align=PAGE)
+        if start + len(data) > FOUR_GIB:
+            raise ImageError("module would lie above 4 GiB", where=spec.path)
+        chunks.append((start, data))
+        infos.append(ModuleInfo(start, start + len(data), spec.cmdline))
+    return infos
+
+
+def _place_scratch(layout: PhysicalLayout) -> int:
+    """The hand-off stub's page tables, GDT and code: low memory when free."""
+    try:
+        return layout.place(SCRATCH_SIZE, "hand-off stub", above=LOW_SCRATCH_START,
+                            below=CONVENTIONAL_END)
+    except ImageError:
+        return layout.place(SCRATCH_SIZE, "hand-off stub", below=1 << 30)

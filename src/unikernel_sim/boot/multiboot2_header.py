@@ -1,0 +1,273 @@
+"""The Multiboot2 header in an OS image (Multiboot2 specification, section 3.1).
+
+``find_header`` scans the first 32 KiB at 8-byte steps for a header whose
+magic, architecture, length and checksum add up, as GRUB does; ``parse`` then
+validates every tag, so a bad image is refused with a line that names the
+offset and the field. Tags that a BIOS-booting loader does not act on (EFI
+boot services, EFI entry addresses) are accepted and ignored, as GRUB does on
+BIOS; any other unknown tag is refused unless marked optional (3.1.3).
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from unikernel_sim.errors import ImageError
+
+HEADER_MAGIC = 0xE85250D6
+BOOTLOADER_MAGIC = 0x36D76289
+SEARCH_LIMIT = 32768
+HEADER_ALIGN = 8
+ARCH_I386 = 0
+ARCH_MIPS32 = 4
+TAG_OPTIONAL = 1
+
+TAG_END = 0
+TAG_INFORMATION_REQUEST = 1
+TAG_ADDRESS = 2
+TAG_ENTRY_ADDRESS = 3
+TAG_CONSOLE_FLAGS = 4
+TAG_FRAMEBUFFER = 5
+TAG_MODULE_ALIGN = 6
+TAG_EFI_BS = 7
+TAG_ENTRY_ADDRESS_EFI32 = 8
+TAG_ENTRY_ADDRESS_EFI64 = 9
+TAG_RELOCATABLE = 10
+
+TAG_NAMES = {
+    TAG_END: "end",
+    TAG_INFORMATION_REQUEST: "information request",
+    TAG_ADDRESS: "address",
+    TAG_ENTRY_ADDRESS: "entry address",
+    TAG_CONSOLE_FLAGS: "console flags",
+    TAG_FRAMEBUFFER: "framebuffer",
+    TAG_MODULE_ALIGN: "module alignment",
+    TAG_EFI_BS: "EFI boot services",
+    TAG_ENTRY_ADDRESS_EFI32: "EFI i386 entry address",
+    TAG_ENTRY_ADDRESS_EFI64: "EFI amd64 entry address",
+    TAG_RELOCATABLE: "relocatable",
+}
+
+# Exact tag sizes (section 3.1.x); the information request is 8 + 4n.
+TAG_SIZES = {
+    TAG_END: 8,
+    TAG_ADDRESS: 24,
+    TAG_ENTRY_ADDRESS: 12,
+    TAG_CONSOLE_FLAGS: 12,
+    TAG_FRAMEBUFFER: 20,
+    TAG_MODULE_ALIGN: 8,
+    TAG_EFI_BS: 8,
+    TAG_ENTRY_ADDRESS_EFI32: 12,
+    TAG_ENTRY_ADDRESS_EFI64: 12,
+    TAG_RELOCATABLE: 24,
+}
+
+HIGHEST_KNOWN_INFO_TAG = 21
+"""Boot information tag types 0..21 are defined by the specification; a
+required request for anything else must make the loader fail (3.1.4)."""
+
+
+@dataclass
+class HeaderTag:
+    type: int
+    flags: int
+    size: int
+    offset: int            # file offset of the tag
+    body: bytes            # the bytes after type/flags/size
+
+    @property
+    def optional(self) -> bool:
+        return bool(self.flags & TAG_OPTIONAL)
+
+    @property
+    def name(self) -> str:
+        return TAG_NAMES.get(self.type, f"unknown type {self.type}")
+
+
+@dataclass
+class AddressTag:
+    header_addr: int
+    load_addr: int
+    load_end_addr: int
+    bss_end_addr: int
+
+
+@dataclass
+class FramebufferRequest:
+    width: int
+    height: int
+    depth: int
+    optional: bool
+
+
+@dataclass
+class RelocatableTag:
+    min_addr: int
+    max_addr: int
+    align: int
+    preference: int
+
+
+@dataclass
+class Multiboot2Header:
+    offset: int
+    architecture: int
+    header_length: int
+    checksum: int
+    tags: list[HeaderTag] = field(default_factory=list)
+    requested_info: list[int] = field(default_factory=list)
+    optional_info: list[int] = field(default_factory=list)
+    address: AddressTag | None = None
+    entry_address: int | None = None
+    console_flags: int | None = None
+    framebuffer: FramebufferRequest | None = None
+    module_align: bool = False
+    relocatable: RelocatableTag | None = None
+
+
+def _checksum_ok(magic: int, arch: int, length: int, checksum: int) -> bool:
+    return (magic + arch + length + checksum) & 0xFFFFFFFF == 0
+
+
+def find_header(data: bytes, where: str) -> int:
+    """Offset of the first valid header in the first 32 KiB; ImageError otherwise.
+
+    The error says what was found instead: a magic with a bad checksum, or a
+    header beyond 32 KiB, so the user knows which fix applies."""
+    limit = min(len(data), SEARCH_LIMIT)
+    bad_checksum: tuple[int, int, int] | None = None
+    for offset in range(0, limit - 15, HEADER_ALIGN):
+        magic, arch, length, checksum = struct.unpack_from("<IIII", data, offset)
+        if magic != HEADER_MAGIC:
+            continue
+        if _checksum_ok(magic, arch, length, checksum):
+            return offset
+        if bad_checksum is None:
+            expected = (-(magic + arch + length)) & 0xFFFFFFFF
+            bad_checksum = (offset, checksum, expected)
+    if bad_checksum:
+        offset, got, expected = bad_checksum
+        raise ImageError(
+            f"Multiboot2 header at offset {offset:#x} has a bad checksum "
+            f"({got:#010x}, expected {expected:#010x})",
+            where=where,
+            hint="checksum must make magic + architecture + header_length + checksum == 0 (mod 2^32)",
+        )
+    for offset in range(SEARCH_LIMIT - (SEARCH_LIMIT % HEADER_ALIGN), len(data) - 15, HEADER_ALIGN):
+        magic, arch, length, checksum = struct.unpack_from("<IIII", data, offset)
+        if magic == HEADER_MAGIC and _checksum_ok(magic, arch, length, checksum):
+            raise ImageError(
+                f"Multiboot2 header found at offset {offset:#x}, beyond the first 32 KiB",
+                where=where,
+                hint="the specification requires it within the first 32768 bytes; "
+                "put its section first in the linker script",
+            )
+    raise ImageError(
+        "no Multiboot2 header (magic 0xe85250d6, 8-byte aligned) in the first 32 KiB",
+        where=where,
+        hint="is this a Multiboot2 kernel? Multiboot1 (0x1badb002) is not supported",
+    )
+
+
+def parse(data: bytes, offset: int, where: str) -> Multiboot2Header:
+    """Validate the header at offset and decode its tags."""
+    magic, arch, length, checksum = struct.unpack_from("<IIII", data, offset)
+    header = Multiboot2Header(offset=offset, architecture=arch, header_length=length, checksum=checksum)
+    if arch != ARCH_I386:
+        what = "32-bit MIPS" if arch == ARCH_MIPS32 else f"unknown ({arch})"
+        raise ImageError(
+            f"Multiboot2 header at {offset:#x} asks for architecture {what}",
+            where=where,
+            hint="unisim boots i386 (architecture 0) kernels",
+        )
+    if length < 24 or length % HEADER_ALIGN:
+        raise ImageError(
+            f"Multiboot2 header_length {length} is invalid (must be a multiple of 8, at least 24)",
+            where=where,
+        )
+    if offset + length > len(data):
+        raise ImageError(
+            f"Multiboot2 header_length {length} runs past the end of the file ({len(data)} bytes)",
+            where=where,
+            hint="the file looks truncated",
+        )
+    _parse_tags(header, data, offset + 16, offset + length, where)
+    return header
+
+
+def _parse_tags(header: Multiboot2Header, data: bytes, position: int, end: int, where: str) -> None:
+    while True:
+        if position + 8 > end:
+            raise ImageError(
+                f"Multiboot2 header has no end tag (tags run to offset {position:#x}, header ends at {end:#x})",
+                where=where,
+            )
+        tag_type, flags, size = struct.unpack_from("<HHI", data, position)
+        if size < 8 or position + size > end:
+            raise ImageError(
+                f"Multiboot2 header tag type {tag_type} at offset {position:#x} has a malformed size {size}",
+                where=where,
+                hint=f"a tag is at least 8 bytes and must end within the header (offset {end:#x})",
+            )
+        tag = HeaderTag(tag_type, flags, size, position, bytes(data[position + 8: position + size]))
+        _check_tag_size(tag, where)
+        header.tags.append(tag)
+        if tag_type == TAG_END:
+            return
+        _decode_tag(header, tag, where)
+        position += (size + 7) & ~7
+
+
+def _check_tag_size(tag: HeaderTag, where: str) -> None:
+    if tag.type == TAG_INFORMATION_REQUEST:
+        valid = tag.size >= 8 and (tag.size - 8) % 4 == 0
+        expected = "8 + 4 x (number of requests)"
+    elif tag.type in TAG_SIZES:
+        valid = tag.size == TAG_SIZES[tag.type]
+        expected = str(TAG_SIZES[tag.type])
+    else:
+        return
+    if not valid:
+        raise ImageError(
+            f"Multiboot2 {tag.name} tag at offset {tag.offset:#x} has a malformed size {tag.size}",
+            where=where,
+            hint=f"the specification defines its size as {expected}",
+        )
+
+
+def _decode_tag(header: Multiboot2Header, tag: HeaderTag, where: str) -> None:
+    body = tag.body
+    if tag.type == TAG_INFORMATION_REQUEST:
+        types = list(struct.unpack_from(f"<{len(body) // 4}I", body))
+        (header.optional_info if tag.optional else header.requested_info).extend(types)
+        unknown = [t for t in types if t > HIGHEST_KNOWN_INFO_TAG]
+        if unknown and not tag.optional:
+            raise ImageError(
+                f"Multiboot2 information request at offset {tag.offset:#x} requires unknown "
+                f"boot information type(s) {', '.join(map(str, unknown))}",
+                where=where,
+                hint="types 0-21 are defined; mark the request optional (flags bit 0) to boot anyway",
+            )
+    elif tag.type == TAG_ADDRESS:
+        header.address = AddressTag(*struct.unpack_from("<IIII", body))
+    elif tag.type == TAG_ENTRY_ADDRESS:
+        header.entry_address = struct.unpack_from("<I", body)[0]
+    elif tag.type == TAG_CONSOLE_FLAGS:
+        header.console_flags = struct.unpack_from("<I", body)[0]
+    elif tag.type == TAG_FRAMEBUFFER:
+        width, height, depth = struct.unpack_from("<III", body)
+        header.framebuffer = FramebufferRequest(width, height, depth, tag.optional)
+    elif tag.type == TAG_MODULE_ALIGN:
+        header.module_align = True
+    elif tag.type == TAG_RELOCATABLE:
+        header.relocatable = RelocatableTag(*struct.unpack_from("<IIII", body))
+    elif tag.type in (TAG_EFI_BS, TAG_ENTRY_ADDRESS_EFI32, TAG_ENTRY_ADDRESS_EFI64):
+        pass  # meaningful only when booted from UEFI; a BIOS loader ignores them
+    elif not tag.optional:
+        raise ImageError(
+            f"Multiboot2 header tag type {tag.type} at offset {tag.offset:#x} is not supported "
+            "and not marked optional",
+            where=where,
+            hint="the specification requires a loader to refuse such an image; set flags bit 0 "
+            "to make the tag optional",
+        )

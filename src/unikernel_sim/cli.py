@@ -1,0 +1,130 @@
+"""`unisim`: boot a Multiboot2 kernel, inspect an image, run the demo.
+
+Every bad input ends in one line on stderr and a documented exit code
+(docs/booting.md); guest output streams to stdout as the guest writes it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import traceback
+
+from unikernel_sim import __version__
+from unikernel_sim.errors import SimError, UsageError
+from unikernel_sim.exit_codes import ExitCode
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 64."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message, where=self.prog, hint=f"see `{self.prog} --help`")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="unisim", description="x86-64 PC simulator for bare-metal and unikernel developers")
+    parser.add_argument("--version", action="version", version=f"unisim {__version__}")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    boot = commands.add_parser("boot", help="boot a Multiboot2 kernel")
+    boot.add_argument("image", help="kernel image (ELF32/ELF64, or a flat binary with an address tag)")
+    boot.add_argument("--module", action="append", default=[], metavar="FILE[=CMDLINE]",
+                      help="load FILE as a Multiboot2 module with the given string (repeatable)")
+    boot.add_argument("--cmdline", default="", help="the kernel command line")
+    boot.add_argument("--memory", type=_positive_int, default=512, metavar="MB", help="RAM in MiB (default 512)")
+    boot.add_argument("--serial-in", metavar="FILE", help="bytes typed on COM1")
+    boot.add_argument("--serial-in-text", metavar="TEXT", help="text typed on COM1 (after --serial-in)")
+    boot.add_argument("--serial-out", metavar="FILE", help="also write COM1 output to FILE")
+    boot.add_argument("--max-instructions", type=_positive_int, metavar="N", help="stop after N instructions")
+    boot.add_argument("--timeout", type=_positive_float, metavar="S", help="stop after S seconds of wall time")
+    boot.add_argument("--expect", metavar="REGEX",
+                      help="smoke check: stop with exit 0 once the output matches REGEX; fail if it never does")
+    boot.add_argument("--deterministic", action="store_true",
+                      help="derive time from instructions: identical runs give identical output")
+    boot.add_argument("--exit-style", choices=("plain", "qemu"), default="plain",
+                      help="how a debug-exit value becomes the exit status (default plain)")
+    boot.add_argument("--strict-io", action="store_true", help="stop at the first access to a port with no device")
+    boot.add_argument("--verbose", "-v", action="store_true", help="print run statistics and unknown ports")
+
+    info = commands.add_parser("info", help="describe a kernel image: ELF facts and its Multiboot2 header")
+    info.add_argument("image")
+
+    demo = commands.add_parser("demo", help="build and boot the bundled reference unikernel")
+    demo.add_argument("--timeout", type=_positive_float, default=120.0, metavar="S")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _dispatch(argv)
+    except SimError as error:
+        print(f"unisim: {error.line()}", file=sys.stderr)
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        print("unisim: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        return 0
+    except Exception as error:  # a bug in unisim: one line, details in a file
+        with tempfile.NamedTemporaryFile("w", prefix="unisim-crash-", suffix=".txt", delete=False) as log:
+            traceback.print_exc(file=log)
+        print(f"unisim: internal error: {type(error).__name__}: {error}; traceback saved to {log.name} "
+              "(please report it)", file=sys.stderr)
+        return int(ExitCode.INTERNAL_ERROR)
+
+
+def _dispatch(argv: list[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "boot":
+        from unikernel_sim.cli_boot import run_boot
+
+        return run_boot(args)
+    if args.command == "info":
+        from unikernel_sim.cli_info import run_info
+
+        return run_info(args.image)
+    if args.command == "demo":
+        from unikernel_sim.cli_boot import run_demo
+
+        return run_demo(args)
+    parser.print_help(sys.stderr)
+    return int(ExitCode.USAGE)
+
+
+def open_output_file(path: str):
+    try:
+        return open(path, "wb")
+    except OSError as error:
+        raise UsageError(f"cannot write: {error.strerror}", where=path) from None
+
+
+def read_optional_input(path: str | None) -> bytes:
+    if path is None:
+        return b""
+    from unikernel_sim.boot.loader import read_input_file
+
+    return read_input_file(path, "serial input file")
+
+

@@ -1,0 +1,80 @@
+"""`unisim boot` and `unisim demo`: run a kernel with its output on the terminal."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from unikernel_sim.cli import open_output_file, read_optional_input
+from unikernel_sim.console import StreamWriter
+from unikernel_sim.run import BootResult, boot
+
+
+def run_boot(args: argparse.Namespace) -> int:
+    serial_input = read_optional_input(args.serial_in)
+    if args.serial_in_text:
+        serial_input += args.serial_in_text.encode("utf-8")
+    stdout = StreamWriter(sys.stdout.buffer, flush_every_byte=sys.stdout.isatty())
+    listeners = [stdout]
+    flushers = [stdout.flush]
+    serial_file = None
+    if args.serial_out:
+        serial_file = open_output_file(args.serial_out)
+        file_writer = StreamWriter(serial_file)
+        listeners.append(file_writer)
+        flushers.append(file_writer.flush)
+    try:
+        result = boot(
+            args.image,
+            modules=args.module,
+            cmdline=args.cmdline,
+            memory_mb=args.memory,
+            serial_input=serial_input,
+            max_instructions=args.max_instructions,
+            timeout=args.timeout,
+            deterministic=args.deterministic,
+            strict_io=args.strict_io,
+            exit_style=args.exit_style,
+            expect=args.expect,
+            serial_listeners=listeners,
+            debugcon_listeners=[stdout],
+            on_stop=flushers,
+            catch_sigint=True,
+        )
+    finally:
+        if serial_file is not None:
+            serial_file.close()
+    report_end(result, verbose=args.verbose)
+    return result.exit_code
+
+
+def report_end(result: BootResult, *, verbose: bool) -> None:
+    """What stderr shows after the run: nothing for a clean end unless verbose."""
+    stop = result.stop
+    if stop.abnormal:
+        print(f"unisim: {stop.summary}", file=sys.stderr)
+        from unikernel_sim.diagnostics.brief import brief_report
+
+        print(brief_report(result.machine, stop), file=sys.stderr)
+    if stop.exit_value is not None and stop.exit_value != result.exit_code and verbose:
+        print(f"unisim: guest wrote {stop.exit_value} to the debug-exit port", file=sys.stderr)
+    if result.expect_matched is False:
+        print("unisim: --expect pattern never appeared in the output", file=sys.stderr)
+    if verbose:
+        count = "not counted" if result.instructions is None else f"{result.instructions} instructions"
+        print(f"unisim: {stop.summary}; exit status {result.exit_code}; {count}; "
+              f"{result.wall_time:.3f} s", file=sys.stderr)
+        bus = result.machine.bus
+        for kind, counter in (("read", bus.unknown_reads), ("write", bus.unknown_writes)):
+            for port, count_ in sorted(counter.items()):
+                print(f"unisim: unknown port {port:#06x}: {count_} {kind}(s)", file=sys.stderr)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from unikernel_sim.firmware import build_firmware
+
+    kernel = build_firmware()
+    stdout = StreamWriter(sys.stdout.buffer)
+    result = boot(str(kernel), cmdline="demo", serial_listeners=[stdout], on_stop=[stdout.flush],
+                  timeout=args.timeout, catch_sigint=True)
+    report_end(result, verbose=False)
+    return result.exit_code

@@ -1,0 +1,106 @@
+/* The virtual clock's hot path, in C so that no Python runs per instruction.
+ *
+ * Unicorn calls vclock_count before every guest instruction when the machine
+ * counts instructions (deterministic mode, budgets, guest calls); it stops
+ * emu_start *before* instruction number stop_at, so a run that stops there has
+ * executed exactly stop_at instructions (Unicorn emits its exit-request check
+ * after the code hook, so the hooked instruction does not run).
+ *
+ * vclock_rdtsc is a UC_HOOK_INSN hook for RDTSC. The Unicorn 2.1.4 Python
+ * binding refuses that hook (UC_ERR_ARG) but the C core accepts it; the Python
+ * side registers this function through the library's own uc_hook_add. It
+ * returns the virtual TSC in EDX:EAX and returns 1 so the instruction is
+ * skipped. The TSC is derived from the instruction count (deterministic) or
+ * from the host's monotonic clock (fast mode), scaled to the configured rate.
+ *
+ * The struct layout is mirrored by VClockState in vclock.py. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <time.h>
+
+typedef int (*uc_emu_stop_fn)(void *uc);
+typedef int (*uc_reg_write_fn)(void *uc, int regid, const void *value);
+
+struct vclock {
+    uint64_t instructions;            /* instructions started, all slices             */
+    uint64_t stop_at;                 /* stop before this count; UINT64_MAX: never     */
+    uint64_t stopped;                 /* set to 1 when stop_at stopped the run          */
+    uint64_t deterministic;           /* 1: time from instructions; 0: host clock       */
+    uint64_t tsc_offset;              /* TSC value at time zero                         */
+    uint64_t tsc_hz;                  /* TSC ticks per second                           */
+    uint64_t ns_per_instruction_q32;  /* virtual ns per instruction, 32.32 fixed point  */
+    uint64_t host_ns_at_zero;         /* CLOCK_MONOTONIC at time zero (fast mode)        */
+    uint64_t host_ns_paused;          /* ns excluded from host time (snapshots, sleeps)  */
+    uint64_t virtual_ns_skipped;      /* ns added by hlt sleeps (virtual time jumps)     */
+    uint64_t rdtsc_count;             /* RDTSC executions seen                          */
+    uc_emu_stop_fn emu_stop;
+    uc_reg_write_fn reg_write;
+    int64_t reg_rax;
+    int64_t reg_rdx;
+};
+
+static uint64_t host_monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Virtual nanoseconds since time zero. */
+uint64_t vclock_now_ns(const struct vclock *vc)
+{
+    if (vc->deterministic)
+        return (uint64_t)(((unsigned __int128)vc->instructions * vc->ns_per_instruction_q32) >> 32)
+               + vc->virtual_ns_skipped;
+    return host_monotonic_ns() - vc->host_ns_at_zero - vc->host_ns_paused + vc->virtual_ns_skipped;
+}
+
+uint64_t vclock_host_ns(void)
+{
+    return host_monotonic_ns();
+}
+
+uint64_t vclock_tsc(const struct vclock *vc)
+{
+    uint64_t ns = vclock_now_ns(vc);
+    return vc->tsc_offset + (uint64_t)(((unsigned __int128)ns * vc->tsc_hz) / 1000000000ull);
+}
+
+void vclock_count(void *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    struct vclock *vc = user_data;
+    (void)address;
+    (void)size;
+    if (vc->instructions >= vc->stop_at) {
+        vc->stopped = 1;
+        vc->emu_stop(uc);
+        return;
+    }
+    vc->instructions++;
+}
+
+uint32_t vclock_rdtsc(void *uc, void *user_data)
+{
+    struct vclock *vc = user_data;
+    uint64_t tsc = vclock_tsc(vc);
+    uint64_t low = tsc & 0xFFFFFFFFull;
+    uint64_t high = tsc >> 32;
+
+    vc->rdtsc_count++;
+    vc->reg_write(uc, (int)vc->reg_rax, &low);
+    vc->reg_write(uc, (int)vc->reg_rdx, &high);
+    return 1;
+}
+
+/* An importable module, so that setuptools builds and installs this file;
+ * the functions above are reached through ctypes, not through Python. */
+static struct PyModuleDef vclock_module = {
+    PyModuleDef_HEAD_INIT, "_vclock",
+    "C hooks of the virtual clock (reached through ctypes).", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__vclock(void)
+{
+    return PyModule_Create(&vclock_module);
+}

@@ -1,0 +1,78 @@
+"""Creating the Unicorn engine and reading the CPU state in one place.
+
+The engine is created in UC_MODE_64 even for 32-bit kernels: in a UC_MODE_32
+engine the register API is fixed to 32 bits, so after the guest enters long
+mode RIP and R8-R15 read back as 0 (see DESIGN.md). The Multiboot2 32-bit
+entry state is then reached by running a stub (boot/handoff.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
+from unicorn import x86_const as x86
+
+MSR_EFER = 0xC0000080
+MSR_FS_BASE = 0xC0000100
+MSR_GS_BASE = 0xC0000101
+
+EFLAGS_IF = 1 << 9
+EFLAGS_RESERVED_1 = 1 << 1
+CR0_PE = 1 << 0
+CR0_PG = 1 << 31
+EFER_LMA = 1 << 10
+
+GPR_NAMES = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+             "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+SEGMENT_NAMES = ("cs", "ds", "es", "fs", "gs", "ss")
+
+
+def create_engine() -> Uc:
+    return Uc(UC_ARCH_X86, UC_MODE_64)
+
+
+def reg_id(name: str) -> int:
+    return getattr(x86, f"UC_X86_REG_{name.upper()}")
+
+
+@dataclass
+class CpuState:
+    """A plain copy of the registers a report or a test looks at."""
+
+    gpr: dict[str, int]
+    rip: int
+    rflags: int
+    cr0: int
+    cr2: int
+    cr3: int
+    cr4: int
+    efer: int
+    segments: dict[str, int]
+    gdtr: tuple[int, int]   # (base, limit)
+    idtr: tuple[int, int]
+
+    @property
+    def long_mode(self) -> bool:
+        return bool(self.efer & EFER_LMA)
+
+    @property
+    def interrupts_enabled(self) -> bool:
+        return bool(self.rflags & EFLAGS_IF)
+
+
+def read_cpu_state(uc: Uc) -> CpuState:
+    gdtr = uc.reg_read(x86.UC_X86_REG_GDTR)
+    idtr = uc.reg_read(x86.UC_X86_REG_IDTR)
+    return CpuState(
+        gpr={name: uc.reg_read(reg_id(name)) for name in GPR_NAMES},
+        rip=uc.reg_read(x86.UC_X86_REG_RIP),
+        rflags=uc.reg_read(x86.UC_X86_REG_RFLAGS),
+        cr0=uc.reg_read(x86.UC_X86_REG_CR0),
+        cr2=uc.reg_read(x86.UC_X86_REG_CR2),
+        cr3=uc.reg_read(x86.UC_X86_REG_CR3),
+        cr4=uc.reg_read(x86.UC_X86_REG_CR4),
+        efer=uc.msr_read(MSR_EFER),
+        segments={name: uc.reg_read(reg_id(name)) for name in SEGMENT_NAMES},
+        gdtr=(gdtr[1], gdtr[2]),
+        idtr=(idtr[1], idtr[2]),
+    )

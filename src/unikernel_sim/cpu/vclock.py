@@ -1,0 +1,159 @@
+"""The virtual clock: instruction counting and RDTSC without Python in the hot path.
+
+The per-instruction counter and the RDTSC handler are C functions
+(``_vclock.c``) registered directly with Unicorn's C API through ctypes.
+Why not the Python binding: a Python code hook costs ~0.4 us per instruction,
+and the binding refuses ``UC_HOOK_INSN`` for ``UC_X86_INS_RDTSC`` although the
+C core (since 2.1.2) accepts it. Passing a C function pointer to the library's
+own ``uc_hook_add`` reaches the core directly.
+"""
+from __future__ import annotations
+
+import ctypes
+
+from unicorn import UC_HOOK_CODE, UC_HOOK_INSN, Uc
+from unicorn.unicorn_py3.unicorn import uclib
+from unicorn.x86_const import UC_X86_INS_RDTSC, UC_X86_REG_RAX, UC_X86_REG_RDX
+
+from unikernel_sim.cpu import _vclock
+
+NEVER = (1 << 64) - 1
+NS_PER_SECOND = 1_000_000_000
+
+
+class VClockState(ctypes.Structure):
+    """Mirror of ``struct vclock`` in _vclock.c (same order, same types)."""
+
+    _fields_ = [
+        ("instructions", ctypes.c_uint64),
+        ("stop_at", ctypes.c_uint64),
+        ("stopped", ctypes.c_uint64),
+        ("deterministic", ctypes.c_uint64),
+        ("tsc_offset", ctypes.c_uint64),
+        ("tsc_hz", ctypes.c_uint64),
+        ("ns_per_instruction_q32", ctypes.c_uint64),
+        ("host_ns_at_zero", ctypes.c_uint64),
+        ("host_ns_paused", ctypes.c_uint64),
+        ("virtual_ns_skipped", ctypes.c_uint64),
+        ("rdtsc_count", ctypes.c_uint64),
+        ("emu_stop", ctypes.c_void_p),
+        ("reg_write", ctypes.c_void_p),
+        ("reg_rax", ctypes.c_int64),
+        ("reg_rdx", ctypes.c_int64),
+    ]
+
+
+_lib = ctypes.CDLL(_vclock.__file__)
+_lib.vclock_now_ns.restype = ctypes.c_uint64
+_lib.vclock_now_ns.argtypes = [ctypes.POINTER(VClockState)]
+_lib.vclock_tsc.restype = ctypes.c_uint64
+_lib.vclock_tsc.argtypes = [ctypes.POINTER(VClockState)]
+_lib.vclock_host_ns.restype = ctypes.c_uint64
+_COUNT_HOOK = ctypes.cast(_lib.vclock_count, ctypes.c_void_p)
+_RDTSC_HOOK = ctypes.cast(_lib.vclock_rdtsc, ctypes.c_void_p)
+
+
+def host_ns() -> int:
+    """CLOCK_MONOTONIC in nanoseconds (the clock fast mode runs on)."""
+    return int(_lib.vclock_host_ns())
+
+
+class VirtualClock:
+    """One clock for the whole machine: PIT, TSC and IRQ timing read it.
+
+    deterministic: time = instructions x ns_per_instruction (+ hlt sleeps), so
+    runs repeat exactly. Otherwise time is the host's monotonic clock, and
+    instructions are counted only while a budget or a guest call needs them.
+    """
+
+    def __init__(
+        self,
+        uc: Uc,
+        *,
+        deterministic: bool,
+        tsc_hz: int,
+        instructions_per_second: int,
+    ) -> None:
+        self.uc = uc
+        self.state = VClockState()
+        s = self.state
+        s.stop_at = NEVER
+        s.deterministic = int(deterministic)
+        s.tsc_hz = tsc_hz
+        s.ns_per_instruction_q32 = (NS_PER_SECOND << 32) // instructions_per_second
+        s.host_ns_at_zero = host_ns()
+        s.emu_stop = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
+        s.reg_write = ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value
+        s.reg_rax = UC_X86_REG_RAX
+        s.reg_rdx = UC_X86_REG_RDX
+        self._pointer = ctypes.pointer(self.state)
+        self._user_data = ctypes.cast(self._pointer, ctypes.c_void_p)
+        self._count_hook: int | None = None
+        self._add_hook(UC_HOOK_INSN, _RDTSC_HOOK, 1, 0, UC_X86_INS_RDTSC)
+        self.counting = False
+
+    @property
+    def deterministic(self) -> bool:
+        return bool(self.state.deterministic)
+
+    # --- hooks -----------------------------------------------------------
+    def _add_hook(self, htype: int, callback: ctypes.c_void_p, begin: int, end: int, *extra: int) -> int:
+        handle = ctypes.c_size_t()
+        args = [ctypes.c_int(x) for x in extra]
+        status = uclib.uc_hook_add(
+            self.uc._uch, ctypes.byref(handle), htype, callback, self._user_data,
+            ctypes.c_uint64(begin), ctypes.c_uint64(end), *args,
+        )
+        if status != 0:
+            raise RuntimeError(f"uc_hook_add({htype}) failed with Unicorn error {status}")
+        return handle.value
+
+    def start_counting(self) -> None:
+        """Install the per-instruction counter (C, ~126 M instr/s ceiling).
+
+        Must happen before the first emu_start that needs it; Unicorn only
+        applies a new code hook to blocks translated afterwards, so the
+        translation cache is flushed."""
+        if self._count_hook is None:
+            self._count_hook = self._add_hook(UC_HOOK_CODE, _COUNT_HOOK, 1, 0)
+            self.uc.ctl_flush_tb()
+        self.counting = True
+
+    def stop_counting(self) -> None:
+        if self._count_hook is not None and not self.deterministic:
+            self.uc.hook_del(self._count_hook)
+            self._count_hook = None
+            self.uc.ctl_flush_tb()
+            self.counting = False
+
+    # --- readings ----------------------------------------------------------
+    @property
+    def instructions(self) -> int:
+        return self.state.instructions
+
+    def now_ns(self) -> int:
+        return int(_lib.vclock_now_ns(self._pointer))
+
+    def tsc(self) -> int:
+        return int(_lib.vclock_tsc(self._pointer))
+
+    def arm_stop(self, at_instruction: int | None) -> None:
+        """Stop emu_start before instruction number at_instruction (None: never)."""
+        self.state.stop_at = NEVER if at_instruction is None else at_instruction
+        self.state.stopped = 0
+
+    @property
+    def stopped_by_clock(self) -> bool:
+        return bool(self.state.stopped)
+
+    def skip_ns(self, ns: int) -> None:
+        """Jump virtual time forward (a hlt that sleeps until the next event)."""
+        self.state.virtual_ns_skipped += max(0, ns)
+
+    def snapshot(self) -> bytes:
+        return bytes(self.state)
+
+    def restore(self, data: bytes) -> None:
+        saved = VClockState.from_buffer_copy(data)
+        for name in ("instructions", "stop_at", "stopped", "tsc_offset", "virtual_ns_skipped", "rdtsc_count"):
+            setattr(self.state, name, getattr(saved, name))

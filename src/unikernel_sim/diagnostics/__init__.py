@@ -1,0 +1,1 @@
+"""Symbols, source lines, disassembly, backtraces and crash reports."""

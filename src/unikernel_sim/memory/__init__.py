@@ -1,0 +1,1 @@
+"""Guest physical memory and the page-table walker."""

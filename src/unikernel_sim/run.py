@@ -1,0 +1,105 @@
+"""``boot()``: load a kernel into a fresh Machine, run it, and say what happened.
+
+This is the Python face of ``unisim boot``: the CLI only parses arguments,
+streams output and prints the result.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from unikernel_sim.boot.loader import ModuleSpec
+from unikernel_sim.exit_codes import ExitCode, guest_exit_status
+from unikernel_sim.expect import ExpectWatcher
+from unikernel_sim.machine import Machine
+from unikernel_sim.stops import EXIT_CODES, Stop, StopReason
+
+
+@dataclass
+class BootResult:
+    stop: Stop
+    exit_code: int                    # the process status `unisim boot` exits with
+    serial_bytes: bytes
+    debugcon_bytes: bytes
+    instructions: int | None          # exact when counted (deterministic, budget), else None
+    wall_time: float                  # seconds, load + run
+    machine: Machine = field(repr=False)
+    expect_matched: bool | None = None
+
+    @property
+    def exit_reason(self) -> StopReason:
+        return self.stop.reason
+
+    @property
+    def guest_exit_value(self) -> int | None:
+        return self.stop.exit_value
+
+    @property
+    def serial(self) -> str:
+        return self.serial_bytes.decode("utf-8", errors="replace")
+
+    @property
+    def debugcon(self) -> str:
+        return self.debugcon_bytes.decode("utf-8", errors="replace")
+
+
+def boot(
+    image: str,
+    *,
+    modules: Iterable[ModuleSpec | str] = (),
+    cmdline: str = "",
+    memory_mb: int = 512,
+    serial_input: bytes = b"",
+    max_instructions: int | None = None,
+    timeout: float | None = None,
+    deterministic: bool = False,
+    strict_io: bool = False,
+    exit_style: str = "plain",
+    expect: str | None = None,
+    serial_listeners: Iterable[Callable[[int], None]] = (),
+    debugcon_listeners: Iterable[Callable[[int], None]] = (),
+    on_stop: Iterable[Callable[[], None]] = (),
+    catch_sigint: bool = False,
+) -> BootResult:
+    """Boot image as a Multiboot2 loader would and run it to its end.
+
+    Raises SimError subclasses (UsageError, InputFileError, ImageError) for bad
+    input before anything runs; guest misbehaviour is reported in the result."""
+    started = time.perf_counter()
+    specs = [m if isinstance(m, ModuleSpec) else ModuleSpec.parse(m) for m in modules]
+    machine = Machine(memory_mb, deterministic=deterministic, serial_input=serial_input,
+                      strict_io=strict_io)
+    machine.serial.listeners.extend(serial_listeners)
+    machine.debugcon.listeners.extend(debugcon_listeners)
+    machine.on_stop.extend(on_stop)
+    watcher = None
+    if expect is not None:
+        watcher = ExpectWatcher(expect, on_match=lambda: machine.request_stop(
+            Stop(StopReason.EXPECT_MATCHED, f"--expect matched {expect!r}")))
+        machine.serial.listeners.append(watcher)
+        machine.debugcon.listeners.append(watcher)
+    machine.load(image, cmdline=cmdline, modules=specs)
+    stop = machine.run(max_instructions=max_instructions, timeout=timeout, catch_sigint=catch_sigint)
+    matched = watcher.check() if watcher is not None else None
+    return BootResult(
+        stop=stop,
+        exit_code=exit_status(stop, exit_style, matched),
+        serial_bytes=bytes(machine.serial.data),
+        debugcon_bytes=bytes(machine.debugcon.data),
+        instructions=machine.instructions,
+        wall_time=time.perf_counter() - started,
+        machine=machine,
+        expect_matched=matched,
+    )
+
+
+def exit_status(stop: Stop, exit_style: str, expect_matched: bool | None) -> int:
+    """The process status for a stop (docs/booting.md, "Exit codes")."""
+    if stop.reason == StopReason.GUEST_EXIT:
+        code = guest_exit_status(stop.exit_value or 0, exit_style)
+    else:
+        code = int(EXIT_CODES[stop.reason])
+    if expect_matched is False and not stop.abnormal:
+        return int(ExitCode.EXPECT_FAILED)
+    return code

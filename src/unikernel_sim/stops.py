@@ -1,0 +1,69 @@
+"""Why a run ended: the reasons the run loop can report, and their exit codes."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from unikernel_sim.exit_codes import ExitCode
+
+
+class StopReason(enum.Enum):
+    HALT = "halt"                    # hlt with IF clear (or no interrupt source left)
+    GUEST_EXIT = "guest-exit"        # the guest wrote to the debug-exit port
+    TIMEOUT = "timeout"              # wall-clock limit
+    BUDGET = "budget"                # instruction limit
+    EXCEPTION = "exception"          # a CPU exception the kernel cannot handle
+    TRIPLE_FAULT = "triple-fault"
+    OUTSIDE_RAM = "outside-ram"      # access to physical memory that does not exist
+    PANIC = "panic"                  # the guest called its panic function
+    STRICT_IO = "strict-io"          # --strict-io and a port with no device
+    INTERRUPTED = "interrupted"      # Ctrl-C
+    RETURNED = "returned"            # a guest call returned to its sentinel
+    EXPECT_MATCHED = "expect-matched"  # --expect found its pattern in the output
+
+
+EXIT_CODES = {
+    StopReason.HALT: ExitCode.OK,
+    StopReason.TIMEOUT: ExitCode.TIMEOUT,
+    StopReason.BUDGET: ExitCode.BUDGET,
+    StopReason.EXCEPTION: ExitCode.CRASH,
+    StopReason.TRIPLE_FAULT: ExitCode.CRASH,
+    StopReason.OUTSIDE_RAM: ExitCode.CRASH,
+    StopReason.PANIC: ExitCode.CRASH,
+    StopReason.STRICT_IO: ExitCode.STRICT_IO,
+    StopReason.INTERRUPTED: ExitCode.INTERRUPTED,
+    StopReason.RETURNED: ExitCode.OK,
+    StopReason.EXPECT_MATCHED: ExitCode.OK,
+}
+
+ABNORMAL = frozenset({
+    StopReason.TIMEOUT, StopReason.BUDGET, StopReason.EXCEPTION, StopReason.TRIPLE_FAULT,
+    StopReason.OUTSIDE_RAM, StopReason.PANIC, StopReason.STRICT_IO, StopReason.INTERRUPTED,
+})
+
+
+@dataclass
+class FaultStep:
+    """One exception on the way to a stop (a chain ends in a triple fault)."""
+
+    vector: int
+    error_code: int | None
+    rip: int
+    where: str                         # symbol+offset
+    cr2: int | None = None
+
+
+@dataclass
+class Stop:
+    reason: StopReason
+    summary: str                       # one line, what happened
+    rip: int = 0
+    where: str = ""                    # symbol+offset of rip
+    exit_value: int | None = None      # what the guest wrote to the debug-exit port
+    vector: int | None = None
+    fault_address: int | None = None   # CR2, or the unmapped physical address
+    chain: list[FaultStep] = field(default_factory=list)
+
+    @property
+    def abnormal(self) -> bool:
+        return self.reason in ABNORMAL
