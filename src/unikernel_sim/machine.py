@@ -32,6 +32,7 @@ from unikernel_sim.devices.bus import IoBus
 from unikernel_sim.devices.debug_exit import (
     DEBUG_CONSOLE_PORT, DEBUG_EXIT_PORT, DEBUG_EXIT_WIDTH, DebugConsole, DebugExit,
 )
+from unikernel_sim.devices.post_port import POST_PORT, PostPort
 from unikernel_sim.devices.uart16550 import COM1_BASE, Uart16550
 from unikernel_sim.errors import UsageError
 from unikernel_sim.memory import paging
@@ -80,6 +81,8 @@ class Machine:
         self.bus.attach(COM1_BASE, 8, self.uart)
         self.bus.attach(DEBUG_EXIT_PORT, DEBUG_EXIT_WIDTH, DebugExit(self._on_debug_exit))
         self.bus.attach(DEBUG_CONSOLE_PORT, 1, DebugConsole(self.debugcon.write))
+        self.post = PostPort()
+        self.bus.attach(POST_PORT, 1, self.post)
         self.strict_io = strict_io
         self.bus.on_unknown = self._on_unknown_port
         self.symbols = None
@@ -163,6 +166,7 @@ class Machine:
     def _stop_now(self, stop: Stop) -> None:
         if self._pending is None:
             self._pending = stop
+        self.clock.note_stop_request()
         self.uc.emu_stop()
 
     # --- running ---------------------------------------------------------------
@@ -181,7 +185,8 @@ class Machine:
             budget_end = None
         unexplained = 0
         try:
-            with Watchdog(self.uc, timeout=timeout, catch_sigint=catch_sigint) as watchdog:
+            with Watchdog(self.uc, timeout=timeout, catch_sigint=catch_sigint,
+                          on_stop=self.clock.note_stop_request) as watchdog:
                 while True:
                     stop = self._run_slice(budget_end, watchdog)
                     if stop is not None:

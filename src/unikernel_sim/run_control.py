@@ -13,13 +13,16 @@ import signal
 import socket
 import threading
 import time
+from typing import Callable
 
 from unicorn import Uc
 
 
 class Watchdog:
-    def __init__(self, uc: Uc, *, timeout: float | None, catch_sigint: bool) -> None:
+    def __init__(self, uc: Uc, *, timeout: float | None, catch_sigint: bool,
+                 on_stop: Callable[[], None] = lambda: None) -> None:
         self.uc = uc
+        self.on_stop = on_stop
         self.timeout = timeout
         self.catch_sigint = catch_sigint and threading.current_thread() is threading.main_thread()
         self.timed_out = False
@@ -45,9 +48,13 @@ class Watchdog:
         self._thread.start()
         return self
 
+    def _stop(self) -> None:
+        self.on_stop()
+        self.uc.emu_stop()
+
     def _on_sigint(self, signum, frame) -> None:
         self.interrupted = True
-        self.uc.emu_stop()
+        self._stop()
 
     def _watch(self) -> None:
         while not self._done.is_set():
@@ -62,11 +69,11 @@ class Watchdog:
                     data = b""
                 if signal.SIGINT.value in data:
                     self.interrupted = True
-                    self.uc.emu_stop()
+                    self._stop()
                     return
             elif self._deadline is not None and time.monotonic() >= self._deadline:
                 self.timed_out = True
-                self.uc.emu_stop()
+                self._stop()
                 return
 
     def __exit__(self, *exc) -> None:

@@ -85,10 +85,13 @@ def load_kernel(
     data = read_input_file(path, "kernel image")
     if not data:
         raise ImageError("kernel image is empty", where=path)
-    elf = None
-    if is_elf(data):
-        elf = read_elf(data, path)
-    header_offset = mbh.find_header(data, path)
+    elf = read_elf(data, path) if is_elf(data) else None
+    try:
+        header_offset = mbh.find_header(data, path)
+    except ImageError as error:
+        if elf is None:
+            error.message = f"not an ELF file, and {error.message}"
+        raise ImageError(error.message, where=error.where, hint=error.hint) from None
     header = mbh.parse(data, header_offset, path)
     _check_framebuffer_request(header, path)
 

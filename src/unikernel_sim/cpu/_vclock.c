@@ -26,6 +26,7 @@ struct vclock {
     uint64_t instructions;            /* instructions started, all slices             */
     uint64_t stop_at;                 /* stop before this count; UINT64_MAX: never     */
     uint64_t stopped;                 /* set to 1 when stop_at stopped the run          */
+    uint64_t stop_requested;          /* set by the host when a hook called emu_stop    */
     uint64_t deterministic;           /* 1: time from instructions; 0: host clock       */
     uint64_t tsc_offset;              /* TSC value at time zero                         */
     uint64_t tsc_hz;                  /* TSC ticks per second                           */
@@ -72,6 +73,10 @@ void vclock_count(void *uc, uint64_t address, uint32_t size, void *user_data)
     struct vclock *vc = user_data;
     (void)address;
     (void)size;
+    /* After emu_stop from an I/O or exception hook, Unicorn still calls the code
+     * hook of the next instruction before it leaves; that instruction never runs. */
+    if (vc->stop_requested)
+        return;
     if (vc->instructions >= vc->stop_at) {
         vc->stopped = 1;
         vc->emu_stop(uc);

@@ -28,6 +28,7 @@ class VClockState(ctypes.Structure):
         ("instructions", ctypes.c_uint64),
         ("stop_at", ctypes.c_uint64),
         ("stopped", ctypes.c_uint64),
+        ("stop_requested", ctypes.c_uint64),
         ("deterministic", ctypes.c_uint64),
         ("tsc_offset", ctypes.c_uint64),
         ("tsc_hz", ctypes.c_uint64),
@@ -141,6 +142,11 @@ class VirtualClock:
         """Stop emu_start before instruction number at_instruction (None: never)."""
         self.state.stop_at = NEVER if at_instruction is None else at_instruction
         self.state.stopped = 0
+        self.state.stop_requested = 0
+
+    def note_stop_request(self) -> None:
+        """A hook asked Unicorn to stop: do not count the instruction it never runs."""
+        self.state.stop_requested = 1
 
     @property
     def stopped_by_clock(self) -> bool:

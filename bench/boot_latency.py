@@ -1,0 +1,61 @@
+"""Wall time from process start to the firmware's first serial byte, and to exit.
+
+Median of N runs of `unisim boot firmware/build/default/kernel.elf`, beside
+`python -c 'import unicorn'` and `python -c pass` on the same machine in the
+same run (the floor any Python tool pays). Prints a Markdown table row set.
+
+    python bench/boot_latency.py [--runs 10]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+from unikernel_sim.firmware import build_firmware
+
+
+def first_byte_and_exit(command: list[str]) -> tuple[float, float]:
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    first = proc.stdout.read(1)
+    first_at = time.perf_counter() - start
+    proc.stdout.read()
+    proc.wait()
+    if not first:
+        raise SystemExit(f"{command} printed nothing")
+    return first_at, time.perf_counter() - start
+
+
+def process_time(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    kernel = str(build_firmware())
+    unisim = [shutil.which("unisim") or "unisim", "boot", kernel]
+    rows = []
+    samples = [first_byte_and_exit(unisim) for _ in range(args.runs)]
+    rows.append(("unisim boot: first serial byte", statistics.median(s[0] for s in samples)))
+    rows.append(("unisim boot: process exit", statistics.median(s[1] for s in samples)))
+    rows.append(("python -c 'import unicorn'",
+                 statistics.median(process_time([sys.executable, "-c", "import unicorn"]) for _ in range(args.runs))))
+    rows.append(("python -c pass",
+                 statistics.median(process_time([sys.executable, "-c", "pass"]) for _ in range(args.runs))))
+    print(f"| measurement (median of {args.runs}) | ms |")
+    print("|---|---|")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds * 1000:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

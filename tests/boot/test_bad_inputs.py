@@ -1,0 +1,252 @@
+"""Every bad input: one line on stderr naming the file and the problem, a
+documented exit code, never a traceback."""
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unikernel_sim import guestkit
+from unikernel_sim.boot.loader import ModuleSpec
+from unikernel_sim.boot.multiboot2_header import TAG_FRAMEBUFFER
+from unikernel_sim.cli import main
+from unikernel_sim.errors import ImageError
+from unikernel_sim.exit_codes import ExitCode
+from unikernel_sim.run import boot
+
+EXIT_NOW = "mov al, 0\nout 0xf4, al"
+
+
+def run_cli(capfd, *args: str) -> tuple[int, str]:
+    code = main(["boot", *args])
+    out, err = capfd.readouterr()
+    return code, err
+
+
+def assert_one_line(err: str, *fragments: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one error line, got: {err!r}"
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_missing_file(capfd, tmp_path):
+    path = str(tmp_path / "nope.elf")
+    code, err = run_cli(capfd, path)
+    assert code == ExitCode.NO_INPUT
+    assert_one_line(err, path, "not found")
+
+
+def test_directory_instead_of_file(capfd, tmp_path):
+    code, err = run_cli(capfd, str(tmp_path))
+    assert code == ExitCode.NO_INPUT
+    assert_one_line(err, str(tmp_path), "directory")
+
+
+def test_empty_file(capfd, tmp_path):
+    path = write(tmp_path, "empty.elf", b"")
+    code, err = run_cli(capfd, path)
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, path, "empty")
+
+
+def test_not_elf(capfd, tmp_path):
+    path = write(tmp_path, "text.txt", b"just some text, not a kernel\n" * 100)
+    code, err = run_cli(capfd, path)
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, path, "not an ELF file", "no Multiboot2 header")
+
+
+def test_truncated_elf(capfd, tmp_path, firmware_elf):
+    data = Path(firmware_elf).read_bytes()
+    path = write(tmp_path, "truncated.elf", data[:0x1100])
+    code, err = run_cli(capfd, path)
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, path, "truncated")
+
+
+def test_truncated_elf_header(capfd, tmp_path, firmware_elf):
+    path = write(tmp_path, "stub.elf", Path(firmware_elf).read_bytes()[:40])
+    code, err = run_cli(capfd, path)
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, path, "truncated")
+
+
+def test_elf_for_another_machine(capfd, tmp_path):
+    em_arm = 40
+    path = write(tmp_path, "arm.elf", guestkit.elf32_image(b"\xf4", machine=em_arm))
+    code, err = run_cli(capfd, path)
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, path, "EM_ARM", "not x86")
+
+
+def test_no_multiboot2_header(capfd, tmp_path, firmware_elf):
+    data = bytearray(Path(firmware_elf).read_bytes())
+    offset = data.find(struct.pack("<I", 0xE85250D6))
+    data[offset:offset + 4] = b"\0\0\0\0"
+    path = write(tmp_path, "nohdr.elf", bytes(data))
+    code, err = run_cli(capfd, path)
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, path, "no Multiboot2 header")
+
+
+def test_header_after_32k(capfd, tmp_path):
+    header = guestkit.multiboot2_header([])
+    path = write(tmp_path, "late.bin", b"\0" * 0x9000 + header + b"\xf4")
+    code, err = run_cli(capfd, path)
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, path, "0x9000", "beyond the first 32 KiB")
+
+
+def test_bad_checksum(capfd, tmp_path):
+    header = guestkit.multiboot2_header([], checksum_delta=1)
+    path = write(tmp_path, "badsum.bin", header + b"\xf4")
+    code, err = run_cli(capfd, path)
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, path, "bad checksum")
+
+
+def test_malformed_tag_length(capfd, tmp_path):
+    bad_tag = struct.pack("<HHI", 1, 0, 10) + b"\0" * 8      # information request of 10 bytes, padded
+    path = write(tmp_path, "badtag.bin", guestkit.multiboot2_header([bad_tag]) + b"\xf4")
+    code, err = run_cli(capfd, path)
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, path, "malformed size 10")
+
+
+def test_tag_running_past_header(capfd, tmp_path):
+    bad_tag = struct.pack("<HHI", 6, 0, 4000)
+    path = write(tmp_path, "longtag.bin", guestkit.multiboot2_header([bad_tag]) + b"\xf4")
+    code, err = run_cli(capfd, path)
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, path, "malformed size 4000")
+
+
+def test_unsupported_required_tag_refused_optional_accepted(capfd, tmp_path, make_guest):
+    unknown = guestkit.header_tag(42, b"\0" * 8)
+    code, err = run_cli(capfd, make_guest(EXIT_NOW, elf=True, extra_tags=[unknown]))
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, "tag type 42", "not marked optional")
+    optional = guestkit.header_tag(42, b"\0" * 8, flags=1)
+    code, err = run_cli(capfd, make_guest(EXIT_NOW, elf=True, extra_tags=[optional]))
+    assert (code, err) == (0, "")
+
+
+def test_unknown_required_information_request(capfd, make_guest):
+    code, err = run_cli(capfd, make_guest(EXIT_NOW, elf=True, extra_tags=[guestkit.information_request([6, 99])]))
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, "unknown boot information type(s) 99")
+    code, _ = run_cli(capfd, make_guest(EXIT_NOW, elf=True,
+                                        extra_tags=[guestkit.information_request([99], optional=True)]))
+    assert code == 0
+
+
+@pytest.mark.parametrize("depth,flags,ok", [(0, 0, True), (32, 0, False), (32, 1, True)])
+def test_framebuffer_request(capfd, make_guest, depth, flags, ok):
+    tag = guestkit.header_tag(TAG_FRAMEBUFFER, struct.pack("<III", 1024, 768, depth), flags)
+    code, err = run_cli(capfd, make_guest(EXIT_NOW, elf=True, extra_tags=[tag]))
+    if ok:
+        assert (code, err) == (0, "")
+    else:
+        assert code == ExitCode.BAD_IMAGE
+        assert_one_line(err, "1024x768x32 graphics framebuffer", "text console")
+
+
+def test_segment_outside_guest_ram(capfd, make_guest):
+    path = make_guest(EXIT_NOW, elf=True, load_address=600 << 20)
+    code, err = run_cli(capfd, path)
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, path, "outside guest RAM", "--memory")
+
+
+def test_memory_too_small_for_kernel(capfd, make_guest):
+    path = make_guest(EXIT_NOW, elf=True, bss=6 << 20)
+    code, err = run_cli(capfd, path, "--memory", "4")
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, path, "outside guest RAM (4 MiB")
+    assert run_cli(capfd, path, "--memory", "16")[0] == 0
+
+
+def test_segment_in_bios_area(capfd, make_guest):
+    path = make_guest(EXIT_NOW, elf=True, load_address=0xA0000)
+    code, err = run_cli(capfd, path)
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, path, "not in available memory")
+
+
+def test_segment_overlapping_a_module(make_guest, tmp_path):
+    path = make_guest(EXIT_NOW, elf=True)
+    module = write(tmp_path, "m.bin", b"x" * 100)
+    with pytest.raises(ImageError, match="overlaps ELF segment"):
+        boot(path, modules=[ModuleSpec(module, "m", address=0x100800)])
+
+
+def test_module_overlapping_another_module(make_guest, tmp_path):
+    path = make_guest(EXIT_NOW, elf=True)
+    module = write(tmp_path, "m.bin", b"x" * 8192)
+    with pytest.raises(ImageError, match=r"module .*overlaps module"):
+        boot(path, modules=[ModuleSpec(module, "a", address=0x400000), ModuleSpec(module, "b", address=0x401000)])
+
+
+def test_missing_and_unreadable_modules(capfd, tmp_path, firmware_elf):
+    missing = str(tmp_path / "missing.bin")
+    code, err = run_cli(capfd, firmware_elf, "--module", f"{missing}=weights")
+    assert code == ExitCode.NO_INPUT
+    assert_one_line(err, missing, "module not found")
+    code, err = run_cli(capfd, firmware_elf, "--module", str(tmp_path))
+    assert code == ExitCode.NO_INPUT
+    assert_one_line(err, str(tmp_path), "directory")
+
+
+def test_unreadable_module_permissions(capfd, tmp_path, firmware_elf):
+    path = write(tmp_path, "secret.bin", b"x")
+    os.chmod(path, 0)
+    if os.access(path, os.R_OK):
+        pytest.skip("running as root: file permissions do not stop reads")
+    code, err = run_cli(capfd, firmware_elf, "--module", path)
+    assert code == ExitCode.NO_INPUT
+    assert_one_line(err, path, "cannot read")
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--memory", "0"], "must be greater than 0"),
+    (["--memory", "lots"], "not a whole number"),
+    (["--memory", "100000"], "out of range"),
+    (["--timeout", "-1"], "greater than 0"),
+    (["--max-instructions", "x"], "not a whole number"),
+    (["--exit-style", "bochs"], "invalid choice"),
+    (["--expect", "("], "invalid regular expression"),
+    (["--no-such-flag"], "unrecognized arguments"),
+])
+def test_bad_usage(capfd, firmware_elf, args, fragment):
+    code, err = run_cli(capfd, firmware_elf, *args)
+    assert code == ExitCode.USAGE
+    assert_one_line(err, fragment)
+
+
+def test_missing_serial_input_file(capfd, tmp_path, firmware_elf):
+    missing = str(tmp_path / "in.txt")
+    code, err = run_cli(capfd, firmware_elf, "--serial-in", missing)
+    assert code == ExitCode.NO_INPUT
+    assert_one_line(err, missing, "not found")
+
+
+def test_real_process_prints_no_traceback(tmp_path):
+    """The installed console script, end to end: exit code and a single line."""
+    path = str(tmp_path / "missing.elf")
+    proc = subprocess.run([sys.executable, "-m", "unikernel_sim", "boot", path], capture_output=True, text=True)
+    assert proc.returncode == ExitCode.NO_INPUT
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert path in proc.stderr

@@ -1,0 +1,86 @@
+"""The reference firmware's own printout proves what the loader handed over."""
+from __future__ import annotations
+
+import re
+import zlib
+
+import pytest
+
+from unikernel_sim.run import boot
+from unikernel_sim.stops import StopReason
+
+MIB = 1 << 20
+
+
+def parse_printout(text: str) -> dict:
+    out = {"mmap": [], "modules": []}
+    for line in text.splitlines():
+        if m := re.fullmatch(r"mmap: base=(0x[0-9a-f]+) length=(0x[0-9a-f]+) type=(\d+)", line):
+            out["mmap"].append((int(m[1], 16), int(m[2], 16), int(m[3])))
+        elif m := re.fullmatch(r"module: start=(0x[0-9a-f]+) end=(0x[0-9a-f]+) crc32=(0x[0-9a-f]+) string=(.*)", line):
+            out["modules"].append((int(m[1], 16), int(m[2], 16), int(m[3], 16), m[4]))
+        elif line.startswith("cmdline: "):
+            out["cmdline"] = line[len("cmdline: "):]
+        elif line.startswith("boot loader: "):
+            out["loader"] = line[len("boot loader: "):]
+        elif m := re.fullmatch(r"meminfo: lower=(\d+) upper=(\d+)", line):
+            out["meminfo"] = (int(m[1]), int(m[2]))
+    return out
+
+
+@pytest.mark.parametrize("memory_mb", [32, 512])
+def test_memory_map_equals_configured_ram(firmware_elf, memory_mb):
+    result = boot(firmware_elf, memory_mb=memory_mb)
+    assert result.stop.reason == StopReason.GUEST_EXIT and result.exit_code == 0
+    info = parse_printout(result.serial)
+    available = [(base, length) for base, length, kind in info["mmap"] if kind == 1]
+    # A BIOS PC as GRUB reports it: 639 KiB conventional memory, extended memory from 1 MiB.
+    assert available == [(0, 0x9FC00), (MIB, memory_mb * MIB - MIB)]
+    assert sum(length for _, length in available) == memory_mb * MIB - MIB + 0x9FC00
+    regions = sorted(info["mmap"])
+    for (base, length, _), (next_base, _, _) in zip(regions, regions[1:]):
+        assert base + length <= next_base, "memory map entries overlap"
+    assert info["meminfo"] == (639, memory_mb * 1024 - 1024)
+
+
+def test_command_line_and_loader_name(firmware_elf):
+    cmdline = "console=ttyS0 steps=64 prompt=Once upon a time ünïcode"
+    result = boot(firmware_elf, cmdline=cmdline)
+    info = parse_printout(result.serial)
+    assert info["cmdline"] == cmdline
+    assert info["loader"] == "unikernel_sim 0.1.0"
+
+
+def test_modules_bytes_strings_and_placement(firmware_elf, tmp_path):
+    payloads = {
+        "weights.bin": bytes(range(256)) * 1000 + b"tail",
+        "tok.bin": b"tokenizer",
+        "empty.bin": b"",
+    }
+    specs = []
+    for name, data in payloads.items():
+        (tmp_path / name).write_bytes(data)
+        specs.append(f"{tmp_path / name}={name.split('.')[0]} extra=words")
+    result = boot(firmware_elf, modules=specs)
+    modules = parse_printout(result.serial)["modules"]
+    assert len(modules) == 3
+    kernel_end = max(seg.paddr + seg.memsz for seg in result.machine.kernel.elf.segments)
+    previous_end = kernel_end
+    for (start, end, crc, string), (name, data) in zip(modules, payloads.items()):
+        assert end - start == len(data)
+        assert crc == zlib.crc32(data)
+        assert string == f"{name.split('.')[0]} extra=words"
+        assert start % 4096 == 0, "modules are page-aligned"
+        assert start >= previous_end, "modules lie above the kernel without overlap"
+        previous_end = max(end, start + 1)
+
+
+def test_cli_boot_streams_serial_and_exits_zero(firmware_elf, capfd):
+    from unikernel_sim.cli import main
+
+    code = main(["boot", firmware_elf, "--cmdline", "from the cli"])
+    out, err = capfd.readouterr()
+    assert code == 0
+    assert "cmdline: from the cli\n" in out
+    assert out.startswith("unikernel_sim reference firmware\n")
+    assert err == ""
