@@ -3,53 +3,74 @@ virtual clock, plus the run loop that executes the guest and explains why it
 stopped.
 
 The run loop, top to bottom:
-  1. arm the clock's instruction stop (budget) and the watchdog (timeout, Ctrl-C);
-  2. emu_start from RIP until something stops it;
-  3. classify the stop: a hook's verdict (I/O, exception, debug exit), a Unicorn
-     error (invalid opcode, memory outside RAM), the budget, the watchdog, or a
-     plain return - which Unicorn also does after `hlt` (issue 1082), recognised
-     by the 0xF4 byte before RIP;
-  4. either end the run with a Stop, or continue.
+  1. bring the timed devices up to the current virtual time and, if the CPU
+     takes interrupts (IF=1) and the PIC has a request, deliver it through the
+     guest IDT;
+  2. arm the next stop: the instruction budget and the next device event
+     (deterministic mode: an exact instruction count in the C clock hook; fast
+     mode: a host-clock deadline on the timer thread) - or none, and the guest
+     runs free;
+  3. emu_start from RIP until something stops it;
+  4. classify the stop: a hook's verdict (debug exit, triple fault, --expect),
+     a Unicorn error (memory outside RAM), the budget, the watchdog (timeout,
+     Ctrl-C), a device deadline, or a plain return, which Unicorn also makes
+     after `hlt` (issue 1082), recognised by the 0xF4 byte before RIP;
+  5. end the run with a Stop, or go round again.
 Hooks cover only I/O instructions, exceptions, invalid opcodes, unmapped
-memory and narrow code ranges: nothing runs in Python per instruction.
+memory, RDTSC and narrow code ranges: nothing runs in Python per instruction.
 """
 from __future__ import annotations
 
+import datetime as dt
 from typing import Callable
 
 from unicorn import (
-    UC_ERR_FETCH_UNMAPPED, UC_ERR_INSN_INVALID, UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED,
+    UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED,
     UC_HOOK_CODE, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UC_HOOK_MEM_UNMAPPED,
     UC_MEM_FETCH_UNMAPPED, UC_MEM_WRITE_UNMAPPED, UcError,
 )
 from unicorn import x86_const as x86
 
 from unikernel_sim.console import ConsoleOutput
-from unikernel_sim.cpu.engine import MSR_EFER, CpuState, create_engine, read_cpu_state
+from unikernel_sim.cpu.delivery import (
+    KIND_EXCEPTION, KIND_EXTERNAL, KIND_SOFTWARE, DeliveryOutcome, Event, InterruptDelivery, error_code_for,
+)
+from unikernel_sim.cpu.engine import EFLAGS_IF, MSR_EFER, CpuState, create_engine, read_cpu_state
+from unikernel_sim.cpu.exception_state import context_offsets, take_exception_info
+from unikernel_sim.cpu.host_timer import HostTimer
 from unikernel_sim.cpu.vclock import VirtualClock
-from unikernel_sim.cpu.vectors import vector_name
+from unikernel_sim.cpu.vectors import short_name
 from unikernel_sim.devices.bus import IoBus
+from unikernel_sim.devices.cmos_rtc import DEFAULT_START, CmosRtc
 from unikernel_sim.devices.debug_exit import (
     DEBUG_CONSOLE_PORT, DEBUG_EXIT_PORT, DEBUG_EXIT_WIDTH, DebugConsole, DebugExit,
 )
+from unikernel_sim.devices.i8042 import I8042
+from unikernel_sim.devices.i8254 import CHANNEL_PORTS, CONTROL_PORT, PORT_B, Pit8254, SystemControlPortB
+from unikernel_sim.devices.i8259 import MASTER_COMMAND, SLAVE_COMMAND, PicPair
 from unikernel_sim.devices.post_port import POST_PORT, PostPort
-from unikernel_sim.devices.uart16550 import COM1_BASE, Uart16550
+from unikernel_sim.devices.uart16550 import COM1_BASE, COM1_IRQ, Uart16550
+from unikernel_sim.devices.vga_text import PORTS as VGA_PORTS
+from unikernel_sim.devices.vga_text import VgaText
 from unikernel_sim.errors import UsageError
 from unikernel_sim.memory import paging
 from unikernel_sim.memory.ram import MAX_MEMORY_MB, MIB, MIN_MEMORY_MB, Ram
 from unikernel_sim.run_control import Watchdog
-from unikernel_sim.stops import Stop, StopReason
+from unikernel_sim.stops import FaultStep, Stop, StopReason
 
 RUN_UNTIL_NEVER = (1 << 64) - 1      # emu_start's `until`: an address no code reaches
 HLT_OPCODE = 0xF4
 DEFAULT_TSC_HZ = 2_000_000_000        # 2 GHz
 DEFAULT_INSTRUCTIONS_PER_SECOND = 1_000_000_000   # deterministic mode: 1 ns per instruction
 PANIC_SYMBOLS = ("kernel_panic", "panic")
-MAX_UNEXPLAINED_RETURNS = 1000
+MAX_UNEXPLAINED_RETURNS = 10_000      # emu_start returns in a row with no reason at all
+PENDING_POLL_NS = 20_000              # IRQ pending but IF=0: look again this soon
+IRQ_TIMER, IRQ_KEYBOARD = 0, 1
+VECTOR_UD = 6
 
 
 class Machine:
-    """A small PC. Create it, load a kernel (boot.loader or Machine.load), run it."""
+    """A small PC. Create it, load a kernel (Machine.load), run it."""
 
     def __init__(
         self,
@@ -60,6 +81,7 @@ class Machine:
         strict_io: bool = False,
         tsc_hz: int = DEFAULT_TSC_HZ,
         instructions_per_second: int = DEFAULT_INSTRUCTIONS_PER_SECOND,
+        rtc_start: dt.datetime | None = None,
     ) -> None:
         if not isinstance(memory_mb, int) or not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
             raise UsageError(
@@ -67,33 +89,70 @@ class Machine:
                 where="--memory",
                 hint=f"give {MIN_MEMORY_MB}..{MAX_MEMORY_MB} MiB",
             )
+        context_offsets()   # locate QEMU's exception fields before any exception can happen
         self.uc = create_engine()
         self.ram = Ram(self.uc, memory_mb * MIB)
         self.clock = VirtualClock(self.uc, deterministic=deterministic, tsc_hz=tsc_hz,
                                   instructions_per_second=instructions_per_second)
         if deterministic:
             self.clock.start_counting()
+        self.host_timer = HostTimer(self.uc)
+        self.delivery = InterruptDelivery(self)
         self.serial = ConsoleOutput()
         self.debugcon = ConsoleOutput()
         self.bus = IoBus()
-        self.uart = Uart16550(COM1_BASE, transmit=self.serial.write)
+        self._attach_devices(serial_input, rtc_start, deterministic)
+        self.strict_io = strict_io
+        self.bus.on_unknown = self._on_unknown_port
+        self.symbols = None
+        self.kernel = None
+        self.panic_message: str | None = None
+        self.on_stop: list[Callable[[], None]] = []          # e.g. flush the terminal
+        self.interrupt_log: list[tuple[int, str, int]] = []  # (virtual ns, event, rip) when tracing
+        self.trace_interrupts = False
+        self.irq_count = 0
+        self._pending: Stop | None = None
+        self._service_requested = False
+        self._unmapped: tuple[int, int, int] | None = None
+        self._install_hooks()
+
+    # --- devices -------------------------------------------------------------------
+    def _attach_devices(self, serial_input: bytes, rtc_start: dt.datetime | None, deterministic: bool) -> None:
+        now = self.clock.now_ns
+        self.pic = PicPair(on_change=self._on_interrupt_line_change)
+        self.bus.attach(MASTER_COMMAND, 2, _Synced(self.pic.master, self._advance_devices))
+        self.bus.attach(SLAVE_COMMAND, 2, _Synced(self.pic.slave, self._advance_devices))
+        self.pit = Pit8254(now, irq0=lambda: self.pic.pulse_irq(IRQ_TIMER))
+        self.pit.on_reprogram = self._reschedule
+        self.pit.power_on_state()
+        self.bus.attach(CHANNEL_PORTS[0], 4, self.pit)
+        assert CONTROL_PORT == CHANNEL_PORTS[0] + 3
+        self.bus.attach(PORT_B, 1, SystemControlPortB(self.pit))
+        start = rtc_start or (DEFAULT_START if deterministic else dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+        self.rtc = CmosRtc(now, start=start, ram_bytes=self.ram.size)
+        self.bus.attach(0x70, 2, self.rtc)
+        self.keyboard = I8042(now, irq1=lambda: self.pic.pulse_irq(IRQ_KEYBOARD), reset=self._on_reset_request)
+        self.bus.attach(0x60, 1, self.keyboard)
+        self.bus.attach(0x64, 1, self.keyboard)
+        self.vga = VgaText(self.ram.read, now)
+        for port in VGA_PORTS:
+            self.bus.attach(port, 1, self.vga)
+        self.uart = Uart16550(COM1_BASE, transmit=self.serial.write,
+                              irq_line=lambda level: self.pic.set_irq(COM1_IRQ, level))
         self.uart.feed(serial_input)
         self.bus.attach(COM1_BASE, 8, self.uart)
         self.bus.attach(DEBUG_EXIT_PORT, DEBUG_EXIT_WIDTH, DebugExit(self._on_debug_exit))
         self.bus.attach(DEBUG_CONSOLE_PORT, 1, DebugConsole(self.debugcon.write))
         self.post = PostPort()
         self.bus.attach(POST_PORT, 1, self.post)
-        self.strict_io = strict_io
-        self.bus.on_unknown = self._on_unknown_port
-        self.symbols = None
-        self.kernel = None
-        self.panic_message: str | None = None
-        self.on_stop: list[Callable[[], None]] = []   # e.g. flush the terminal
-        self._pending: Stop | None = None
-        self._unmapped: tuple[int, int, int] | None = None
-        self._install_hooks()
 
-    # --- loading -------------------------------------------------------------
+    def type_keys(self, text: str) -> None:
+        """Type text on the PS/2 keyboard (``{enter}``, ``{up}``... for named keys)."""
+        from unikernel_sim.devices.scancodes import text_scancodes
+
+        self.keyboard.type_bytes(text_scancodes(text))
+
+    # --- loading -------------------------------------------------------------------
     def load(self, path: str, *, cmdline: str = "", modules=None):
         """Load a Multiboot2 kernel (and modules) and set the entry state."""
         from unikernel_sim.boot.loader import load_kernel
@@ -126,29 +185,26 @@ class Machine:
     def _on_debug_exit(self, value: int) -> None:
         self._stop_now(Stop(StopReason.GUEST_EXIT, f"guest exit with value {value}", exit_value=value))
 
+    def _on_reset_request(self) -> None:
+        self._stop_now(Stop(StopReason.RESET, "guest requested a system reset (keyboard controller)"))
+
     def _on_unknown_port(self, kind: str, port: int, size: int, value: int) -> None:
         if self.strict_io:
             access = f"read of port {port:#x}" if kind == "in" else f"write of {value:#x} to port {port:#x}"
             self._stop_now(Stop(StopReason.STRICT_IO, f"--strict-io: {access}, which has no device"))
 
     def _on_interrupt(self, uc, vector: int, _user) -> None:
-        # Full delivery through the guest IDT is the interrupts issue's job; until
-        # then every exception and `int n` ends the run with its name and place.
+        """A CPU exception or INT n: deliver it through the guest IDT."""
+        info = take_exception_info(uc)
+        kind = KIND_SOFTWARE if info.software else KIND_EXCEPTION
         rip = uc.reg_read(x86.UC_X86_REG_RIP)
-        cr2 = uc.reg_read(x86.UC_X86_REG_CR2) if vector == 14 else None
-        detail = f" accessing {cr2:#x}" if cr2 is not None else ""
-        self._stop_now(Stop(
-            StopReason.EXCEPTION, f"unhandled {vector_name(vector)}{detail} at {self.describe(rip)}",
-            rip=rip, where=self.describe(rip), vector=vector, fault_address=cr2,
-        ))
+        cr2 = uc.reg_read(x86.UC_X86_REG_CR2) if vector == 14 and kind == KIND_EXCEPTION else None
+        self._deliver(Event(vector, kind, error_code_for(vector, kind, info.error_code), rip, cr2))
 
     def _on_invalid_instruction(self, uc, _user) -> bool:
-        rip = uc.reg_read(x86.UC_X86_REG_RIP)
-        self._stop_now(Stop(
-            StopReason.EXCEPTION, f"unhandled {vector_name(6)} at {self.describe(rip)}",
-            rip=rip, where=self.describe(rip), vector=6,
-        ))
-        return False
+        # #UD never reaches UC_HOOK_INTR (DESIGN.md); it arrives here instead.
+        self._deliver(Event(VECTOR_UD, KIND_EXCEPTION, None, uc.reg_read(x86.UC_X86_REG_RIP)))
+        return True
 
     def _on_unmapped(self, uc, access: int, address: int, size: int, value: int, _user) -> bool:
         self._unmapped = (access, address, size)
@@ -169,7 +225,81 @@ class Machine:
         self.clock.note_stop_request()
         self.uc.emu_stop()
 
+    def _request_service(self) -> None:
+        """Leave emu_start so the loop can deliver an interrupt, then carry on."""
+        self._service_requested = True
+        self.clock.note_stop_request()
+        self.uc.emu_stop()
+
+    # --- interrupts -----------------------------------------------------------------
+    def _deliver(self, event: Event) -> DeliveryOutcome:
+        outcome = self.delivery.deliver(event)
+        if self.trace_interrupts:
+            for step in outcome.steps:
+                self.interrupt_log.append((self.clock.now_ns(), step.event.label(), step.event.return_rip))
+        if outcome.triple_fault:
+            self._stop_now(self._triple_fault_stop(outcome))
+        return outcome
+
+    def _triple_fault_stop(self, outcome: DeliveryOutcome) -> Stop:
+        chain = [FaultStep(s.event.vector, s.event.error_code, s.event.return_rip,
+                           self.describe(s.event.return_rip), s.event.cr2) for s in outcome.steps]
+        last = outcome.steps[-1].event
+        where = f" at {last.cr2:#x}" if last.cr2 is not None else ""
+        summary = (f"triple fault: {short_name(last.vector)}{where} while delivering #DF; chain: "
+                   + " -> ".join(s.event.label() for s in outcome.steps))
+        rip = outcome.steps[0].event.return_rip
+        return Stop(StopReason.TRIPLE_FAULT, summary, rip=rip, where=self.describe(rip),
+                    vector=last.vector, fault_address=last.cr2, chain=chain)
+
+    def _on_interrupt_line_change(self) -> None:
+        if self.pic.interrupt_pending:
+            self._request_service()
+        self._reschedule()
+
+    def _advance_devices(self) -> None:
+        now = self.clock.now_ns()
+        self.pit.advance(now)
+        self.keyboard.advance(now)
+
+    def _inject_pending_interrupt(self) -> bool:
+        """Deliver the PIC's request if the CPU accepts interrupts now."""
+        if not self.pic.interrupt_pending:
+            return False
+        if not self.uc.reg_read(x86.UC_X86_REG_RFLAGS) & EFLAGS_IF:
+            return False
+        vector, irq = self.pic.acknowledge()
+        self.irq_count += 1
+        self._deliver(Event(vector, KIND_EXTERNAL, None, self.rip))
+        return True
+
+    def _next_event_ns(self) -> int | None:
+        """When the guest must next be stopped for a device, or None."""
+        events = []
+        if not self.pic.master.imr & (1 << IRQ_TIMER):
+            events.append(self.pit.next_event_ns())
+        events.append(self.keyboard.next_event_ns())
+        if self.pic.interrupt_pending:
+            events.append(self.clock.now_ns() + PENDING_POLL_NS)
+        events = [e for e in events if e is not None]
+        return min(events) if events else None
+
+    def _reschedule(self) -> None:
+        """Re-arm the next stop after device state changed (may run inside a hook)."""
+        self._arm(self._next_event_ns(), self._budget_end)
+
+    def _arm(self, event_ns: int | None, budget_end: int | None) -> None:
+        if self.clock.deterministic:
+            limits = [x for x in (budget_end, None if event_ns is None else self.clock.instruction_at(event_ns))
+                      if x is not None]
+            self.clock.arm_stop(min(limits) if limits else None, keep_request=True)
+        else:
+            self.clock.arm_stop(budget_end, keep_request=True)
+            self.host_timer.arm(None if event_ns is None else self.clock.host_ns_at(event_ns))
+
     # --- running ---------------------------------------------------------------
+    _budget_end: int | None = None
+
     def run(
         self,
         *,
@@ -180,29 +310,38 @@ class Machine:
         """Run the guest until it stops; returns why."""
         if max_instructions is not None:
             self.clock.start_counting()
-            budget_end = self.clock.instructions + max_instructions
+            self._budget_end = self.clock.instructions + max_instructions
         else:
-            budget_end = None
+            self._budget_end = None
+        self.clock.resume()
         unexplained = 0
         try:
             with Watchdog(self.uc, timeout=timeout, catch_sigint=catch_sigint,
                           on_stop=self.clock.note_stop_request) as watchdog:
                 while True:
-                    stop = self._run_slice(budget_end, watchdog)
-                    if stop is not None:
+                    stop = self._run_slice(watchdog)
+                    if isinstance(stop, Stop):
                         return self._finish(stop)
-                    unexplained += 1
+                    unexplained = unexplained + 1 if stop is _UNEXPLAINED else 0
                     if unexplained > MAX_UNEXPLAINED_RETURNS:
-                        raise RuntimeError("Unicorn keeps returning without a reason at "
-                                           f"{self.describe(self.rip)}")
+                        raise RuntimeError(f"Unicorn keeps returning without a reason at {self.describe(self.rip)}")
         finally:
+            self.host_timer.arm(None)
+            self.clock.pause()
             for callback in self.on_stop:
                 callback()
 
-    def _run_slice(self, budget_end: int | None, watchdog: Watchdog) -> Stop | None:
+    def _run_slice(self, watchdog: Watchdog) -> Stop | object | None:
+        """One emu_start. Returns a Stop, None (go on), or _UNEXPLAINED."""
         self._pending = None
+        self._advance_devices()
+        self._inject_pending_interrupt()
+        if self._pending is not None:                 # delivery ended in a triple fault
+            return self._pending
         self._unmapped = None
-        self.clock.arm_stop(budget_end)
+        self._service_requested = False
+        self.clock.arm_stop(None)
+        self._arm(self._next_event_ns(), self._budget_end)
         error = None
         try:
             self.uc.emu_start(self.rip, RUN_UNTIL_NEVER)
@@ -216,17 +355,28 @@ class Machine:
             return self._stop_here(StopReason.INTERRUPTED, "interrupted (Ctrl-C)")
         if watchdog.timed_out:
             return self._stop_here(StopReason.TIMEOUT, f"wall-clock timeout of {watchdog.timeout:g} s expired")
-        if self.clock.stopped_by_clock and budget_end is not None and self.clock.instructions >= budget_end:
+        budget_end = self._budget_end
+        if budget_end is not None and self.clock.instructions >= budget_end:
             return self._stop_here(StopReason.BUDGET, f"instruction budget of {budget_end} reached")
+        timer_fired = self.host_timer.take_fired()
+        if self._service_requested or self.clock.stopped_by_clock or timer_fired:
+            return None
         if self._after_hlt():
             return self._on_hlt()
-        return None
+        return _UNEXPLAINED
 
-    def _on_hlt(self) -> Stop:
-        state = self.cpu_state()
-        if not state.interrupts_enabled:
+    def _on_hlt(self) -> Stop | None:
+        """hlt: sleep until the next interrupt (virtual time jumps), or end the run."""
+        if not self.uc.reg_read(x86.UC_X86_REG_RFLAGS) & EFLAGS_IF:
             return self._stop_here(StopReason.HALT, "halted (hlt with interrupts disabled)")
-        return self._stop_here(StopReason.HALT, "halted (hlt with interrupts enabled, but no interrupt source)")
+        if self.pic.interrupt_pending:
+            return None
+        wake = self._next_event_ns()
+        if wake is None:
+            return self._stop_here(StopReason.HALT,
+                                   "halted (hlt with interrupts enabled, but no unmasked interrupt source)")
+        self.clock.skip_ns(wake - self.clock.now_ns())
+        return None
 
     def _after_hlt(self) -> bool:
         rip = self.rip
@@ -236,9 +386,6 @@ class Machine:
     def _stop_for_error(self, error: UcError) -> Stop:
         rip = self.rip
         where = self.describe(rip)
-        if error.errno == UC_ERR_INSN_INVALID:
-            return Stop(StopReason.EXCEPTION, f"unhandled {vector_name(6)} at {where}", rip=rip,
-                        where=where, vector=6)
         if error.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED):
             access, address, size = self._unmapped or (None, 0, 0)
             kind = {UC_MEM_WRITE_UNMAPPED: "write to", UC_MEM_FETCH_UNMAPPED: "instruction fetch from"}.get(
@@ -293,19 +440,37 @@ class Machine:
             lambda address: self.ram.u64(address) if self.ram.contains(address, 8) else None,
         )
 
-    def read_virtual(self, virtual: int, length: int) -> bytes | None:
-        """Bytes at a guest virtual address, or None where unmapped or outside RAM."""
-        out = bytearray()
-        while len(out) < length:
-            walk = self.translate(virtual + len(out))
+    def _physical_chunks(self, virtual: int, length: int) -> list[tuple[int, int]] | None:
+        chunks = []
+        done = 0
+        while done < length:
+            walk = self.translate(virtual + done)
             if walk.physical is None:
                 return None
-            in_page = walk.page_size - (walk.physical % walk.page_size)
-            chunk = min(length - len(out), in_page)
+            chunk = min(length - done, walk.page_size - (walk.physical % walk.page_size))
             if not self.ram.contains(walk.physical, chunk):
                 return None
-            out += self.ram.read(walk.physical, chunk)
-        return bytes(out)
+            chunks.append((walk.physical, chunk))
+            done += chunk
+        return chunks
+
+    def read_virtual(self, virtual: int, length: int) -> bytes | None:
+        """Bytes at a guest virtual address, or None where unmapped or outside RAM."""
+        chunks = self._physical_chunks(virtual, length)
+        if chunks is None:
+            return None
+        return b"".join(self.ram.read(address, size) for address, size in chunks)
+
+    def write_virtual(self, virtual: int, data: bytes) -> bool:
+        """Write through the guest's page tables; False (nothing written) where unmapped."""
+        chunks = self._physical_chunks(virtual, len(data))
+        if chunks is None:
+            return False
+        offset = 0
+        for address, size in chunks:
+            self.ram.write(address, data[offset:offset + size])
+            offset += size
+        return True
 
     def read_virtual_c_string(self, virtual: int, limit: int = 4096) -> bytes | None:
         out = bytearray()
@@ -317,3 +482,24 @@ class Machine:
                 break
             out += byte
         return bytes(out)
+
+
+_UNEXPLAINED = object()
+
+
+class _Synced:
+    """A port device whose reads first bring the timed devices up to date
+    (so a PIC IRR read sees the PIT ticks that are due)."""
+
+    def __init__(self, device, sync: Callable[[], None]) -> None:
+        self.device = device
+        self.sync = sync
+        self.io_width = device.io_width
+
+    def io_read(self, port: int, size: int) -> int:
+        self.sync()
+        return self.device.io_read(port, size)
+
+    def io_write(self, port: int, size: int, value: int) -> None:
+        self.device.io_write(port, size, value)
+

@@ -20,6 +20,7 @@ class StopReason(enum.Enum):
     INTERRUPTED = "interrupted"      # Ctrl-C
     RETURNED = "returned"            # a guest call returned to its sentinel
     EXPECT_MATCHED = "expect-matched"  # --expect found its pattern in the output
+    RESET = "reset"                  # the guest asked for a system reset (8042 pulse)
 
 
 EXIT_CODES = {
@@ -34,6 +35,7 @@ EXIT_CODES = {
     StopReason.INTERRUPTED: ExitCode.INTERRUPTED,
     StopReason.RETURNED: ExitCode.OK,
     StopReason.EXPECT_MATCHED: ExitCode.OK,
+    StopReason.RESET: ExitCode.OK,
 }
 
 ABNORMAL = frozenset({

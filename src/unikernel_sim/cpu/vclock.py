@@ -92,6 +92,8 @@ class VirtualClock:
         self._count_hook: int | None = None
         self._add_hook(UC_HOOK_INSN, _RDTSC_HOOK, 1, 0, UC_X86_INS_RDTSC)
         self.counting = False
+        self._paused_at: int | None = None
+        self.pause()
 
     @property
     def deterministic(self) -> bool:
@@ -138,11 +140,15 @@ class VirtualClock:
     def tsc(self) -> int:
         return int(_lib.vclock_tsc(self._pointer))
 
-    def arm_stop(self, at_instruction: int | None) -> None:
-        """Stop emu_start before instruction number at_instruction (None: never)."""
+    def arm_stop(self, at_instruction: int | None, *, keep_request: bool = False) -> None:
+        """Stop emu_start before instruction number at_instruction (None: never).
+
+        keep_request: re-arming from inside a hook must not forget a stop
+        already requested in this slice."""
         self.state.stop_at = NEVER if at_instruction is None else at_instruction
-        self.state.stopped = 0
-        self.state.stop_requested = 0
+        if not keep_request:
+            self.state.stopped = 0
+            self.state.stop_requested = 0
 
     def note_stop_request(self) -> None:
         """A hook asked Unicorn to stop: do not count the instruction it never runs."""
@@ -151,6 +157,27 @@ class VirtualClock:
     @property
     def stopped_by_clock(self) -> bool:
         return bool(self.state.stopped)
+
+    def instruction_at(self, ns: int) -> int:
+        """Deterministic mode: the instruction count at which virtual time reaches ns."""
+        s = self.state
+        span = max(0, ns - s.virtual_ns_skipped)
+        return -(-(span << 32) // s.ns_per_instruction_q32)
+
+    def host_ns_at(self, ns: int) -> int:
+        """Fast mode: the host CLOCK_MONOTONIC value at which virtual time reaches ns."""
+        s = self.state
+        return ns + s.host_ns_at_zero + s.host_ns_paused - s.virtual_ns_skipped
+
+    def pause(self) -> None:
+        """Stop fast-mode time while the machine is not running (between runs, snapshots)."""
+        if not self.deterministic and self._paused_at is None:
+            self._paused_at = host_ns()
+
+    def resume(self) -> None:
+        if self._paused_at is not None:
+            self.state.host_ns_paused += host_ns() - self._paused_at
+            self._paused_at = None
 
     def skip_ns(self, ns: int) -> None:
         """Jump virtual time forward (a hlt that sleeps until the next event)."""

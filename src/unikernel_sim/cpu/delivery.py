@@ -1,0 +1,340 @@
+"""Exception and interrupt delivery through the guest's own IDT.
+
+Unicorn never uses the guest IDT (DESIGN.md), so the simulator does what the
+processor would (Intel SDM vol. 3A, 6.12 "Exception and interrupt handling",
+6.14 "Exception and interrupt handling in 64-bit mode"):
+
+  1. fetch the gate (16 bytes in IA-32e mode, 8 in protected mode) and check
+     the IDT limit, the gate type, DPL (for INT n / INT3 / INTO only) and P;
+  2. check the target code segment and find the new privilege level;
+  3. pick the stack: IST (64-bit), or the TSS stack for a privilege change,
+     or the current one; in 64-bit mode align it down to 16 bytes;
+  4. push SS:RSP (always in 64-bit mode), RFLAGS, CS, RIP and the error code;
+  5. load CS:RIP, clear TF/NT/RF/VM, and clear IF for an interrupt gate.
+
+A fault while doing this becomes the next event; SDM table 6-5 decides when
+two faults make a #DF, and a fault while delivering #DF is a triple fault,
+which ends the run with the whole chain. `iret`/`iretq` then run natively.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from unicorn import x86_const as x86
+
+from unikernel_sim.cpu.engine import MSR_EFER
+from unikernel_sim.cpu.vectors import CONTRIBUTORY, has_error_code, short_name
+
+if TYPE_CHECKING:
+    from unikernel_sim.machine import Machine
+
+VECTOR_DF = 8
+VECTOR_TS = 10
+VECTOR_NP = 11
+VECTOR_SS = 12
+VECTOR_GP = 13
+VECTOR_PF = 14
+
+EFLAGS_TF = 1 << 8
+EFLAGS_IF = 1 << 9
+EFLAGS_NT = 1 << 14
+EFLAGS_RF = 1 << 16
+EFLAGS_VM = 1 << 17
+CR0_PE = 1 << 0
+CR0_WP = 1 << 16
+EFER_LMA = 1 << 10
+
+GATE_INTERRUPT_64 = 0xE
+GATE_TRAP_64 = 0xF
+GATE_TASK = 0x5
+GATE_INTERRUPT_16 = 0x6
+GATE_TRAP_16 = 0x7
+GATE_INTERRUPT_32 = 0xE
+GATE_TRAP_32 = 0xF
+ERROR_EXT = 1
+ERROR_IDT = 2
+TSS64_RSP0 = 0x04
+TSS64_IST1 = 0x24
+TSS32_ESP0 = 0x04
+PF_PRESENT = 1
+PF_WRITE = 2
+
+KIND_EXCEPTION = "exception"     # raised by the CPU while executing an instruction
+KIND_SOFTWARE = "software"       # INT n, INT3, INTO: RIP already past the instruction
+KIND_EXTERNAL = "external"       # a hardware IRQ injected by the simulator
+
+
+@dataclass
+class Event:
+    vector: int
+    kind: str
+    error_code: int | None
+    return_rip: int
+    cr2: int | None = None
+
+    def label(self) -> str:
+        code = f" error {self.error_code:#x}" if self.error_code is not None else ""
+        if self.kind == KIND_EXTERNAL:
+            return f"IRQ vector {self.vector:#x}"
+        if self.kind == KIND_SOFTWARE:
+            return f"INT {self.vector:#x} ({short_name(self.vector)})"
+        return f"{short_name(self.vector)}{code}"
+
+
+class DeliveryFault(Exception):
+    """A fault raised while delivering an event (becomes the next event)."""
+
+    def __init__(self, vector: int, error_code: int | None, reason: str, cr2: int | None = None) -> None:
+        super().__init__(reason)
+        self.vector = vector
+        self.error_code = error_code
+        self.reason = reason
+        self.cr2 = cr2
+
+
+@dataclass
+class DeliveryStep:
+    event: Event
+    failure: str | None       # why delivering it faulted (None: delivered)
+
+
+@dataclass
+class DeliveryOutcome:
+    steps: list[DeliveryStep]
+    triple_fault: bool
+
+    @property
+    def delivered(self) -> Event | None:
+        return None if self.triple_fault else self.steps[-1].event
+
+
+def makes_double_fault(first: int, second: int) -> bool:
+    """SDM vol. 3A table 6-5 (conditions for generating a double fault)."""
+    if first in CONTRIBUTORY:
+        return second in CONTRIBUTORY
+    if first == VECTOR_PF:
+        return second in CONTRIBUTORY or second == VECTOR_PF
+    return False
+
+
+class InterruptDelivery:
+    def __init__(self, machine: "Machine") -> None:
+        self.machine = machine
+        self.uc = machine.uc
+
+    # --- the event loop of one delivery -----------------------------------------
+    def deliver(self, event: Event) -> DeliveryOutcome:
+        steps: list[DeliveryStep] = []
+        current = event
+        while True:
+            try:
+                self._deliver_once(current)
+                steps.append(DeliveryStep(current, None))
+                return DeliveryOutcome(steps, triple_fault=False)
+            except DeliveryFault as fault:
+                steps.append(DeliveryStep(current, fault.reason))
+                if current.vector == VECTOR_DF and current.kind == KIND_EXCEPTION:
+                    steps.append(DeliveryStep(Event(fault.vector, KIND_EXCEPTION, fault.error_code,
+                                                    current.return_rip, fault.cr2), "triple fault"))
+                    return DeliveryOutcome(steps, triple_fault=True)
+                if current.kind == KIND_EXCEPTION and makes_double_fault(current.vector, fault.vector):
+                    steps.append(DeliveryStep(Event(fault.vector, KIND_EXCEPTION, fault.error_code,
+                                                    current.return_rip, fault.cr2), "became #DF"))
+                    current = Event(VECTOR_DF, KIND_EXCEPTION, 0, current.return_rip)
+                else:
+                    current = Event(fault.vector, KIND_EXCEPTION, fault.error_code, current.return_rip, fault.cr2)
+                if current.vector == VECTOR_PF and current.cr2 is not None:
+                    self.uc.reg_write(x86.UC_X86_REG_CR2, current.cr2)
+
+    def _deliver_once(self, event: Event) -> None:
+        cr0 = self.uc.reg_read(x86.UC_X86_REG_CR0)
+        if not cr0 & CR0_PE:
+            raise DeliveryFault(VECTOR_GP, 0, "real-mode interrupt delivery is not emulated")
+        if self.uc.msr_read(MSR_EFER) & EFER_LMA:
+            self._deliver_long(event)
+        else:
+            self._deliver_protected(event)
+
+    # --- helpers ------------------------------------------------------------------
+    def _ext(self, event: Event) -> int:
+        return 0 if event.kind == KIND_SOFTWARE else ERROR_EXT
+
+    def _read(self, address: int, length: int, what: str) -> bytes:
+        data = self.machine.read_virtual(address, length)
+        if data is None:
+            raise DeliveryFault(VECTOR_PF, 0, f"{what} at {address:#x} is not mapped", cr2=address)
+        return data
+
+    def _write_stack(self, address: int, data: bytes) -> None:
+        """Supervisor write of the frame: #PF if a page is absent or read-only (CR0.WP)."""
+        write_protect = bool(self.uc.reg_read(x86.UC_X86_REG_CR0) & CR0_WP)
+        for offset in range(0, len(data), 8):
+            target = address + offset
+            walk = self.machine.translate(target)
+            if walk.physical is None:
+                raise DeliveryFault(VECTOR_PF, PF_WRITE, f"stack page at {target:#x} is not present",
+                                    cr2=target)
+            if write_protect and not walk.writable:
+                raise DeliveryFault(VECTOR_PF, PF_WRITE | PF_PRESENT,
+                                    f"stack page at {target:#x} is read-only", cr2=target)
+            chunk = data[offset:offset + 8]
+            if not self.machine.ram.contains(walk.physical, len(chunk)):
+                raise DeliveryFault(VECTOR_PF, PF_WRITE, f"stack at {target:#x} lies outside guest RAM",
+                                    cr2=target)
+        written = self.machine.write_virtual(address, data)
+        assert written
+
+    def _table(self, reg: int) -> tuple[int, int]:
+        _, base, limit, _ = self.uc.reg_read(reg)
+        return base, limit
+
+    def _code_segment(self, selector: int, ext: int, long_mode: bool) -> int:
+        """Check the handler's code segment; returns its DPL (the new CPL)."""
+        index = selector & ~7
+        if index == 0:
+            raise DeliveryFault(VECTOR_GP, ext, "gate selector is null")
+        if selector & 4:
+            raise DeliveryFault(VECTOR_GP, index | ext, "gate selector points into an LDT (not emulated)")
+        base, limit = self._table(x86.UC_X86_REG_GDTR)
+        if index + 7 > limit:
+            raise DeliveryFault(VECTOR_GP, index | ext, f"gate selector {selector:#x} is beyond the GDT limit")
+        (descriptor,) = struct.unpack("<Q", self._read(base + index, 8, "GDT entry"))
+        access = (descriptor >> 40) & 0xFF
+        is_code = access & 0x18 == 0x18
+        if not is_code:
+            raise DeliveryFault(VECTOR_GP, index | ext, f"gate selector {selector:#x} is not a code segment")
+        if not access & 0x80:
+            raise DeliveryFault(VECTOR_NP, index | ext, f"code segment {selector:#x} is not present")
+        if long_mode and not (descriptor >> 53) & 1:
+            raise DeliveryFault(VECTOR_GP, index | ext, f"code segment {selector:#x} is not a 64-bit segment")
+        conforming = bool(access & 0x04)
+        dpl = (access >> 5) & 3
+        return self._cpl() if conforming else dpl
+
+    def _cpl(self) -> int:
+        return self.uc.reg_read(x86.UC_X86_REG_CS) & 3
+
+    def _tss_value(self, offset: int, size: int, ext: int) -> int:
+        selector, base, limit, _ = self.uc.reg_read(x86.UC_X86_REG_TR)
+        if selector & ~7 == 0 or offset + size - 1 > limit:
+            raise DeliveryFault(VECTOR_TS, (selector & ~3) | ext,
+                                f"TSS (TR {selector:#x}, limit {limit:#x}) has no field at {offset:#x}")
+        return int.from_bytes(self._read(base + offset, size, "TSS"), "little")
+
+    def _gate_checks(self, event: Event, gate_type: int, dpl: int, present: bool,
+                     valid_types: tuple[int, ...], gate_error: int) -> None:
+        if gate_type not in valid_types:
+            kind = "task gate (not emulated)" if gate_type == GATE_TASK else f"type {gate_type:#x}"
+            raise DeliveryFault(VECTOR_GP, gate_error, f"IDT entry {event.vector:#x} is a {kind}")
+        if event.kind == KIND_SOFTWARE and dpl < self._cpl():
+            raise DeliveryFault(VECTOR_GP, gate_error, f"IDT entry {event.vector:#x} DPL {dpl} < CPL")
+        if not present:
+            raise DeliveryFault(VECTOR_NP, gate_error, f"IDT entry {event.vector:#x} is not present")
+
+    # --- IA-32e mode ---------------------------------------------------------------
+    def _deliver_long(self, event: Event) -> None:
+        uc = self.uc
+        ext = self._ext(event)
+        gate_error = event.vector * 8 | ERROR_IDT | ext
+        idt_base, idt_limit = self._table(x86.UC_X86_REG_IDTR)
+        if event.vector * 16 + 15 > idt_limit:
+            raise DeliveryFault(VECTOR_GP, gate_error,
+                                f"vector {event.vector:#x} is beyond the IDT limit {idt_limit:#x}")
+        gate = self._read(idt_base + event.vector * 16, 16, "IDT entry")
+        offset_low, selector, ist_byte, attributes, offset_mid, offset_high = struct.unpack_from("<HHBBHI", gate)
+        self._gate_checks(event, attributes & 0xF, (attributes >> 5) & 3, bool(attributes & 0x80),
+                          (GATE_INTERRUPT_64, GATE_TRAP_64), gate_error)
+        target = offset_low | (offset_mid << 16) | (offset_high << 32)
+        new_cpl = self._code_segment(selector, ext, long_mode=True)
+        cpl = self._cpl()
+        if new_cpl > cpl:
+            raise DeliveryFault(VECTOR_GP, (selector & ~3) | ext, "handler code segment is less privileged")
+        old_rsp = uc.reg_read(x86.UC_X86_REG_RSP)
+        old_ss = uc.reg_read(x86.UC_X86_REG_SS)
+        ist = ist_byte & 7
+        if ist:
+            rsp = self._tss_value(TSS64_IST1 + 8 * (ist - 1), 8, ext)
+        elif new_cpl < cpl:
+            rsp = self._tss_value(TSS64_RSP0 + 8 * new_cpl, 8, ext)
+        else:
+            rsp = old_rsp
+        rsp &= ~0xF
+        words = [event.return_rip, uc.reg_read(x86.UC_X86_REG_CS), uc.reg_read(x86.UC_X86_REG_RFLAGS),
+                 old_rsp, old_ss]
+        if event.error_code is not None:
+            words.insert(0, event.error_code)
+        frame = struct.pack(f"<{len(words)}Q", *words)
+        new_rsp = (rsp - len(frame)) & 0xFFFFFFFFFFFFFFFF
+        if not _canonical(new_rsp) or not _canonical(rsp - 1):
+            raise DeliveryFault(VECTOR_SS, ext, f"interrupt stack {new_rsp:#x} is not canonical")
+        self._write_stack(new_rsp, frame)
+        self._commit(selector, new_cpl, target, new_rsp, attributes & 0xF == GATE_INTERRUPT_64,
+                     new_cpl if new_cpl < cpl else None)
+
+    # --- protected mode ---------------------------------------------------------------
+    def _deliver_protected(self, event: Event) -> None:
+        uc = self.uc
+        ext = self._ext(event)
+        gate_error = event.vector * 8 | ERROR_IDT | ext
+        idt_base, idt_limit = self._table(x86.UC_X86_REG_IDTR)
+        if event.vector * 8 + 7 > idt_limit:
+            raise DeliveryFault(VECTOR_GP, gate_error,
+                                f"vector {event.vector:#x} is beyond the IDT limit {idt_limit:#x}")
+        gate = self._read(idt_base + event.vector * 8, 8, "IDT entry")
+        offset_low, selector, _, attributes, offset_high = struct.unpack_from("<HHBBH", gate)
+        gate_type = attributes & 0xF
+        self._gate_checks(event, gate_type, (attributes >> 5) & 3, bool(attributes & 0x80),
+                          (GATE_INTERRUPT_32, GATE_TRAP_32, GATE_INTERRUPT_16, GATE_TRAP_16), gate_error)
+        wide = gate_type in (GATE_INTERRUPT_32, GATE_TRAP_32)
+        target = offset_low | (offset_high << 16) if wide else offset_low
+        new_cpl = self._code_segment(selector, ext, long_mode=False)
+        cpl = self._cpl()
+        if new_cpl > cpl:
+            raise DeliveryFault(VECTOR_GP, (selector & ~3) | ext, "handler code segment is less privileged")
+        old_esp = uc.reg_read(x86.UC_X86_REG_RSP) & 0xFFFFFFFF
+        words = [event.return_rip & 0xFFFFFFFF, uc.reg_read(x86.UC_X86_REG_CS),
+                 uc.reg_read(x86.UC_X86_REG_EFLAGS)]
+        new_ss = None
+        if new_cpl < cpl:
+            esp = self._tss_value(TSS32_ESP0 + 8 * new_cpl, 4, ext)
+            new_ss = self._tss_value(TSS32_ESP0 + 8 * new_cpl + 4, 2, ext)
+            words += [old_esp, uc.reg_read(x86.UC_X86_REG_SS)]
+        else:
+            esp = old_esp
+        if event.error_code is not None:
+            words.insert(0, event.error_code)
+        size = 4 if wide else 2
+        frame = b"".join(w.to_bytes(size, "little") for w in (x & ((1 << (8 * size)) - 1) for x in words))
+        new_esp = (esp - len(frame)) & 0xFFFFFFFF
+        self._write_stack(new_esp, frame)
+        self._commit(selector, new_cpl, target, new_esp, gate_type in (GATE_INTERRUPT_32, GATE_INTERRUPT_16),
+                     new_ss)
+
+    def _commit(self, selector: int, new_cpl: int, target: int, new_rsp: int, interrupt_gate: bool,
+                new_ss: int | None) -> None:
+        """Load the handler's state. new_ss: on a privilege change, the null selector with
+        RPL = new CPL (64-bit mode) or the TSS's SS0 (protected mode)."""
+        uc = self.uc
+        if new_ss is not None:
+            uc.reg_write(x86.UC_X86_REG_SS, new_ss)
+        uc.reg_write(x86.UC_X86_REG_CS, (selector & ~3) | new_cpl)
+        uc.reg_write(x86.UC_X86_REG_RSP, new_rsp)
+        flags = uc.reg_read(x86.UC_X86_REG_RFLAGS) & ~(EFLAGS_TF | EFLAGS_NT | EFLAGS_RF | EFLAGS_VM)
+        if interrupt_gate:
+            flags &= ~EFLAGS_IF
+        uc.reg_write(x86.UC_X86_REG_RFLAGS, flags)
+        uc.reg_write(x86.UC_X86_REG_RIP, target)
+
+
+def _canonical(address: int) -> bool:
+    top = address >> 47
+    return top == 0 or top == (1 << 17) - 1
+
+
+def error_code_for(vector: int, kind: str, raw_error: int) -> int | None:
+    """The error code pushed for an event: none for INT n and IRQs (SDM 6.13)."""
+    if kind != KIND_EXCEPTION or not has_error_code(vector):
+        return None
+    return raw_error

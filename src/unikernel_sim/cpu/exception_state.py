@@ -1,0 +1,112 @@
+"""What Unicorn knows about an exception but does not tell: the error code,
+whether it came from INT n, and QEMU's "exception in flight" marker.
+
+Unicorn 2.1.4 hands UC_HOOK_INTR only the vector. QEMU still computes the
+error code (for #PF the exact P/W/U/RSVD/I bits from its own page walk) and
+keeps it in the CPU state, which uc_context_save copies. QEMU also sets
+``old_exception`` and, because Unicorn skips QEMU's delivery code, never
+clears it: after one contributory exception the next arrives as a false #DF
+and the third ends emu_start silently (unicorn issues 1883 and 578).
+
+The field offsets differ between Unicorn builds, so they are found once per
+process by diffing contexts around exceptions with known values (a #GP whose
+error code is a chosen selector, an INT n), then each exception's context is
+read and ``old_exception`` reset to -1. The simulator's own double- and
+triple-fault logic (delivery.py) is then the only one.
+"""
+from __future__ import annotations
+
+import ctypes
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
+from unicorn.x86_const import UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RSP
+
+PROBE_CODE_ADDRESS = 0x1000
+PROBE_STACK = 0x8000
+VECTOR_GP = 13
+# mov ds, ax ; mov ds, bx ; int 0x40  (each probe starts at its own instruction)
+MOV_DS_AX = b"\x8e\xd8"
+MOV_DS_BX = b"\x8e\xdb"
+INT_0X40 = b"\xcd\x40"
+SELECTOR_A = 0x1234
+SELECTOR_B = 0x2468
+
+
+@dataclass(frozen=True)
+class ContextOffsets:
+    error_code: int
+    is_int: int
+    old_exception: int
+
+
+def _probe(code: bytes, rax: int = 0, rbx: int = 0) -> tuple[bytes, bytes]:
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.mem_map(0, 0x10000)
+    uc.mem_write(PROBE_CODE_ADDRESS, code)
+    uc.reg_write(UC_X86_REG_RSP, PROBE_STACK)
+    uc.reg_write(UC_X86_REG_RAX, rax)
+    uc.reg_write(UC_X86_REG_RBX, rbx)
+    before = bytes(uc.context_save())
+    captured: list[bytes] = []
+
+    def on_interrupt(uc, vector, _user):
+        captured.append(bytes(uc.context_save()))
+        uc.emu_stop()
+
+    uc.hook_add(UC_HOOK_INTR, on_interrupt)
+    try:
+        uc.emu_start(PROBE_CODE_ADDRESS, PROBE_CODE_ADDRESS + len(code))
+    except UcError:
+        pass
+    if not captured:
+        raise RuntimeError("Unicorn raised no exception in the context probe")
+    return before, captured[0]
+
+
+def _ints(blob: bytes) -> list[int]:
+    return list(struct.unpack_from(f"<{len(blob) // 4}i", blob))
+
+
+def _single(candidates: list[int], what: str) -> int:
+    if len(candidates) != 1:
+        raise RuntimeError(f"cannot locate QEMU's {what} in Unicorn's CPU context "
+                           f"({len(candidates)} candidates): unsupported Unicorn build")
+    return candidates[0] * 4
+
+
+@lru_cache(maxsize=1)
+def context_offsets() -> ContextOffsets:
+    """Find the three fields (a few milliseconds, once per process)."""
+    before, gp_a = _probe(MOV_DS_AX, rax=SELECTOR_A)
+    _, gp_b = _probe(MOV_DS_BX, rbx=SELECTOR_B)
+    _, soft = _probe(INT_0X40)
+    b0, a, b, s = _ints(before), _ints(gp_a), _ints(gp_b), _ints(soft)
+    n = min(len(b0), len(a), len(b), len(s))
+    error_code = _single([i for i in range(n) if a[i] == SELECTOR_A and b[i] == SELECTOR_B], "error_code")
+    old_exception = _single([i for i in range(n) if b0[i] == -1 and a[i] == VECTOR_GP and b[i] == VECTOR_GP],
+                            "old_exception")
+    is_int = _single([i for i in range(n) if s[i] == 1 and a[i] == 0 and b[i] == 0 and b0[i] == 0],
+                     "exception_is_int")
+    return ContextOffsets(error_code=error_code, is_int=is_int, old_exception=old_exception)
+
+
+@dataclass
+class ExceptionInfo:
+    error_code: int
+    software: bool        # raised by INT n / INT3 / INTO (RIP is already past it)
+
+
+def take_exception_info(uc: Uc) -> ExceptionInfo:
+    """Read the pending exception's details and clear QEMU's in-flight marker."""
+    offsets = context_offsets()
+    context = uc.context_save()
+    base = ctypes.cast(context.context, ctypes.c_void_p).value
+    error_code = ctypes.c_int32.from_address(base + offsets.error_code).value & 0xFFFFFFFF
+    software = ctypes.c_int32.from_address(base + offsets.is_int).value != 0
+    ctypes.c_int32.from_address(base + offsets.old_exception).value = -1
+    uc.context_restore(context)
+    return ExceptionInfo(error_code=error_code, software=software)
+

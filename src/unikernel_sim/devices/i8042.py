@@ -1,0 +1,214 @@
+"""Intel 8042 keyboard controller with a PS/2 keyboard on its first port.
+
+Status (read 0x64): bit 0 output buffer full, 1 input buffer full (always 0:
+commands complete at once), 2 system flag, 3 last write was a command,
+4 keyboard not inhibited, 5 output from the second (aux) port.
+
+Controller commands (write 0x64): 0x20 read configuration byte, 0x60 write it,
+0xA7/0xA8 disable/enable port 2, 0xA9 test port 2, 0xAA self-test (-> 0x55),
+0xAB test port 1 (-> 0x00), 0xAD/0xAE disable/enable port 1, 0xD0/0xD1 read/write
+the output port, 0xD2 write the keyboard output buffer, 0xFE pulse reset.
+
+Configuration byte: bit 0 IRQ 1 on keyboard data, 1 IRQ 12, 2 system flag,
+4 port 1 clock disabled, 5 port 2 clock disabled, 6 set 2 -> set 1 translation.
+
+Keyboard commands (write 0x60): 0xFF reset (0xFA 0xAA), 0xF4/0xF5 enable/disable
+scanning, 0xF2 identify (0xFA 0xAB 0x83), 0xF0 scancode set, 0xED LEDs,
+0xF3 typematic, 0xEE echo, 0xF6 defaults; anything else -> 0xFE (resend).
+
+Typed keys become available one byte at a time, ``key_interval_ns`` of virtual
+time apart and no sooner than ``keys_start_ns`` after power-on, so a driver
+that flushes the buffer during initialisation does not eat them.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+DATA_PORT = 0x60
+STATUS_PORT = 0x64
+STATUS_OUTPUT_FULL = 0x01
+STATUS_SYSTEM = 0x04
+STATUS_COMMAND = 0x08
+STATUS_UNLOCKED = 0x10
+STATUS_AUX_DATA = 0x20
+CONFIG_IRQ1 = 0x01
+CONFIG_IRQ12 = 0x02
+CONFIG_SYSTEM = 0x04
+CONFIG_PORT1_DISABLED = 0x10
+CONFIG_PORT2_DISABLED = 0x20
+CONFIG_TRANSLATE = 0x40
+CONFIG_POWER_ON = CONFIG_IRQ1 | CONFIG_SYSTEM | CONFIG_PORT2_DISABLED | CONFIG_TRANSLATE
+OUTPUT_PORT_RESET = 0x01            # active low: 0 resets the CPU
+OUTPUT_PORT_A20 = 0x02
+SELF_TEST_OK = 0x55
+INTERFACE_OK = 0x00
+ACK = 0xFA
+RESEND = 0xFE
+BAT_OK = 0xAA
+ECHO = 0xEE
+KEYBOARD_ID = (0xAB, 0x83)
+DEFAULT_KEYS_START_NS = 50_000_000   # 50 ms after power-on
+DEFAULT_KEY_INTERVAL_NS = 1_000_000  # one byte per millisecond
+
+
+class I8042:
+    io_width = 1
+
+    def __init__(self, now: Callable[[], int], irq1: Callable[[], None], reset: Callable[[], None],
+                 keys_start_ns: int = DEFAULT_KEYS_START_NS,
+                 key_interval_ns: int = DEFAULT_KEY_INTERVAL_NS) -> None:
+        self.now = now
+        self.irq1 = irq1
+        self.reset = reset
+        self.keys_start_ns = keys_start_ns
+        self.key_interval_ns = key_interval_ns
+        self.config = CONFIG_POWER_ON
+        self.output_port = OUTPUT_PORT_RESET | OUTPUT_PORT_A20
+        self.output: deque[int] = deque()   # controller/keyboard replies, ready now
+        self.typed: deque[int] = deque()    # host keystrokes, released over time
+        self.next_key_at = keys_start_ns
+        self.obf: int | None = None         # the byte in the output buffer
+        self.last_was_command = False
+        self.pending_command: int | None = None      # controller command awaiting its data byte
+        self.pending_keyboard: int | None = None     # keyboard command awaiting its data byte
+        self.scanning = True
+        self.scancode_set = 2
+        self.leds = 0
+
+    # --- host side ------------------------------------------------------------------
+    def type_bytes(self, scancodes: list[int]) -> None:
+        self.typed.extend(scancodes)
+
+    def next_event_ns(self) -> int | None:
+        if self.typed and self.obf is None and self.scanning and not self.config & CONFIG_PORT1_DISABLED:
+            return self.next_key_at
+        return None
+
+    def advance(self, now: int) -> None:
+        self._fill(now)
+
+    # --- output buffer ------------------------------------------------------------
+    def _fill(self, now: int | None = None) -> None:
+        if self.obf is not None:
+            return
+        if self.output:
+            self.obf = self.output.popleft()
+        elif (self.typed and self.scanning and not self.config & CONFIG_PORT1_DISABLED
+              and (now if now is not None else self.now()) >= self.next_key_at):
+            self.obf = self.typed.popleft()
+        else:
+            return
+        if self.config & CONFIG_IRQ1:
+            self.irq1()
+
+    def _reply(self, *data: int) -> None:
+        self.output.extend(data)
+        self._fill()
+
+    # --- I/O ----------------------------------------------------------------------
+    def io_read(self, port: int, size: int) -> int:
+        if port == STATUS_PORT:
+            self._fill()
+            status = STATUS_SYSTEM | STATUS_UNLOCKED
+            if self.obf is not None:
+                status |= STATUS_OUTPUT_FULL
+            if self.last_was_command:
+                status |= STATUS_COMMAND
+            return status
+        self._fill()
+        value = 0 if self.obf is None else self.obf
+        if self.obf is not None:
+            was_key = not self.output
+            self.obf = None
+            if was_key:
+                self.next_key_at = max(self.next_key_at, self.now()) + self.key_interval_ns
+            self._fill()
+        return value
+
+    def io_write(self, port: int, size: int, value: int) -> None:
+        value &= 0xFF
+        if port == STATUS_PORT:
+            self.last_was_command = True
+            self._controller_command(value)
+            return
+        self.last_was_command = False
+        if self.pending_command is not None:
+            command, self.pending_command = self.pending_command, None
+            self._controller_data(command, value)
+        else:
+            self._keyboard_command(value)
+
+    def _controller_command(self, command: int) -> None:
+        if command == 0x20:
+            self._reply(self.config)
+        elif command in (0x60, 0xD1, 0xD2, 0xD3, 0xD4):
+            self.pending_command = command
+        elif command == 0xA7:
+            self.config |= CONFIG_PORT2_DISABLED
+        elif command == 0xA8:
+            self.config &= ~CONFIG_PORT2_DISABLED
+        elif command in (0xA9, 0xAB):
+            self._reply(INTERFACE_OK)
+        elif command == 0xAA:
+            self._reply(SELF_TEST_OK)
+        elif command == 0xAD:
+            self.config |= CONFIG_PORT1_DISABLED
+        elif command == 0xAE:
+            self.config &= ~CONFIG_PORT1_DISABLED
+            self._fill()
+        elif command == 0xD0:
+            self._reply(self.output_port)
+        elif command == 0xFE or (0xF0 <= command <= 0xFF and not command & OUTPUT_PORT_RESET):
+            self.reset()
+
+    def _controller_data(self, command: int, value: int) -> None:
+        if command == 0x60:
+            self.config = value
+        elif command == 0xD1:
+            self.output_port = value
+            if not value & OUTPUT_PORT_RESET:
+                self.reset()
+        elif command == 0xD2:
+            self._reply(value)
+
+    def _keyboard_command(self, value: int) -> None:
+        if self.pending_keyboard is not None:
+            command, self.pending_keyboard = self.pending_keyboard, None
+            if command == 0xF0 and value == 0:
+                self._reply(ACK, self.scancode_set)
+                return
+            if command == 0xF0:
+                self.scancode_set = value
+            elif command == 0xED:
+                self.leds = value & 7
+            self._reply(ACK)
+            return
+        if value in (0xED, 0xF0, 0xF3):
+            self.pending_keyboard = value
+            self._reply(ACK)
+        elif value == 0xFF:
+            self.scanning = True
+            self._reply(ACK, BAT_OK)
+        elif value == 0xF4:
+            self.scanning = True
+            self._reply(ACK)
+        elif value == 0xF5:
+            self.scanning = False
+            self._reply(ACK)
+        elif value == 0xF6:
+            self._reply(ACK)
+        elif value == 0xF2:
+            self._reply(ACK, *KEYBOARD_ID)
+        elif value == 0xEE:
+            self._reply(ECHO)
+        else:
+            self._reply(RESEND)
+
+    def state(self) -> dict:
+        return {k: (deque(v) if isinstance(v, deque) else v) for k, v in vars(self).items()
+                if k not in ("now", "irq1", "reset")}
+
+    def set_state(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, deque(value) if isinstance(value, deque) else value)
