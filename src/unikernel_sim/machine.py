@@ -58,7 +58,9 @@ from unikernel_sim.memory.ram import MAX_MEMORY_MB, MIB, MIN_MEMORY_MB, Ram
 from unikernel_sim.run_control import Watchdog
 from unikernel_sim.stops import FaultStep, Stop, StopReason
 
-RUN_UNTIL_NEVER = (1 << 64) - 1      # emu_start's `until`: an address no code reaches
+# emu_start's `until`: a non-canonical address no code reaches. Not 2**64-1: with that
+# value Unicorn 2.1.4 leaves CR2 = 0xfffffffffffffffe when emu_start returns.
+RUN_UNTIL_NEVER = 1 << 63
 HLT_OPCODE = 0xF4
 DEFAULT_TSC_HZ = 2_000_000_000        # 2 GHz
 DEFAULT_INSTRUCTIONS_PER_SECOND = 1_000_000_000   # deterministic mode: 1 ns per instruction
@@ -120,6 +122,7 @@ class Machine:
     def _attach_devices(self, serial_input: bytes, rtc_start: dt.datetime | None, deterministic: bool) -> None:
         now = self.clock.now_ns
         self.pic = PicPair(on_change=self._on_interrupt_line_change)
+        self.pic.power_on_state()
         self.bus.attach(MASTER_COMMAND, 2, _Synced(self.pic.master, self._advance_devices))
         self.bus.attach(SLAVE_COMMAND, 2, _Synced(self.pic.slave, self._advance_devices))
         self.pit = Pit8254(now, irq0=lambda: self.pic.pulse_irq(IRQ_TIMER))
@@ -199,11 +202,24 @@ class Machine:
         kind = KIND_SOFTWARE if info.software else KIND_EXCEPTION
         rip = uc.reg_read(x86.UC_X86_REG_RIP)
         cr2 = uc.reg_read(x86.UC_X86_REG_CR2) if vector == 14 and kind == KIND_EXCEPTION else None
-        self._deliver(Event(vector, kind, error_code_for(vector, kind, info.error_code), rip, cr2))
+        restart = self._software_interrupt_start(rip, vector) if kind == KIND_SOFTWARE else None
+        self._deliver(Event(vector, kind, error_code_for(vector, kind, info.error_code), rip, cr2, restart))
+
+    def _software_interrupt_start(self, rip: int, vector: int) -> int:
+        """Address of the INT n / INT3 / INTO / INT1 that RIP has just passed."""
+        before = self.read_virtual(rip - 2, 2) or b"\0\0"
+        if before[0] == 0xCD and before[1] == vector:
+            return rip - 2
+        return rip - 1
 
     def _on_invalid_instruction(self, uc, _user) -> bool:
-        # #UD never reaches UC_HOOK_INTR (DESIGN.md); it arrives here instead.
-        self._deliver(Event(VECTOR_UD, KIND_EXCEPTION, None, uc.reg_read(x86.UC_X86_REG_RIP)))
+        # #UD never reaches UC_HOOK_INTR (DESIGN.md); it arrives here instead - and so
+        # does a software `int 6`, with RIP still at the INT instruction.
+        rip = uc.reg_read(x86.UC_X86_REG_RIP)
+        if self.read_virtual(rip, 2) == bytes([0xCD, VECTOR_UD]):
+            self._deliver(Event(VECTOR_UD, KIND_SOFTWARE, None, rip + 2, restart_rip=rip))
+        else:
+            self._deliver(Event(VECTOR_UD, KIND_EXCEPTION, None, rip))
         return True
 
     def _on_unmapped(self, uc, access: int, address: int, size: int, value: int, _user) -> bool:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from unicorn import x86_const as x86
 
 from unikernel_sim.cpu.engine import MSR_EFER
-from unikernel_sim.cpu.vectors import CONTRIBUTORY, has_error_code, short_name
+from unikernel_sim.cpu.vectors import CONTRIBUTORY, EXCEPTIONS, has_error_code, short_name
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
@@ -73,6 +73,12 @@ class Event:
     error_code: int | None
     return_rip: int
     cr2: int | None = None
+    restart_rip: int | None = None   # INT n: the instruction itself, where a fault in delivery points
+
+    @property
+    def fault_rip(self) -> int:
+        """Where a fault raised while delivering this event returns to (SDM 6.5)."""
+        return self.restart_rip if self.restart_rip is not None else self.return_rip
 
     def label(self) -> str:
         code = f" error {self.error_code:#x}" if self.error_code is not None else ""
@@ -110,6 +116,16 @@ class DeliveryOutcome:
         return None if self.triple_fault else self.steps[-1].event
 
 
+def pushed_flags(event: Event, rflags: int) -> int:
+    """The RFLAGS image in the frame: RF=1 for fault-class exceptions (SDM vol. 3A
+    17.3.1.1), 0 for INT n (RF is cleared as it starts), as-is otherwise."""
+    if event.kind == KIND_SOFTWARE:
+        return rflags & ~EFLAGS_RF
+    if event.kind == KIND_EXCEPTION and EXCEPTIONS.get(event.vector, ("", "", False, ""))[3] == "fault":
+        return rflags | EFLAGS_RF
+    return rflags
+
+
 def makes_double_fault(first: int, second: int) -> bool:
     """SDM vol. 3A table 6-5 (conditions for generating a double fault)."""
     if first in CONTRIBUTORY:
@@ -135,16 +151,17 @@ class InterruptDelivery:
                 return DeliveryOutcome(steps, triple_fault=False)
             except DeliveryFault as fault:
                 steps.append(DeliveryStep(current, fault.reason))
+                rip = current.fault_rip
                 if current.vector == VECTOR_DF and current.kind == KIND_EXCEPTION:
                     steps.append(DeliveryStep(Event(fault.vector, KIND_EXCEPTION, fault.error_code,
-                                                    current.return_rip, fault.cr2), "triple fault"))
+                                                    rip, fault.cr2), "triple fault"))
                     return DeliveryOutcome(steps, triple_fault=True)
                 if current.kind == KIND_EXCEPTION and makes_double_fault(current.vector, fault.vector):
                     steps.append(DeliveryStep(Event(fault.vector, KIND_EXCEPTION, fault.error_code,
-                                                    current.return_rip, fault.cr2), "became #DF"))
-                    current = Event(VECTOR_DF, KIND_EXCEPTION, 0, current.return_rip)
+                                                    rip, fault.cr2), "became #DF"))
+                    current = Event(VECTOR_DF, KIND_EXCEPTION, 0, rip)
                 else:
-                    current = Event(fault.vector, KIND_EXCEPTION, fault.error_code, current.return_rip, fault.cr2)
+                    current = Event(fault.vector, KIND_EXCEPTION, fault.error_code, rip, fault.cr2)
                 if current.vector == VECTOR_PF and current.cr2 is not None:
                     self.uc.reg_write(x86.UC_X86_REG_CR2, current.cr2)
 
@@ -167,10 +184,12 @@ class InterruptDelivery:
             raise DeliveryFault(VECTOR_PF, 0, f"{what} at {address:#x} is not mapped", cr2=address)
         return data
 
-    def _write_stack(self, address: int, data: bytes) -> None:
-        """Supervisor write of the frame: #PF if a page is absent or read-only (CR0.WP)."""
+    def _write_stack(self, address: int, data: bytes, word: int) -> None:
+        """Supervisor write of the frame: #PF if a page is absent or read-only (CR0.WP).
+        Checked from the top down, the order the processor pushes in, so CR2 names
+        the first slot that could not be written."""
         write_protect = bool(self.uc.reg_read(x86.UC_X86_REG_CR0) & CR0_WP)
-        for offset in range(0, len(data), 8):
+        for offset in reversed(range(0, len(data), word)):
             target = address + offset
             walk = self.machine.translate(target)
             if walk.physical is None:
@@ -179,7 +198,7 @@ class InterruptDelivery:
             if write_protect and not walk.writable:
                 raise DeliveryFault(VECTOR_PF, PF_WRITE | PF_PRESENT,
                                     f"stack page at {target:#x} is read-only", cr2=target)
-            chunk = data[offset:offset + 8]
+            chunk = data[offset:offset + word]
             if not self.machine.ram.contains(walk.physical, len(chunk)):
                 raise DeliveryFault(VECTOR_PF, PF_WRITE, f"stack at {target:#x} lies outside guest RAM",
                                     cr2=target)
@@ -261,15 +280,15 @@ class InterruptDelivery:
         else:
             rsp = old_rsp
         rsp &= ~0xF
-        words = [event.return_rip, uc.reg_read(x86.UC_X86_REG_CS), uc.reg_read(x86.UC_X86_REG_RFLAGS),
-                 old_rsp, old_ss]
+        words = [event.return_rip, uc.reg_read(x86.UC_X86_REG_CS),
+                 pushed_flags(event, uc.reg_read(x86.UC_X86_REG_RFLAGS)), old_rsp, old_ss]
         if event.error_code is not None:
             words.insert(0, event.error_code)
         frame = struct.pack(f"<{len(words)}Q", *words)
         new_rsp = (rsp - len(frame)) & 0xFFFFFFFFFFFFFFFF
         if not _canonical(new_rsp) or not _canonical(rsp - 1):
             raise DeliveryFault(VECTOR_SS, ext, f"interrupt stack {new_rsp:#x} is not canonical")
-        self._write_stack(new_rsp, frame)
+        self._write_stack(new_rsp, frame, 8)
         self._commit(selector, new_cpl, target, new_rsp, attributes & 0xF == GATE_INTERRUPT_64,
                      new_cpl if new_cpl < cpl else None)
 
@@ -295,7 +314,7 @@ class InterruptDelivery:
             raise DeliveryFault(VECTOR_GP, (selector & ~3) | ext, "handler code segment is less privileged")
         old_esp = uc.reg_read(x86.UC_X86_REG_RSP) & 0xFFFFFFFF
         words = [event.return_rip & 0xFFFFFFFF, uc.reg_read(x86.UC_X86_REG_CS),
-                 uc.reg_read(x86.UC_X86_REG_EFLAGS)]
+                 pushed_flags(event, uc.reg_read(x86.UC_X86_REG_EFLAGS))]
         new_ss = None
         if new_cpl < cpl:
             esp = self._tss_value(TSS32_ESP0 + 8 * new_cpl, 4, ext)
@@ -308,7 +327,7 @@ class InterruptDelivery:
         size = 4 if wide else 2
         frame = b"".join(w.to_bytes(size, "little") for w in (x & ((1 << (8 * size)) - 1) for x in words))
         new_esp = (esp - len(frame)) & 0xFFFFFFFF
-        self._write_stack(new_esp, frame)
+        self._write_stack(new_esp, frame, size)
         self._commit(selector, new_cpl, target, new_esp, gate_type in (GATE_INTERRUPT_32, GATE_INTERRUPT_16),
                      new_ss)
 

@@ -44,6 +44,8 @@ MASTER_COMMAND, MASTER_DATA = 0x20, 0x21
 SLAVE_COMMAND, SLAVE_DATA = 0xA0, 0xA1
 BIOS_MASTER_BASE = 0x08           # as a PC BIOS leaves it (real-mode IVT layout)
 BIOS_SLAVE_BASE = 0x70
+BIOS_MASTER_MASK = 0xFF & ~(1 << CASCADE_LINE)
+BIOS_SLAVE_MASK = 0xFF
 
 
 class Pic8259:
@@ -250,6 +252,12 @@ class PicPair:
                               output=lambda level: self.on_change())
         self.slave = Pic8259(SLAVE_COMMAND, is_master=False, vector_base=slave_base,
                              output=lambda level: self.master.set_line(CASCADE_LINE, level))
+
+    def power_on_state(self) -> None:
+        """As a PC BIOS hands over: vector bases 0x08/0x70, every IRQ masked but the
+        cascade, so a kernel receives nothing until it unmasks (or re-initialises)."""
+        self.master.imr = BIOS_MASTER_MASK
+        self.slave.imr = BIOS_SLAVE_MASK
 
     def set_irq(self, irq: int, level: bool) -> None:
         chip, line = (self.master, irq) if irq < 8 else (self.slave, irq - 8)

@@ -1,0 +1,289 @@
+"""Guests with their own GDT, IDT, TSS and page tables, built here byte by byte
+from the Intel SDM layouts (vol. 3A: 3.4.5 segment descriptors, 6.11/6.14.1
+gate descriptors, 7.7 64-bit TSS, 4.5 4-level paging, 4.3 32-bit paging), so
+that what the simulator pushes can be checked against what the manual says.
+
+Every vector's stub records the vector and RFLAGS in memory, then exits
+through the debug-exit port with RSP still pointing at the frame.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from unikernel_sim import guestkit
+from unikernel_sim.run import boot
+
+BASE = 0x100000
+CODE32 = 0x101000
+CODE64 = 0x102000
+PML4, PDPT, PD, PT0 = 0x110000, 0x111000, 0x112000, 0x113000
+GDT, GDTR, IDTR = 0x114000, 0x114100, 0x114110
+TSS = 0x114200
+IDT = 0x115000
+STUBS = 0x116000
+STUB_SIZE = 32
+VECTOR_SLOT = 0x11C000
+FLAGS_SLOT = 0x11C008
+COUNTER_SLOT = 0x11C010
+STACK_TOP = 0x130000
+IST_TOPS = {1: 0x138000, 2: 0x13C000}
+RSP0_TOP = 0x134000
+RO_PAGE = 0x140000
+NP_PAGE = 0x141000
+HANDLERS = 0x120000
+HANDLER_SIZE = 0x400
+IMAGE_END = 0x150000
+
+CODE64_SEL, DATA_SEL, CODE32_SEL, TSS_SEL, NP_DATA_SEL = 0x08, 0x10, 0x18, 0x28, 0x38
+GATE_INTERRUPT, GATE_TRAP = 0xE, 0xF
+FLAT_CODE64 = 0x00AF9A000000FFFF
+FLAT_CODE32 = 0x00CF9A000000FFFF
+FLAT_DATA = 0x00CF92000000FFFF
+NOT_PRESENT_DATA = FLAT_DATA & ~(1 << 47)
+TSS64_LIMIT = 103
+
+
+@dataclass
+class Gate:
+    type: int = GATE_INTERRUPT
+    ist: int = 0
+    present: bool = True
+    dpl: int = 0
+
+
+@dataclass
+class Frame:
+    vector: int
+    rsp: int                  # RSP in the handler (the frame's lowest address)
+    words: list[int]          # the frame from RSP upwards
+    handler_flags: int        # RFLAGS inside the handler
+
+
+@dataclass
+class IdtGuest:
+    """before: setup lines; fault: the instruction whose address is reported; flags: RFLAGS just before it."""
+
+    before: str = ""
+    fault: str = "ud2"
+    flags: int = 0x47
+    gates: dict[int, Gate] = field(default_factory=dict)
+    tss_limit: int = TSS64_LIMIT
+    cr0_extra: int = 0
+    handlers: dict[int, str] = field(default_factory=dict)   # vector -> assembly replacing the stub
+    after: str = ""                                          # code after the fault instruction
+
+
+def _gdt_long(tss_limit: int) -> bytes:
+    tss_low = ((tss_limit & 0xFFFF) | ((TSS & 0xFFFFFF) << 16) | (0x89 << 40)
+               | (((tss_limit >> 16) & 0xF) << 48) | (((TSS >> 24) & 0xFF) << 56))
+    entries = [0, FLAT_CODE64, FLAT_DATA, FLAT_CODE32, 0, tss_low, TSS >> 32, NOT_PRESENT_DATA]
+    return struct.pack(f"<{len(entries)}Q", *entries)
+
+
+def _gate64(target: int, gate: Gate) -> bytes:
+    attributes = (0x80 if gate.present else 0) | (gate.dpl << 5) | gate.type
+    return struct.pack("<HHBBHII", target & 0xFFFF, CODE64_SEL, gate.ist, attributes,
+                       (target >> 16) & 0xFFFF, target >> 32, 0)
+
+
+def _stub64(vector: int) -> bytes:
+    code = (b"\xc6\x04\x25" + struct.pack("<IB", VECTOR_SLOT, vector)     # mov byte [VECTOR_SLOT], v
+            + b"\x9c"                                                      # pushfq
+            + b"\x8f\x04\x25" + struct.pack("<I", FLAGS_SLOT)              # pop qword [FLAGS_SLOT]
+            + b"\xb0\x00\xe6\xf4")                                         # mov al, 0; out 0xf4, al
+    return code.ljust(STUB_SIZE, b"\x90")
+
+
+def _page_tables_long() -> dict[int, bytes]:
+    pt = bytearray(struct.pack("<512Q", *[(i << 12) | 3 for i in range(512)]))
+    struct.pack_into("<Q", pt, 8 * (RO_PAGE >> 12), RO_PAGE | 1)
+    struct.pack_into("<Q", pt, 8 * (NP_PAGE >> 12), 0)
+    pd = struct.pack("<512Q", PT0 | 3, *[(i << 21) | 0x83 for i in range(1, 512)])
+    return {PML4: struct.pack("<Q", PDPT | 3), PDPT: struct.pack("<Q", PD | 3), PD: pd, PT0: bytes(pt)}
+
+
+ENTER_LONG_MODE = f"""
+    mov eax, {PML4:#x}
+    mov cr3, eax
+    mov eax, cr4
+    or eax, 0x20
+    mov cr4, eax
+    mov ecx, 0xC0000080
+    rdmsr
+    or eax, 0x100
+    wrmsr
+    mov eax, cr0
+    or eax, 0x80010001
+    mov cr0, eax
+    lgdt [{GDTR:#x}]
+"""
+
+
+def long_mode_setup(cr0_extra: int) -> str:
+    extra = f"mov rax, cr0\nor rax, {cr0_extra:#x}\nmov cr0, rax\n" if cr0_extra else ""
+    return f"""
+    mov ax, {DATA_SEL:#x}
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov rsp, {STACK_TOP:#x}
+    lidt [{IDTR:#x}]
+    mov ax, {TSS_SEL:#x}
+    ltr ax
+    mov al, 0xff
+    out 0x21, al
+    out 0xa1, al
+    {extra}
+"""
+
+
+def build_long(guest: IdtGuest) -> tuple[bytes, int]:
+    """The image and the address of the fault instruction."""
+    memory = bytearray(IMAGE_END - CODE32)
+
+    def put(address: int, data: bytes) -> None:
+        memory[address - CODE32: address - CODE32 + len(data)] = data
+
+    code32 = guestkit.assemble(ENTER_LONG_MODE, CODE32) + guestkit.far_jump(CODE64_SEL, CODE64)
+    put(CODE32, code32)
+    prefix = guestkit.assemble(long_mode_setup(guest.cr0_extra) + guest.before
+                               + f"\npush {guest.flags:#x}\npopfq\n", CODE64, bits=64)
+    fault_address = CODE64 + len(prefix)
+    body = prefix + guestkit.assemble(guest.fault + "\n" + guest.after + "\nhlt", fault_address, bits=64)
+    put(CODE64, body)
+    for address, data in _page_tables_long().items():
+        put(address, data)
+    gdt = _gdt_long(guest.tss_limit)
+    put(GDT, gdt)
+    put(GDTR, struct.pack("<HQ", len(gdt) - 1, GDT))
+    put(IDTR, struct.pack("<HQ", 256 * 16 - 1, IDT))
+    tss = bytearray(104)
+    struct.pack_into("<Q", tss, 4, RSP0_TOP)
+    for ist, top in IST_TOPS.items():
+        struct.pack_into("<Q", tss, 0x24 + 8 * (ist - 1), top)
+    struct.pack_into("<H", tss, 0x66, 104)
+    put(TSS, bytes(tss))
+    for vector in range(256):
+        stub = STUBS + vector * STUB_SIZE
+        put(stub, _stub64(vector))
+        put(IDT + vector * 16, _gate64(_handler(put, guest, vector, stub, 64), guest.gates.get(vector, Gate())))
+    return guestkit.flat_image(bytes(memory)), fault_address
+
+
+def _handler(put, guest: IdtGuest, vector: int, stub: int, bits: int) -> int:
+    """The entry point for vector: the recording stub, or the guest's own handler."""
+    if vector not in guest.handlers:
+        return stub
+    address = HANDLERS + list(guest.handlers).index(vector) * HANDLER_SIZE
+    put(address, guestkit.assemble(guest.handlers[vector], address, bits=bits))
+    return address
+
+
+def run_long(guest: IdtGuest, tmp_path, **boot_options) -> tuple[Frame | None, int, object]:
+    image, fault_address = build_long(guest)
+    path = tmp_path / "idt_guest.bin"
+    path.write_bytes(image)
+    result = boot(str(path), deterministic=True, max_instructions=1_000_000, **boot_options)
+    if result.stop.reason.value != "guest-exit":
+        return None, fault_address, result
+    machine = result.machine
+    rsp = machine.cpu_state().gpr["rsp"]
+    words = list(struct.unpack("<7Q", machine.ram.read(rsp, 56)))
+    frame = Frame(machine.ram.u8(VECTOR_SLOT), rsp, words, machine.ram.u64(FLAGS_SLOT))
+    return frame, fault_address, result
+
+
+# --- 32-bit protected mode ---------------------------------------------------------
+PD32 = 0x110000
+PT32 = 0x111000
+TSS32_SEL = 0x28
+
+
+def _gdt32() -> bytes:
+    tss = ((TSS64_LIMIT & 0xFFFF) | ((TSS & 0xFFFFFF) << 16) | (0x89 << 40) | (((TSS >> 24) & 0xFF) << 56))
+    entries = [0, FLAT_CODE32, FLAT_DATA, 0, 0, tss, 0, NOT_PRESENT_DATA]
+    return struct.pack(f"<{len(entries)}Q", *entries)
+
+
+def _gate32(target: int, gate: Gate) -> bytes:
+    attributes = (0x80 if gate.present else 0) | (gate.dpl << 5) | gate.type
+    return struct.pack("<HHBBH", target & 0xFFFF, CODE64_SEL, 0, attributes, target >> 16)
+
+
+def _stub32(vector: int) -> bytes:
+    code = (b"\xc6\x05" + struct.pack("<IB", VECTOR_SLOT, vector)        # mov byte [VECTOR_SLOT], v
+            + b"\x9c"                                                      # pushfd
+            + b"\x8f\x05" + struct.pack("<I", FLAGS_SLOT)                  # pop dword [FLAGS_SLOT]
+            + b"\xb0\x00\xe6\xf4")
+    return code.ljust(STUB_SIZE, b"\x90")
+
+
+def protected_setup(cr0_extra: int) -> str:
+    extra = f"mov eax, cr0\nor eax, {cr0_extra:#x}\nmov cr0, eax\n" if cr0_extra else ""
+    return f"""
+    lgdt [{GDTR:#x}]
+    mov ax, {DATA_SEL:#x}
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov esp, {STACK_TOP:#x}
+    lidt [{IDTR:#x}]
+    mov ax, {TSS32_SEL:#x}
+    ltr ax
+    mov eax, {PD32:#x}
+    mov cr3, eax
+    mov eax, cr4
+    or eax, 0x10
+    mov cr4, eax
+    mov eax, cr0
+    or eax, 0x80010000
+    mov cr0, eax
+    mov al, 0xff
+    out 0x21, al
+    out 0xa1, al
+    {extra}
+"""
+
+
+def build_protected(guest: IdtGuest) -> tuple[bytes, int]:
+    memory = bytearray(IMAGE_END - CODE32)
+
+    def put(address: int, data: bytes) -> None:
+        memory[address - CODE32: address - CODE32 + len(data)] = data
+
+    prefix = guestkit.assemble(protected_setup(guest.cr0_extra) + guest.before
+                               + f"\npush {guest.flags:#x}\npopfd\n", CODE32)
+    fault_address = CODE32 + len(prefix)
+    put(CODE32, prefix + guestkit.assemble(guest.fault + "\n" + guest.after + "\nhlt", fault_address))
+    pt = bytearray(struct.pack("<1024I", *[(i << 12) | 3 for i in range(1024)]))
+    struct.pack_into("<I", pt, 4 * (RO_PAGE >> 12), RO_PAGE | 1)
+    struct.pack_into("<I", pt, 4 * (NP_PAGE >> 12), 0)
+    put(PT32, bytes(pt))
+    put(PD32, struct.pack("<1024I", PT32 | 3, *[(i << 22) | 0x83 for i in range(1, 1024)]))
+    gdt = _gdt32()
+    put(GDT, gdt)
+    put(GDTR, struct.pack("<HI", len(gdt) - 1, GDT))
+    put(IDTR, struct.pack("<HI", 256 * 8 - 1, IDT))
+    tss = bytearray(104)
+    struct.pack_into("<II", tss, 4, RSP0_TOP, DATA_SEL)
+    put(TSS, bytes(tss))
+    for vector in range(256):
+        stub = STUBS + vector * STUB_SIZE
+        put(stub, _stub32(vector))
+        put(IDT + vector * 8, _gate32(_handler(put, guest, vector, stub, 32), guest.gates.get(vector, Gate())))
+    return guestkit.flat_image(bytes(memory)), fault_address
+
+
+def run_protected(guest: IdtGuest, tmp_path) -> tuple[Frame | None, int, object]:
+    image, fault_address = build_protected(guest)
+    path = tmp_path / "idt_guest32.bin"
+    path.write_bytes(image)
+    result = boot(str(path), deterministic=True, max_instructions=1_000_000)
+    if result.stop.reason.value != "guest-exit":
+        return None, fault_address, result
+    machine = result.machine
+    esp = machine.cpu_state().gpr["rsp"] & 0xFFFFFFFF
+    words = list(struct.unpack("<6I", machine.ram.read(esp, 24)))
+    frame = Frame(machine.ram.u8(VECTOR_SLOT), esp, words, machine.ram.u32(FLAGS_SLOT))
+    return frame, fault_address, result
