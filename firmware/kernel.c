@@ -9,30 +9,41 @@
  *   module: start=0x... end=0x... crc32=0x... string=<text>
  *   load base: 0x...
  *   boot info: <n> tags, <n> bytes
+ *   timer: <n> ticks at <hz> Hz
+ *   tsc: <hz> Hz
+ *   keyboard: <echoed text>
  */
 #include <stdint.h>
 #include "boot/multiboot2.h"
 #include "kernel_lib/cpu/debug_exit.h"
-#include "kernel_lib/io/serial.h"
+#include "kernel_lib/cpu/interrupts.h"
+#include "kernel_lib/cpu/pic.h"
+#include "kernel_lib/cpu/pit.h"
+#include "kernel_lib/cpu/tsc.h"
+#include "kernel_lib/io/console.h"
+#include "kernel_lib/io/keyboard.h"
 #include "kernel_lib/util/crc32.h"
 
 #define ADDRESS_HEX_DIGITS 16
 #define CRC_HEX_DIGITS     8
+#define TIMER_HZ           100
+#define TICKS_TO_WAIT      10      /* 100 ms of timer interrupts */
+#define KEYBOARD_IDLE_TICKS 20     /* stop echoing after 200 ms without a key */
 
 static void print_string_tag(const char *label, const struct mb2_tag *tag)
 {
-    serial_write(label);
-    serial_write(((const struct mb2_tag_string *)tag)->string);
-    serial_write("\n");
+    console_write(label);
+    console_write(((const struct mb2_tag_string *)tag)->string);
+    console_write("\n");
 }
 
 static void print_meminfo(const struct mb2_tag_basic_meminfo *info)
 {
-    serial_write("meminfo: lower=");
-    serial_put_uint(info->mem_lower);
-    serial_write(" upper=");
-    serial_put_uint(info->mem_upper);
-    serial_write("\n");
+    console_write("meminfo: lower=");
+    console_put_uint(info->mem_lower);
+    console_write(" upper=");
+    console_put_uint(info->mem_upper);
+    console_write("\n");
 }
 
 static void print_mmap(const struct mb2_tag_mmap *map)
@@ -41,18 +52,18 @@ static void print_mmap(const struct mb2_tag_mmap *map)
     const uint8_t *end = (const uint8_t *)map + map->size;
 
     if (map->entry_size < sizeof(struct mb2_mmap_entry)) {
-        serial_write("mmap: entry_size too small\n");
+        console_write("mmap: entry_size too small\n");
         return;
     }
     for (; entry + map->entry_size <= end; entry += map->entry_size) {
         const struct mb2_mmap_entry *e = (const struct mb2_mmap_entry *)entry;
-        serial_write("mmap: base=");
-        serial_put_hex(e->base_addr, ADDRESS_HEX_DIGITS);
-        serial_write(" length=");
-        serial_put_hex(e->length, ADDRESS_HEX_DIGITS);
-        serial_write(" type=");
-        serial_put_uint(e->type);
-        serial_write("\n");
+        console_write("mmap: base=");
+        console_put_hex(e->base_addr, ADDRESS_HEX_DIGITS);
+        console_write(" length=");
+        console_put_hex(e->length, ADDRESS_HEX_DIGITS);
+        console_write(" type=");
+        console_put_uint(e->type);
+        console_write("\n");
     }
 }
 
@@ -60,15 +71,15 @@ static void print_module(const struct mb2_tag_module *module)
 {
     uint64_t length = module->mod_end - module->mod_start;
 
-    serial_write("module: start=");
-    serial_put_hex(module->mod_start, ADDRESS_HEX_DIGITS);
-    serial_write(" end=");
-    serial_put_hex(module->mod_end, ADDRESS_HEX_DIGITS);
-    serial_write(" crc32=");
-    serial_put_hex(crc32((const void *)(uintptr_t)module->mod_start, length), CRC_HEX_DIGITS);
-    serial_write(" string=");
-    serial_write(module->cmdline);
-    serial_write("\n");
+    console_write("module: start=");
+    console_put_hex(module->mod_start, ADDRESS_HEX_DIGITS);
+    console_write(" end=");
+    console_put_hex(module->mod_end, ADDRESS_HEX_DIGITS);
+    console_write(" crc32=");
+    console_put_hex(crc32((const void *)(uintptr_t)module->mod_start, length), CRC_HEX_DIGITS);
+    console_write(" string=");
+    console_write(module->cmdline);
+    console_write("\n");
 }
 
 static void print_tag(const struct mb2_tag *tag)
@@ -90,10 +101,10 @@ static void print_tag(const struct mb2_tag *tag)
         print_module((const struct mb2_tag_module *)tag);
         break;
     case MB2_TAG_TYPE_LOAD_BASE_ADDR:
-        serial_write("load base: ");
-        serial_put_hex(((const struct mb2_tag_load_base_addr *)tag)->load_base_addr,
+        console_write("load base: ");
+        console_put_hex(((const struct mb2_tag_load_base_addr *)tag)->load_base_addr,
                        ADDRESS_HEX_DIGITS);
-        serial_write("\n");
+        console_write("\n");
         break;
     default:
         break;
@@ -114,22 +125,79 @@ static int print_boot_info(const struct mb2_info *info)
     return tags;
 }
 
+/* Brings up the PIC, the timer and the keyboard and enables interrupts.
+ * Returns 0, or an EXIT_* code naming what failed. */
+static int platform_init(void)
+{
+    idt_init();
+    pic_init(IRQ_BASE_VECTOR, IRQ_BASE_VECTOR + 8);
+    if (pit_init(TIMER_HZ) != 0)
+        return EXIT_PLATFORM;
+    if (keyboard_init() != 0)
+        console_write("keyboard: no controller\n");
+    interrupts_enable();
+    return 0;
+}
+
+static void report_timer(void)
+{
+    while (pit_ticks() < TICKS_TO_WAIT)
+        cpu_wait_for_interrupt();
+    console_write("timer: ");
+    console_put_uint(pit_ticks());
+    console_write(" ticks at ");
+    console_put_uint(TIMER_HZ);
+    console_write(" Hz\n");
+}
+
+static void report_tsc(void)
+{
+    console_write("tsc: ");
+    console_put_uint(tsc_calibrate());
+    console_write(" Hz\n");
+}
+
+/* Echoes typed characters until the keyboard has been idle for a while. */
+static void echo_keyboard(void)
+{
+    uint64_t idle_since = pit_ticks();
+
+    console_write("keyboard: ");
+    while (pit_ticks() - idle_since < KEYBOARD_IDLE_TICKS) {
+        int c = keyboard_getc();
+        if (c < 0) {
+            cpu_wait_for_interrupt();
+            continue;
+        }
+        console_putc((char)c);
+        idle_since = pit_ticks();
+    }
+    console_write("\n");
+}
+
 int kernel_main(uint32_t magic, uint32_t boot_info_address)
 {
     const struct mb2_info *info = (const struct mb2_info *)(uintptr_t)boot_info_address;
-    int tags;
+    int tags, status;
 
-    serial_init();
-    serial_write("unikernel_sim reference firmware\n");
+    console_init();
+    console_write("unikernel_sim reference firmware\n");
     if (magic != MB2_BOOTLOADER_MAGIC || boot_info_address == 0) {
-        serial_write("no Multiboot2 boot information\n");
+        console_write("no Multiboot2 boot information\n");
         return EXIT_BAD_BOOT_INFO;
     }
     tags = print_boot_info(info);
-    serial_write("boot info: ");
-    serial_put_uint((uint64_t)tags);
-    serial_write(" tags, ");
-    serial_put_uint(info->total_size);
-    serial_write(" bytes\n");
+    console_write("boot info: ");
+    console_put_uint((uint64_t)tags);
+    console_write(" tags, ");
+    console_put_uint(info->total_size);
+    console_write(" bytes\n");
+
+    status = platform_init();
+    if (status != 0)
+        return status;
+    report_timer();
+    report_tsc();
+    echo_keyboard();
     return EXIT_OK;
 }

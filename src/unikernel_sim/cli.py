@@ -19,7 +19,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit code 64."""
 
     def error(self, message: str):  # type: ignore[override]
-        raise UsageError(message, where=self.prog, hint=f"see `{self.prog} --help`")
+        raise UsageError(message, hint=f"see `{self.prog} --help`")
 
 
 def _positive_int(text: str) -> int:
@@ -40,6 +40,15 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
     return value
+
+
+def _datetime(text: str):
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date and time (2026-01-01T12:00:00)") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--exit-style", choices=("plain", "qemu"), default="plain",
                       help="how a debug-exit value becomes the exit status (default plain)")
     boot.add_argument("--strict-io", action="store_true", help="stop at the first access to a port with no device")
+    boot.add_argument("--keys", metavar="TEXT",
+                      help="type TEXT on the PS/2 keyboard ({enter}, {esc}, {up}... for named keys)")
+    boot.add_argument("--vga", action="store_true", help="print the final VGA text screen on exit")
+    boot.add_argument("--screenshot", metavar="FILE.png", help="save the final VGA screen as a PNG")
+    boot.add_argument("--rtc-time", metavar="ISO", type=_datetime,
+                      help="CMOS clock start, e.g. 2026-01-01T00:00:00 (default: fixed in "
+                           "--deterministic mode, the host's UTC time otherwise)")
+    boot.add_argument("--tsc-mhz", type=_positive_int, default=2000, metavar="MHZ",
+                      help="time-stamp counter rate (default 2000)")
+    boot.add_argument("--trace", action="append", default=[], choices=("int",),
+                      help="int: log every exception and IRQ delivered (like QEMU -d int)")
     boot.add_argument("--verbose", "-v", action="store_true", help="print run statistics and unknown ports")
 
     info = commands.add_parser("info", help="describe a kernel image: ELF facts and its Multiboot2 header")

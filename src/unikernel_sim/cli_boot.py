@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from unikernel_sim.cli import open_output_file, read_optional_input
+from unikernel_sim.errors import UsageError
 from unikernel_sim.console import StreamWriter
 from unikernel_sim.run import BootResult, boot
 
@@ -39,12 +40,39 @@ def run_boot(args: argparse.Namespace) -> int:
             debugcon_listeners=[stdout],
             on_stop=flushers,
             catch_sigint=True,
+            keys=args.keys,
+            rtc_start=args.rtc_time,
+            tsc_hz=args.tsc_mhz * 1_000_000,
+            trace_interrupts="int" in args.trace,
         )
     finally:
         if serial_file is not None:
             serial_file.close()
     report_end(result, verbose=args.verbose)
+    show_screen(result, vga=args.vga, screenshot=args.screenshot)
+    if "int" in args.trace:
+        print_interrupt_trace(result)
     return result.exit_code
+
+
+def show_screen(result: BootResult, *, vga: bool, screenshot: str | None) -> None:
+    if vga:
+        print("--- VGA text screen ---", file=sys.stderr)
+        print(result.machine.vga.text(), file=sys.stderr)
+    if screenshot:
+        from unikernel_sim.devices.vga_render import save_png
+
+        try:
+            save_png(result.machine.vga, screenshot)
+        except OSError as error:
+            raise UsageError(f"cannot write the screenshot: {error.strerror}", where=screenshot) from None
+
+
+def print_interrupt_trace(result: BootResult) -> None:
+    """One line per delivered event, like QEMU's -d int."""
+    for ns, label, rip, instructions in result.machine.interrupt_log:
+        count = "" if instructions is None else f" insn={instructions}"
+        print(f"int: t={ns}ns{count} {label} rip={rip:#x}", file=sys.stderr)
 
 
 def report_end(result: BootResult, *, verbose: bool) -> None:

@@ -67,6 +67,7 @@ DEFAULT_INSTRUCTIONS_PER_SECOND = 1_000_000_000   # deterministic mode: 1 ns per
 PANIC_SYMBOLS = ("kernel_panic", "panic")
 MAX_UNEXPLAINED_RETURNS = 10_000      # emu_start returns in a row with no reason at all
 PENDING_POLL_NS = 20_000              # IRQ pending but IF=0: look again this soon
+IO_ACCESS_NS = 1_000                  # deterministic mode: virtual time per port access
 IRQ_TIMER, IRQ_KEYBOARD = 0, 1
 VECTOR_UD = 6
 
@@ -110,7 +111,7 @@ class Machine:
         self.kernel = None
         self.panic_message: str | None = None
         self.on_stop: list[Callable[[], None]] = []          # e.g. flush the terminal
-        self.interrupt_log: list[tuple[int, str, int]] = []  # (virtual ns, event, rip) when tracing
+        self.interrupt_log: list[tuple[int, str, int, int | None]] = []  # (ns, event, rip, insn) when tracing
         self.trace_interrupts = False
         self.irq_count = 0
         self._pending: Stop | None = None
@@ -180,10 +181,20 @@ class Machine:
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
 
     def _on_in(self, uc, port: int, size: int, _user) -> int:
+        self._io_cycle()
         return self.bus.read(port, size)
 
     def _on_out(self, uc, port: int, size: int, value: int, _user) -> None:
+        self._io_cycle()
         self.bus.write(port, size, value)
+
+    def _io_cycle(self) -> None:
+        """Deterministic mode: a port access takes IO_ACCESS_NS of virtual time, as
+        an ISA bus cycle does (~1 us); polling loops then take as many accesses as
+        on hardware instead of millions. Fast mode pays the host's own time."""
+        if self.clock.deterministic:
+            self.clock.skip_ns(IO_ACCESS_NS)
+            self._reschedule()
 
     def _on_debug_exit(self, value: int) -> None:
         self._stop_now(Stop(StopReason.GUEST_EXIT, f"guest exit with value {value}", exit_value=value))
@@ -252,7 +263,8 @@ class Machine:
         outcome = self.delivery.deliver(event)
         if self.trace_interrupts:
             for step in outcome.steps:
-                self.interrupt_log.append((self.clock.now_ns(), step.event.label(), step.event.return_rip))
+                self.interrupt_log.append((self.clock.now_ns(), step.event.label(), step.event.return_rip,
+                                           self.instructions))
         if outcome.triple_fault:
             self._stop_now(self._triple_fault_stop(outcome))
         return outcome

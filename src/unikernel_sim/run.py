@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from unikernel_sim.boot.loader import ModuleSpec
+from unikernel_sim.errors import UsageError
 from unikernel_sim.exit_codes import ExitCode, guest_exit_status
 from unikernel_sim.expect import ExpectWatcher
 from unikernel_sim.machine import Machine
@@ -61,6 +62,10 @@ def boot(
     debugcon_listeners: Iterable[Callable[[int], None]] = (),
     on_stop: Iterable[Callable[[], None]] = (),
     catch_sigint: bool = False,
+    keys: str | None = None,
+    rtc_start=None,
+    tsc_hz: int | None = None,
+    trace_interrupts: bool = False,
 ) -> BootResult:
     """Boot image as a Multiboot2 loader would and run it to its end.
 
@@ -68,8 +73,15 @@ def boot(
     input before anything runs; guest misbehaviour is reported in the result."""
     started = time.perf_counter()
     specs = [m if isinstance(m, ModuleSpec) else ModuleSpec.parse(m) for m in modules]
+    options = {"tsc_hz": tsc_hz} if tsc_hz else {}
     machine = Machine(memory_mb, deterministic=deterministic, serial_input=serial_input,
-                      strict_io=strict_io)
+                      strict_io=strict_io, rtc_start=rtc_start, **options)
+    machine.trace_interrupts = trace_interrupts
+    if keys:
+        try:
+            machine.type_keys(keys)
+        except ValueError as error:
+            raise UsageError(str(error), where="--keys") from None
     machine.serial.listeners.extend(serial_listeners)
     machine.debugcon.listeners.extend(debugcon_listeners)
     machine.on_stop.extend(on_stop)

@@ -8,5 +8,6 @@
 #define EXIT_BAD_BOOT_MAGIC     3   /* not started by a Multiboot2 loader */
 #define EXIT_BAD_BOOT_INFO      4   /* boot information missing or malformed */
 #define EXIT_PANIC              5   /* kernel_panic() */
+#define EXIT_PLATFORM           6   /* timer or interrupt controller set-up failed */
 
 #endif

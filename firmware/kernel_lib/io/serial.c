@@ -2,6 +2,7 @@
  * Semiconductor PC16550D datasheet, "Register Description"). */
 #include "kernel_lib/io/serial.h"
 #include "kernel_lib/cpu/ports.h"
+#include "kernel_lib/util/format.h"
 
 #define COM1              0x3F8
 
@@ -32,8 +33,6 @@
 
 #define UART_CLOCK_DIVISOR_115200 1   /* 1.8432 MHz / (16 * 115200)     */
 #define LOOPBACK_TEST_BYTE        0xAE
-#define UINT64_MAX_DIGITS         20
-#define HEX_DIGITS_64             16
 
 static void uart_write(int reg, uint8_t value) { outb(COM1 + reg, value); }
 static uint8_t uart_read(int reg) { return inb(COM1 + reg); }
@@ -78,15 +77,9 @@ void serial_write(const char *s)
 
 void serial_put_uint(uint64_t value)
 {
-    char digits[UINT64_MAX_DIGITS];   /* least significant first */
-    int count = 0;
+    char digits[FORMAT_UINT64_MAX];
 
-    do {
-        digits[count++] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value != 0);
-    while (count > 0)
-        serial_putc(digits[--count]);
+    serial_write_n(digits, (uint64_t)format_uint(value, digits));
 }
 
 void serial_put_int(int64_t value)
@@ -102,18 +95,10 @@ void serial_put_int(int64_t value)
 
 void serial_put_hex(uint64_t value, int min_digits)
 {
-    static const char hex[] = "0123456789abcdef";
-    int digits = HEX_DIGITS_64;
+    char digits[FORMAT_HEX64_MAX];
 
-    if (min_digits < 1)
-        min_digits = 1;
-    while (digits > min_digits && ((value >> ((digits - 1) * 4)) & 0xF) == 0)
-        digits--;
     serial_write("0x");
-    while (digits > 0) {
-        digits--;
-        serial_putc(hex[(value >> (digits * 4)) & 0xF]);
-    }
+    serial_write_n(digits, (uint64_t)format_hex(value, min_digits, digits));
 }
 
 int serial_getc_nonblocking(void)
