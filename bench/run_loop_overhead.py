@@ -1,0 +1,94 @@
+"""Run-loop overhead against raw Unicorn on a compute-bound guest.
+
+Cases (median of --runs, all measured in this one process):
+  raw          emu_start straight from the entry state, no run loop, IF=0
+  loop         Machine.run() (fast mode), IF=0: what the run loop costs
+  timer-1khz   Machine.run() fast mode with the PIT at 1 kHz and IRQ 0 handled
+  determ       Machine.run(deterministic=True), IF=0: per-instruction counting in C
+
+    python bench/run_loop_overhead.py [--runs 5] [--iterations 100000000]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from interrupts.harness import IdtGuest, build_protected  # noqa: E402
+
+from unikernel_sim.machine import RUN_UNTIL_NEVER, Machine  # noqa: E402
+
+PIT_1KHZ = 1193
+TIMER_HANDLER = "push eax\nmov al, 0x20\nout 0x20, al\npop eax\niretd"
+
+
+def guest(iterations: int, timer: bool) -> IdtGuest:
+    setup = ""
+    if timer:
+        setup = (f"mov al, 0x34\nout 0x43, al\nmov al, {PIT_1KHZ & 0xFF}\nout 0x40, al\n"
+                 f"mov al, {PIT_1KHZ >> 8}\nout 0x40, al\nmov al, 0xfe\nout 0x21, al")
+    return IdtGuest(
+        before=setup,
+        fault="nop",
+        flags=0x202 if timer else 0x2,
+        after=f"""
+            mov ecx, {iterations}
+            xor eax, eax
+        work:
+            imul eax, eax, 3
+            add eax, ecx
+            dec ecx
+            jnz work
+            mov al, 0
+            out 0xf4, al
+        """,
+        handlers={8: TIMER_HANDLER},
+    )
+
+
+def run_case(path: str, case: str) -> float:
+    machine = Machine(deterministic=case == "determ")
+    machine.load(path)
+    start = time.perf_counter()
+    if case == "raw":
+        machine.uc.emu_start(machine.rip, RUN_UNTIL_NEVER)
+        assert machine._pending is not None
+    else:
+        stop = machine.run()
+        assert stop.reason.value == "guest-exit", stop.summary
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=100_000_000)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp())
+    images = {}
+    for timer in (False, True):
+        image, _ = build_protected(guest(args.iterations, timer))
+        path = folder / f"compute-{timer}.bin"
+        path.write_bytes(image)
+        images[timer] = str(path)
+    cases = {"raw": images[False], "loop": images[False], "timer-1khz": images[True], "determ": images[False]}
+    results = {name: [] for name in cases}
+    for _ in range(args.runs):                # interleaved, so drift hits every case alike
+        for name, path in cases.items():
+            results[name].append(run_case(path, name))
+    raw = statistics.median(results["raw"])
+    instructions = 4 * args.iterations
+    print(f"| case (median of {args.runs}, {instructions / 1e6:.0f} M guest instructions) | seconds | vs raw |")
+    print("|---|---|---|")
+    for name, samples in results.items():
+        median = statistics.median(samples)
+        print(f"| {name} | {median:.3f} | {median / raw:.3f}x |")
+
+
+if __name__ == "__main__":
+    main()
