@@ -11,7 +11,12 @@
  *   boot info: <n> tags, <n> bytes
  *   timer: <n> ticks at <hz> Hz
  *   tsc: <hz> Hz
+ *   heap: 0x<start>..0x<end>
  *   keyboard: <echoed text>
+ *
+ * The command line's job= selects what runs after start-up: "demo" (the
+ * default: timer, TSC and keyboard), "idle" (stop in kernel_ready() and wait
+ * for interrupts: the state the simulator's guest-call tests start from).
  */
 #include <stdint.h>
 #include "boot/multiboot2.h"
@@ -22,6 +27,9 @@
 #include "kernel_lib/cpu/tsc.h"
 #include "kernel_lib/io/console.h"
 #include "kernel_lib/io/keyboard.h"
+#include "kernel_lib/memory/malloc_bump.h"
+#include "kernel_lib/libc/string.h"
+#include "kernel_lib/util/cmdline.h"
 #include "kernel_lib/util/crc32.h"
 
 #define ADDRESS_HEX_DIGITS 16
@@ -29,6 +37,7 @@
 #define TIMER_HZ           100
 #define TICKS_TO_WAIT      10      /* 100 ms of timer interrupts */
 #define KEYBOARD_IDLE_TICKS 20     /* stop echoing after 200 ms without a key */
+#define JOB_NAME_MAX        32
 
 static void print_string_tag(const char *label, const struct mb2_tag *tag)
 {
@@ -175,9 +184,42 @@ static void echo_keyboard(void)
     console_write("\n");
 }
 
+/* The simulator stops here (a breakpoint on this symbol) to snapshot a booted
+ * kernel; on a real machine it returns at once. */
+__attribute__((noinline)) void kernel_ready(void)
+{
+    __asm__ volatile("" ::: "memory");
+}
+
+static void idle_forever(void)
+{
+    kernel_ready();
+    for (;;)
+        cpu_wait_for_interrupt();
+}
+
+static const char *boot_cmdline(const struct mb2_info *info)
+{
+    const struct mb2_tag *tag = mb2_find_tag(info, MB2_TAG_TYPE_CMDLINE);
+    return tag ? ((const struct mb2_tag_string *)tag)->string : "";
+}
+
+static void report_heap(void)
+{
+    struct heap_stats stats;
+
+    heap_stats(&stats);
+    console_write("heap: ");
+    console_put_hex(stats.start, 1);
+    console_write("..");
+    console_put_hex(stats.end, 1);
+    console_write("\n");
+}
+
 int kernel_main(uint32_t magic, uint32_t boot_info_address)
 {
     const struct mb2_info *info = (const struct mb2_info *)(uintptr_t)boot_info_address;
+    char job[JOB_NAME_MAX] = "demo";
     int tags, status;
 
     console_init();
@@ -192,10 +234,16 @@ int kernel_main(uint32_t magic, uint32_t boot_info_address)
     console_write(" tags, ");
     console_put_uint(info->total_size);
     console_write(" bytes\n");
+    cmdline_get(boot_cmdline(info), "job", job, sizeof(job));
 
+    if (heap_init(info) != 0)
+        return EXIT_NO_HEAP;
+    report_heap();
     status = platform_init();
     if (status != 0)
         return status;
+    if (strcmp(job, "idle") == 0)
+        idle_forever();
     report_timer();
     report_tsc();
     echo_keyboard();

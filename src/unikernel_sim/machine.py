@@ -12,8 +12,8 @@ The run loop, top to bottom:
      runs free;
   3. emu_start from RIP until something stops it;
   4. classify the stop: a hook's verdict (debug exit, triple fault, --expect),
-     a Unicorn error (memory outside RAM), the budget, the watchdog (timeout,
-     Ctrl-C), a device deadline, or a plain return, which Unicorn also makes
+     a Unicorn error (memory outside RAM), the budget, the wall-clock timeout,
+     Ctrl-C, a device deadline, or a plain return, which Unicorn also makes
      after `hlt` (issue 1082), recognised by the 0xF4 byte before RIP;
   5. end the run with a Stop, or go round again.
 Hooks cover only I/O instructions, exceptions, invalid opcodes, unmapped
@@ -37,8 +37,9 @@ from unikernel_sim.cpu.delivery import (
 )
 from unikernel_sim.cpu.engine import EFLAGS_IF, MSR_EFER, CpuState, create_engine, read_cpu_state
 from unikernel_sim.cpu.exception_state import context_offsets, take_exception_info
-from unikernel_sim.cpu.host_timer import HostTimer
-from unikernel_sim.cpu.vclock import VirtualClock
+from unikernel_sim.cpu.code_cache import CodeCache
+from unikernel_sim.cpu.host_timer import TIMEOUT, HostTimer
+from unikernel_sim.cpu.vclock import VirtualClock, host_ns
 from unikernel_sim.cpu.vectors import short_name
 from unikernel_sim.devices.bus import IoBus
 from unikernel_sim.devices.cmos_rtc import DEFAULT_START, CmosRtc
@@ -55,7 +56,7 @@ from unikernel_sim.devices.vga_text import VgaText
 from unikernel_sim.errors import UsageError
 from unikernel_sim.memory import paging
 from unikernel_sim.memory.ram import MAX_MEMORY_MB, MIB, MIN_MEMORY_MB, Ram
-from unikernel_sim.run_control import Watchdog
+from unikernel_sim.run_control import InterruptWatch
 from unikernel_sim.stops import FaultStep, Stop, StopReason
 
 # emu_start's `until`: a non-canonical address no code reaches. Not 2**64-1: with that
@@ -68,6 +69,7 @@ PANIC_SYMBOLS = ("kernel_panic", "panic")
 MAX_UNEXPLAINED_RETURNS = 10_000      # emu_start returns in a row with no reason at all
 PENDING_POLL_NS = 20_000              # IRQ pending but IF=0: look again this soon
 IO_ACCESS_NS = 1_000                  # deterministic mode: virtual time per port access
+CALL_SENTINEL_OFFSET = 0x3800         # in the hand-off scratch area, never executed
 IRQ_TIMER, IRQ_KEYBOARD = 0, 1
 VECTOR_UD = 6
 
@@ -100,6 +102,7 @@ class Machine:
         if deterministic:
             self.clock.start_counting()
         self.host_timer = HostTimer(self.uc)
+        self.code_cache = CodeCache(self.uc)
         self.delivery = InterruptDelivery(self)
         self.serial = ConsoleOutput()
         self.debugcon = ConsoleOutput()
@@ -114,6 +117,9 @@ class Machine:
         self.interrupt_log: list[tuple[int, str, int, int | None]] = []  # (ns, event, rip, insn) when tracing
         self.trace_interrupts = False
         self.irq_count = 0
+        self.last_exception: tuple[int, int | None, int, int | None] | None = None  # vector, error, rip, cr2
+        self._caller = None
+        self._breakpoints: dict[int, int] = {}
         self._pending: Stop | None = None
         self._service_requested = False
         self._unmapped: tuple[int, int, int] | None = None
@@ -163,6 +169,10 @@ class Machine:
         from unikernel_sim.diagnostics.symbols import SymbolTable
 
         self.kernel = load_kernel(self, path, cmdline=cmdline, modules=modules)
+        if self.kernel.elf is not None:
+            for segment in self.kernel.elf.segments:
+                if segment.executable:
+                    self.code_cache.watch(segment.vaddr, segment.vaddr + segment.memsz)
         self.symbols = SymbolTable.from_elf_bytes(self.kernel.image_data) if self.kernel.elf else SymbolTable([])
         for name in PANIC_SYMBOLS:
             address = self.symbols.address_of(name)
@@ -170,6 +180,56 @@ class Machine:
                 self.uc.hook_add(UC_HOOK_CODE, self._on_panic_call, begin=address, end=address)
                 break
         return self.kernel
+
+    # --- guest calls, breakpoints, snapshots ---------------------------------------
+    def call(self, function: str | int, *args: int | float, returns: str = "int",
+             max_instructions: int | None = None, timeout: float | None = 30.0) -> int | float:
+        """Call a guest function by symbol or address (System V AMD64 ABI) and return
+        RAX (``returns="int"``, ``"int32"``, ``"int64"``) or XMM0 (``"float"``,
+        ``"double"``). Raises GuestCallError with the crash report if it does not return."""
+        from unikernel_sim.guest_call import GuestCaller
+
+        if self._caller is None:
+            if self.kernel is None:
+                raise RuntimeError("load a kernel before calling into it")
+            self._caller = GuestCaller(self, self.kernel.scratch + CALL_SENTINEL_OFFSET)
+            self.uc.ctl_flush_tb()
+        return self._caller.call(function, args, returns=returns, max_instructions=max_instructions,
+                                 timeout=timeout)
+
+    def add_breakpoint(self, where: str | int) -> int:
+        """Stop the run (StopReason.BREAKPOINT) when execution reaches where."""
+        address = where if isinstance(where, int) else self.symbols.address_of(where)
+        if address is None:
+            raise KeyError(f"no symbol {where!r} in the kernel")
+        if address not in self._breakpoints:
+            self._breakpoints[address] = self.uc.hook_add(
+                UC_HOOK_CODE, self._on_breakpoint, begin=address, end=address)
+            self.uc.ctl_remove_cache(address, address + 1)
+        return address
+
+    def remove_breakpoint(self, address: int) -> None:
+        handle = self._breakpoints.pop(address, None)
+        if handle is not None:
+            self.uc.hook_del(handle)
+            self.uc.ctl_remove_cache(address, address + 1)
+
+    def _on_breakpoint(self, uc, address: int, size: int, _user) -> None:
+        self._stop_now(Stop(StopReason.BREAKPOINT, f"breakpoint at {self.describe(address)}"))
+
+    def snapshot(self):
+        """Everything needed to come back here: CPU, RAM (copy-on-write), devices, clock."""
+        from unikernel_sim.snapshot import take_snapshot
+
+        self.clock.pause()
+        return take_snapshot(self)
+
+    def restore(self, snapshot, *, flush: bool = False) -> None:
+        """Back to snapshot. flush=True also empties the translation cache, needed only
+        if the guest ran code it generated outside its image (see cpu/code_cache.py)."""
+        from unikernel_sim.snapshot import restore_snapshot
+
+        restore_snapshot(self, snapshot, flush=flush)
 
     # --- hooks -----------------------------------------------------------------
     def _install_hooks(self) -> None:
@@ -260,6 +320,8 @@ class Machine:
 
     # --- interrupts -----------------------------------------------------------------
     def _deliver(self, event: Event) -> DeliveryOutcome:
+        if event.kind != KIND_EXTERNAL:
+            self.last_exception = (event.vector, event.error_code, event.return_rip, event.cr2)
         outcome = self.delivery.deliver(event)
         if self.trace_interrupts:
             for step in outcome.steps:
@@ -342,12 +404,14 @@ class Machine:
         else:
             self._budget_end = None
         self.clock.resume()
+        self._timeout = timeout
+        if timeout is not None:
+            self.host_timer.arm(host_ns() + int(timeout * 1e9), TIMEOUT)
         unexplained = 0
         try:
-            with Watchdog(self.uc, timeout=timeout, catch_sigint=catch_sigint,
-                          on_stop=self.clock.note_stop_request) as watchdog:
+            with InterruptWatch(self.uc, enabled=catch_sigint, on_stop=self.clock.note_stop_request) as watch:
                 while True:
-                    stop = self._run_slice(watchdog)
+                    stop = self._run_slice(watch)
                     if isinstance(stop, Stop):
                         return self._finish(stop)
                     unexplained = unexplained + 1 if stop is _UNEXPLAINED else 0
@@ -355,11 +419,12 @@ class Machine:
                         raise RuntimeError(f"Unicorn keeps returning without a reason at {self.describe(self.rip)}")
         finally:
             self.host_timer.arm(None)
+            self.host_timer.arm(None, TIMEOUT)
             self.clock.pause()
             for callback in self.on_stop:
                 callback()
 
-    def _run_slice(self, watchdog: Watchdog) -> Stop | object | None:
+    def _run_slice(self, watch: InterruptWatch) -> Stop | object | None:
         """One emu_start. Returns a Stop, None (go on), or _UNEXPLAINED."""
         self._pending = None
         self._advance_devices()
@@ -379,10 +444,10 @@ class Machine:
             return self._pending
         if error is not None:
             return self._stop_for_error(error)
-        if watchdog.interrupted:
+        if watch.interrupted:
             return self._stop_here(StopReason.INTERRUPTED, "interrupted (Ctrl-C)")
-        if watchdog.timed_out:
-            return self._stop_here(StopReason.TIMEOUT, f"wall-clock timeout of {watchdog.timeout:g} s expired")
+        if self.host_timer.take_fired(TIMEOUT):
+            return self._stop_here(StopReason.TIMEOUT, f"wall-clock timeout of {self._timeout:g} s expired")
         budget_end = self._budget_end
         if budget_end is not None and self.clock.instructions >= budget_end:
             return self._stop_here(StopReason.BUDGET, f"instruction budget of {budget_end} reached")

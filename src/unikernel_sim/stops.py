@@ -21,6 +21,7 @@ class StopReason(enum.Enum):
     RETURNED = "returned"            # a guest call returned to its sentinel
     EXPECT_MATCHED = "expect-matched"  # --expect found its pattern in the output
     RESET = "reset"                  # the guest asked for a system reset (8042 pulse)
+    BREAKPOINT = "breakpoint"        # execution reached an address the host asked to stop at
 
 
 EXIT_CODES = {
@@ -36,6 +37,7 @@ EXIT_CODES = {
     StopReason.RETURNED: ExitCode.OK,
     StopReason.EXPECT_MATCHED: ExitCode.OK,
     StopReason.RESET: ExitCode.OK,
+    StopReason.BREAKPOINT: ExitCode.OK,
 }
 
 ABNORMAL = frozenset({

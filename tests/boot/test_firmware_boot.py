@@ -10,6 +10,7 @@ from unikernel_sim.run import boot
 from unikernel_sim.stops import StopReason
 
 MIB = 1 << 20
+EXIT_NO_HEAP = 7          # firmware/kernel_lib/cpu/debug_exit_codes.h
 
 
 def parse_printout(text: str) -> dict:
@@ -28,10 +29,12 @@ def parse_printout(text: str) -> dict:
     return out
 
 
-@pytest.mark.parametrize("memory_mb", [32, 512])
+@pytest.mark.parametrize("memory_mb", [32, 128, 512])
 def test_memory_map_equals_configured_ram(firmware_elf, memory_mb):
-    result = boot(firmware_elf, memory_mb=memory_mb)
-    assert result.stop.reason == StopReason.GUEST_EXIT and result.exit_code == 0
+    result = boot(firmware_elf, memory_mb=memory_mb, deterministic=True)
+    assert result.stop.reason == StopReason.GUEST_EXIT
+    # The 64 MiB heap needs more than 32 MiB: the firmware says so and refuses to start.
+    assert result.exit_code == (EXIT_NO_HEAP if memory_mb == 32 else 0)
     info = parse_printout(result.serial)
     available = [(base, length) for base, length, kind in info["mmap"] if kind == 1]
     # A BIOS PC as GRUB reports it: 639 KiB conventional memory, extended memory from 1 MiB.
@@ -84,3 +87,9 @@ def test_cli_boot_streams_serial_and_exits_zero(firmware_elf, capfd):
     assert "cmdline: from the cli\n" in out
     assert out.startswith("unikernel_sim reference firmware\n")
     assert err == ""
+
+
+def test_heap_refusal_is_explained(firmware_elf):
+    result = boot(firmware_elf, memory_mb=32)
+    assert ("heap: no available memory region holds 64 MiB above the kernel and modules "
+            "inside the 512 MiB identity map\n") in result.serial

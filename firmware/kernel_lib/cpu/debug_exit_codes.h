@@ -9,5 +9,6 @@
 #define EXIT_BAD_BOOT_INFO      4   /* boot information missing or malformed */
 #define EXIT_PANIC              5   /* kernel_panic() */
 #define EXIT_PLATFORM           6   /* timer or interrupt controller set-up failed */
+#define EXIT_NO_HEAP            7   /* the memory map cannot hold the 64 MiB heap */
 
 #endif

@@ -1,6 +1,6 @@
 /* Portable C in the llvm-libc style: simple loops the compiler can optimise.
  * Built with -fno-builtin so that these loops are not turned back into
- * calls to themselves. */
+ * calls to themselves. Comparisons are of unsigned char, as C11 requires. */
 #include "kernel_lib/libc/string.h"
 
 void *memcpy(void *dest, const void *src, size_t n)
@@ -57,4 +57,85 @@ size_t strlen(const char *s)
     while (s[n])
         n++;
     return n;
+}
+
+size_t strnlen(const char *s, size_t max)
+{
+    size_t n = 0;
+
+    while (n < max && s[n])
+        n++;
+    return n;
+}
+
+int strcmp(const char *a, const char *b)
+{
+    const unsigned char *x = (const unsigned char *)a;
+    const unsigned char *y = (const unsigned char *)b;
+
+    while (*x && *x == *y) {
+        x++;
+        y++;
+    }
+    return *x == *y ? 0 : (*x < *y ? -1 : 1);
+}
+
+int strncmp(const char *a, const char *b, size_t n)
+{
+    const unsigned char *x = (const unsigned char *)a;
+    const unsigned char *y = (const unsigned char *)b;
+
+    for (size_t i = 0; i < n; i++) {
+        if (x[i] != y[i])
+            return x[i] < y[i] ? -1 : 1;
+        if (x[i] == 0)
+            return 0;
+    }
+    return 0;
+}
+
+char *strchr(const char *s, int c)
+{
+    const char target = (char)c;
+
+    for (;; s++) {
+        if (*s == target)
+            return (char *)s;
+        if (*s == 0)
+            return 0;
+    }
+}
+
+char *strrchr(const char *s, int c)
+{
+    const char target = (char)c;
+    const char *found = 0;
+
+    for (;; s++) {
+        if (*s == target)
+            found = s;
+        if (*s == 0)
+            return (char *)found;
+    }
+}
+
+char *strcpy(char *dest, const char *src)
+{
+    size_t i = 0;
+
+    do {
+        dest[i] = src[i];
+    } while (src[i++]);
+    return dest;
+}
+
+char *strncpy(char *dest, const char *src, size_t n)
+{
+    size_t i = 0;
+
+    for (; i < n && src[i]; i++)
+        dest[i] = src[i];
+    for (; i < n; i++)
+        dest[i] = 0;
+    return dest;
 }

@@ -59,6 +59,7 @@ class LoadedKernel:
     modules: list[ModuleInfo]
     layout: PhysicalLayout
     image_data: bytes = field(repr=False, default=b"")
+    scratch: int = 0                 # the hand-off stub's area (the guest-call sentinel lives there)
 
 
 def read_input_file(path: str, what: str) -> bytes:
@@ -131,7 +132,7 @@ def load_kernel(
     machine.uc.ctl_flush_tb()
     enter_multiboot2_state(machine.uc, stub, entry, boot_info_address, mbh.BOOTLOADER_MAGIC)
     return LoadedKernel(path, header, elf, entry, boot_info_address, boot_info, load_base,
-                        module_infos, layout, data)
+                        module_infos, layout, data, scratch)
 
 
 def _check_framebuffer_request(header: mbh.Multiboot2Header, path: str) -> None:

@@ -33,7 +33,7 @@ struct vclock {
     uint64_t ns_per_instruction_q32;  /* virtual ns per instruction, 32.32 fixed point  */
     uint64_t host_ns_at_zero;         /* CLOCK_MONOTONIC at time zero (fast mode)        */
     uint64_t host_ns_paused;          /* ns excluded from host time (snapshots, sleeps)  */
-    uint64_t virtual_ns_skipped;      /* ns added by hlt sleeps (virtual time jumps)     */
+    int64_t virtual_ns_skipped;       /* ns added by hlt sleeps, minus restores to the past */
     uint64_t rdtsc_count;             /* RDTSC executions seen                          */
     uc_emu_stop_fn emu_stop;
     uc_reg_write_fn reg_write;

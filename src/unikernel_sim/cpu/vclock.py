@@ -35,7 +35,7 @@ class VClockState(ctypes.Structure):
         ("ns_per_instruction_q32", ctypes.c_uint64),
         ("host_ns_at_zero", ctypes.c_uint64),
         ("host_ns_paused", ctypes.c_uint64),
-        ("virtual_ns_skipped", ctypes.c_uint64),
+        ("virtual_ns_skipped", ctypes.c_int64),
         ("rdtsc_count", ctypes.c_uint64),
         ("emu_stop", ctypes.c_void_p),
         ("reg_write", ctypes.c_void_p),
@@ -183,10 +183,26 @@ class VirtualClock:
         """Jump virtual time forward (a hlt that sleeps until the next event)."""
         self.state.virtual_ns_skipped += max(0, ns)
 
-    def snapshot(self) -> bytes:
-        return bytes(self.state)
+    def _paused_now_ns(self) -> int:
+        """Fast mode, paused: the virtual time at which the clock stopped."""
+        s = self.state
+        return self._paused_at - s.host_ns_at_zero - s.host_ns_paused + s.virtual_ns_skipped
 
-    def restore(self, data: bytes) -> None:
-        saved = VClockState.from_buffer_copy(data)
-        for name in ("instructions", "stop_at", "stopped", "tsc_offset", "virtual_ns_skipped", "rdtsc_count"):
-            setattr(self.state, name, getattr(saved, name))
+    def snapshot(self) -> tuple[bytes, int]:
+        """The clock's state and its virtual time (the machine must be paused)."""
+        now = self.now_ns() if self.deterministic else self._paused_now_ns()
+        return bytes(self.state), now
+
+    def restore(self, saved: tuple[bytes, int]) -> None:
+        """Back to a snapshot's time: deterministic mode restores the counters;
+        fast mode shifts its offset so that time resumes at the snapshot's value."""
+        data, then = saved
+        old = VClockState.from_buffer_copy(data)
+        for name in ("instructions", "tsc_offset", "virtual_ns_skipped", "rdtsc_count"):
+            setattr(self.state, name, getattr(old, name))
+        self.state.stop_at = NEVER
+        self.state.stopped = 0
+        self.state.stop_requested = 0
+        if not self.deterministic:
+            self.pause()
+            self.state.virtual_ns_skipped += then - self._paused_now_ns()

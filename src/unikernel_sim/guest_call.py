@@ -1,0 +1,136 @@
+"""Calling guest functions from Python (System V AMD64 ABI, psABI 3.2).
+
+Integer and pointer arguments go in RDI, RSI, RDX, RCX, R8, R9, floats in
+XMM0-XMM7, the rest on the stack (8-byte slots, in order); RSP is 16-byte
+aligned at the call, so the callee starts with RSP = 8 (mod 16); AL holds the
+number of vector registers used (for variadic callees like kprintf). The
+return address is a sentinel: a code hook on it ends the run when the callee
+returns. The guest's registers are saved before and restored after, so the
+kernel carries on where it was; interrupts keep firing during the call.
+
+A callee that faults, panics, exits, or runs out of budget raises
+GuestCallError, whose message is the crash report.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from unicorn import UC_HOOK_CODE
+from unicorn import x86_const as x86
+
+from unikernel_sim.stops import Stop, StopReason
+
+if TYPE_CHECKING:
+    from unikernel_sim.machine import Machine
+
+INTEGER_REGISTERS = (x86.UC_X86_REG_RDI, x86.UC_X86_REG_RSI, x86.UC_X86_REG_RDX,
+                     x86.UC_X86_REG_RCX, x86.UC_X86_REG_R8, x86.UC_X86_REG_R9)
+VECTOR_REGISTERS = tuple(getattr(x86, f"UC_X86_REG_XMM{i}") for i in range(8))
+RED_ZONE = 128
+DEFAULT_CALL_TIMEOUT = 30.0
+MASK64 = (1 << 64) - 1
+
+
+class F32(float):
+    """A float argument passed as a single-precision value (C `float`)."""
+
+
+class GuestCallError(Exception):
+    """A guest function did not return normally; str() is the crash report."""
+
+    def __init__(self, function: str, stop: Stop, report: str) -> None:
+        super().__init__(report)
+        self.function = function
+        self.stop = stop
+        self.report = report
+
+
+@dataclass
+class CallResult:
+    value: int | float
+    instructions: int | None
+
+
+class GuestCaller:
+    def __init__(self, machine: "Machine", sentinel: int) -> None:
+        self.machine = machine
+        self.sentinel = sentinel
+        machine.uc.hook_add(UC_HOOK_CODE, self._on_return, begin=sentinel, end=sentinel)
+        self._active = False
+
+    def _on_return(self, uc, address: int, size: int, _user) -> None:
+        if self._active:
+            self.machine.request_stop(Stop(StopReason.RETURNED, "guest call returned"))
+
+    def resolve(self, function: str | int) -> int:
+        if isinstance(function, int):
+            return function
+        symbols = self.machine.symbols
+        address = symbols.address_of(function) if symbols is not None else None
+        if address is None:
+            raise KeyError(f"no symbol {function!r} in the kernel")
+        return address
+
+    def call(self, function: str | int, args: Sequence[int | float], *, returns: str = "int",
+             max_instructions: int | None = None, timeout: float | None = DEFAULT_CALL_TIMEOUT) -> int | float:
+        machine, uc = self.machine, self.machine.uc
+        address = self.resolve(function)
+        saved = uc.context_save()
+        integers = [a for a in args if not isinstance(a, float)]
+        floats = [a for a in args if isinstance(a, float)]
+        stack_args = integers[len(INTEGER_REGISTERS):] + floats[len(VECTOR_REGISTERS):]
+        rsp = uc.reg_read(x86.UC_X86_REG_RSP) - RED_ZONE
+        rsp -= 8 * len(stack_args)
+        rsp &= ~0xF                                      # aligned at the call instruction
+        frame = b"".join(self._stack_word(a) for a in stack_args)
+        rsp -= 8                                         # the return address
+        if not machine.write_virtual(rsp, struct.pack("<Q", self.sentinel) + frame):
+            raise RuntimeError(f"the guest stack at {rsp:#x} is not mapped")
+        for register, value in zip(INTEGER_REGISTERS, integers):
+            uc.reg_write(register, value & MASK64)
+        for register, value in zip(VECTOR_REGISTERS, floats):
+            uc.reg_write(register, int.from_bytes(self._float_bytes(value), "little"))
+        uc.reg_write(x86.UC_X86_REG_RAX, min(len(floats), len(VECTOR_REGISTERS)))
+        uc.reg_write(x86.UC_X86_REG_RSP, rsp)
+        uc.reg_write(x86.UC_X86_REG_RIP, address)
+        self._active = True
+        try:
+            stop = machine.run(max_instructions=max_instructions, timeout=timeout)
+        finally:
+            self._active = False
+        name = function if isinstance(function, str) else f"{function:#x}"
+        if stop.reason != StopReason.RETURNED:
+            from unikernel_sim.diagnostics.brief import brief_report
+
+            report = f"guest call {name}() failed: {stop.summary}\n{brief_report(machine, stop)}"
+            raise GuestCallError(name, stop, report)
+        value = self._return_value(returns)
+        uc.context_restore(saved)
+        return value
+
+    @staticmethod
+    def _float_bytes(value: float) -> bytes:
+        return struct.pack("<f", value) if isinstance(value, F32) else struct.pack("<d", value)
+
+    def _stack_word(self, value: int | float) -> bytes:
+        if isinstance(value, float):
+            return self._float_bytes(value).ljust(8, b"\0")
+        return struct.pack("<Q", value & MASK64)
+
+    def _return_value(self, returns: str) -> int | float:
+        uc = self.machine.uc
+        if returns == "float":
+            low = uc.reg_read(x86.UC_X86_REG_XMM0) & 0xFFFFFFFF
+            return struct.unpack("<f", low.to_bytes(4, "little"))[0]
+        if returns == "double":
+            low = uc.reg_read(x86.UC_X86_REG_XMM0) & MASK64
+            return struct.unpack("<d", low.to_bytes(8, "little"))[0]
+        value = uc.reg_read(x86.UC_X86_REG_RAX)
+        if returns == "int32":
+            value &= 0xFFFFFFFF
+            return value - (1 << 32) if value & (1 << 31) else value
+        if returns == "int64":
+            return value - (1 << 64) if value & (1 << 63) else value
+        return value
