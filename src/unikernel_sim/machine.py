@@ -36,7 +36,7 @@ from unikernel_sim.cpu.delivery import (
     KIND_EXCEPTION, KIND_EXTERNAL, KIND_SOFTWARE, DeliveryOutcome, Event, InterruptDelivery, error_code_for,
 )
 from unikernel_sim.cpu.engine import EFLAGS_IF, MSR_EFER, CpuState, create_engine, read_cpu_state
-from unikernel_sim.cpu.exception_state import context_offsets, take_exception_info
+from unikernel_sim.cpu.exception_state import clear_exception_in_flight, context_offsets, take_exception_info
 from unikernel_sim.cpu.code_cache import CodeCache
 from unikernel_sim.cpu.host_timer import TIMEOUT, HostTimer
 from unikernel_sim.cpu.vclock import VirtualClock, host_ns
@@ -435,6 +435,7 @@ class Machine:
         self._service_requested = False
         self.clock.arm_stop(None)
         self._arm(self._next_event_ns(), self._budget_end)
+        clear_exception_in_flight(self.uc)
         error = None
         try:
             self.uc.emu_start(self.rip, RUN_UNTIL_NEVER)

@@ -1,11 +1,53 @@
-"""pytest plugin (entry point ``pytest11``): fixtures for kernels under test.
+"""pytest plugin (entry point ``pytest11``): a booted kernel for every test.
 
-``unisim_firmware``: path of the bundled reference unikernel, built once per
-session with the system toolchain.
+Fixtures
+  unisim_firmware   path of the bundled reference unikernel (built once per session)
+  unisim_booted     the firmware booted once per session (deterministic mode, command
+                    line ``job=idle``) up to ``kernel_ready()``, with its snapshot
+  unisim_machine    a Machine restored to that snapshot before each test
+  unisim_scratch    guest memory for arguments (strings, buffers), reset per test
+
+A guest call that fails raises GuestCallError; its message is the crash report,
+so pytest shows it in the failure.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import pytest
+
+READY_SYMBOL = "kernel_ready"
+IDLE_CMDLINE = "job=idle"
+BOOT_TIMEOUT_S = 60.0
+
+
+@dataclass
+class BootedKernel:
+    machine: Any
+    snapshot: Any
+    kernel_path: str
+
+    def fresh(self):
+        """The machine, back at the booted snapshot."""
+        self.machine.restore(self.snapshot)
+        return self.machine
+
+
+def boot_to_ready(kernel_path: str, *, cmdline: str = IDLE_CMDLINE, **machine_options) -> BootedKernel:
+    """Boot kernel_path until it calls kernel_ready() and snapshot it there."""
+    from unikernel_sim.machine import Machine
+    from unikernel_sim.stops import StopReason
+
+    machine = Machine(**machine_options)
+    machine.load(kernel_path, cmdline=cmdline)
+    address = machine.add_breakpoint(READY_SYMBOL)
+    stop = machine.run(timeout=BOOT_TIMEOUT_S)
+    if stop.reason != StopReason.BREAKPOINT:
+        raise RuntimeError(f"{kernel_path} did not reach {READY_SYMBOL}(): {stop.summary}\n"
+                           f"serial output:\n{machine.serial.text()}")
+    machine.remove_breakpoint(address)
+    return BootedKernel(machine, machine.snapshot(), kernel_path)
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +55,20 @@ def unisim_firmware() -> str:
     from unikernel_sim.firmware import build_firmware
 
     return str(build_firmware())
+
+
+@pytest.fixture(scope="session")
+def unisim_booted(unisim_firmware) -> BootedKernel:
+    return boot_to_ready(unisim_firmware, deterministic=True)
+
+
+@pytest.fixture
+def unisim_machine(unisim_booted):
+    return unisim_booted.fresh()
+
+
+@pytest.fixture
+def unisim_scratch(unisim_machine):
+    from unikernel_sim.kernel_lib.scratch import GuestScratch
+
+    return GuestScratch.after_heap(unisim_machine)

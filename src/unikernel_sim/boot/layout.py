@@ -60,6 +60,7 @@ class PhysicalLayout:
         self.where = where
         self.available = [r for r in memory_map(ram_size) if r.type == MEMORY_AVAILABLE]
         self.placements: list[Placement] = []
+        self.image_end = EXTENDED_START      # set by the loader once the kernel is claimed
 
     def claim(self, start: int, size: int, name: str) -> Placement:
         """Reserve [start, start+size) for name; ImageError if it does not fit."""
@@ -95,8 +96,10 @@ class PhysicalLayout:
 
     def place(self, size: int, name: str, *, above: int | None = None, align: int = PAGE,
               below: int | None = None) -> int:
-        """Claim the lowest aligned free range of size bytes at or above `above`."""
-        candidate = align_up(self.highest_end() if above is None else above, align)
+        """Claim the lowest aligned free range of size bytes at or above `above`
+        (default: the end of the kernel image), first fit, as low as possible: a kernel
+        that identity-maps only its first megabytes can still read what it is given."""
+        candidate = align_up(self.image_end if above is None else above, align)
         limit = self.ram_size if below is None else below
         while candidate + size <= limit:
             region = next((r for r in self.available if r.base <= candidate < r.end), None)

@@ -107,6 +107,7 @@ def load_kernel(
             where=path,
             hint="boot an ELF kernel, or add an address tag (type 2) for a flat binary",
         )
+    layout.image_end = layout.highest_end()
     if header.entry_address is not None:
         entry = header.entry_address
     if not any(p.start <= entry < p.end for p in layout.placements):

@@ -110,3 +110,19 @@ def take_exception_info(uc: Uc) -> ExceptionInfo:
     uc.context_restore(context)
     return ExceptionInfo(error_code=error_code, software=software)
 
+
+
+def clear_exception_in_flight(uc: Uc) -> None:
+    """Reset QEMU's old_exception before a slice.
+
+    Measured: emu_stop() requested from an I/O hook can leave old_exception = 13
+    with no exception ever reported (a stop while the firmware unmasked an IRQ at
+    the PIC did); the next #PF then becomes a false #DF and the one after ends
+    emu_start silently. Resetting it before every emu_start closes that path."""
+    offsets = context_offsets()
+    context = uc.context_save()
+    base = ctypes.cast(context.context, ctypes.c_void_p).value
+    field = ctypes.c_int32.from_address(base + offsets.old_exception)
+    if field.value != -1:
+        field.value = -1
+        uc.context_restore(context)
