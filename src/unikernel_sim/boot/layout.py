@@ -101,6 +101,7 @@ class PhysicalLayout:
         that identity-maps only its first megabytes can still read what it is given."""
         candidate = align_up(self.image_end if above is None else above, align)
         limit = self.ram_size if below is None else below
+        size = max(size, 1)           # an empty module still gets an address of its own
         while candidate + size <= limit:
             region = next((r for r in self.available if r.base <= candidate < r.end), None)
             if region is None:
