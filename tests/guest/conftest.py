@@ -7,8 +7,12 @@ import pytest
 from unikernel_sim.firmware import build_firmware
 from unikernel_sim.pytest_plugin import boot_to_ready
 
-PIT_INPUT_HZ = 1_193_182
-STORM_DIVISOR = 2           # the shortest period mode 2 allows: 1.68 us
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tests_guest_support import storm_from  # noqa: E402
+
 
 
 @pytest.fixture(scope="session")
@@ -19,9 +23,7 @@ def storm_booted(unisim_firmware):
 
 @pytest.fixture
 def storm_machine(storm_booted):
-    machine = storm_booted.fresh()
-    assert machine.call("pit_init", PIT_INPUT_HZ // STORM_DIVISOR) == 0
-    return machine
+    return storm_from(storm_booted)
 
 
 @pytest.fixture(scope="session")
