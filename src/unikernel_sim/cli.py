@@ -83,8 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
                            "--deterministic mode, the host's UTC time otherwise)")
     boot.add_argument("--tsc-mhz", type=_positive_int, default=2000, metavar="MHZ",
                       help="time-stamp counter rate (default 2000)")
-    boot.add_argument("--trace", action="append", default=[], choices=("int",),
-                      help="int: log every exception and IRQ delivered (like QEMU -d int)")
+    boot.add_argument("--trace", action="append", default=[], choices=("int", "io", "calls"),
+                      help="int: every exception and IRQ delivered (like QEMU -d int); io: port accesses; "
+                           "calls: function entries by symbol (costs a hook per function)")
+    boot.add_argument("--report-json", metavar="FILE", help="write the crash report (if any) as JSON")
+    boot.add_argument("--strict-alignment", action="store_true",
+                      help="raise #GP(0) on misaligned movaps/movdqa and m128 SSE operands, as hardware does")
+    boot.add_argument("--check-alignment", action="store_true",
+                      help="record misaligned SSE operands for the report without faulting")
     boot.add_argument("--verbose", "-v", action="store_true", help="print run statistics and unknown ports")
 
     info = commands.add_parser("info", help="describe a kernel image: ELF facts and its Multiboot2 header")

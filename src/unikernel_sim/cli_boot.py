@@ -44,11 +44,13 @@ def run_boot(args: argparse.Namespace) -> int:
             rtc_start=args.rtc_time,
             tsc_hz=args.tsc_mhz * 1_000_000,
             trace_interrupts="int" in args.trace,
+            trace=tuple(args.trace),
+            alignment="strict" if args.strict_alignment else ("check" if args.check_alignment else None),
         )
     finally:
         if serial_file is not None:
             serial_file.close()
-    report_end(result, verbose=args.verbose)
+    report_end(result, verbose=args.verbose, report_json=args.report_json)
     show_screen(result, vga=args.vga, screenshot=args.screenshot)
     if "int" in args.trace:
         print_interrupt_trace(result)
@@ -75,14 +77,20 @@ def print_interrupt_trace(result: BootResult) -> None:
         print(f"int: t={ns}ns{count} {label} rip={rip:#x}", file=sys.stderr)
 
 
-def report_end(result: BootResult, *, verbose: bool) -> None:
-    """What stderr shows after the run: nothing for a clean end unless verbose."""
+def report_end(result: BootResult, *, verbose: bool, report_json: str | None = None) -> None:
+    """What stderr shows after the run: the crash report for an abnormal end (and
+    any root-cause hint even for a normal one); nothing else unless verbose."""
     stop = result.stop
+    report = None
     if stop.abnormal:
-        print(f"unisim: {stop.summary}", file=sys.stderr)
-        from unikernel_sim.diagnostics.brief import brief_report
-
-        print(brief_report(result.machine, stop), file=sys.stderr)
+        report = result.machine.report(stop)
+        print(f"unisim: {report.text()}", file=sys.stderr)
+    elif result.machine.red_zone and result.machine.red_zone.hits or result.machine.alignment_violations:
+        report = result.machine.report(stop)
+        for hint in report.hints:
+            print(f"unisim: warning: {hint['message']}", file=sys.stderr)
+    if report_json:
+        _write_report_json(report, report_json)
     if stop.exit_value is not None and stop.exit_value != result.exit_code and verbose:
         print(f"unisim: guest wrote {stop.exit_value} to the debug-exit port", file=sys.stderr)
     if result.expect_matched is False:
@@ -95,6 +103,15 @@ def report_end(result: BootResult, *, verbose: bool) -> None:
         for kind, counter in (("read", bus.unknown_reads), ("write", bus.unknown_writes)):
             for port, count_ in sorted(counter.items()):
                 print(f"unisim: unknown port {port:#06x}: {count_} {kind}(s)", file=sys.stderr)
+
+
+def _write_report_json(report, path: str) -> None:
+    text = report.to_json() if report is not None else "null"
+    try:
+        with open(path, "w") as handle:
+            handle.write(text + "\n")
+    except OSError as error:
+        raise UsageError(f"cannot write the report: {error.strerror}", where=path) from None
 
 
 def run_demo(args: argparse.Namespace) -> int:

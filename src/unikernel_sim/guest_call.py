@@ -102,9 +102,7 @@ class GuestCaller:
             self._active = False
         name = function if isinstance(function, str) else f"{function:#x}"
         if stop.reason != StopReason.RETURNED:
-            from unikernel_sim.diagnostics.brief import brief_report
-
-            report = f"guest call {name}() failed: {stop.summary}\n{brief_report(machine, stop)}"
+            report = f"guest call {name}() failed: {machine.report(stop).text()}"
             raise GuestCallError(name, stop, report)
         value = self._return_value(returns)
         uc.context_restore(saved)

@@ -35,7 +35,7 @@ from unikernel_sim.console import ConsoleOutput
 from unikernel_sim.cpu.delivery import (
     KIND_EXCEPTION, KIND_EXTERNAL, KIND_SOFTWARE, DeliveryOutcome, Event, InterruptDelivery, error_code_for,
 )
-from unikernel_sim.cpu.engine import EFLAGS_IF, MSR_EFER, CpuState, create_engine, read_cpu_state
+from unikernel_sim.cpu.engine import EFER_LMA, EFLAGS_IF, MSR_EFER, CpuState, create_engine, read_cpu_state
 from unikernel_sim.cpu.exception_state import clear_exception_in_flight, context_offsets, take_exception_info
 from unikernel_sim.cpu.code_cache import CodeCache
 from unikernel_sim.cpu.host_timer import TIMEOUT, HostTimer
@@ -53,6 +53,7 @@ from unikernel_sim.devices.post_port import POST_PORT, PostPort
 from unikernel_sim.devices.uart16550 import COM1_BASE, COM1_IRQ, Uart16550
 from unikernel_sim.devices.vga_text import PORTS as VGA_PORTS
 from unikernel_sim.devices.vga_text import VgaText
+from unikernel_sim.diagnostics.red_zone_watch import RedZoneWatch
 from unikernel_sim.errors import UsageError
 from unikernel_sim.memory import paging
 from unikernel_sim.memory.ram import MAX_MEMORY_MB, MIB, MIN_MEMORY_MB, Ram
@@ -70,7 +71,9 @@ MAX_UNEXPLAINED_RETURNS = 10_000      # emu_start returns in a row with no reaso
 PENDING_POLL_NS = 20_000              # IRQ pending but IF=0: look again this soon
 IO_ACCESS_NS = 1_000                  # deterministic mode: virtual time per port access
 CALL_SENTINEL_OFFSET = 0x3800         # in the hand-off scratch area, never executed
+MAX_RETURN_HOOKS = 4096               # translation checks every code hook: keep the list bounded
 IRQ_TIMER, IRQ_KEYBOARD = 0, 1
+RED_ZONE_FRAME_REACH = 64             # a frame pushed on the interrupted stack lies within this
 VECTOR_UD = 6
 
 
@@ -87,6 +90,7 @@ class Machine:
         tsc_hz: int = DEFAULT_TSC_HZ,
         instructions_per_second: int = DEFAULT_INSTRUCTIONS_PER_SECOND,
         rtc_start: dt.datetime | None = None,
+        check_red_zone: bool = True,
     ) -> None:
         if not isinstance(memory_mb, int) or not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
             raise UsageError(
@@ -120,6 +124,11 @@ class Machine:
         self.last_exception: tuple[int, int | None, int, int | None] | None = None  # vector, error, rip, cr2
         self._caller = None
         self._breakpoints: dict[int, int] = {}
+        self.red_zone = RedZoneWatch(self) if check_red_zone else None
+        self.alignment_violations: list[tuple[int, int, str]] = []    # (rip, operand address, text)
+        self._alignment = None
+        self._pending_fault: Event | None = None
+        self._debug_info = None
         self._pending: Stop | None = None
         self._service_requested = False
         self._unmapped: tuple[int, int, int] | None = None
@@ -174,12 +183,55 @@ class Machine:
                 if segment.executable:
                     self.code_cache.watch(segment.vaddr, segment.vaddr + segment.memsz)
         self.symbols = SymbolTable.from_elf_bytes(self.kernel.image_data) if self.kernel.elf else SymbolTable([])
+        self._watch_returns()
         for name in PANIC_SYMBOLS:
             address = self.symbols.address_of(name)
             if address is not None:
                 self.uc.hook_add(UC_HOOK_CODE, self._on_panic_call, begin=address, end=address)
                 break
         return self.kernel
+
+    def _watch_returns(self) -> None:
+        """A C hook on each function's final `ret` (for naming a return into nowhere)."""
+        watched = 0
+        for symbol in self.symbols.symbols:
+            if symbol.kind != "STT_FUNC" or symbol.size == 0 or watched >= MAX_RETURN_HOOKS:
+                continue
+            last = symbol.address + symbol.size - 1
+            if self.read_virtual(last, 1) == b"\xc3":
+                self.clock.watch_return(last)
+                watched += 1
+
+    def last_return(self) -> int | None:
+        """Address of the latest function-final `ret` executed, or None."""
+        return self.clock.last_return()
+
+    def debug_info(self):
+        """Source lines and call-frame information of the kernel (None without an ELF)."""
+        if self._debug_info is None and self.kernel is not None and self.kernel.elf is not None:
+            from unikernel_sim.diagnostics.debug_info import debug_info_for
+
+            self._debug_info = debug_info_for(self.kernel.image_data)
+        return self._debug_info
+
+    def report(self, stop: Stop):
+        """The crash report for stop (diagnostics/report.py): .text(), .to_json()."""
+        from unikernel_sim.diagnostics.report import build_report
+
+        return build_report(self, stop)
+
+    def check_alignment(self, *, strict: bool) -> None:
+        """Watch SSE instructions that need aligned operands (see diagnostics/alignment.py);
+        strict: raise the #GP(0) hardware would."""
+        from unikernel_sim.diagnostics.alignment import AlignmentWatch
+
+        self._alignment = AlignmentWatch(self, strict)
+
+    def raise_general_protection(self, rip: int) -> None:
+        """From a code hook: deliver #GP(0) at rip instead of executing it."""
+        self._pending_fault = Event(13, KIND_EXCEPTION, 0, rip)
+        self.clock.note_stop_request()
+        self.uc.emu_stop()
 
     # --- guest calls, breakpoints, snapshots ---------------------------------------
     def call(self, function: str | int, *args: int | float, returns: str = "int",
@@ -360,8 +412,17 @@ class Machine:
             return False
         vector, irq = self.pic.acknowledge()
         self.irq_count += 1
-        self._deliver(Event(vector, KIND_EXTERNAL, None, self.rip))
+        old_rsp = self.uc.reg_read(x86.UC_X86_REG_RSP)
+        return_rip = self.rip
+        outcome = self._deliver(Event(vector, KIND_EXTERNAL, None, return_rip))
+        new_rsp = self.uc.reg_read(x86.UC_X86_REG_RSP)
+        if (self.red_zone is not None and not outcome.triple_fault and self.cpu_long_mode()
+                and 0 < old_rsp - new_rsp <= RED_ZONE_FRAME_REACH):
+            self.red_zone.interrupt_delivered(old_rsp, new_rsp, return_rip)
         return True
+
+    def cpu_long_mode(self) -> bool:
+        return bool(self.uc.msr_read(MSR_EFER) & EFER_LMA)
 
     def _next_event_ns(self) -> int | None:
         """When the guest must next be stopped for a device, or None."""
@@ -418,6 +479,8 @@ class Machine:
                     if unexplained > MAX_UNEXPLAINED_RETURNS:
                         raise RuntimeError(f"Unicorn keeps returning without a reason at {self.describe(self.rip)}")
         finally:
+            if self.red_zone is not None:
+                self.red_zone.retire()
             self.host_timer.arm(None)
             self.host_timer.arm(None, TIMEOUT)
             self.clock.pause()
@@ -445,6 +508,10 @@ class Machine:
             return self._pending
         if error is not None:
             return self._stop_for_error(error)
+        if self._pending_fault is not None:              # --strict-alignment #GP
+            fault, self._pending_fault = self._pending_fault, None
+            self._deliver(fault)
+            return self._pending
         if watch.interrupted:
             return self._stop_here(StopReason.INTERRUPTED, "interrupted (Ctrl-C)")
         if self.host_timer.take_fired(TIMEOUT):

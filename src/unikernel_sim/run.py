@@ -66,6 +66,8 @@ def boot(
     rtc_start=None,
     tsc_hz: int | None = None,
     trace_interrupts: bool = False,
+    trace: tuple[str, ...] = (),
+    alignment: str | None = None,
 ) -> BootResult:
     """Boot image as a Multiboot2 loader would and run it to its end.
 
@@ -92,6 +94,16 @@ def boot(
         machine.serial.listeners.append(watcher)
         machine.debugcon.listeners.append(watcher)
     machine.load(image, cmdline=cmdline, modules=specs)
+    if "io" in trace:
+        from unikernel_sim.tracing import trace_io
+
+        trace_io(machine)
+    if "calls" in trace:
+        from unikernel_sim.tracing import trace_calls
+
+        trace_calls(machine)
+    if alignment is not None:
+        machine.check_alignment(strict=alignment == "strict")
     stop = machine.run(max_instructions=max_instructions, timeout=timeout, catch_sigint=catch_sigint)
     matched = watcher.check() if watcher is not None else None
     return BootResult(

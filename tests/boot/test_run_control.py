@@ -71,17 +71,18 @@ def test_budget_counts_to_a_clean_stop(make_guest):
 
 @pytest.mark.parametrize("source,fragments", [
     # No IDT: the exception cannot be delivered (#GP), nor can that (#DF), nor that: triple fault.
-    ("ud2", ["triple fault", "chain: #UD -> #GP error 0x33 -> "]),
-    ("int3", ["triple fault", "chain: INT 0x3 (#BP) -> #GP error 0x1a -> "]),
-    ("xor ecx, ecx\nmov eax, 1\ndiv ecx", ["triple fault", "chain: #DE -> #GP error 0x3 -> #DF"]),
-    ("mov eax, dword ptr [0xfffffff0]", ["read of 0xfffffff0 outside guest RAM"]),
+    ("ud2", ["missing IDT: #UD", "triple fault", "chain: #UD -> #GP error 0x33 -> "]),
+    ("int3", ["missing IDT: #BP", "triple fault", "chain: INT 0x3 (#BP) -> #GP error 0x1a -> "]),
+    ("xor ecx, ecx\nmov eax, 1\ndiv ecx", ["missing IDT: #DE", "triple fault", "chain: #DE -> #GP error 0x3 -> #DF"]),
+    ("mov eax, dword ptr [0xfffffff0]", ["outside RAM", "read of 0xfffffff0 outside guest RAM"]),
 ])
 def test_crash_stops_with_a_named_cause(capfd, make_guest, source, fragments):
     code, _, err = cli(capfd, make_guest(source))
     assert code == ExitCode.CRASH
+    first_lines = "\n".join(err.splitlines()[:2])
     for fragment in fragments:
-        assert fragment in err.splitlines()[0]
-    assert "rip" in err
+        assert fragment in first_lines
+    assert "rip=" in err
 
 
 def test_expect_pass_and_fail(capfd, firmware_elf, make_guest):

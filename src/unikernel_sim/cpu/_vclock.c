@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#define RETURN_HISTORY 16
+
 typedef int (*uc_emu_stop_fn)(void *uc);
 typedef int (*uc_reg_write_fn)(void *uc, int regid, const void *value);
 
@@ -39,6 +41,8 @@ struct vclock {
     uc_reg_write_fn reg_write;
     int64_t reg_rax;
     int64_t reg_rdx;
+    uint64_t ret_count;               /* `ret` instructions seen by vclock_ret      */
+    uint64_t last_returns[RETURN_HISTORY];   /* addresses of the latest ones (ring) */
 };
 
 static uint64_t host_monotonic_ns(void)
@@ -96,6 +100,16 @@ uint32_t vclock_rdtsc(void *uc, void *user_data)
     vc->reg_write(uc, (int)vc->reg_rax, &low);
     vc->reg_write(uc, (int)vc->reg_rdx, &high);
     return 1;
+}
+
+/* A code hook on a function's final `ret`: remembers which function returned
+ * last, so that a "return into nowhere" can name it. */
+void vclock_ret(void *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    struct vclock *vc = user_data;
+    (void)uc;
+    (void)size;
+    vc->last_returns[vc->ret_count++ % RETURN_HISTORY] = address;
 }
 
 /* An importable module, so that setuptools builds and installs this file;

@@ -18,6 +18,7 @@ from unicorn.x86_const import UC_X86_INS_RDTSC, UC_X86_REG_RAX, UC_X86_REG_RDX
 from unikernel_sim.cpu import _vclock
 
 NEVER = (1 << 64) - 1
+RETURN_HISTORY = 16
 NS_PER_SECOND = 1_000_000_000
 
 
@@ -41,6 +42,8 @@ class VClockState(ctypes.Structure):
         ("reg_write", ctypes.c_void_p),
         ("reg_rax", ctypes.c_int64),
         ("reg_rdx", ctypes.c_int64),
+        ("ret_count", ctypes.c_uint64),
+        ("last_returns", ctypes.c_uint64 * RETURN_HISTORY),
     ]
 
 
@@ -52,6 +55,7 @@ _lib.vclock_tsc.argtypes = [ctypes.POINTER(VClockState)]
 _lib.vclock_host_ns.restype = ctypes.c_uint64
 _COUNT_HOOK = ctypes.cast(_lib.vclock_count, ctypes.c_void_p)
 _RDTSC_HOOK = ctypes.cast(_lib.vclock_rdtsc, ctypes.c_void_p)
+_RET_HOOK = ctypes.cast(_lib.vclock_ret, ctypes.c_void_p)
 
 
 def host_ns() -> int:
@@ -110,6 +114,15 @@ class VirtualClock:
         if status != 0:
             raise RuntimeError(f"uc_hook_add({htype}) failed with Unicorn error {status}")
         return handle.value
+
+    def watch_return(self, address: int) -> None:
+        """Record executions of the `ret` at address (C hook, no Python)."""
+        self._add_hook(UC_HOOK_CODE, _RET_HOOK, address, address)
+
+    def last_return(self) -> int | None:
+        """Address of the most recent watched `ret`, or None."""
+        count = self.state.ret_count
+        return None if count == 0 else self.state.last_returns[(count - 1) % RETURN_HISTORY]
 
     def start_counting(self) -> None:
         """Install the per-instruction counter (C, ~126 M instr/s ceiling).

@@ -1,0 +1,36 @@
+"""Outside the identity map / outside RAM: a #PF (or an access Unicorn found no
+RAM for) whose address lies past what the page tables map, naming the range
+they actually map."""
+from __future__ import annotations
+
+from unikernel_sim.diagnostics.checkers import Hint
+from unikernel_sim.diagnostics.mapped import format_ranges, mapped_ranges
+
+VECTOR_PF = 14
+PF_WRITE = 2
+PF_FETCH = 16
+
+
+def check(evidence) -> Hint | None:
+    machine = evidence.machine
+    fault = evidence.page_fault
+    if fault is not None:
+        address, error, rip = fault
+        kind = "fetched" if error & PF_FETCH else ("wrote" if error & PF_WRITE else "read")
+    elif evidence.stop.reason.value == "outside-ram":
+        address, rip = evidence.stop.fault_address, evidence.stop.rip
+        kind = "accessed"
+    else:
+        return None
+    where = evidence.where(rip)
+    if address >= machine.ram.size:
+        return Hint("outside-ram", f"outside RAM: {where} {kind} {address:#x}, but guest RAM ends at "
+                                   f"{machine.ram.size:#x} ({machine.ram.size >> 20} MiB)", where)
+    ranges = mapped_ranges(machine)
+    if ranges is None or any(start <= address < end for start, end in ranges):
+        return None
+    if ranges and address < max(end for _, end in ranges):
+        return None           # a hole inside the mapping: not this mistake
+    return Hint("outside-identity-map",
+                f"outside the identity map: {where} {kind} {address:#x}, but the page tables map only "
+                f"{format_ranges(ranges)}", where)

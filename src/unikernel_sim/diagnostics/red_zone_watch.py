@@ -1,0 +1,90 @@
+"""Gathering red-zone evidence while the guest runs.
+
+When an IRQ is delivered in 64-bit mode on the interrupted stack, its frame
+lands in the 128 bytes below the interrupted RSP - the red zone that System V
+code may use without moving RSP. The watch remembers which bytes the frame
+overwrote, puts a read hook on that range, and retranslates the interrupted
+function so the hook reaches it. A read by that function, at that RSP, of bytes
+that still hold the frame's values is the evidence: the function was keeping
+data in its red zone, and the interrupt destroyed it. Code built with
+-mno-red-zone never reads below RSP, so it never fires there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from unicorn import UC_HOOK_MEM_READ
+from unicorn import x86_const as x86
+
+if TYPE_CHECKING:
+    from unikernel_sim.machine import Machine
+
+RED_ZONE_BYTES = 128
+MAX_HITS = 64
+
+
+@dataclass
+class RedZoneHit:
+    function: str
+    where: str
+    rip: int
+    offsets: list[int] = field(default_factory=list)     # relative to the interrupted RSP
+
+
+class RedZoneWatch:
+    def __init__(self, machine: "Machine") -> None:
+        self.machine = machine
+        self.hits: list[RedZoneHit] = []
+        self._hook: int | None = None
+        self._watch: dict | None = None
+
+    def interrupt_delivered(self, old_rsp: int, new_rsp: int, return_rip: int) -> None:
+        """Called right after an IRQ frame was pushed on the interrupted stack."""
+        self.retire()
+        symbols = self.machine.symbols
+        found = symbols.lookup(return_rip) if symbols is not None else None
+        low = max(new_rsp, old_rsp - RED_ZONE_BYTES)
+        if found is None or found[0].size == 0 or low >= old_rsp or len(self.hits) >= MAX_HITS:
+            return
+        function = found[0]
+        frame = self.machine.read_virtual(low, old_rsp - low)
+        if frame is None:
+            return
+        self._watch = {"low": low, "old_rsp": old_rsp, "frame": frame, "function": function,
+                       "start": function.address, "end": function.address + function.size}
+        self._hook = self.machine.uc.hook_add(UC_HOOK_MEM_READ, self._on_read, begin=low, end=old_rsp - 1)
+        self.machine.uc.ctl_remove_cache(function.address, function.address + function.size)
+
+    def retire(self) -> None:
+        """Stop watching (before the next delivery, and when the run ends)."""
+        if self._hook is not None:
+            self.machine.uc.hook_del(self._hook)
+            watch = self._watch
+            self.machine.uc.ctl_remove_cache(watch["start"], watch["end"])
+        self._hook = None
+        self._watch = None
+
+    def _on_read(self, uc, access: int, address: int, size: int, value: int, _user) -> None:
+        watch = self._watch
+        if watch is None:
+            return
+        rip = uc.reg_read(x86.UC_X86_REG_RIP)
+        if not watch["start"] <= rip < watch["end"] or uc.reg_read(x86.UC_X86_REG_RSP) != watch["old_rsp"]:
+            return
+        now = self.machine.read_virtual(address, size)
+        offsets = []
+        for i in range(size):
+            index = address + i - watch["low"]
+            if 0 <= index < len(watch["frame"]) and now is not None and now[i] == watch["frame"][index]:
+                offsets.append(address + i - watch["old_rsp"])
+        if not offsets:
+            return
+        name = watch["function"].name
+        hit = next((h for h in self.hits if h.function == name and h.rip == rip), None)
+        if hit is None:
+            if len(self.hits) >= MAX_HITS:
+                return
+            hit = RedZoneHit(name, self.machine.describe(rip), rip)
+            self.hits.append(hit)
+        hit.offsets = sorted(set(hit.offsets) | set(offsets))
