@@ -71,7 +71,8 @@ MAX_UNEXPLAINED_RETURNS = 10_000      # emu_start returns in a row with no reaso
 PENDING_POLL_NS = 20_000              # IRQ pending but IF=0: look again this soon
 IO_ACCESS_NS = 1_000                  # deterministic mode: virtual time per port access
 CALL_SENTINEL_OFFSET = 0x3800         # in the hand-off scratch area, never executed
-MAX_RETURN_HOOKS = 4096               # translation checks every code hook: keep the list bounded
+MAX_RETURN_HOOKS = 2048               # translation checks every code hook: keep the list bounded
+RET_OPCODE = b"\xc3"
 IRQ_TIMER, IRQ_KEYBOARD = 0, 1
 RED_ZONE_FRAME_REACH = 64             # a frame pushed on the interrupted stack lies within this
 VECTOR_UD = 6
@@ -122,6 +123,7 @@ class Machine:
         self.trace_interrupts = False
         self.irq_count = 0
         self.last_exception: tuple[int, int | None, int, int | None] | None = None  # vector, error, rip, cr2
+        self.last_exception_registers: dict[str, int] | None = None
         self._caller = None
         self._breakpoints: dict[int, int] = {}
         self.red_zone = RedZoneWatch(self) if check_red_zone else None
@@ -192,15 +194,22 @@ class Machine:
         return self.kernel
 
     def _watch_returns(self) -> None:
-        """A C hook on each function's final `ret` (for naming a return into nowhere)."""
+        """A C hook on every `ret` of every function (for naming a return into nowhere).
+
+        Without decoding the code (capstone costs ~40 ms to import on the boot path),
+        every 0xC3 byte inside a function gets a hook on its own address: a byte that
+        is not an instruction start never fires, so the extra hooks cost nothing but
+        a bounded amount of translation time."""
         watched = 0
         for symbol in self.symbols.symbols:
-            if symbol.kind != "STT_FUNC" or symbol.size == 0 or watched >= MAX_RETURN_HOOKS:
+            if symbol.kind != "STT_FUNC" or symbol.size == 0:
                 continue
-            last = symbol.address + symbol.size - 1
-            if self.read_virtual(last, 1) == b"\xc3":
-                self.clock.watch_return(last)
+            body = self.read_virtual(symbol.address, symbol.size) or b""
+            offset = body.find(RET_OPCODE)
+            while offset >= 0 and watched < MAX_RETURN_HOOKS:
+                self.clock.watch_return(symbol.address + offset)
                 watched += 1
+                offset = body.find(RET_OPCODE, offset + 1)
 
     def last_return(self) -> int | None:
         """Address of the latest function-final `ret` executed, or None."""
@@ -214,10 +223,14 @@ class Machine:
             self._debug_info = debug_info_for(self.kernel.image_data)
         return self._debug_info
 
-    def report(self, stop: Stop):
-        """The crash report for stop (diagnostics/report.py): .text(), .to_json()."""
+    def report(self, stop: Stop | None = None):
+        """The report for stop, or for the machine as it is now (diagnostics/report.py):
+        .text(), .to_json(), .hints."""
         from unikernel_sim.diagnostics.report import build_report
 
+        if stop is None:
+            stop = Stop(StopReason.BREAKPOINT, f"report requested at {self.describe(self.rip)}", rip=self.rip,
+                        where=self.describe(self.rip))
         return build_report(self, stop)
 
     def check_alignment(self, *, strict: bool) -> None:
@@ -374,6 +387,15 @@ class Machine:
     def _deliver(self, event: Event) -> DeliveryOutcome:
         if event.kind != KIND_EXTERNAL:
             self.last_exception = (event.vector, event.error_code, event.return_rip, event.cr2)
+            # The registers where it happened: a report written after the guest's own
+            # handler panicked still unwinds from the fault, not from the panic.
+            registers = {**read_cpu_state(self.uc).gpr, "rip": event.return_rip}
+            # The word just below RSP, before this delivery's frame covers it (a `ret`
+            # that jumped into nowhere left its target there).
+            below = self.read_virtual(registers["rsp"] - 8, 8)
+            registers["word_below_rsp"] = int.from_bytes(below, "little") if below else None
+            registers["last_return"] = self.clock.last_return()
+            self.last_exception_registers = registers
         outcome = self.delivery.deliver(event)
         if self.trace_interrupts:
             for step in outcome.steps:

@@ -41,7 +41,7 @@ class Snapshot:
 
 
 DEVICE_ATTRIBUTES = ("uart", "pic", "pit", "rtc", "keyboard", "vga", "post")
-MACHINE_FIELDS = ("panic_message", "irq_count", "last_exception")
+MACHINE_FIELDS = ("panic_message", "irq_count", "last_exception", "last_exception_registers")
 
 
 def take_snapshot(machine: "Machine") -> Snapshot:

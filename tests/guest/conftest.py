@@ -36,3 +36,13 @@ def red_zone_variant():
 def unbounded_malloc_variant():
     """The bump allocator without its bounds check, heap placed without looking at the identity map."""
     return str(build_firmware("bug-malloc", {"EXTRA_CFLAGS": "-DMALLOC_BUG_NO_BOUNDS_CHECK"}))
+
+
+@pytest.fixture(autouse=True)
+def no_root_cause_hints_on_the_clean_firmware(request):
+    """The clean firmware's whole guest suite must not make any checker fire."""
+    yield
+    if "unisim_booted" in request.fixturenames or "unisim_machine" in request.fixturenames:
+        booted = request.getfixturevalue("unisim_booted")
+        assert booted.machine.red_zone.hits == [], "red-zone false positive on the clean firmware"
+        assert booted.machine.alignment_violations == []

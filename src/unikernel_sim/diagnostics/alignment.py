@@ -59,7 +59,8 @@ class AlignmentWatch:
         self.machine = machine
         self.strict = strict
         self.watched = 0
-        decoder = disassembler(long_mode=True)
+        elf = machine.kernel.elf if machine.kernel else None
+        decoder = disassembler(long_mode=elf is None or elf.elf_class == 64)
         decoder.detail = True
         self._instructions = {}
         for segment in machine.kernel.elf.segments if machine.kernel and machine.kernel.elf else []:

@@ -31,7 +31,9 @@ class Evidence:
         self.machine = machine
         self.stop = stop
         self.state: CpuState = machine.cpu_state()
-        self.registers = {**self.state.gpr, "rip": self.state.rip}
+        # Where the fault happened, when the guest's own handler ran (and moved on) since.
+        at_fault = machine.last_exception_registers if machine.last_exception is not None else None
+        self.registers = dict(at_fault) if at_fault else {**self.state.gpr, "rip": self.state.rip}
 
     @property
     def first_exception(self) -> tuple[int, int | None, int, int | None] | None:
@@ -173,7 +175,7 @@ def build_report(machine: "Machine", stop: "Stop") -> CrashReport:
         chain=_chain(evidence),
         registers=_registers(evidence.state),
         disassembly=_safe(lambda: _disassembly(machine, evidence), lambda e: []),
-        backtrace=_safe(lambda: _backtrace(machine), lambda e: []),
+        backtrace=_safe(lambda: _backtrace(machine, evidence), lambda e: []),
         page_walks=_safe(lambda: _page_walks(machine, evidence), lambda e: []),
         stack=_safe(lambda: _stack(machine, evidence), lambda e: []),
         serial_tail=machine.serial.last_lines(SERIAL_LINES),
@@ -213,10 +215,14 @@ def _disassembly(machine: "Machine", evidence: Evidence) -> list[dict[str, Any]]
             for i in around(machine, center, long_mode=evidence.state.long_mode)]
 
 
-def _backtrace(machine: "Machine") -> list[dict[str, Any]]:
+def _backtrace(machine: "Machine", evidence: Evidence) -> list[dict[str, Any]]:
+    """From the exception when there was one (the guest's handler may have moved on since)."""
     from unikernel_sim.diagnostics.unwind import backtrace
 
-    return [asdict(frame) for frame in backtrace(machine)]
+    registers = machine.last_exception_registers if machine.last_exception is not None else None
+    if evidence.stop.chain:
+        registers = None if evidence.stop.chain[0].rip == evidence.state.rip else registers
+    return [asdict(frame) for frame in backtrace(machine, registers)]
 
 
 def _page_walks(machine: "Machine", evidence: Evidence) -> list[dict[str, Any]]:

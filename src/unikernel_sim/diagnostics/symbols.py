@@ -9,6 +9,9 @@ import io
 from dataclasses import dataclass
 
 
+LABEL_REACH = 0x1000      # how far past a size-less label an address still belongs to it
+
+
 @dataclass(frozen=True)
 class Symbol:
     name: str
@@ -61,12 +64,13 @@ class SymbolTable:
         best = None
         while index >= 0:
             symbol = self.symbols[index]
-            if symbol.address <= address < symbol.address + symbol.size:
-                return symbol, address - symbol.address
-            if best is None and symbol.kind == "STT_FUNC" and symbol.size == 0:
-                best = (symbol, address - symbol.address)
-            if address - symbol.address > 0x10000:
+            distance = address - symbol.address
+            if distance > LABEL_REACH:
                 break
+            if distance < symbol.size:
+                return symbol, distance
+            if best is None and symbol.kind in ("STT_FUNC", "STT_NOTYPE") and symbol.size == 0:
+                best = (symbol, distance)      # an assembly label without a size, close by
             index -= 1
         return best
 

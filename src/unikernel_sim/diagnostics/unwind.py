@@ -34,8 +34,9 @@ def backtrace(machine: "Machine", registers: dict[str, int] | None = None) -> li
     method = "start"
     for _ in range(MAX_FRAMES):
         pc = regs["rip"]
-        source = debug.source_line(pc if not frames else pc - 1) if debug else None
-        frames.append(Frame(pc, machine.describe(pc), str(source) if source else None, method))
+        lookup = pc if not frames else pc - 1          # a return address may lie past a noreturn call
+        source = debug.source_line(lookup) if debug else None
+        frames.append(Frame(pc, _describe_return(machine, pc, lookup), str(source) if source else None, method))
         rule = debug.frame_rule(pc if not frames[:-1] else pc - 1) if debug else None
         caller = _unwind_cfi(machine, regs, rule) if rule else None
         if caller is not None:
@@ -49,6 +50,14 @@ def backtrace(machine: "Machine", registers: dict[str, int] | None = None) -> li
             break
         regs = caller
     return frames
+
+
+def _describe_return(machine: "Machine", pc: int, lookup: int) -> str:
+    found = machine.symbols.lookup(lookup) if machine.symbols is not None else None
+    if found is None:
+        return f"{pc:#x}"
+    symbol = found[0]
+    return f"{symbol.name}+{pc - symbol.address:#x} ({pc:#x})"
 
 
 def _is_code(machine: "Machine", address: int) -> bool:

@@ -26,5 +26,5 @@ def all_checkers() -> list[Checker]:
         stack_overflow,
     )
 
-    return [red_zone.check, heap_exhaustion.check, stack_overflow.check, outside_mapping.check,
-            sse_disabled.check, misaligned_sse.check, return_nowhere.check, idt.check]
+    return [red_zone.check, heap_exhaustion.check, return_nowhere.check, stack_overflow.check,
+            outside_mapping.check, sse_disabled.check, misaligned_sse.check, idt.check]

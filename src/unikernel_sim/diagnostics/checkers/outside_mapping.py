@@ -16,7 +16,7 @@ def check(evidence) -> Hint | None:
     fault = evidence.page_fault
     if fault is not None:
         address, error, rip = fault
-        kind = "fetched" if error & PF_FETCH else ("wrote" if error & PF_WRITE else "read")
+        kind = "fetched" if error & PF_FETCH or address == rip else ("wrote" if error & PF_WRITE else "read")
     elif evidence.stop.reason.value == "outside-ram":
         address, rip = evidence.stop.fault_address, evidence.stop.rip
         kind = "accessed"

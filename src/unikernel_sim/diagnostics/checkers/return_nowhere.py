@@ -11,9 +11,10 @@ def check(evidence) -> Hint | None:
     if evidence.is_code(rip):
         return None
     popped_at = evidence.registers["rsp"] - 8
-    if evidence.u64(popped_at) != rip:
+    popped = evidence.registers.get("word_below_rsp", evidence.u64(popped_at))
+    if popped != rip:
         return None
-    returning = evidence.machine.last_return()
+    returning = evidence.registers.get("last_return", evidence.machine.last_return())
     who = f"{evidence.function_at(returning) or evidence.where(returning)} returned" if returning else "a ret jumped"
     return Hint("return-into-nowhere",
                 f"return into nowhere: {who} to {rip:#x}, outside every executable segment; the return "

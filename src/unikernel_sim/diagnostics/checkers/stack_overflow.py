@@ -6,6 +6,7 @@ from unikernel_sim.diagnostics.checkers import Hint
 
 STACK_SYMBOLS = (("boot_stack_bottom", "boot_stack_top"), ("stack_bottom", "stack_top"))
 NEAR = 4096
+MAX_OVERFLOW = 1 << 40    # further "below" than this is another stack, not an overflow
 
 
 def check(evidence) -> Hint | None:
@@ -20,11 +21,12 @@ def check(evidence) -> Hint | None:
         return None
     rsp = evidence.registers["rsp"]
     fault = evidence.page_fault
-    if bottom <= rsp <= top and not (fault and bottom - NEAR <= fault[0] < bottom):
-        return None
-    if rsp > top + NEAR or rsp < bottom - (1 << 20):
-        return None            # RSP is somewhere else entirely (another stack): no evidence
-    below = bottom - min(rsp, fault[0] if fault else rsp)
+    lowest = rsp
+    if fault and 0 < (bottom - fault[0]) % (1 << 64) <= NEAR:
+        lowest = fault[0]                                # the push below the bottom that faulted
+    below = (bottom - lowest) % (1 << 64)               # wraps when RSP went below zero
+    if below == 0 or below > MAX_OVERFLOW:
+        return None            # on the stack, or somewhere else entirely (another stack): no evidence
     where = evidence.where(evidence.fault_rip or evidence.registers["rip"])
     return Hint("stack-overflow",
                 f"stack overflow: RSP {rsp:#x} is {below} bytes below {bottom_name} ({bottom:#x}); "

@@ -1,0 +1,184 @@
+"""Each root-cause checker: a guest that triggers it, and the exact hint and
+location in the report; and the clean firmware, which must trigger none."""
+from __future__ import annotations
+
+import pytest
+
+from unikernel_sim.guest_call import GuestCallError
+from unikernel_sim.pytest_plugin import boot_to_ready
+from unikernel_sim.run import boot
+
+UNMAPPED = 0x30000000           # past the firmware's 512 MiB identity map
+
+
+def failed_call(machine, function, *args) -> GuestCallError:
+    with pytest.raises(GuestCallError) as failure:
+        machine.call(function, *args, timeout=30)
+    return failure.value
+
+
+def hints_of(machine, stop=None) -> list[dict]:
+    return machine.report(stop).hints
+
+
+def test_missing_idt(make_guest):
+    result = boot(make_guest("nop\nud2"))
+    report = result.machine.report(result.stop)
+    assert report.hints[0] == {
+        "checker": "missing-idt",
+        "message": "missing IDT: #UD at 0x101001 could not be delivered because IDTR's limit is 0 "
+                   "(no lidt before the first exception)",
+        "location": "0x101001"}
+    assert report.headline == report.hints[0]["message"]
+
+
+def test_short_idt(make_guest):
+    result = boot(make_guest("""
+        mov word ptr [0x200000], 0x3f
+        mov dword ptr [0x200002], 0x210000
+        lidt [0x200000]
+        int 0x40
+    """))
+    hint = result.machine.report(result.stop).hints[0]
+    assert hint["checker"] == "short-idt"
+    assert hint["message"].startswith("short IDT: INT 0x40 at ")
+    assert hint["message"].endswith("needs gate 64 but IDTR's limit 0x3f holds only 8 gates")
+
+
+def test_sse_not_enabled(make_guest):
+    result = boot(make_guest("movaps xmm0, xmm1"))
+    hint = result.machine.report(result.stop).hints[0]
+    assert hint["checker"] == "sse-disabled"
+    assert hint["message"].startswith("SSE not enabled: movaps xmm0, xmm1 at 0x101000 raised #UD because "
+                                      "CR4.OSFXSR is clear")
+    assert hint["location"] == "0x101000"
+
+
+def test_x87_with_cr0_em_set(make_guest):
+    result = boot(make_guest("mov eax, cr0\nor eax, 4\nmov cr0, eax\nfld1"))
+    hint = result.machine.report(result.stop).hints[0]
+    assert hint["checker"] == "sse-disabled"
+    assert hint["message"].startswith("x87 not enabled: fld1 at ")
+    assert "because CR0.EM is set" in hint["message"]
+
+
+MISALIGNED = """
+    mov eax, cr4
+    or eax, 0x600
+    mov cr4, eax
+    movaps xmm0, xmmword ptr [0x200008]
+    mov al, 0
+    out 0xf4, al
+"""
+
+
+def test_misaligned_sse_is_silent_without_a_check(make_guest):
+    result = boot(make_guest(MISALIGNED, elf=True))
+    assert result.exit_code == 0                                      # Unicorn does not fault
+    assert result.machine.report(result.stop).hints == []
+
+
+def test_misaligned_sse_reported_when_checked(make_guest):
+    result = boot(make_guest(MISALIGNED, elf=True), alignment="check")
+    assert result.exit_code == 0
+    hint = result.machine.report(result.stop).hints[0]
+    assert hint["checker"] == "misaligned-sse"
+    assert hint["message"].startswith("misaligned SSE: movaps xmm0, xmmword ptr [0x200008] at ")
+    assert "used 0x200008, not 16-byte aligned: real hardware raises #GP(0)" in hint["message"]
+
+
+def test_misaligned_sse_strict_raises_gp(make_guest):
+    result = boot(make_guest(MISALIGNED, elf=True), alignment="strict")
+    assert result.stop.reason.value == "triple-fault"                 # no IDT in this guest
+    assert result.stop.chain[0].vector == 13 and result.stop.chain[0].error_code == 0
+    assert result.machine.report(result.stop).headline.startswith("misaligned SSE: movaps")
+
+
+def test_stack_overflow(unisim_machine):
+    error = failed_call(unisim_machine, "crash_recurse", 0, 400)
+    first = str(error).splitlines()[0]
+    assert first.startswith("guest call crash_recurse() failed: stack overflow: RSP ")
+    assert "bytes below boot_stack_bottom" in first and "the stack is 65536 bytes" in first
+
+
+def test_outside_identity_map(booted_1g):
+    machine = booted_1g.fresh()
+    error = failed_call(machine, "crash_level1", UNMAPPED, 5)
+    hint = machine.report(error.stop).hints[0]
+    assert hint["checker"] == "outside-identity-map"
+    assert hint["message"].startswith("outside the identity map: crash_level3+")
+    assert hint["message"].endswith(f"wrote {UNMAPPED:#x}, but the page tables map only 0x0-0x1fffffff (512 MiB)")
+    assert "[crash_lab.c:" in hint["location"]
+
+
+def test_outside_ram(unisim_machine):
+    error = failed_call(unisim_machine, "crash_level1", UNMAPPED, 5)
+    hint = unisim_machine.report(error.stop).hints[0]
+    assert hint["checker"] == "outside-ram"
+    assert hint["message"].endswith(f"wrote {UNMAPPED:#x}, but guest RAM ends at 0x20000000 (512 MiB)")
+
+
+def test_return_into_nowhere(booted_1g):
+    machine = booted_1g.fresh()
+    error = failed_call(machine, "crash_return_into", UNMAPPED)
+    hint = machine.report(error.stop).hints[0]
+    assert hint["checker"] == "return-into-nowhere"
+    assert hint["message"].startswith(f"return into nowhere: crash_return_into returned to {UNMAPPED:#x}, "
+                                      "outside every executable segment")
+    assert hint["location"].startswith("crash_return_into+")
+
+
+def test_heap_exhaustion(unbounded_allocator):
+    machine = unbounded_allocator.fresh()
+    machine.call("malloc", 520 << 20)                  # no bounds check: the pointer jumps past the end
+    error = failed_call(machine, "malloc", 16)         # and the next header lands outside the map
+    hint = machine.report(error.stop).hints[0]
+    assert hint["checker"] == "heap-exhaustion"
+    assert hint["message"].startswith("heap exhaustion: malloc+")
+    assert "bytes past the heap end" in hint["message"]
+
+
+@pytest.fixture(scope="module")
+def unbounded_allocator():
+    from unikernel_sim.firmware import build_firmware
+
+    kernel = str(build_firmware("bug-malloc", {"EXTRA_CFLAGS": "-DMALLOC_BUG_NO_BOUNDS_CHECK"}))
+    return boot_to_ready(kernel, deterministic=True)
+
+
+def test_red_zone(red_zone_booted):
+    machine = red_zone_booted.fresh()
+    machine.call("pit_init", 1_193_182 // 2)
+    for _ in range(4):
+        machine.call("serial_put_uint", (1 << 64) - 1)
+    hint = machine.report().hints[0]
+    assert hint["checker"] == "red-zone"
+    assert hint["message"].startswith("red zone: format_uint read bytes at RSP-0x")
+    assert hint["message"].endswith("build with -mno-red-zone")
+    assert hint["location"].startswith("format_uint+")
+
+
+@pytest.fixture(scope="module")
+def red_zone_booted():
+    from unikernel_sim.firmware import build_firmware
+
+    kernel = str(build_firmware("bug-redzone", {"RED_ZONE": "-mred-zone"}))
+    return boot_to_ready(kernel, deterministic=True, instructions_per_second=100_000_000)
+
+
+# --- no false positives ---------------------------------------------------------------
+def test_clean_firmware_run_has_no_hint(unisim_firmware):
+    result = boot(unisim_firmware, deterministic=True, keys="hello", alignment="check")
+    assert result.exit_code == 0
+    assert result.machine.report(result.stop).hints == []
+    assert result.machine.alignment_violations == []
+    assert result.machine.red_zone.hits == []
+
+
+def test_clean_firmware_under_an_interrupt_storm_has_no_hint(unisim_booted):
+    machine = unisim_booted.fresh()
+    machine.call("pit_init", 1_193_182 // 2)
+    for value in (0, 5632, (1 << 64) - 1):
+        machine.call("serial_put_uint", value)
+    assert machine.irq_count > 0
+    assert machine.report().hints == []
