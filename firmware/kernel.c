@@ -16,7 +16,9 @@
  *
  * The command line's job= selects what runs after start-up: "demo" (the
  * default: timer, TSC and keyboard), "idle" (stop in kernel_ready() and wait
- * for interrupts: the state the simulator's guest-call tests start from).
+ * for interrupts: the state the simulator's guest-call tests start from),
+ * "llama" (TinyLlama generation from the "model" and "tokenizer" modules) and
+ * "llama-ready" (create the model, then idle like "idle").
  */
 #include <stdint.h>
 #include "boot/multiboot2.h"
@@ -31,6 +33,7 @@
 #include "kernel_lib/libc/string.h"
 #include "kernel_lib/util/cmdline.h"
 #include "kernel_lib/util/crc32.h"
+#include "tinyllama/job.h"
 
 #define ADDRESS_HEX_DIGITS 16
 #define CRC_HEX_DIGITS     8
@@ -244,6 +247,14 @@ int kernel_main(uint32_t magic, uint32_t boot_info_address)
         return status;
     if (strcmp(job, "idle") == 0)
         idle_forever();
+    if (strcmp(job, "llama") == 0)
+        return tinyllama_job(info, boot_cmdline(info));
+    if (strcmp(job, "llama-ready") == 0) {
+        status = tinyllama_ready_job(info, boot_cmdline(info));
+        if (status != 0)
+            return status;
+        idle_forever();
+    }
     report_timer();
     report_tsc();
     echo_keyboard();

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--report-json", metavar="FILE", help="write the crash report (if any) as JSON")
     boot.add_argument("--strict-alignment", action="store_true",
                       help="raise #GP(0) on misaligned movaps/movdqa and m128 SSE operands, as hardware does")
+    boot.add_argument("--check-returns", action="store_true",
+                      help="remember which function executed each `ret`, to name the culprit of a return "
+                           "into nowhere (slows function returns)")
     boot.add_argument("--check-alignment", action="store_true",
                       help="record misaligned SSE operands for the report without faulting")
     boot.add_argument("--verbose", "-v", action="store_true", help="print run statistics and unknown ports")

@@ -46,6 +46,7 @@ def run_boot(args: argparse.Namespace) -> int:
             trace_interrupts="int" in args.trace,
             trace=tuple(args.trace),
             alignment="strict" if args.strict_alignment else ("check" if args.check_alignment else None),
+            check_returns=args.check_returns,
         )
     finally:
         if serial_file is not None:

@@ -68,6 +68,7 @@ def boot(
     trace_interrupts: bool = False,
     trace: tuple[str, ...] = (),
     alignment: str | None = None,
+    check_returns: bool = False,
 ) -> BootResult:
     """Boot image as a Multiboot2 loader would and run it to its end.
 
@@ -77,7 +78,7 @@ def boot(
     specs = [m if isinstance(m, ModuleSpec) else ModuleSpec.parse(m) for m in modules]
     options = {"tsc_hz": tsc_hz} if tsc_hz else {}
     machine = Machine(memory_mb, deterministic=deterministic, serial_input=serial_input,
-                      strict_io=strict_io, rtc_start=rtc_start, **options)
+                      strict_io=strict_io, rtc_start=rtc_start, check_returns=check_returns, **options)
     machine.trace_interrupts = trace_interrupts
     if keys:
         try:

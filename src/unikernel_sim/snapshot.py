@@ -38,6 +38,7 @@ class Snapshot:
     serial_length: int
     debugcon_length: int
     extras: dict[str, Any]
+    code_fingerprint: int | None = None
 
 
 DEVICE_ATTRIBUTES = ("uart", "pic", "pit", "rtc", "keyboard", "vga", "post")
@@ -58,16 +59,19 @@ def take_snapshot(machine: "Machine") -> Snapshot:
         serial_length=len(machine.serial.data),
         debugcon_length=len(machine.debugcon.data),
         extras={name: getattr(machine, name) for name in MACHINE_FIELDS},   # immutable values
+        code_fingerprint=machine.code_cache.fingerprint(),
     )
 
 
 def restore_snapshot(machine: "Machine", snapshot: Snapshot, *, flush: bool = False) -> None:
+    stale = machine.code_cache.before_restore(snapshot.code_fingerprint, flush=flush)
     _context_mode(machine, UC_CTL_CONTEXT_CPU | UC_CTL_CONTEXT_MEMORY)
     try:
         machine.uc.context_restore(snapshot.context)
     finally:
         _context_mode(machine, UC_CTL_CONTEXT_CPU)
-    machine.code_cache.after_restore(flush=flush)
+    if stale:
+        machine.code_cache.flush()
     for name, state in pickle.loads(snapshot.devices).items():
         _set_state_of(getattr(machine, name), state)
     machine.clock.restore(snapshot.clock)

@@ -10,5 +10,7 @@
 #define EXIT_PANIC              5   /* kernel_panic() */
 #define EXIT_PLATFORM           6   /* timer or interrupt controller set-up failed */
 #define EXIT_NO_HEAP            7   /* the memory map cannot hold the 64 MiB heap */
+#define EXIT_NO_MODEL           8   /* job=llama without its "model"/"tokenizer" module */
+#define EXIT_MODEL_CREATION     9   /* a model creation step failed (it printed which) */
 
 #endif

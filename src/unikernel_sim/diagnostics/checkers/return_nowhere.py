@@ -16,7 +16,8 @@ def check(evidence) -> Hint | None:
         return None
     returning = evidence.registers.get("last_return", evidence.machine.last_return())
     who = f"{evidence.function_at(returning) or evidence.where(returning)} returned" if returning else "a ret jumped"
+    advice = "" if returning else " (boot with --check-returns to name the function that returned)"
     return Hint("return-into-nowhere",
                 f"return into nowhere: {who} to {rip:#x}, outside every executable segment; the return "
-                f"address at {popped_at:#x} was overwritten (stack corruption)",
+                f"address at {popped_at:#x} was overwritten (stack corruption){advice}",
                 evidence.where(returning) if returning else None)

@@ -1,0 +1,191 @@
+/* The TinyLlama job: find the modules, create the model, generate, report speed. */
+#include "tinyllama/job.h"
+#include "tinyllama/model.h"
+#include "tinyllama/sampler.h"
+#include "tinyllama/tokenizer.h"
+#include "kernel_lib/cpu/debug_exit_codes.h"
+#include "kernel_lib/cpu/tsc.h"
+#include "kernel_lib/io/kprintf.h"
+#include "kernel_lib/io/serial.h"
+#include "kernel_lib/libc/string.h"
+#include "kernel_lib/memory/malloc_bump.h"
+#include "kernel_lib/util/cmdline.h"
+
+#define OPTION_MAX       32
+#define PROMPT_MAX       1024
+#define DEFAULT_STEPS    64
+#define DEFAULT_TOPP     0.9f
+#define DEFAULT_SEED     1
+#define PIECE_MAX        256
+
+struct tinyllama_model *tinyllama_active_model;   /* for the host's guest calls */
+struct tinyllama_tokenizer tinyllama_active_tokenizer;
+
+struct module_view {
+    const void *data;
+    uint64_t size;
+};
+
+/* The module whose command line is name (or starts with "name "). Returns 0, or -1. */
+static int find_module(const struct mb2_info *info, const char *name, struct module_view *out)
+{
+    size_t length = strlen(name);
+
+    for (const struct mb2_tag *tag = mb2_first_tag(info); tag && tag->type != MB2_TAG_TYPE_END;
+         tag = mb2_next_tag(info, tag)) {
+        const struct mb2_tag_module *module = (const struct mb2_tag_module *)tag;
+        if (tag->type != MB2_TAG_TYPE_MODULE || strncmp(module->cmdline, name, length) != 0
+            || (module->cmdline[length] != 0 && module->cmdline[length] != ' '))
+            continue;
+        out->data = (const void *)(uintptr_t)module->mod_start;
+        out->size = module->mod_end - module->mod_start;
+        return 0;
+    }
+    return -1;
+}
+
+/* Decimal "123" or "0.9" (no exponent). Returns fallback when text is empty. */
+static float parse_float(const char *text, float fallback)
+{
+    float value = 0.0f, scale = 1.0f;
+    int seen_point = 0, seen_digit = 0, negative = *text == '-';
+
+    for (const char *c = text + negative; *c; c++) {
+        if (*c == '.' && !seen_point) {
+            seen_point = 1;
+        } else if (*c >= '0' && *c <= '9') {
+            seen_digit = 1;
+            if (seen_point) {
+                scale /= 10.0f;
+                value += (*c - '0') * scale;
+            } else {
+                value = value * 10.0f + (*c - '0');
+            }
+        } else {
+            break;
+        }
+    }
+    if (!seen_digit)
+        return fallback;
+    return negative ? -value : value;
+}
+
+static uint64_t parse_uint(const char *text, uint64_t fallback)
+{
+    uint64_t value = 0;
+
+    if (*text < '0' || *text > '9')
+        return fallback;
+    for (; *text >= '0' && *text <= '9'; text++)
+        value = value * 10 + (uint64_t)(*text - '0');
+    return value;
+}
+
+static float option_float(const char *cmdline, const char *key, float fallback)
+{
+    char text[OPTION_MAX];
+    return cmdline_get(cmdline, key, text, sizeof(text)) > 0 ? parse_float(text, fallback) : fallback;
+}
+
+static uint64_t option_uint(const char *cmdline, const char *key, uint64_t fallback)
+{
+    char text[OPTION_MAX];
+    return cmdline_get(cmdline, key, text, sizeof(text)) > 0 ? parse_uint(text, fallback) : fallback;
+}
+
+/* Finds both modules and creates the model and tokenizer. Returns 0 or an EXIT_* code. */
+static int load(const struct mb2_info *info, const char *cmdline)
+{
+    struct module_view model_module, tokenizer_module;
+    struct tinyllama_failure failure;
+
+    if (find_module(info, "model", &model_module) != 0) {
+        kprintf("llama: no module named \"model\" (give the checkpoint as --module FILE=model)\n");
+        return EXIT_NO_MODEL;
+    }
+    tinyllama_active_model = tinyllama_create(model_module.data, model_module.size,
+                                              (int32_t)option_uint(cmdline, "seq_len", 0), &failure);
+    if (tinyllama_active_model == 0) {
+        tinyllama_print_failure(&failure);
+        return EXIT_MODEL_CREATION;
+    }
+    if (find_module(info, "tokenizer", &tokenizer_module) == 0
+        && tokenizer_init(&tinyllama_active_tokenizer, tokenizer_module.data, tokenizer_module.size,
+                          tinyllama_active_model->config.vocab_size) != 0) {
+        kprintf("llama: the tokenizer module is malformed or does not fit the heap\n");
+        return EXIT_NO_MODEL;
+    }
+    return 0;
+}
+
+/* Prints a piece unless it is a lone unprintable byte (llama2.c's safe_printf). */
+static void print_piece(const char *piece, int length)
+{
+    if (length == 1 && !((piece[0] >= ' ' && piece[0] <= '~') || piece[0] == '\n' || piece[0] == '\t'))
+        return;
+    serial_write_n(piece, (uint64_t)length);
+}
+
+static int generate(const char *cmdline)
+{
+    struct tinyllama_model *m = tinyllama_active_model;
+    struct tinyllama_tokenizer *t = &tinyllama_active_tokenizer;
+    struct tinyllama_sampler sampler;
+    static char prompt[PROMPT_MAX];
+    char piece[PIECE_MAX];
+    int32_t *prompt_tokens;
+    int count, steps = (int)option_uint(cmdline, "steps", DEFAULT_STEPS), generated = 0;
+    int32_t token, next;
+    uint64_t start, end;
+
+    if (t->pieces == 0) {
+        kprintf("llama: no module named \"tokenizer\"\n");
+        return EXIT_NO_MODEL;
+    }
+    if (cmdline_get(cmdline, "prompt", prompt, sizeof(prompt)) < 0)
+        prompt[0] = 0;
+    if (steps <= 0 || steps > m->config.seq_len)
+        steps = m->config.seq_len;
+    prompt_tokens = malloc((strlen(prompt) + 3) * sizeof(int32_t));
+    if (prompt_tokens == 0
+        || sampler_init(&sampler, m->config.vocab_size, option_float(cmdline, "temp", 0.0f),
+                        option_float(cmdline, "topp", DEFAULT_TOPP), option_uint(cmdline, "seed", DEFAULT_SEED)) != 0) {
+        kprintf("llama: the heap cannot hold the sampler\n");
+        return EXIT_MODEL_CREATION;
+    }
+    count = tokenizer_encode(t, prompt, 1, prompt_tokens);
+    token = prompt_tokens[0];
+    start = rdtsc();
+    for (int pos = 0; pos < steps; pos++) {
+        float *logits = tinyllama_forward(m, token, pos);
+        next = pos < count - 1 ? prompt_tokens[pos + 1] : sampler_sample(&sampler, logits);
+        if (next == TOKEN_BOS)
+            break;
+        print_piece(piece, tokenizer_decode(t, token, next, piece, sizeof(piece)));
+        token = next;
+        generated++;
+    }
+    end = rdtsc();
+    kprintf("\nllama: %d tokens, %lu cycles", generated, (unsigned long)(end - start));
+    if (tsc_hz() && end > start)
+        kprintf(", %lu tok/s x1000", (unsigned long)((uint64_t)generated * tsc_hz() / (end - start) * 1000
+                                                       + (uint64_t)generated * tsc_hz() % (end - start) * 1000
+                                                       / (end - start)));
+    kprintf("\n");
+    return EXIT_OK;
+}
+
+int tinyllama_job(const struct mb2_info *info, const char *cmdline)
+{
+    int status = load(info, cmdline);
+
+    if (status != 0)
+        return status;
+    tsc_calibrate();
+    return generate(cmdline);
+}
+
+int tinyllama_ready_job(const struct mb2_info *info, const char *cmdline)
+{
+    return load(info, cmdline);
+}

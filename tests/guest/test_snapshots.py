@@ -1,0 +1,49 @@
+"""Snapshots: CPU, RAM, devices, clock and console come back; the translation
+cache is flushed when the code changed."""
+from __future__ import annotations
+
+from unikernel_sim import kernel_lib as kl
+from unikernel_sim import guestkit
+
+
+def test_restore_brings_back_ram_devices_clock_and_console(unisim_booted):
+    machine = unisim_booted.fresh()
+    stats = kl.heap_stats(machine)
+    time_before = machine.clock.now_ns()
+    serial_before = bytes(machine.serial.data)
+    pic_mask = machine.pic.master.imr
+    pointer = kl.malloc(machine, 4096)
+    machine.ram.fill(pointer, 4096, 0x77)
+    kl.serial_put_uint(machine, 12345)
+    machine.call("pic_mask", 1)
+    assert machine.pic.master.imr != pic_mask
+    machine.restore(unisim_booted.snapshot)
+    assert kl.heap_stats(machine) == stats
+    assert machine.ram.read(pointer, 16) != b"\x77" * 16
+    assert bytes(machine.serial.data) == serial_before
+    assert machine.pic.master.imr == pic_mask
+    assert machine.clock.now_ns() == time_before          # deterministic clock, exactly back
+    assert kl.malloc(machine, 4096) == pointer            # and it all behaves the same again
+
+
+def test_code_patched_after_the_snapshot_is_undone_on_restore(unisim_booted):
+    machine = unisim_booted.fresh()
+    address = machine.symbols.address_of("strlen")
+    original = machine.call("strlen", machine.kernel.boot_info_address + 16)
+    patch = guestkit.assemble("mov eax, 42\nret", address, bits=64)
+    machine.ram.write(address, patch)                     # a host patch over translated code...
+    machine.uc.ctl_remove_cache(address, address + len(patch))   # ...needs the cache told (DESIGN.md)
+    assert machine.call("strlen", 0) == 42
+    flushes = machine.code_cache.flushes
+    machine.restore(unisim_booted.snapshot)
+    assert machine.code_cache.flushes == flushes + 1       # the code differed: the cache was flushed
+    assert machine.call("strlen", machine.kernel.boot_info_address + 16) == original
+
+
+def test_restoring_unchanged_code_keeps_the_cache(unisim_booted):
+    machine = unisim_booted.fresh()
+    flushes = machine.code_cache.flushes
+    for _ in range(3):
+        machine.call("malloc", 64)
+        machine.restore(unisim_booted.snapshot)
+    assert machine.code_cache.flushes == flushes
