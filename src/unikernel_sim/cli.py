@@ -51,6 +51,16 @@ def _datetime(text: str):
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date and time (2026-01-01T12:00:00)") from None
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="unisim", description="x86-64 PC simulator for bare-metal and unikernel developers")
     parser.add_argument("--version", action="version", version=f"unisim {__version__}")
@@ -99,8 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="describe a kernel image: ELF facts and its Multiboot2 header")
     info.add_argument("image")
 
-    demo = commands.add_parser("demo", help="build and boot the bundled reference unikernel")
-    demo.add_argument("--timeout", type=_positive_float, default=120.0, metavar="S")
+    demo = commands.add_parser("demo", help="TinyLlama in the bundled unikernel, beside the numpy reference "
+                                             "(a synthetic model: nothing to download)")
+    demo.add_argument("--timeout", type=_positive_float, default=300.0, metavar="S")
+
+    llama = commands.add_parser("llama", help="run a llama2.c checkpoint in the bundled unikernel")
+    llama.add_argument("--model", required=True, metavar="CKPT", help="llama2.c checkpoint (e.g. stories15M.bin)")
+    llama.add_argument("--tokenizer", required=True, metavar="TOK", help="llama2.c tokenizer (tokenizer.bin)")
+    llama.add_argument("--prompt", default="", help="text to start from")
+    llama.add_argument("--steps", type=_positive_int, default=256, help="positions to run (default 256)")
+    llama.add_argument("--temp", type=_non_negative_float, default=1.0, help="temperature, 0 = greedy (default 1.0)")
+    llama.add_argument("--topp", type=_non_negative_float, default=0.9, help="top-p (default 0.9)")
+    llama.add_argument("--seed", type=_positive_int, default=1, help="sampling seed (default 1)")
+    llama.add_argument("--seq-len", type=_positive_int, metavar="N", help="run state for N positions (fits the heap)")
+    llama.add_argument("--memory", type=_positive_int, default=512, metavar="MB")
+    llama.add_argument("--timeout", type=_positive_float, metavar="S")
     return parser
 
 
@@ -135,9 +158,13 @@ def _dispatch(argv: list[str] | None) -> int:
 
         return run_info(args.image)
     if args.command == "demo":
-        from unikernel_sim.cli_boot import run_demo
+        from unikernel_sim.cli_llama import run_demo
 
         return run_demo(args)
+    if args.command == "llama":
+        from unikernel_sim.cli_llama import run_llama
+
+        return run_llama(args)
     parser.print_help(sys.stderr)
     return int(ExitCode.USAGE)
 

@@ -113,14 +113,3 @@ def _write_report_json(report, path: str) -> None:
             handle.write(text + "\n")
     except OSError as error:
         raise UsageError(f"cannot write the report: {error.strerror}", where=path) from None
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from unikernel_sim.firmware import build_firmware
-
-    kernel = build_firmware()
-    stdout = StreamWriter(sys.stdout.buffer)
-    result = boot(str(kernel), cmdline="demo", serial_listeners=[stdout], on_stop=[stdout.flush],
-                  timeout=args.timeout, catch_sigint=True)
-    report_end(result, verbose=False)
-    return result.exit_code

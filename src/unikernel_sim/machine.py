@@ -430,6 +430,8 @@ class Machine:
         now = self.clock.now_ns()
         self.pit.advance(now)
         self.keyboard.advance(now)
+        if self.red_zone is not None:
+            self.red_zone.expire(now)
 
     def _inject_pending_interrupt(self) -> bool:
         """Deliver the PIC's request if the CPU accepts interrupts now."""
@@ -445,7 +447,7 @@ class Machine:
         new_rsp = self.uc.reg_read(x86.UC_X86_REG_RSP)
         if (self.red_zone is not None and not outcome.triple_fault and self.cpu_long_mode()
                 and 0 < old_rsp - new_rsp <= RED_ZONE_FRAME_REACH):
-            self.red_zone.interrupt_delivered(old_rsp, new_rsp, return_rip)
+            self.red_zone.interrupt_delivered(old_rsp, new_rsp, return_rip, self.clock.now_ns())
         return True
 
     def cpu_long_mode(self) -> bool:
@@ -459,6 +461,8 @@ class Machine:
         events.append(self.keyboard.next_event_ns())
         if self.pic.interrupt_pending:
             events.append(self.clock.now_ns() + PENDING_POLL_NS)
+        if self.red_zone is not None:
+            events.append(self.red_zone.expires_ns)
         events = [e for e in events if e is not None]
         return min(events) if events else None
 

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 RED_ZONE_BYTES = 128
 MAX_HITS = 64
+WATCH_WINDOW_NS = 20_000
+"""How long after an interrupt the watch stays armed. A read hook slows every
+guest load while it exists (measured: TinyLlama 35 % slower with it always
+armed), and code reads its red zone right after the interrupt returns, so a
+short window keeps the evidence and drops the cost."""
 
 
 @dataclass
@@ -38,8 +43,9 @@ class RedZoneWatch:
         self.hits: list[RedZoneHit] = []
         self._hook: int | None = None
         self._watch: dict | None = None
+        self.expires_ns: int | None = None
 
-    def interrupt_delivered(self, old_rsp: int, new_rsp: int, return_rip: int) -> None:
+    def interrupt_delivered(self, old_rsp: int, new_rsp: int, return_rip: int, now_ns: int) -> None:
         """Called right after an IRQ frame was pushed on the interrupted stack."""
         self.retire()
         symbols = self.machine.symbols
@@ -55,15 +61,22 @@ class RedZoneWatch:
                        "start": function.address, "end": function.address + function.size}
         self._hook = self.machine.uc.hook_add(UC_HOOK_MEM_READ, self._on_read, begin=low, end=old_rsp - 1)
         self.machine.uc.ctl_remove_cache(function.address, function.address + function.size)
+        self.expires_ns = now_ns + WATCH_WINDOW_NS
+
+    def expire(self, now_ns: int) -> None:
+        if self.expires_ns is not None and now_ns >= self.expires_ns:
+            self.retire()
 
     def retire(self) -> None:
         """Stop watching (before the next delivery, and when the run ends)."""
         if self._hook is not None:
             self.machine.uc.hook_del(self._hook)
-            watch = self._watch
-            self.machine.uc.ctl_remove_cache(watch["start"], watch["end"])
+            # Code translated while a memory hook existed keeps calling the hook
+            # machinery on every access: drop all of it, not just the function.
+            self.machine.uc.ctl_flush_tb()
         self._hook = None
         self._watch = None
+        self.expires_ns = None
 
     def _on_read(self, uc, access: int, address: int, size: int, value: int, _user) -> None:
         watch = self._watch

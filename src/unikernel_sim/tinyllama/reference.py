@@ -127,9 +127,17 @@ def sample(logits: np.ndarray, temperature: float, topp: float, rng: XorShift) -
     return candidates[last][1]
 
 
+def printable(piece: bytes) -> bytes:
+    """What llama2.c's safe_printf prints of a piece: a lone byte only when it is
+    printable ASCII or whitespace (the guest prints the same way)."""
+    if len(piece) == 1 and not (32 <= piece[0] <= 126 or piece in (b"\n", b"\t")):
+        return b""
+    return piece
+
+
 def generate(model: ReferenceModel, tokenizer: Tokenizer, prompt: str, steps: int,
              temperature: float = 0.0, topp: float = 0.9, seed: int = 1) -> tuple[list[int], bytes]:
-    """run.c's generate(): the tokens after the first and the decoded text."""
+    """run.c's generate(): the tokens after the first and the text it prints."""
     rng = XorShift(seed)
     prompt_tokens = tokenizer.encode(prompt, bos=True)
     token = prompt_tokens[0]
@@ -143,6 +151,6 @@ def generate(model: ReferenceModel, tokenizer: Tokenizer, prompt: str, steps: in
         if next_token == BOS:
             break
         out_tokens.append(next_token)
-        text += tokenizer.decode_piece(token, next_token)
+        text += printable(tokenizer.decode_piece(token, next_token))
         token = next_token
     return out_tokens, bytes(text)

@@ -1,0 +1,91 @@
+"""`unisim demo` and `unisim llama`: TinyLlama in the bundled unikernel.
+
+demo: a synthetic model and tokenizer made on the spot (nothing to download),
+generated in the guest and in the numpy reference, shown side by side.
+llama: any llama2.c checkpoint and tokenizer, generated in the guest.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from unikernel_sim.boot.loader import ModuleSpec, read_input_file
+from unikernel_sim.console import StreamWriter
+from unikernel_sim.errors import ImageError, UsageError
+from unikernel_sim.run import boot
+
+DEMO_PROMPT = "Once upon a time"
+DEMO_STEPS = 40
+DEMO_TEMPERATURE, DEMO_TOPP, DEMO_SEED = 0.8, 0.9, 42
+LLAMA_SPEED = re.compile(r"llama: (\d+) tokens, (\d+) cycles(?:, (\d+) tok/s x1000)?")
+
+
+def _cmdline(steps: int, temperature: float, topp: float, seed: int, prompt: str, seq_len: int | None = None) -> str:
+    if "\n" in prompt:
+        raise UsageError("the prompt must be one line", where="--prompt")
+    extra = f" seq_len={seq_len}" if seq_len else ""
+    return f"job=llama steps={steps} temp={temperature} topp={topp} seed={seed}{extra} prompt={prompt}"
+
+
+def _guest_text(serial: str) -> str:
+    body = serial.split("\nheap: ", 1)[-1].split("\n", 1)[-1]
+    return body.rsplit("\nllama: ", 1)[0]
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from unikernel_sim.firmware import build_firmware
+    from unikernel_sim.tinyllama.checkpoint import read_checkpoint
+    from unikernel_sim.tinyllama.reference import ReferenceModel, generate
+    from unikernel_sim.tinyllama.synthetic import demo_config, synthetic_files, synthetic_tokenizer
+
+    kernel = str(build_firmware())
+    config = demo_config()
+    checkpoint, tokenizer_bytes = synthetic_files(config)
+    folder = Path(tempfile.mkdtemp(prefix="unisim-demo-"))
+    (folder / "model.bin").write_bytes(checkpoint)
+    (folder / "tokenizer.bin").write_bytes(tokenizer_bytes)
+    print(f"TinyLlama demo: synthetic {config.n_layers}-layer model (dim {config.dim}, {config.n_heads} heads, "
+          f"{config.n_kv_heads} KV heads, vocab {config.vocab_size}), prompt {DEMO_PROMPT!r}, {DEMO_STEPS} steps, "
+          f"temperature {DEMO_TEMPERATURE}, top-p {DEMO_TOPP}, seed {DEMO_SEED}")
+    result = boot(kernel, modules=[ModuleSpec(str(folder / "model.bin"), "model"),
+                                   ModuleSpec(str(folder / "tokenizer.bin"), "tokenizer")],
+                  cmdline=_cmdline(DEMO_STEPS, DEMO_TEMPERATURE, DEMO_TOPP, DEMO_SEED, DEMO_PROMPT),
+                  timeout=args.timeout, catch_sigint=True)
+    if result.exit_code != 0:
+        print(f"unisim: the guest did not finish: {result.stop.summary}", file=sys.stderr)
+        return result.exit_code
+    _, reference = generate(ReferenceModel(read_checkpoint(checkpoint)), synthetic_tokenizer(), DEMO_PROMPT,
+                            DEMO_STEPS, DEMO_TEMPERATURE, DEMO_TOPP, DEMO_SEED)
+    guest = _guest_text(result.serial)
+    print(f"guest:     {guest!r}")
+    print(f"reference: {reference.decode('utf-8', 'replace')!r}")
+    match = guest == reference.decode("utf-8", "replace")
+    print(f"guest and numpy reference agree: {'yes' if match else 'NO'}")
+    speed = LLAMA_SPEED.search(result.serial)
+    if speed and speed.group(3):
+        print(f"guest speed: {int(speed.group(3)) / 1000:.1f} tokens/s (rdtsc in the guest)")
+    return 0 if match else 1
+
+
+def run_llama(args: argparse.Namespace) -> int:
+    from unikernel_sim.firmware import build_firmware
+    from unikernel_sim.tinyllama.checkpoint import parse_header
+
+    header = read_input_file(args.model, "checkpoint")[:28]
+    try:
+        parse_header(header)
+    except ValueError as error:
+        raise ImageError(f"not a llama2.c checkpoint: {error}", where=args.model) from None
+    read_input_file(args.tokenizer, "tokenizer")
+    kernel = str(build_firmware())
+    stdout = StreamWriter(sys.stdout.buffer, flush_every_byte=True)
+    result = boot(kernel, modules=[ModuleSpec(args.model, "model"), ModuleSpec(args.tokenizer, "tokenizer")],
+                  cmdline=_cmdline(args.steps, args.temp, args.topp, args.seed, args.prompt, args.seq_len),
+                  memory_mb=args.memory, timeout=args.timeout, serial_listeners=[stdout], on_stop=[stdout.flush],
+                  catch_sigint=True)
+    if result.exit_code != 0:
+        print(f"unisim: {result.stop.summary}", file=sys.stderr)
+    return result.exit_code
