@@ -177,3 +177,20 @@ def test_strict_io_stops_on_first_unknown_port(capfd, make_guest):
                        "--strict-io")
     assert code == ExitCode.STRICT_IO
     assert "write of 0x7 to port 0x2f8" in err
+
+
+def test_ctrl_c_stops_the_guest_and_says_where(make_guest):
+    """SIGINT while the guest spins in C: the watcher thread stops emu_start."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "unikernel_sim", "boot", make_guest(SPIN)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == ExitCode.INTERRUPTED
+    assert "interrupted (Ctrl-C) at 0x101000" in err
+    assert "Traceback" not in err

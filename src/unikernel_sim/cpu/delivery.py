@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 
 from unicorn import x86_const as x86
 
-from unikernel_sim.cpu.engine import MSR_EFER
+from unikernel_sim.cpu.engine import CR0_PE, EFER_LMA, EFLAGS_IF, MSR_EFER
+from unikernel_sim.memory.paging import CR0_WP
 from unikernel_sim.cpu.vectors import CONTRIBUTORY, EXCEPTIONS, has_error_code, short_name
 
 if TYPE_CHECKING:
@@ -38,13 +39,9 @@ VECTOR_GP = 13
 VECTOR_PF = 14
 
 EFLAGS_TF = 1 << 8
-EFLAGS_IF = 1 << 9
 EFLAGS_NT = 1 << 14
 EFLAGS_RF = 1 << 16
 EFLAGS_VM = 1 << 17
-CR0_PE = 1 << 0
-CR0_WP = 1 << 16
-EFER_LMA = 1 << 10
 
 GATE_INTERRUPT_64 = 0xE
 GATE_TRAP_64 = 0xF
@@ -252,16 +249,20 @@ class InterruptDelivery:
         if not present:
             raise DeliveryFault(VECTOR_NP, gate_error, f"IDT entry {event.vector:#x} is not present")
 
-    # --- IA-32e mode ---------------------------------------------------------------
-    def _deliver_long(self, event: Event) -> None:
-        uc = self.uc
+    def _fetch_gate(self, event: Event, size: int) -> tuple[bytes, int, int]:
+        """The gate's bytes, the EXT bit and the IDT-format error code for faults about it."""
         ext = self._ext(event)
         gate_error = event.vector * 8 | ERROR_IDT | ext
         idt_base, idt_limit = self._table(x86.UC_X86_REG_IDTR)
-        if event.vector * 16 + 15 > idt_limit:
+        if event.vector * size + size - 1 > idt_limit:
             raise DeliveryFault(VECTOR_GP, gate_error,
                                 f"vector {event.vector:#x} is beyond the IDT limit {idt_limit:#x}")
-        gate = self._read(idt_base + event.vector * 16, 16, "IDT entry")
+        return self._read(idt_base + event.vector * size, size, "IDT entry"), ext, gate_error
+
+    # --- IA-32e mode ---------------------------------------------------------------
+    def _deliver_long(self, event: Event) -> None:
+        uc = self.uc
+        gate, ext, gate_error = self._fetch_gate(event, 16)
         offset_low, selector, ist_byte, attributes, offset_mid, offset_high = struct.unpack_from("<HHBBHI", gate)
         self._gate_checks(event, attributes & 0xF, (attributes >> 5) & 3, bool(attributes & 0x80),
                           (GATE_INTERRUPT_64, GATE_TRAP_64), gate_error)
@@ -295,13 +296,7 @@ class InterruptDelivery:
     # --- protected mode ---------------------------------------------------------------
     def _deliver_protected(self, event: Event) -> None:
         uc = self.uc
-        ext = self._ext(event)
-        gate_error = event.vector * 8 | ERROR_IDT | ext
-        idt_base, idt_limit = self._table(x86.UC_X86_REG_IDTR)
-        if event.vector * 8 + 7 > idt_limit:
-            raise DeliveryFault(VECTOR_GP, gate_error,
-                                f"vector {event.vector:#x} is beyond the IDT limit {idt_limit:#x}")
-        gate = self._read(idt_base + event.vector * 8, 8, "IDT entry")
+        gate, ext, gate_error = self._fetch_gate(event, 8)
         offset_low, selector, _, attributes, offset_high = struct.unpack_from("<HHBBH", gate)
         gate_type = attributes & 0xF
         self._gate_checks(event, gate_type, (attributes >> 5) & 3, bool(attributes & 0x80),
