@@ -29,7 +29,10 @@ def test_fast_mode_boots_with_ticks_and_a_plausible_tsc(firmware_elf):
     result = run_firmware(firmware_elf)
     assert "timer: 10 ticks at 100 Hz\n" in result.serial
     measured = int(TSC_LINE.search(result.serial)[1])
-    assert measured == pytest.approx(2 * 10**9, rel=0.10)   # host jitter enters fast mode
+    # Fast mode runs on the host clock: a host pause between the PIT's terminal count and the
+    # guest's next poll lengthens the interval, so only plausibility is checked here; the 1 %
+    # requirement is the deterministic test above.
+    assert 10**9 <= measured <= 4 * 10**9
 
 
 def test_deterministic_runs_are_identical(firmware_elf):
