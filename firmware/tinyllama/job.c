@@ -167,10 +167,11 @@ static int generate(const char *cmdline)
     }
     end = rdtsc();
     kprintf("\nllama: %d tokens, %lu cycles", generated, (unsigned long)(end - start));
-    if (tsc_hz() && end > start)
-        kprintf(", %lu tok/s x1000", (unsigned long)((uint64_t)generated * tsc_hz() / (end - start) * 1000
-                                                       + (uint64_t)generated * tsc_hz() % (end - start) * 1000
-                                                       / (end - start)));
+    if (tsc_hz() && end > start) {
+        /* tokens per second, in thousandths (double: no 128-bit division without libgcc) */
+        uint64_t milli = (uint64_t)((double)generated * 1000.0 * (double)tsc_hz() / (double)(end - start));
+        kprintf(", %lu.%03lu tok/s", (unsigned long)(milli / 1000), (unsigned long)(milli % 1000));
+    }
     kprintf("\n");
     return EXIT_OK;
 }
