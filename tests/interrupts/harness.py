@@ -31,6 +31,11 @@ IST_TOPS = {1: 0x138000, 2: 0x13C000}
 RSP0_TOP = 0x134000
 RO_PAGE = 0x140000
 NP_PAGE = 0x141000
+USER_CODE = 0x148000
+USER_STACK_TOP = 0x150000
+USER_CODE_SEL, USER_DATA_SEL = 0x43, 0x4B                # GDT entries 8 and 9, RPL 3
+USER_CODE64 = 0x00AFFA000000FFFF                         # DPL 3, 64-bit
+USER_DATA = 0x00CFF2000000FFFF                           # DPL 3, writable
 HANDLERS = 0x120000
 HANDLER_SIZE = 0x400
 IMAGE_END = 0x150000
@@ -72,12 +77,14 @@ class IdtGuest:
     cr0_extra: int = 0
     handlers: dict[int, str] = field(default_factory=dict)   # vector -> assembly replacing the stub
     after: str = ""                                          # code after the fault instruction
+    user_code: str = ""                                      # ring-3 code at USER_CODE (pages get U=1)
 
 
 def _gdt_long(tss_limit: int) -> bytes:
     tss_low = ((tss_limit & 0xFFFF) | ((TSS & 0xFFFFFF) << 16) | (0x89 << 40)
                | (((tss_limit >> 16) & 0xF) << 48) | (((TSS >> 24) & 0xFF) << 56))
-    entries = [0, FLAT_CODE64, FLAT_DATA, FLAT_CODE32, 0, tss_low, TSS >> 32, NOT_PRESENT_DATA]
+    entries = [0, FLAT_CODE64, FLAT_DATA, FLAT_CODE32, 0, tss_low, TSS >> 32, NOT_PRESENT_DATA,
+               USER_CODE64, USER_DATA]
     return struct.pack(f"<{len(entries)}Q", *entries)
 
 
@@ -95,12 +102,14 @@ def _stub64(vector: int) -> bytes:
     return code.ljust(STUB_SIZE, b"\x90")
 
 
-def _page_tables_long() -> dict[int, bytes]:
-    pt = bytearray(struct.pack("<512Q", *[(i << 12) | 3 for i in range(512)]))
-    struct.pack_into("<Q", pt, 8 * (RO_PAGE >> 12), RO_PAGE | 1)
+def _page_tables_long(user: bool = False) -> dict[int, bytes]:
+    """Identity map of the first GiB; with user, every page is user-accessible (U=1)."""
+    u = 4 if user else 0
+    pt = bytearray(struct.pack("<512Q", *[(i << 12) | 3 | u for i in range(512)]))
+    struct.pack_into("<Q", pt, 8 * (RO_PAGE >> 12), RO_PAGE | 1 | u)
     struct.pack_into("<Q", pt, 8 * (NP_PAGE >> 12), 0)
-    pd = struct.pack("<512Q", PT0 | 3, *[(i << 21) | 0x83 for i in range(1, 512)])
-    return {PML4: struct.pack("<Q", PDPT | 3), PDPT: struct.pack("<Q", PD | 3), PD: pd, PT0: bytes(pt)}
+    pd = struct.pack("<512Q", PT0 | 3 | u, *[(i << 21) | 0x83 | u for i in range(1, 512)])
+    return {PML4: struct.pack("<Q", PDPT | 3 | u), PDPT: struct.pack("<Q", PD | 3 | u), PD: pd, PT0: bytes(pt)}
 
 
 ENTER_LONG_MODE = f"""
@@ -152,8 +161,10 @@ def build_long(guest: IdtGuest) -> tuple[bytes, int]:
     fault_address = CODE64 + len(prefix)
     body = prefix + guestkit.assemble(guest.fault + "\n" + guest.after + "\nhlt", fault_address, bits=64)
     put(CODE64, body)
-    for address, data in _page_tables_long().items():
+    for address, data in _page_tables_long(user=bool(guest.user_code)).items():
         put(address, data)
+    if guest.user_code:
+        put(USER_CODE, guestkit.assemble(guest.user_code, USER_CODE, bits=64))
     gdt = _gdt_long(guest.tss_limit)
     put(GDT, gdt)
     put(GDTR, struct.pack("<HQ", len(gdt) - 1, GDT))

@@ -233,3 +233,36 @@ def test_protected_mode_trap_vs_interrupt_gate(tmp_path, gate_type, if_in_handle
     frame, fault_address, _ = run_protected(guest, tmp_path)
     expect_protected(frame, vector=0x40, rip=fault_address + 2, flags=FLAGS | IF)
     assert frame.handler_flags & IF == if_in_handler
+
+
+def test_ring3_system_call_switches_to_rsp0_and_returns_to_ring3(tmp_path):
+    """INT 0x80 from CPL 3 through a DPL 3 gate: the frame goes on the TSS's RSP0 stack with the
+    user SS:RSP (SDM 6.14.2), SS becomes null, and iretq takes the kernel back to ring 3."""
+    from interrupts.harness import RSP0_TOP, USER_CODE, USER_CODE_SEL, USER_DATA_SEL, USER_STACK_TOP
+
+    to_ring3 = (f"push {USER_DATA_SEL:#x}\npush {USER_STACK_TOP:#x}\npush 0x202\npush {USER_CODE_SEL:#x}\n"
+                f"mov rax, {USER_CODE:#x}\npush rax")
+    guest = IdtGuest(before=to_ring3, fault="iretq", user_code="int 0x80\nmov rbx, 0x5678\nint 0x81",
+                     gates={0x80: Gate(dpl=3), 0x81: Gate(dpl=3)},
+                     handlers={0x80: f"add qword ptr [{COUNTER_SLOT:#x}], 1\niretq"})
+    frame, _, result = run_long(guest, tmp_path)
+    assert frame is not None, result.stop.summary
+    state = result.machine.cpu_state()
+    assert result.machine.ram.u64(COUNTER_SLOT) == 1               # the first call came back to ring 3
+    assert frame.vector == 0x81
+    assert frame.rsp == RSP0_TOP - 40
+    int81 = USER_CODE + 2 + 7 + 2                                   # int 0x80, mov rbx, imm32, int 0x81
+    assert frame.words[:5] == [int81, USER_CODE_SEL, 0x202, USER_STACK_TOP, USER_DATA_SEL]
+    assert state.segments["ss"] == 0 and state.segments["cs"] == CODE64_SEL
+    assert state.gpr["rbx"] == 0x5678
+
+
+def test_ring3_cannot_use_a_dpl0_gate(tmp_path):
+    from interrupts.harness import USER_CODE, USER_CODE_SEL, USER_DATA_SEL, USER_STACK_TOP
+
+    to_ring3 = (f"push {USER_DATA_SEL:#x}\npush {USER_STACK_TOP:#x}\npush 0x2\npush {USER_CODE_SEL:#x}\n"
+                f"mov rax, {USER_CODE:#x}\npush rax")
+    guest = IdtGuest(before=to_ring3, fault="iretq", user_code="int 0x40")
+    frame, _, result = run_long(guest, tmp_path)
+    assert frame.vector == 13 and frame.words[0] == 0x40 * 8 + 2      # #GP(IDT entry 0x40)
+    assert frame.words[1] == USER_CODE                               # pointing at the INT

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from unicorn import x86_const as x86
 
 from unikernel_sim.cpu.engine import CR0_PE, EFER_LMA, EFLAGS_IF, MSR_EFER
+from unikernel_sim.cpu.exception_state import set_cpl
 from unikernel_sim.memory.paging import CR0_WP
 from unikernel_sim.cpu.vectors import CONTRIBUTORY, EXCEPTIONS, has_error_code, short_name
 
@@ -332,6 +333,7 @@ class InterruptDelivery:
         RPL = new CPL (64-bit mode) or the TSS's SS0 (protected mode)."""
         uc = self.uc
         if new_ss is not None:
+            set_cpl(uc, new_cpl)
             uc.reg_write(x86.UC_X86_REG_SS, new_ss)
         uc.reg_write(x86.UC_X86_REG_CS, (selector & ~3) | new_cpl)
         uc.reg_write(x86.UC_X86_REG_RSP, new_rsp)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
-from unicorn.x86_const import UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RSP
+from unicorn.x86_const import UC_X86_REG_GDTR, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RSP
 
 PROBE_CODE_ADDRESS = 0x1000
 PROBE_STACK = 0x8000
@@ -40,6 +40,7 @@ class ContextOffsets:
     error_code: int
     is_int: int
     old_exception: int
+    hflags: int               # QEMU's hidden flags; bits 0-1 are the CPL
 
 
 def _probe(code: bytes, rax: int = 0, rbx: int = 0) -> tuple[bytes, bytes]:
@@ -66,6 +67,37 @@ def _probe(code: bytes, rax: int = 0, rbx: int = 0) -> tuple[bytes, bytes]:
     return before, captured[0]
 
 
+# GDT for the ring-3 probe: null, kernel code64, kernel data, user data (0x1b), user code64 (0x23).
+PROBE_GDT = struct.pack("<5Q", 0, 0x00AF9A000000FFFF, 0x00CF92000000FFFF, 0x00CFF2000000FFFF, 0x00AFFA000000FFFF)
+PROBE_GDT_ADDRESS = 0x3000
+PROBE_USER_CODE = 0x1100
+# push 0x1b (SS); push 0x8000 (RSP); push 0x2 (RFLAGS); push 0x23 (CS); push 0x1100 (RIP); iretq
+IRETQ_TO_RING3 = bytes([0x6A, 0x1B, 0x68, 0x00, 0x80, 0, 0, 0x6A, 0x02, 0x6A, 0x23, 0x68, 0x00, 0x11, 0, 0,
+                        0x48, 0xCF])
+INT3 = b"\xcc"
+HF_LMA_CS64 = (1 << 14) | (1 << 15)
+
+
+def _probe_cpl(ring3: bool) -> bytes:
+    """The CPU context at an int3 executed at CPL 0, or at CPL 3 after an iretq."""
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.mem_map(0, 0x10000)
+    uc.mem_write(PROBE_GDT_ADDRESS, PROBE_GDT)
+    uc.reg_write(UC_X86_REG_GDTR, (0, PROBE_GDT_ADDRESS, len(PROBE_GDT) - 1, 0))
+    uc.mem_write(PROBE_CODE_ADDRESS, IRETQ_TO_RING3 if ring3 else INT3)
+    uc.mem_write(PROBE_USER_CODE, INT3)
+    uc.reg_write(UC_X86_REG_RSP, PROBE_STACK)
+    captured: list[bytes] = []
+
+    def on_interrupt(uc, vector, _user):
+        captured.append(bytes(uc.context_save()))
+        uc.emu_stop()
+
+    uc.hook_add(UC_HOOK_INTR, on_interrupt)
+    uc.emu_start(PROBE_CODE_ADDRESS, PROBE_CODE_ADDRESS + 0x1000)
+    return captured[0]
+
+
 def _ints(blob: bytes) -> list[int]:
     return list(struct.unpack_from(f"<{len(blob) // 4}i", blob))
 
@@ -90,7 +122,11 @@ def context_offsets() -> ContextOffsets:
                             "old_exception")
     is_int = _single([i for i in range(n) if s[i] == 1 and a[i] == 0 and b[i] == 0 and b0[i] == 0],
                      "exception_is_int")
-    return ContextOffsets(error_code=error_code, is_int=is_int, old_exception=old_exception)
+    ring0, ring3 = _ints(_probe_cpl(False)), _ints(_probe_cpl(True))
+    hflags = _single([i for i in range(min(len(ring0), len(ring3)))
+                      if ring0[i] & 3 == 0 and ring3[i] & 3 == 3 and ring0[i] & HF_LMA_CS64 == HF_LMA_CS64
+                      and ring3[i] & HF_LMA_CS64 == HF_LMA_CS64], "hflags")
+    return ContextOffsets(error_code=error_code, is_int=is_int, old_exception=old_exception, hflags=hflags)
 
 
 @dataclass
@@ -126,3 +162,17 @@ def clear_exception_in_flight(uc: Uc) -> None:
     if field.value != -1:
         field.value = -1
         uc.context_restore(context)
+
+
+def set_cpl(uc: Uc, cpl: int) -> None:
+    """Change the current privilege level the way an interrupt gate does.
+
+    Writing CS through the API does not change QEMU's CPL (it lives in hflags and
+    follows SS.DPL), and writing a ring-0 SS is refused while the CPU is at CPL 3,
+    so a privilege-changing delivery sets the CPL in the saved context first."""
+    offsets = context_offsets()
+    context = uc.context_save()
+    base = ctypes.cast(context.context, ctypes.c_void_p).value
+    field = ctypes.c_uint32.from_address(base + offsets.hflags)
+    field.value = (field.value & ~3) | (cpl & 3)
+    uc.context_restore(context)
