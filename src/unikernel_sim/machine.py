@@ -41,6 +41,9 @@ from unikernel_sim.cpu.code_cache import CodeCache
 from unikernel_sim.cpu.host_timer import TIMEOUT, HostTimer
 from unikernel_sim.cpu.vclock import VirtualClock, host_ns
 from unikernel_sim.cpu.vectors import short_name
+from unikernel_sim.devices.acpi_power import (
+    BOCHS_PM1A_CONTROL, PM1_CONTROL_WIDTH, QEMU_PM1A_CONTROL, AcpiPowerControl,
+)
 from unikernel_sim.devices.bus import IoBus
 from unikernel_sim.devices.cmos_rtc import DEFAULT_START, CmosRtc
 from unikernel_sim.devices.debug_exit import (
@@ -168,6 +171,8 @@ class Machine:
         self.bus.attach(DEBUG_CONSOLE_PORT, 1, DebugConsole(self.debugcon.write))
         self.post = PostPort()
         self.bus.attach(POST_PORT, 1, self.post)
+        for port in (QEMU_PM1A_CONTROL, BOCHS_PM1A_CONTROL):
+            self.bus.attach(port, PM1_CONTROL_WIDTH, AcpiPowerControl(self._on_power_off))
 
     def type_keys(self, text: str) -> None:
         """Type text on the PS/2 keyboard (``{enter}``, ``{up}``... for named keys)."""
@@ -328,6 +333,9 @@ class Machine:
 
     def _on_debug_exit(self, value: int) -> None:
         self._stop_now(Stop(StopReason.GUEST_EXIT, f"guest exit with value {value}", exit_value=value))
+
+    def _on_power_off(self, value: int) -> None:
+        self._stop_now(Stop(StopReason.POWER_OFF, f"guest powered off (ACPI PM1a control {value:#06x})"))
 
     def _on_reset_request(self) -> None:
         self._stop_now(Stop(StopReason.RESET, "guest requested a system reset (keyboard controller)"))

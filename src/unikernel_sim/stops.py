@@ -22,6 +22,7 @@ class StopReason(enum.Enum):
     EXPECT_MATCHED = "expect-matched"  # --expect found its pattern in the output
     RESET = "reset"                  # the guest asked for a system reset (8042 pulse)
     BREAKPOINT = "breakpoint"        # execution reached an address the host asked to stop at
+    POWER_OFF = "power-off"          # ACPI soft power-off (SLP_EN), as kernels do under QEMU
 
 
 EXIT_CODES = {
@@ -38,6 +39,7 @@ EXIT_CODES = {
     StopReason.EXPECT_MATCHED: ExitCode.OK,
     StopReason.RESET: ExitCode.OK,
     StopReason.BREAKPOINT: ExitCode.OK,
+    StopReason.POWER_OFF: ExitCode.OK,
 }
 
 ABNORMAL = frozenset({

@@ -194,3 +194,10 @@ def test_ctrl_c_stops_the_guest_and_says_where(make_guest):
     assert process.returncode == ExitCode.INTERRUPTED
     assert "interrupted (Ctrl-C) at 0x101000" in err
     assert "Traceback" not in err
+
+
+def test_acpi_power_off_the_qemu_way(make_guest):
+    for port in (0x604, 0xB004):
+        result = boot(make_guest(f"mov dx, {port:#x}\nmov ax, 0x2000\nout dx, ax\nud2"))
+        assert result.stop.reason.value == "power-off"
+        assert result.exit_code == 0
