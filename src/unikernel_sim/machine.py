@@ -36,7 +36,12 @@ from unikernel_sim.cpu.delivery import (
     KIND_EXCEPTION, KIND_EXTERNAL, KIND_SOFTWARE, DeliveryOutcome, Event, InterruptDelivery, error_code_for,
 )
 from unikernel_sim.cpu.engine import EFER_LMA, EFLAGS_IF, MSR_EFER, CpuState, create_engine, read_cpu_state
-from unikernel_sim.cpu.exception_state import clear_exception_in_flight, context_offsets, take_exception_info
+from unikernel_sim.cpu.exception_state import (
+    clear_exception_in_flight,
+    context_offsets,
+    interrupt_shadow,
+    take_exception_info,
+)
 from unikernel_sim.cpu.code_cache import CodeCache
 from unikernel_sim.cpu.host_timer import TIMEOUT, HostTimer
 from unikernel_sim.cpu.vclock import VirtualClock, host_ns
@@ -442,10 +447,14 @@ class Machine:
             self.red_zone.expire(now)
 
     def _inject_pending_interrupt(self) -> bool:
-        """Deliver the PIC's request if the CPU accepts interrupts now."""
+        """Deliver the PIC's request if the CPU accepts interrupts now (IF set, and
+        not in the one-instruction shadow of STI / MOV SS: the request then waits
+        for the next slice, at most PENDING_POLL_NS away, or for the `hlt` stop)."""
         if not self.pic.interrupt_pending:
             return False
         if not self.uc.reg_read(x86.UC_X86_REG_RFLAGS) & EFLAGS_IF:
+            return False
+        if interrupt_shadow(self.uc):
             return False
         vector, irq = self.pic.acknowledge()
         self.irq_count += 1

@@ -76,6 +76,7 @@ IRETQ_TO_RING3 = bytes([0x6A, 0x1B, 0x68, 0x00, 0x80, 0, 0, 0x6A, 0x02, 0x6A, 0x
                         0x48, 0xCF])
 INT3 = b"\xcc"
 HF_LMA_CS64 = (1 << 14) | (1 << 15)
+HF_INHIBIT_IRQ = 1 << 3             # QEMU: the instruction after STI / MOV SS is running
 
 
 def _probe_cpl(ring3: bool) -> bytes:
@@ -176,3 +177,18 @@ def set_cpl(uc: Uc, cpl: int) -> None:
     field = ctypes.c_uint32.from_address(base + offsets.hflags)
     field.value = (field.value & ~3) | (cpl & 3)
     uc.context_restore(context)
+
+
+def interrupt_shadow(uc: Uc) -> bool:
+    """True while external interrupts are inhibited for one instruction.
+
+    SDM vol. 2B, STI: "the processor will respond to external interrupts after
+    executing the next instruction" (likewise MOV SS / POP SS, vol. 3A 6.8.3), so
+    that `sti; hlt` cannot lose a wake-up. QEMU keeps this state in hflags
+    (HF_INHIBIT_IRQ), and a slice that ends between STI and the next instruction
+    (a breakpoint there, a host-timer stop) leaves it set; measured with
+    emu_start(count=1) after `sti` and after `mov ss`."""
+    offsets = context_offsets()
+    context = uc.context_save()
+    base = ctypes.cast(context.context, ctypes.c_void_p).value
+    return bool(ctypes.c_uint32.from_address(base + offsets.hflags).value & HF_INHIBIT_IRQ)
