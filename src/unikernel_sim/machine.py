@@ -32,6 +32,7 @@ from unicorn import (
 from unicorn import x86_const as x86
 
 from unikernel_sim.console import ConsoleOutput
+from unikernel_sim.cpu import cpuid
 from unikernel_sim.cpu.delivery import (
     KIND_EXCEPTION, KIND_EXTERNAL, KIND_SOFTWARE, DeliveryOutcome, Event, InterruptDelivery, error_code_for,
 )
@@ -319,6 +320,7 @@ class Machine:
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid_instruction)
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
+        cpuid.install(uc)
 
     def _on_in(self, uc, port: int, size: int, _user) -> int:
         self._io_cycle()

@@ -4,6 +4,7 @@ they actually map."""
 from __future__ import annotations
 
 from unikernel_sim.diagnostics.checkers import Hint
+from unikernel_sim.diagnostics.device_windows import device_window
 from unikernel_sim.diagnostics.mapped import format_ranges, mapped_ranges
 
 VECTOR_PF = 14
@@ -24,6 +25,11 @@ def check(evidence) -> Hint | None:
         return None
     where = evidence.where(rip)
     if address >= machine.ram.size:
+        window = device_window(_physical(machine, address))
+        if window is not None:
+            return Hint("device-not-emulated",
+                        f"device not emulated: {where} {kind} {address:#x}, {window.device}; unisim has no "
+                        f"such device ({window.instead})", where)
         return Hint("outside-ram", f"outside RAM: {where} {kind} {address:#x}, but guest RAM ends at "
                                    f"{machine.ram.size:#x} ({machine.ram.size >> 20} MiB)", where)
     ranges = mapped_ranges(machine)
@@ -34,3 +40,10 @@ def check(evidence) -> Hint | None:
     return Hint("outside-identity-map",
                 f"outside the identity map: {where} {kind} {address:#x}, but the page tables map only "
                 f"{format_ranges(ranges)}", where)
+
+
+def _physical(machine, address: int) -> int:
+    """The physical address behind address when paging maps it (a kernel may map
+    the APIC page anywhere), else address itself."""
+    walk = machine.translate(address)
+    return walk.physical if walk.physical is not None else address

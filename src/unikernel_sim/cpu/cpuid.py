@@ -1,0 +1,67 @@
+"""CPUID as this platform answers it: QEMU's model, minus what is not emulated.
+
+Unicorn answers CPUID with QEMU's qemu64-style model, whose leaf 1 reports an
+on-chip local APIC (EDX bit 9). unisim emulates the 8259 PIC and 8254 PIT but
+no local APIC, so a kernel that asks CPUID before choosing between the APIC and
+the PIC (as the SDM vol. 3A 11.4.2 says it should) would choose the APIC and
+fault at 0xFEE00000. Leaf 1 is therefore answered here with the APIC bit clear,
+the same answer QEMU gives for `-cpu qemu64,-apic`; every other leaf is QEMU's.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_64, Uc
+from unicorn.x86_const import (
+    UC_X86_INS_CPUID, UC_X86_REG_CR4, UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX, UC_X86_REG_EDX,
+)
+
+LEAF_FEATURES = 1
+EDX_APIC = 1 << 9            # SDM vol. 2A, CPUID table 3-11: on-chip APIC
+ECX_XSAVE = 1 << 26          # table 3-10: XSAVE supported
+ECX_OSXSAVE = 1 << 27        # table 3-10: CR4.OSXSAVE set by the OS
+CR4_OSXSAVE = 1 << 18
+CPUID_BYTES = b"\x0f\xa2"
+SCRATCH_ADDRESS = 0x1000
+SCRATCH_SIZE = 0x1000
+HANDLED = 1                  # Unicorn's CPUID hook: skip QEMU's own execution
+NOT_HANDLED = 0
+
+Registers = tuple[int, int, int, int]     # (eax, ebx, ecx, edx)
+
+
+@lru_cache(maxsize=1)
+def _qemu_leaf1() -> Registers:
+    """QEMU's own leaf-1 answer, asked once per process in a scratch engine (its CR4
+    differs from the guest's, so OSXSAVE is recomputed by leaf1)."""
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.mem_map(SCRATCH_ADDRESS, SCRATCH_SIZE)
+    uc.mem_write(SCRATCH_ADDRESS, CPUID_BYTES)
+    uc.reg_write(UC_X86_REG_EAX, LEAF_FEATURES)
+    uc.reg_write(UC_X86_REG_ECX, 0)
+    uc.emu_start(SCRATCH_ADDRESS, SCRATCH_ADDRESS + len(CPUID_BYTES))
+    return tuple(uc.reg_read(r) & 0xFFFFFFFF for r in (UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX,
+                                                         UC_X86_REG_EDX))
+
+
+def leaf1(cr4: int) -> Registers:
+    """Leaf 1 for a CPU whose CR4 is cr4: QEMU's bits, no APIC, OSXSAVE mirroring CR4."""
+    eax, ebx, ecx, edx = _qemu_leaf1()
+    ecx &= ~ECX_OSXSAVE
+    if ecx & ECX_XSAVE and cr4 & CR4_OSXSAVE:
+        ecx |= ECX_OSXSAVE
+    return eax, ebx, ecx, edx & ~EDX_APIC
+
+
+def _on_cpuid(uc: Uc, _user) -> int:
+    if uc.reg_read(UC_X86_REG_EAX) & 0xFFFFFFFF != LEAF_FEATURES:
+        return NOT_HANDLED
+    for register, value in zip((UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX, UC_X86_REG_EDX),
+                               leaf1(uc.reg_read(UC_X86_REG_CR4))):
+        uc.reg_write(register, value)           # a 32-bit result zero-extends, as CPUID does
+    return HANDLED                              # Unicorn still moves RIP past the CPUID
+
+
+def install(uc: Uc) -> None:
+    """Answer CPUID leaf 1 for this platform (a Python hook on CPUID only: a rare instruction)."""
+    uc.hook_add(UC_HOOK_INSN, _on_cpuid, None, 1, 0, UC_X86_INS_CPUID)

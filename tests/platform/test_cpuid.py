@@ -1,0 +1,66 @@
+"""CPUID as a guest sees it, checked against the SDM (vol. 2A, CPUID, tables 3-10
+and 3-11): the platform emulates no local APIC, so leaf 1 must not advertise one,
+while everything a 64-bit kernel checks before entering long mode stays set."""
+from __future__ import annotations
+
+import struct
+
+from unikernel_sim.run import boot
+
+RESULTS = 0x200000
+CR4_OSXSAVE = 1 << 18
+
+EDX_FPU, EDX_TSC, EDX_MSR, EDX_PAE, EDX_CX8, EDX_APIC = 0, 4, 5, 6, 8, 9
+EDX_PGE, EDX_CMOV, EDX_FXSR, EDX_SSE, EDX_SSE2 = 13, 15, 24, 25, 26
+ECX_SSE3, ECX_SSSE3, ECX_SSE41, ECX_SSE42, ECX_POPCNT, ECX_XSAVE, ECX_OSXSAVE = 0, 9, 19, 20, 23, 26, 27
+EXT_EDX_LM = 29
+
+# Leaf 1 with CR4.OSXSAVE clear, then set; leaf 0 and 0x80000001 around it.
+PROBE = f"""
+    mov eax, 1
+    cpuid
+    mov [{RESULTS:#x}], ecx
+    mov [{RESULTS + 4:#x}], edx
+    mov eax, cr4
+    or eax, {CR4_OSXSAVE:#x}
+    mov cr4, eax
+    mov eax, 1
+    cpuid
+    mov [{RESULTS + 8:#x}], ecx
+    mov [{RESULTS + 12:#x}], edx
+    xor eax, eax
+    cpuid
+    mov [{RESULTS + 16:#x}], ebx
+    mov [{RESULTS + 20:#x}], edx
+    mov [{RESULTS + 24:#x}], ecx
+    mov eax, 0x80000001
+    cpuid
+    mov [{RESULTS + 28:#x}], edx
+    hlt
+"""
+
+
+def bit(value: int, number: int) -> bool:
+    return bool(value >> number & 1)
+
+
+def test_leaf1_has_no_apic_and_osxsave_follows_cr4(make_guest):
+    result = boot(make_guest(PROBE))
+    assert result.stop.reason.value == "halt"
+    ecx_off, edx_off, ecx_on, edx_on, *vendor_words, ext_edx = struct.unpack(
+        "<8I", result.machine.ram.read(RESULTS, 32))
+
+    assert not bit(edx_off, EDX_APIC) and not bit(edx_on, EDX_APIC)
+    for feature in (EDX_FPU, EDX_TSC, EDX_MSR, EDX_PAE, EDX_CX8, EDX_PGE, EDX_CMOV, EDX_FXSR, EDX_SSE,
+                    EDX_SSE2):
+        assert bit(edx_off, feature), f"leaf 1 EDX bit {feature} missing"
+    for feature in (ECX_SSE3, ECX_SSSE3, ECX_SSE41, ECX_SSE42, ECX_POPCNT):   # x86-64-v2
+        assert bit(ecx_off, feature), f"leaf 1 ECX bit {feature} missing"
+
+    assert bit(ecx_off, ECX_XSAVE)
+    assert not bit(ecx_off, ECX_OSXSAVE)          # CR4.OSXSAVE clear at hand-off
+    assert bit(ecx_on, ECX_OSXSAVE)               # "the OS has set CR4.OSXSAVE"
+    assert ecx_on & ~(1 << ECX_OSXSAVE) == ecx_off and edx_on == edx_off
+
+    assert struct.pack("<3I", *vendor_words) == b"GenuineIntel"     # other leaves are QEMU's
+    assert bit(ext_edx, EXT_EDX_LM)
