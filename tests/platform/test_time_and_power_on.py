@@ -34,6 +34,51 @@ def test_deterministic_rdtsc_counts_two_ticks_per_instruction(make_guest):
     assert second - first == 2 * (2 + 100 + 1)      # two stores, 100 nops, the second rdtsc
 
 
+MSR_TSC_AUX = 0xC0000103
+TSC_AUX_VALUE = 0x12345678
+RDTSCP_PROBE = f"""
+    mov ecx, {MSR_TSC_AUX:#x}
+    mov eax, {TSC_AUX_VALUE:#x}
+    xor edx, edx
+    wrmsr
+    rdtsc
+    mov dword ptr [{SLOT:#x}], eax
+    mov dword ptr [{SLOT + 4:#x}], edx
+    mov ecx, 0x55
+    rdtscp
+    mov dword ptr [{SLOT + 8:#x}], eax
+    mov dword ptr [{SLOT + 12:#x}], edx
+    mov dword ptr [{SLOT + 16:#x}], ecx
+    rdtsc
+    mov dword ptr [{SLOT + 20:#x}], eax
+    mov dword ptr [{SLOT + 24:#x}], edx
+    mov al, 0
+    out 0xf4, al
+"""
+
+
+def test_rdtscp_reads_the_same_deterministic_tsc_and_tsc_aux(make_guest):
+    """SDM vol. 2B, RDTSCP: EDX:EAX = TSC, ECX = IA32_TSC_AUX[31:0]. Same clock as RDTSC,
+    so 2 ticks per instruction between them, and the same values on every run."""
+    path = make_guest(RDTSCP_PROBE)
+    runs = []
+    for _ in range(2):
+        ram = boot(path, deterministic=True).machine.ram
+        runs.append((ram.u64(SLOT), ram.u64(SLOT + 8), ram.u32(SLOT + 16), ram.u64(SLOT + 20)))
+    assert runs[0] == runs[1]
+    before, tscp, aux, after = runs[0]
+    assert aux == TSC_AUX_VALUE
+    assert tscp - before == 2 * (2 + 1 + 1)        # two stores, mov ecx, the rdtscp
+    assert after - tscp == 2 * (3 + 1)             # three stores, the rdtsc
+
+
+def test_rdtscp_follows_rdtsc_in_fast_mode(make_guest):
+    ram = boot(make_guest(RDTSCP_PROBE)).machine.ram
+    before, tscp, after = ram.u64(SLOT), ram.u64(SLOT + 8), ram.u64(SLOT + 20)
+    assert before < tscp < after
+    assert ram.u32(SLOT + 16) == TSC_AUX_VALUE
+
+
 def test_rdtsc_is_monotonic_in_fast_mode(make_guest):
     path = make_guest(f"""
         rdtsc

@@ -23,6 +23,14 @@
 
 typedef int (*uc_emu_stop_fn)(void *uc);
 typedef int (*uc_reg_write_fn)(void *uc, int regid, const void *value);
+typedef int (*uc_reg_read_fn)(void *uc, int regid, void *value);
+
+#define MSR_TSC_AUX 0xC0000103u       /* IA32_TSC_AUX: what RDTSCP returns in ECX (SDM vol. 2B) */
+
+struct uc_x86_msr {                   /* unicorn/x86.h */
+    uint32_t rid;
+    uint64_t value;
+};
 
 struct vclock {
     uint64_t instructions;            /* instructions started, all slices             */
@@ -43,6 +51,9 @@ struct vclock {
     int64_t reg_rdx;
     uint64_t ret_count;               /* `ret` instructions seen by vclock_ret      */
     uint64_t last_returns[RETURN_HISTORY];   /* addresses of the latest ones (ring) */
+    uc_reg_read_fn reg_read;
+    int64_t reg_rcx;
+    int64_t reg_msr;
 };
 
 static uint64_t host_monotonic_ns(void)
@@ -99,6 +110,21 @@ uint32_t vclock_rdtsc(void *uc, void *user_data)
     vc->rdtsc_count++;
     vc->reg_write(uc, (int)vc->reg_rax, &low);
     vc->reg_write(uc, (int)vc->reg_rdx, &high);
+    return 1;
+}
+
+/* RDTSCP: the same virtual TSC as RDTSC (QEMU's own would be host time, and
+ * different on every run), and ECX = IA32_TSC_AUX[31:0], zero-extended. */
+uint32_t vclock_rdtscp(void *uc, void *user_data)
+{
+    struct vclock *vc = user_data;
+    struct uc_x86_msr aux = {MSR_TSC_AUX, 0};
+    uint64_t ecx;
+
+    vclock_rdtsc(uc, user_data);
+    vc->reg_read(uc, (int)vc->reg_msr, &aux);
+    ecx = aux.value & 0xFFFFFFFFull;
+    vc->reg_write(uc, (int)vc->reg_rcx, &ecx);
     return 1;
 }
 

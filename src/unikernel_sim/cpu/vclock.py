@@ -5,7 +5,9 @@ The per-instruction counter and the RDTSC handler are C functions
 Why not the Python binding: a Python code hook costs ~0.4 us per instruction,
 and the binding refuses ``UC_HOOK_INSN`` for ``UC_X86_INS_RDTSC`` although the
 C core (since 2.1.2) accepts it. Passing a C function pointer to the library's
-own ``uc_hook_add`` reaches the core directly.
+own ``uc_hook_add`` reaches the core directly. RDTSCP gets the same treatment:
+left to QEMU it returns a host-based counter, unrelated to RDTSC and different
+on every run.
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import ctypes
 
 from unicorn import UC_HOOK_CODE, UC_HOOK_INSN, Uc
 from unicorn.unicorn_py3.unicorn import uclib
-from unicorn.x86_const import UC_X86_INS_RDTSC, UC_X86_REG_RAX, UC_X86_REG_RDX
+from unicorn.x86_const import (
+    UC_X86_INS_RDTSC, UC_X86_INS_RDTSCP, UC_X86_REG_MSR, UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX,
+)
 
 from unikernel_sim.cpu import _vclock
 
@@ -44,6 +48,9 @@ class VClockState(ctypes.Structure):
         ("reg_rdx", ctypes.c_int64),
         ("ret_count", ctypes.c_uint64),
         ("last_returns", ctypes.c_uint64 * RETURN_HISTORY),
+        ("reg_read", ctypes.c_void_p),
+        ("reg_rcx", ctypes.c_int64),
+        ("reg_msr", ctypes.c_int64),
     ]
 
 
@@ -55,6 +62,7 @@ _lib.vclock_tsc.argtypes = [ctypes.POINTER(VClockState)]
 _lib.vclock_host_ns.restype = ctypes.c_uint64
 _COUNT_HOOK = ctypes.cast(_lib.vclock_count, ctypes.c_void_p)
 _RDTSC_HOOK = ctypes.cast(_lib.vclock_rdtsc, ctypes.c_void_p)
+_RDTSCP_HOOK = ctypes.cast(_lib.vclock_rdtscp, ctypes.c_void_p)
 _RET_HOOK = ctypes.cast(_lib.vclock_ret, ctypes.c_void_p)
 
 
@@ -91,10 +99,14 @@ class VirtualClock:
         s.reg_write = ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value
         s.reg_rax = UC_X86_REG_RAX
         s.reg_rdx = UC_X86_REG_RDX
+        s.reg_read = ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value
+        s.reg_rcx = UC_X86_REG_RCX
+        s.reg_msr = UC_X86_REG_MSR
         self._pointer = ctypes.pointer(self.state)
         self._user_data = ctypes.cast(self._pointer, ctypes.c_void_p)
         self._count_hook: int | None = None
         self._add_hook(UC_HOOK_INSN, _RDTSC_HOOK, 1, 0, UC_X86_INS_RDTSC)
+        self._add_hook(UC_HOOK_INSN, _RDTSCP_HOOK, 1, 0, UC_X86_INS_RDTSCP)
         self.counting = False
         self._paused_at: int | None = None
         self.pause()
