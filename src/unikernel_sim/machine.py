@@ -320,7 +320,7 @@ class Machine:
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid_instruction)
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
-        cpuid.install(uc)
+        cpuid.install(uc, deterministic=self.clock.deterministic)
 
     def _on_in(self, uc, port: int, size: int, _user) -> int:
         self._io_cycle()

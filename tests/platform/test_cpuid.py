@@ -13,6 +13,7 @@ CR4_OSXSAVE = 1 << 18
 EDX_FPU, EDX_TSC, EDX_MSR, EDX_PAE, EDX_CX8, EDX_APIC = 0, 4, 5, 6, 8, 9
 EDX_PGE, EDX_CMOV, EDX_FXSR, EDX_SSE, EDX_SSE2 = 13, 15, 24, 25, 26
 ECX_SSE3, ECX_SSSE3, ECX_SSE41, ECX_SSE42, ECX_POPCNT, ECX_XSAVE, ECX_OSXSAVE = 0, 9, 19, 20, 23, 26, 27
+ECX_RDRAND = 30
 EXT_EDX_LM = 29
 
 # Leaf 1 with CR4.OSXSAVE clear, then set; leaf 0 and 0x80000001 around it.
@@ -64,3 +65,14 @@ def test_leaf1_has_no_apic_and_osxsave_follows_cr4(make_guest):
 
     assert struct.pack("<3I", *vendor_words) == b"GenuineIntel"     # other leaves are QEMU's
     assert bit(ext_edx, EXT_EDX_LM)
+
+
+def test_rdrand_is_advertised_only_outside_deterministic_mode(make_guest):
+    """RDRAND's values come from the host; deterministic mode hides it so that a kernel
+    that checks CPUID seeds itself from something that replays."""
+    path = make_guest(PROBE)
+    fast = struct.unpack("<I", boot(path).machine.ram.read(RESULTS, 4))[0]
+    deterministic = struct.unpack("<I", boot(path, deterministic=True).machine.ram.read(RESULTS, 4))[0]
+    assert bit(fast, ECX_RDRAND)
+    assert not bit(deterministic, ECX_RDRAND)
+    assert deterministic == fast & ~(1 << ECX_RDRAND)

@@ -6,6 +6,12 @@ no local APIC, so a kernel that asks CPUID before choosing between the APIC and
 the PIC (as the SDM vol. 3A 11.4.2 says it should) would choose the APIC and
 fault at 0xFEE00000. Leaf 1 is therefore answered here with the APIC bit clear,
 the same answer QEMU gives for `-cpu qemu64,-apic`; every other leaf is QEMU's.
+
+Deterministic mode also clears RDRAND (ECX bit 30): QEMU fills RDRAND from the
+host's random source, and the seeding that makes it repeatable (`-seed`) is not
+reachable in Unicorn's library, so a kernel that checks the bit (SDM vol. 1 7.3.17.1)
+must fall back to a seed that replays. A kernel that executes RDRAND without
+checking still gets host randomness.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ LEAF_FEATURES = 1
 EDX_APIC = 1 << 9            # SDM vol. 2A, CPUID table 3-11: on-chip APIC
 ECX_XSAVE = 1 << 26          # table 3-10: XSAVE supported
 ECX_OSXSAVE = 1 << 27        # table 3-10: CR4.OSXSAVE set by the OS
+ECX_RDRAND = 1 << 30         # table 3-10: RDRAND supported
 CR4_OSXSAVE = 1 << 18
 CPUID_BYTES = b"\x0f\xa2"
 SCRATCH_ADDRESS = 0x1000
@@ -44,24 +51,27 @@ def _qemu_leaf1() -> Registers:
                                                          UC_X86_REG_EDX))
 
 
-def leaf1(cr4: int) -> Registers:
-    """Leaf 1 for a CPU whose CR4 is cr4: QEMU's bits, no APIC, OSXSAVE mirroring CR4."""
+def leaf1(cr4: int, *, deterministic: bool = False) -> Registers:
+    """Leaf 1 for a CPU whose CR4 is cr4: QEMU's bits, no APIC, OSXSAVE mirroring CR4,
+    and no RDRAND in deterministic mode."""
     eax, ebx, ecx, edx = _qemu_leaf1()
     ecx &= ~ECX_OSXSAVE
+    if deterministic:
+        ecx &= ~ECX_RDRAND
     if ecx & ECX_XSAVE and cr4 & CR4_OSXSAVE:
         ecx |= ECX_OSXSAVE
     return eax, ebx, ecx, edx & ~EDX_APIC
 
 
-def _on_cpuid(uc: Uc, _user) -> int:
+def _on_cpuid(uc: Uc, deterministic: bool) -> int:
     if uc.reg_read(UC_X86_REG_EAX) & 0xFFFFFFFF != LEAF_FEATURES:
         return NOT_HANDLED
     for register, value in zip((UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX, UC_X86_REG_EDX),
-                               leaf1(uc.reg_read(UC_X86_REG_CR4))):
+                               leaf1(uc.reg_read(UC_X86_REG_CR4), deterministic=deterministic)):
         uc.reg_write(register, value)           # a 32-bit result zero-extends, as CPUID does
     return HANDLED                              # Unicorn still moves RIP past the CPUID
 
 
-def install(uc: Uc) -> None:
+def install(uc: Uc, *, deterministic: bool) -> None:
     """Answer CPUID leaf 1 for this platform (a Python hook on CPUID only: a rare instruction)."""
-    uc.hook_add(UC_HOOK_INSN, _on_cpuid, None, 1, 0, UC_X86_INS_CPUID)
+    uc.hook_add(UC_HOOK_INSN, _on_cpuid, deterministic, 1, 0, UC_X86_INS_CPUID)
