@@ -59,6 +59,7 @@ from unikernel_sim.devices.i8042 import I8042
 from unikernel_sim.devices.i8254 import CHANNEL_PORTS, CONTROL_PORT, PORT_B, Pit8254, SystemControlPortB
 from unikernel_sim.devices.i8259 import MASTER_COMMAND, SLAVE_COMMAND, PicPair
 from unikernel_sim.devices.post_port import POST_PORT, PostPort
+from unikernel_sim.devices.system_control_a import SYSTEM_CONTROL_A, SystemControlPortA
 from unikernel_sim.devices.uart16550 import COM1_BASE, COM1_IRQ, Uart16550
 from unikernel_sim.devices.vga_text import PORTS as VGA_PORTS
 from unikernel_sim.devices.vga_text import VgaText
@@ -163,9 +164,12 @@ class Machine:
         start = rtc_start or (DEFAULT_START if deterministic else dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
         self.rtc = CmosRtc(now, start=start, ram_bytes=self.ram.size)
         self.bus.attach(0x70, 2, self.rtc)
-        self.keyboard = I8042(now, irq1=lambda: self.pic.pulse_irq(IRQ_KEYBOARD), reset=self._on_reset_request)
+        self.keyboard = I8042(now, irq1=lambda: self.pic.pulse_irq(IRQ_KEYBOARD),
+                              reset=lambda: self._on_reset_request("keyboard controller"))
         self.bus.attach(0x60, 1, self.keyboard)
         self.bus.attach(0x64, 1, self.keyboard)
+        self.port_a = SystemControlPortA(on_reset=lambda: self._on_reset_request("port 0x92 fast reset"))
+        self.bus.attach(SYSTEM_CONTROL_A, 1, self.port_a)
         self.vga = VgaText(self.ram.read, now)
         for port in VGA_PORTS:
             self.bus.attach(port, 1, self.vga)
@@ -344,8 +348,8 @@ class Machine:
     def _on_power_off(self, value: int) -> None:
         self._stop_now(Stop(StopReason.POWER_OFF, f"guest powered off (ACPI PM1a control {value:#06x})"))
 
-    def _on_reset_request(self) -> None:
-        self._stop_now(Stop(StopReason.RESET, "guest requested a system reset (keyboard controller)"))
+    def _on_reset_request(self, source: str) -> None:
+        self._stop_now(Stop(StopReason.RESET, f"guest requested a system reset ({source})"))
 
     def _on_unknown_port(self, kind: str, port: int, size: int, value: int) -> None:
         if self.strict_io:

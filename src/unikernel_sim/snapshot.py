@@ -41,7 +41,7 @@ class Snapshot:
     code_fingerprint: int | None = None
 
 
-DEVICE_ATTRIBUTES = ("uart", "pic", "pit", "rtc", "keyboard", "vga", "post")
+DEVICE_ATTRIBUTES = ("uart", "pic", "pit", "rtc", "keyboard", "vga", "post", "port_a")
 MACHINE_FIELDS = ("panic_message", "irq_count", "last_exception", "last_exception_registers")
 
 
