@@ -43,6 +43,7 @@ from unikernel_sim.cpu.exception_state import (
     interrupt_shadow,
     take_exception_info,
 )
+from unikernel_sim.cpu.fast_syscall import FastSystemCall
 from unikernel_sim.cpu.code_cache import CodeCache
 from unikernel_sim.cpu.host_timer import TIMEOUT, HostTimer
 from unikernel_sim.cpu.vclock import VirtualClock, host_ns
@@ -262,7 +263,12 @@ class Machine:
 
     def raise_general_protection(self, rip: int) -> None:
         """From a code hook: deliver #GP(0) at rip instead of executing it."""
-        self._pending_fault = Event(13, KIND_EXCEPTION, 0, rip)
+        self.raise_fault(13, 0, rip)
+
+    def raise_fault(self, vector: int, error_code: int | None, rip: int) -> None:
+        """From a hook: stop, then deliver a fault whose saved RIP is rip (the run loop
+        delivers it, so whatever RIP Unicorn leaves behind does not matter)."""
+        self._pending_fault = Event(vector, KIND_EXCEPTION, error_code, rip)
         self.clock.note_stop_request()
         self.uc.emu_stop()
 
@@ -325,6 +331,7 @@ class Machine:
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid_instruction)
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         cpuid.install(uc, deterministic=self.clock.deterministic)
+        self.fast_syscall = FastSystemCall(self)
 
     def _on_in(self, uc, port: int, size: int, _user) -> int:
         self._io_cycle()
@@ -562,7 +569,7 @@ class Machine:
             return self._pending
         if error is not None:
             return self._stop_for_error(error)
-        if self._pending_fault is not None:              # --strict-alignment #GP
+        if self._pending_fault is not None:              # raised from a hook (raise_fault)
             fault, self._pending_fault = self._pending_fault, None
             self._deliver(fault)
             return self._pending

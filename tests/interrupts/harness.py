@@ -34,6 +34,7 @@ NP_PAGE = 0x141000
 USER_CODE = 0x148000
 USER_STACK_TOP = 0x150000
 USER_CODE_SEL, USER_DATA_SEL = 0x43, 0x4B                # GDT entries 8 and 9, RPL 3
+SYSRET_CODE_SEL = 0x53                                   # entry 10: 64-bit user code where SYSRET wants it
 USER_CODE64 = 0x00AFFA000000FFFF                         # DPL 3, 64-bit
 USER_DATA = 0x00CFF2000000FFFF                           # DPL 3, writable
 HANDLERS = 0x120000
@@ -84,7 +85,7 @@ def _gdt_long(tss_limit: int) -> bytes:
     tss_low = ((tss_limit & 0xFFFF) | ((TSS & 0xFFFFFF) << 16) | (0x89 << 40)
                | (((tss_limit >> 16) & 0xF) << 48) | (((TSS >> 24) & 0xFF) << 56))
     entries = [0, FLAT_CODE64, FLAT_DATA, FLAT_CODE32, 0, tss_low, TSS >> 32, NOT_PRESENT_DATA,
-               USER_CODE64, USER_DATA]
+               USER_CODE64, USER_DATA, USER_CODE64]
     return struct.pack(f"<{len(entries)}Q", *entries)
 
 

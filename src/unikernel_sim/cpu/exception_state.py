@@ -179,6 +179,13 @@ def set_cpl(uc: Uc, cpl: int) -> None:
     uc.context_restore(context)
 
 
+def _hflags(uc: Uc) -> int:
+    """QEMU's hidden flags word (CPL, CS64, LMA, interrupt shadow...), read from the context."""
+    context = uc.context_save()
+    base = ctypes.cast(context.context, ctypes.c_void_p).value
+    return ctypes.c_uint32.from_address(base + context_offsets().hflags).value
+
+
 def interrupt_shadow(uc: Uc) -> bool:
     """True while external interrupts are inhibited for one instruction.
 
@@ -188,7 +195,9 @@ def interrupt_shadow(uc: Uc) -> bool:
     (HF_INHIBIT_IRQ), and a slice that ends between STI and the next instruction
     (a breakpoint there, a host-timer stop) leaves it set; measured with
     emu_start(count=1) after `sti` and after `mov ss`."""
-    offsets = context_offsets()
-    context = uc.context_save()
-    base = ctypes.cast(context.context, ctypes.c_void_p).value
-    return bool(ctypes.c_uint32.from_address(base + offsets.hflags).value & HF_INHIBIT_IRQ)
+    return bool(_hflags(uc) & HF_INHIBIT_IRQ)
+
+
+def in_64bit_mode(uc: Uc) -> bool:
+    """IA-32e mode with a 64-bit code segment (CS.L = 1), not compatibility mode."""
+    return _hflags(uc) & HF_LMA_CS64 == HF_LMA_CS64
