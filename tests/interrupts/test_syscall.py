@@ -122,3 +122,65 @@ def test_syscall_in_protected_mode_raises_ud(tmp_path):
     frame, fault_address, result = run_protected(IdtGuest(fault="syscall"), tmp_path)
     assert frame is not None, result.stop.summary
     assert frame.vector == 6 and frame.words[0] == fault_address
+
+
+# --- SYSENTER (32-bit protected mode, SDM vol. 2B SYSENTER "Operation") -----------------------
+MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_SYSENTER_EIP = 0x174, 0x175, 0x176
+SYSENTER_STACK = 0x7000
+FLAT_CODE32_SEL = 0x08                # the Multiboot2 hand-off GDT: flat code, then flat data
+
+
+def sysenter_guest(make_guest, sysenter_cs: int) -> tuple[str, int]:
+    """Returns the image and the SYSENTER's address; the entry point records EFLAGS and exits."""
+    from unikernel_sim import guestkit
+
+    base = guestkit.code_address()
+    entry = base + 0x100
+
+    def body(entry_address: int) -> bytes:
+        return guestkit.assemble(f"""
+            mov ecx, {MSR_SYSENTER_CS:#x}
+            mov eax, {sysenter_cs:#x}
+            xor edx, edx
+            wrmsr
+            mov ecx, {MSR_SYSENTER_ESP:#x}
+            mov eax, {SYSENTER_STACK:#x}
+            wrmsr
+            mov ecx, {MSR_SYSENTER_EIP:#x}
+            mov eax, {entry_address:#x}
+            wrmsr
+            push 0x202
+            popfd
+            sysenter
+            hlt
+        """, base)
+
+    code = body(entry)
+    kernel = guestkit.assemble(f"pushfd\npop dword ptr [{SLOT:#x}]\nmov al, 0\nout 0xf4, al", entry)
+    return make_guest(code.ljust(entry - base, b"\x90") + kernel), base + len(code) - 3   # sysenter, hlt
+
+
+def test_sysenter_enters_at_sysenter_eip_on_sysenter_esp(make_guest):
+    from unikernel_sim.run import boot
+
+    path, _ = sysenter_guest(make_guest, FLAT_CODE32_SEL)
+    result = boot(path)
+    assert result.stop.reason.value == "guest-exit", result.stop.summary
+    state = result.machine.cpu_state()
+    assert state.segments["cs"] == FLAT_CODE32_SEL                # SYSENTER_CS & 0xFFFC
+    assert state.segments["ss"] == FLAT_CODE32_SEL + 8            # SYSENTER_CS + 8
+    assert state.gpr["rsp"] & 0xFFFFFFFF == SYSENTER_STACK        # the pushfd was popped again
+    flags = result.machine.ram.u32(SLOT)
+    assert not flags & 0x200                                      # IF cleared (VM and RF too)
+    assert result.machine.fast_syscall.count == 1
+
+
+def test_sysenter_with_a_null_sysenter_cs_raises_gp(make_guest):
+    """#GP(0); with no IDT loaded the report names the undeliverable #GP at the SYSENTER."""
+    from unikernel_sim.run import boot
+
+    path, sysenter_address = sysenter_guest(make_guest, 0)
+    result = boot(path)
+    assert result.machine.last_exception[0] == 13
+    assert result.machine.last_exception[2] == sysenter_address
+    assert result.machine.fast_syscall.count == 0

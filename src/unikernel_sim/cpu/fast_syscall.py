@@ -1,9 +1,9 @@
-"""SYSCALL as the SDM defines it (vol. 2B, SYSCALL "Operation").
+"""SYSCALL and SYSENTER as the SDM defines them (vol. 2B, "Operation" sections).
 
-Unicorn 2.1.4 turns SYSCALL into "run the UC_HOOK_INSN hooks, then step over
-the instruction": with no hook it is a no-op, so a kernel's system-call entry
-at IA32_LSTAR never runs and user code carries on with garbage in RAX. This
-hook performs the transition itself:
+Unicorn 2.1.4 turns both into "run the UC_HOOK_INSN hooks, then step over
+the instruction": with no hook they are no-ops, so a kernel's system-call entry
+never runs and user code carries on with garbage in RAX. These hooks perform
+the transitions themselves. SYSCALL:
 
   #UD unless IA32_EFER.SCE = 1 and the CPU is in 64-bit mode (Intel: SYSCALL is
       not available in compatibility or legacy mode)
@@ -12,12 +12,19 @@ hook performs the transition itself:
   CS <- IA32_STAR[47:32] AND 0xFFFC,  SS <- IA32_STAR[47:32] + 8,  CPL <- 0
   RIP <- IA32_LSTAR
 
-Measured: the hook sees RIP at the SYSCALL itself, and Unicorn adds the
+SYSENTER:
+
+  #GP(0) if CR0.PE = 0 or IA32_SYSENTER_CS[15:2] = 0
+  RFLAGS.VM, IF, RF <- 0
+  CS <- IA32_SYSENTER_CS AND 0xFFFC,  SS <- that + 8,  CPL <- 0
+  RSP <- IA32_SYSENTER_ESP,  RIP <- IA32_SYSENTER_EIP  (low 32 bits outside IA-32e mode)
+
+Measured (both instructions): the hook sees RIP at the SYSCALL itself, and Unicorn adds the
 instruction's length to whatever RIP the hook leaves, so the hook writes
 LSTAR minus that length. CS and SS are loaded through the API, i.e. from the
 GDT, where the SDM loads fixed flat descriptors; a kernel whose STAR points at
 its own flat 64-bit code and data descriptors (the only kind SYSRET can return
-through) sees no difference. SYSRET itself is QEMU's and works as it is.
+through) sees no difference. SYSRET and SYSEXIT are QEMU's and work as they are.
 """
 from __future__ import annotations
 
@@ -35,6 +42,15 @@ MSR_EFER = 0xC0000080
 MSR_STAR = 0xC0000081
 MSR_LSTAR = 0xC0000082
 MSR_FMASK = 0xC0000084
+MSR_SYSENTER_CS = 0x174
+MSR_SYSENTER_ESP = 0x175
+MSR_SYSENTER_EIP = 0x176
+CR0_PE = 1 << 0
+EFER_LMA = 1 << 10
+EFLAGS_IF = 1 << 9
+EFLAGS_VM = 1 << 17
+VECTOR_GP = 13
+MASK32 = (1 << 32) - 1
 EFER_SCE = 1 << 0
 EFLAGS_RF = 1 << 16
 VECTOR_UD = 6
@@ -46,9 +62,10 @@ MASK64 = (1 << 64) - 1
 class FastSystemCall:
     def __init__(self, machine: "Machine") -> None:
         self.machine = machine
-        self.count = 0
+        self.count = 0                    # SYSCALLs and SYSENTERs performed
         self._decoder = None
         machine.uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, x86.UC_X86_INS_SYSCALL)
+        machine.uc.hook_add(UC_HOOK_INSN, self._on_sysenter, None, 1, 0, x86.UC_X86_INS_SYSENTER)
 
     def _on_syscall(self, uc, _user) -> None:
         rip = uc.reg_read(x86.UC_X86_REG_RIP)
@@ -61,14 +78,34 @@ class FastSystemCall:
         rflags = uc.reg_read(x86.UC_X86_REG_RFLAGS)
         uc.reg_write(x86.UC_X86_REG_RCX, (rip + length) & MASK64)
         uc.reg_write(x86.UC_X86_REG_R11, rflags & ~EFLAGS_RF)
-        kernel_cs = (star >> 32) & 0xFFFC
+        self._enter_ring0(uc, (star >> 32) & 0xFFFC)
+        uc.reg_write(x86.UC_X86_REG_RFLAGS, rflags & ~(fmask | EFLAGS_RF) & MASK32)
+        uc.reg_write(x86.UC_X86_REG_RIP, (lstar - length) & MASK64)   # Unicorn adds length back
+
+    def _on_sysenter(self, uc, _user) -> None:
+        rip = uc.reg_read(x86.UC_X86_REG_RIP)
+        length = self._length(rip)
+        kernel_cs = uc.msr_read(MSR_SYSENTER_CS) & 0xFFFC
+        if not uc.reg_read(x86.UC_X86_REG_CR0) & CR0_PE or kernel_cs == 0:
+            self.machine.raise_fault(VECTOR_GP, 0, rip)
+            return
+        self.count += 1
+        wide = MASK64 if uc.msr_read(MSR_EFER) & EFER_LMA else MASK32
+        rflags = uc.reg_read(x86.UC_X86_REG_RFLAGS)
+        self._enter_ring0(uc, kernel_cs)
+        uc.reg_write(x86.UC_X86_REG_RFLAGS, rflags & ~(EFLAGS_VM | EFLAGS_IF | EFLAGS_RF) & MASK32)
+        uc.reg_write(x86.UC_X86_REG_RSP, uc.msr_read(MSR_SYSENTER_ESP) & wide)
+        uc.reg_write(x86.UC_X86_REG_RIP, ((uc.msr_read(MSR_SYSENTER_EIP) & wide) - length) & MASK64)
+
+    @staticmethod
+    def _enter_ring0(uc, kernel_cs: int) -> None:
+        """CPL 0 first: QEMU refuses a ring-0 SS while the CPU is at CPL 3 (exception_state.set_cpl)."""
         set_cpl(uc, 0)
         uc.reg_write(x86.UC_X86_REG_SS, kernel_cs + 8)
         uc.reg_write(x86.UC_X86_REG_CS, kernel_cs)
-        uc.reg_write(x86.UC_X86_REG_RFLAGS, rflags & ~(fmask | EFLAGS_RF) & 0xFFFFFFFF)
-        uc.reg_write(x86.UC_X86_REG_RIP, (lstar - length) & MASK64)   # Unicorn adds length back
 
     def _length(self, rip: int) -> int:
+        """The instruction's length (prefixes included), which Unicorn adds to RIP after the hook."""
         if self._decoder is None:
             from unikernel_sim.diagnostics.disassembly import disassembler
 
