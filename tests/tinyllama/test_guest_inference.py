@@ -72,7 +72,11 @@ def tokenizer_guest(unisim_firmware, tmp_path_factory):
 
     config = replace(config, vocab_size=len(tokenizer.pieces))
     checkpoint = write_checkpoint(synthetic_weights(config, seed=2))
-    return load_modules_and_boot(unisim_firmware, tmp_path_factory.mktemp("tok"), checkpoint, tokenizer.to_bytes()), tokenizer
+    # Deterministic: a property test must replay exactly (hypothesis rejects flaky examples). In fast
+    # mode this test once failed with a jump to 0xB8000 that did not replay; see the issue note.
+    guest = load_modules_and_boot(unisim_firmware, tmp_path_factory.mktemp("tok"), checkpoint, tokenizer.to_bytes(),
+                                  deterministic=True)
+    return guest, tokenizer
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

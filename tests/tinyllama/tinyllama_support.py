@@ -31,7 +31,8 @@ class GuestModel:
         return np.frombuffer(machine.ram.read(pointer, 4 * self.vocab_size), dtype="<f4")
 
 
-def load_modules_and_boot(unisim_firmware, folder: Path, checkpoint, tokenizer, cmdline: str = ""):
+def load_modules_and_boot(unisim_firmware, folder: Path, checkpoint, tokenizer, cmdline: str = "",
+                          deterministic: bool = False):
     from unikernel_sim.machine import Machine
     from unikernel_sim.stops import StopReason
 
@@ -44,7 +45,7 @@ def load_modules_and_boot(unisim_firmware, folder: Path, checkpoint, tokenizer, 
             path.write_bytes(data)
             data = path
         modules.append(ModuleSpec(str(data), name))
-    machine = Machine()
+    machine = Machine(deterministic=deterministic)
     machine.load(unisim_firmware, cmdline=f"job=llama-ready {cmdline}".strip(), modules=modules)
     address = machine.add_breakpoint("kernel_ready")
     stop = machine.run(timeout=120)
