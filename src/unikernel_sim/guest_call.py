@@ -53,12 +53,35 @@ class CallResult:
     instructions: int | None
 
 
+HLT = b"\xf4"
+
+
 class GuestCaller:
+    """Calls guest functions with a return address (the sentinel) that stops the run.
+
+    The code hook on the sentinel is the fast path, but Unicorn 2.1.4 skips code
+    hooks while a stop is already pending (helper_uc_tracecode returns early when
+    stop_request is set), and emu_stop sets that flag before it interrupts the
+    CPU. A host-timer stop landing between the callee's `ret` and the hook then
+    let the call run past its return address (reproduced: a #UD in VGA memory
+    after 800-12,000 calls at a 10 kHz tick). So the sentinel also holds a `hlt`,
+    which ends emulation if it runs, and the run loop asks returned_at() after
+    every slice, before it injects an interrupt."""
+
     def __init__(self, machine: "Machine", sentinel: int) -> None:
         self.machine = machine
         self.sentinel = sentinel
-        machine.uc.hook_add(UC_HOOK_CODE, self._on_return, begin=sentinel, end=sentinel)
+        self.hook = machine.uc.hook_add(UC_HOOK_CODE, self._on_return, begin=sentinel, end=sentinel)
         self._active = False
+
+    def returned_at(self, rip: int) -> bool:
+        """True when a call is running and RIP is at the sentinel or just past its hlt."""
+        return self._active and rip in (self.sentinel, self.sentinel + len(HLT))
+
+    def _arm_sentinel(self) -> None:
+        if self.machine.read_virtual(self.sentinel, len(HLT)) != HLT:
+            self.machine.write_virtual(self.sentinel, HLT)
+            self.machine.uc.ctl_remove_cache(self.sentinel, self.sentinel + len(HLT))
 
     def _on_return(self, uc, address: int, size: int, _user) -> None:
         if self._active:
@@ -88,6 +111,7 @@ class GuestCaller:
         rsp -= 8                                         # the return address
         if not machine.write_virtual(rsp, struct.pack("<Q", self.sentinel) + frame):
             raise RuntimeError(f"the guest stack at {rsp:#x} is not mapped")
+        self._arm_sentinel()
         for register, value in zip(INTEGER_REGISTERS, integers):
             uc.reg_write(register, value & MASK64)
         for register, value in zip(VECTOR_REGISTERS, floats):

@@ -567,6 +567,8 @@ class Machine:
             error = exc
         if self._pending is not None:
             return self._pending
+        if self._caller is not None and self._caller.returned_at(self.rip):
+            return Stop(StopReason.RETURNED, "guest call returned")   # its hook was skipped
         if error is not None:
             return self._stop_for_error(error)
         if self._pending_fault is not None:              # raised from a hook (raise_fault)

@@ -73,7 +73,8 @@ def tokenizer_guest(unisim_firmware, tmp_path_factory):
     config = replace(config, vocab_size=len(tokenizer.pieces))
     checkpoint = write_checkpoint(synthetic_weights(config, seed=2))
     # Deterministic: a property test must replay exactly (hypothesis rejects flaky examples). In fast
-    # mode this test once failed with a jump to 0xB8000 that did not replay; see the issue note.
+    # mode it once caught a guest call running past its return address (a skipped Unicorn code
+    # hook, now covered by tests/guest/test_call_sentinel.py).
     guest = load_modules_and_boot(unisim_firmware, tmp_path_factory.mktemp("tok"), checkpoint, tokenizer.to_bytes(),
                                   deterministic=True)
     return guest, tokenizer
