@@ -32,6 +32,7 @@ from unicorn import (
 from unicorn import x86_const as x86
 
 from unikernel_sim.console import ConsoleOutput
+from unikernel_sim.boot.layout import BIOS_ROM_START
 from unikernel_sim.cpu import cpuid
 from unikernel_sim.cpu.delivery import (
     KIND_EXCEPTION, KIND_EXTERNAL, KIND_SOFTWARE, DeliveryOutcome, Event, InterruptDelivery, error_code_for,
@@ -81,7 +82,7 @@ PANIC_SYMBOLS = ("kernel_panic", "panic")
 MAX_UNEXPLAINED_RETURNS = 10_000      # emu_start returns in a row with no reason at all
 PENDING_POLL_NS = 20_000              # IRQ pending but IF=0: look again this soon
 IO_ACCESS_NS = 1_000                  # deterministic mode: virtual time per port access
-CALL_SENTINEL_OFFSET = 0x3800         # in the hand-off scratch area, never executed
+CALL_SENTINEL = BIOS_ROM_START + 0xE000   # guest calls return here: reserved in the memory map
 MAX_RETURN_HOOKS = 2048               # Unicorn walks the code-hook list per hooked instruction
 RET_OPCODE = b"\xc3"
 IRQ_TIMER, IRQ_KEYBOARD = 0, 1
@@ -283,7 +284,7 @@ class Machine:
         if self._caller is None:
             if self.kernel is None:
                 raise RuntimeError("load a kernel before calling into it")
-            self._caller = GuestCaller(self, self.kernel.scratch + CALL_SENTINEL_OFFSET)
+            self._caller = GuestCaller(self, CALL_SENTINEL)
             self.uc.ctl_flush_tb()
         return self._caller.call(function, args, returns=returns, max_instructions=max_instructions,
                                  timeout=timeout)
