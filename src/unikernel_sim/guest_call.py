@@ -65,7 +65,7 @@ class GuestCaller:
     CPU. A host-timer stop landing between the callee's `ret` and the hook then
     let the call run past its return address (reproduced: a #UD in VGA memory
     after 800-12,000 calls at a 10 kHz tick). So the sentinel also holds a `hlt`,
-    which ends emulation if it runs, and the run loop asks returned_at() after
+    which ends emulation if it runs, and the run loop asks returned() after
     every slice, before it injects an interrupt."""
 
     def __init__(self, machine: "Machine", sentinel: int) -> None:
@@ -74,9 +74,10 @@ class GuestCaller:
         self.hook = machine.uc.hook_add(UC_HOOK_CODE, self._on_return, begin=sentinel, end=sentinel)
         self._active = False
 
-    def returned_at(self, rip: int) -> bool:
-        """True when a call is running and RIP is at the sentinel or just past its hlt."""
-        return self._active and rip in (self.sentinel, self.sentinel + len(HLT))
+    def returned(self) -> bool:
+        """True when a call is running and RIP is at the sentinel or just past its hlt
+        (RIP is read only while a call runs: this is asked after every slice)."""
+        return self._active and self.machine.rip in (self.sentinel, self.sentinel + len(HLT))
 
     def _arm_sentinel(self) -> None:
         """Make sure the hlt is there. The sentinel lies in the BIOS area, which the

@@ -35,7 +35,8 @@ from unikernel_sim.console import ConsoleOutput
 from unikernel_sim.boot.layout import BIOS_ROM_START
 from unikernel_sim.cpu import cpuid
 from unikernel_sim.cpu.delivery import (
-    KIND_EXCEPTION, KIND_EXTERNAL, KIND_SOFTWARE, DeliveryOutcome, Event, InterruptDelivery, error_code_for,
+    KIND_EXCEPTION, KIND_EXTERNAL, KIND_SOFTWARE, VECTOR_UD, DeliveryOutcome, Event, InterruptDelivery,
+    error_code_for,
 )
 from unikernel_sim.cpu.engine import EFER_LMA, EFLAGS_IF, MSR_EFER, CpuState, create_engine, read_cpu_state
 from unikernel_sim.cpu.exception_state import (
@@ -87,7 +88,6 @@ MAX_RETURN_HOOKS = 2048               # Unicorn walks the code-hook list per hoo
 RET_OPCODE = b"\xc3"
 IRQ_TIMER, IRQ_KEYBOARD = 0, 1
 RED_ZONE_FRAME_REACH = 64             # a frame pushed on the interrupted stack lies within this
-VECTOR_UD = 6
 
 
 class Machine:
@@ -568,7 +568,7 @@ class Machine:
             error = exc
         if self._pending is not None:
             return self._pending
-        if self._caller is not None and self._caller.returned_at(self.rip):
+        if self._caller is not None and self._caller.returned():
             return Stop(StopReason.RETURNED, "guest call returned")   # its hook was skipped
         if error is not None:
             return self._stop_for_error(error)

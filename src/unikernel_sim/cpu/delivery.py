@@ -32,6 +32,7 @@ from unikernel_sim.cpu.vectors import CONTRIBUTORY, EXCEPTIONS, has_error_code, 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
 
+VECTOR_UD = 6
 VECTOR_DF = 8
 VECTOR_TS = 10
 VECTOR_NP = 11

@@ -136,11 +136,17 @@ class ExceptionInfo:
     software: bool        # raised by INT n / INT3 / INTO (RIP is already past it)
 
 
+def _saved_context(uc: Uc):
+    """The CPU context and the address of its bytes, where the fields located by
+    context_offsets() are read and patched (patches need uc.context_restore)."""
+    context = uc.context_save()
+    return context, ctypes.cast(context.context, ctypes.c_void_p).value
+
+
 def take_exception_info(uc: Uc) -> ExceptionInfo:
     """Read the pending exception's details and clear QEMU's in-flight marker."""
     offsets = context_offsets()
-    context = uc.context_save()
-    base = ctypes.cast(context.context, ctypes.c_void_p).value
+    context, base = _saved_context(uc)
     error_code = ctypes.c_int32.from_address(base + offsets.error_code).value & 0xFFFFFFFF
     software = ctypes.c_int32.from_address(base + offsets.is_int).value != 0
     ctypes.c_int32.from_address(base + offsets.old_exception).value = -1
@@ -157,8 +163,7 @@ def clear_exception_in_flight(uc: Uc) -> None:
     the PIC did); the next #PF then becomes a false #DF and the one after ends
     emu_start silently. Resetting it before every emu_start closes that path."""
     offsets = context_offsets()
-    context = uc.context_save()
-    base = ctypes.cast(context.context, ctypes.c_void_p).value
+    context, base = _saved_context(uc)
     field = ctypes.c_int32.from_address(base + offsets.old_exception)
     if field.value != -1:
         field.value = -1
@@ -172,8 +177,7 @@ def set_cpl(uc: Uc, cpl: int) -> None:
     follows SS.DPL), and writing a ring-0 SS is refused while the CPU is at CPL 3,
     so a privilege-changing delivery sets the CPL in the saved context first."""
     offsets = context_offsets()
-    context = uc.context_save()
-    base = ctypes.cast(context.context, ctypes.c_void_p).value
+    context, base = _saved_context(uc)
     field = ctypes.c_uint32.from_address(base + offsets.hflags)
     field.value = (field.value & ~3) | (cpl & 3)
     uc.context_restore(context)
@@ -181,8 +185,7 @@ def set_cpl(uc: Uc, cpl: int) -> None:
 
 def _hflags(uc: Uc) -> int:
     """QEMU's hidden flags word (CPL, CS64, LMA, interrupt shadow...), read from the context."""
-    context = uc.context_save()
-    base = ctypes.cast(context.context, ctypes.c_void_p).value
+    context, base = _saved_context(uc)
     return ctypes.c_uint32.from_address(base + context_offsets().hflags).value
 
 

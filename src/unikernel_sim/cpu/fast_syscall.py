@@ -33,12 +33,13 @@ from typing import TYPE_CHECKING
 from unicorn import UC_HOOK_INSN
 from unicorn import x86_const as x86
 
+from unikernel_sim.cpu.delivery import EFLAGS_RF, EFLAGS_VM, VECTOR_GP, VECTOR_UD
+from unikernel_sim.cpu.engine import EFER_LMA, EFLAGS_IF, MSR_EFER
 from unikernel_sim.cpu.exception_state import in_64bit_mode, set_cpl
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
 
-MSR_EFER = 0xC0000080
 MSR_STAR = 0xC0000081
 MSR_LSTAR = 0xC0000082
 MSR_FMASK = 0xC0000084
@@ -46,14 +47,8 @@ MSR_SYSENTER_CS = 0x174
 MSR_SYSENTER_ESP = 0x175
 MSR_SYSENTER_EIP = 0x176
 CR0_PE = 1 << 0
-EFER_LMA = 1 << 10
-EFLAGS_IF = 1 << 9
-EFLAGS_VM = 1 << 17
-VECTOR_GP = 13
 MASK32 = (1 << 32) - 1
 EFER_SCE = 1 << 0
-EFLAGS_RF = 1 << 16
-VECTOR_UD = 6
 SELECTOR_RPL = 3
 MAX_INSTRUCTION = 15
 MASK64 = (1 << 64) - 1
