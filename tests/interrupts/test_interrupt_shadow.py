@@ -21,11 +21,15 @@ from interrupts.harness import VECTOR_SLOT, IdtGuest, build_protected
 PIC_VECTOR_BASE = 0x20
 IRQ0_VECTOR = PIC_VECTOR_BASE + 0
 PIT_COUNT = 100                                   # ~84 us at 1.193182 MHz
-BUSY_LOOP = 100_000                               # `loop` iterations with IF=0: IRQ 0 becomes pending
+OCW3_READ_IRR = 0x0A                              # OCW3: the next read of port 0x20 returns the IRR
+IRR_IRQ0 = 0x01
 
 # ICW1 (edge, cascade, ICW4 follows), ICW2 (vector base), ICW3 (slave on IRQ 2),
 # ICW4 (8086 mode), OCW1 (only IRQ 0 unmasked); PIT channel 0 lobyte/hibyte mode 2;
-# then a busy loop with IF=0 long enough for IRQ 0 to become pending.
+# then, with IF=0, poll the master's IRR (OCW3 read-IRR) until IRQ 0 is requested.
+# Polling the IRR rather than spinning a fixed count keeps the test free of host
+# speed: in fast mode the PIT runs on host time, and a fixed spin once ended
+# before the first tick on a faster machine.
 PIC_AND_PIT_SETUP = f"""
     mov al, 0x11
     out 0x20, al
@@ -43,9 +47,12 @@ PIC_AND_PIT_SETUP = f"""
     out 0x40, al
     mov al, {PIT_COUNT >> 8:#x}
     out 0x40, al
-    mov ecx, {BUSY_LOOP}
-spin:
-    loop spin
+    mov al, {OCW3_READ_IRR:#x}
+    out 0x20, al
+wait_irr:
+    in al, 0x20
+    test al, {IRR_IRQ0:#x}
+    jz wait_irr
 """
 
 
