@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from unikernel_sim.machine import DEFAULT_TSC_HZ
 from unikernel_sim.run import boot
 
 TSC_LINE = re.compile(r"^tsc: (\d+) Hz$", re.MULTILINE)
@@ -29,10 +30,12 @@ def test_fast_mode_boots_with_ticks_and_a_plausible_tsc(firmware_elf):
     result = run_firmware(firmware_elf)
     assert "timer: 10 ticks at 100 Hz\n" in result.serial
     measured = int(TSC_LINE.search(result.serial)[1])
-    # Fast mode runs on the host clock: a host pause between the PIT's terminal count and the
-    # guest's next poll lengthens the interval, so only plausibility is checked here; the 1 %
+    # Fast mode runs the PIT and the TSC on one host clock, so the 10 ms window can never
+    # read short: a TSC slower than configured would mean two clocks. A host pause between
+    # the PIT's terminal count and the guest's next rdtsc (the I/O hook is Python; CI runs
+    # several workers per core) only lengthens it, so the upper bound is loose; the 1 %
     # requirement is the deterministic test above.
-    assert 10**9 <= measured <= 4 * 10**9
+    assert DEFAULT_TSC_HZ * 0.99 <= measured <= DEFAULT_TSC_HZ * 20
 
 
 def test_deterministic_runs_are_identical(firmware_elf):
