@@ -6,10 +6,19 @@ from __future__ import annotations
 
 import bisect
 import io
+import struct
 from dataclasses import dataclass
 
 
 LABEL_REACH = 0x1000      # how far past a size-less label an address still belongs to it
+
+# ELF gABI symbol table entries: (st_name, st_value, st_size, st_info, st_other, st_shndx)
+# for ELF32, (st_name, st_info, st_other, st_shndx, st_value, st_size) for ELF64.
+ELF32_SYM = "IIIBBH"
+ELF64_SYM = "IBBHQQ"
+SHN_UNDEF = 0
+SYMBOL_KINDS = {0: "STT_NOTYPE", 1: "STT_OBJECT", 2: "STT_FUNC"}   # ELF32_ST_TYPE(st_info)
+ST_TYPE_MASK = 0xF
 
 
 @dataclass(frozen=True)
@@ -28,22 +37,22 @@ class SymbolTable:
 
     @classmethod
     def from_elf_bytes(cls, data: bytes) -> "SymbolTable":
+        """Every named function, object and label the kernel defines.
+
+        pyelftools finds the SHT_SYMTAB section and its string table; the
+        fixed-size entries themselves are unpacked with struct (ELF gABI
+        "Symbol Table": Elf32_Sym / Elf64_Sym), because pyelftools' per-symbol
+        parsing costs ~70 us a symbol and sits on the path to the first serial byte."""
         from elftools.elf.elffile import ELFFile
-        from elftools.elf.sections import SymbolTableSection
 
         symbols = []
         try:
             elf = ELFFile(io.BytesIO(data))
             for section in elf.iter_sections():
-                if not isinstance(section, SymbolTableSection):
+                if section["sh_type"] != "SHT_SYMTAB":
                     continue
-                for sym in section.iter_symbols():
-                    kind = sym["st_info"]["type"]
-                    if not sym.name or kind not in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE"):
-                        continue
-                    if sym["st_shndx"] == "SHN_UNDEF":
-                        continue
-                    symbols.append(Symbol(sym.name, sym["st_value"], sym["st_size"], kind))
+                strings = elf.get_section(section["sh_link"]).data()
+                symbols.extend(_decode_symbols(section.data(), strings, elf.elfclass, elf.little_endian))
         except Exception:  # a kernel without a usable symtab still boots
             return cls([])
         return cls(symbols)
@@ -81,3 +90,22 @@ class SymbolTable:
             return f"{address:#x}"
         symbol, offset = found
         return f"{symbol.name}+{offset:#x}" if offset else symbol.name
+
+
+def _decode_symbols(table: bytes, strings: bytes, elf_class: int, little_endian: bool) -> list[Symbol]:
+    layout = struct.Struct(("<" if little_endian else ">") + (ELF64_SYM if elf_class == 64 else ELF32_SYM))
+    usable = len(table) - len(table) % layout.size
+    symbols = []
+    for fields in layout.iter_unpack(table[:usable]):
+        if elf_class == 64:
+            name_offset, info, _, shndx, value, size = fields
+        else:
+            name_offset, value, size, info, _, shndx = fields
+        kind = SYMBOL_KINDS.get(info & ST_TYPE_MASK)
+        if kind is None or shndx == SHN_UNDEF or not name_offset:
+            continue
+        end = strings.find(b"\0", name_offset)
+        name = strings[name_offset:end if end >= 0 else len(strings)].decode("utf-8", errors="replace")
+        if name:
+            symbols.append(Symbol(name, value, size, kind))
+    return symbols
