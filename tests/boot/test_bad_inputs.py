@@ -228,6 +228,8 @@ def test_unreadable_module_permissions(capfd, tmp_path, firmware_elf):
     (["--exit-style", "bochs"], "invalid choice"),
     (["--expect", "("], "invalid regular expression"),
     (["--no-such-flag"], "unrecognized arguments"),
+    (["--module", "=weights"], "no file name in '=weights'"),
+    (["--keys", "{entr}"], "unknown key name {entr}"),
 ])
 def test_bad_usage(capfd, firmware_elf, args, fragment):
     code, err = run_cli(capfd, firmware_elf, *args)

@@ -2,6 +2,8 @@
 against their datasheets / the IBM PC/AT technical reference behaviour."""
 from __future__ import annotations
 
+import pytest
+
 import datetime as dt
 
 from unikernel_sim.devices.cmos_rtc import CmosRtc
@@ -93,6 +95,14 @@ def test_named_and_extended_keys():
     assert text_scancodes("{enter}") == [0x1C, 0x9C]
     assert text_scancodes("{up}") == [0xE0, 0x48, 0xE0, 0xC8]
     assert text_scancodes("!") == [0x2A, 0x02, 0x82, 0xAA]
+
+
+def test_braces_literal_and_unknown_key_names():
+    shifted_bracket = [0x2A, 0x1A, 0x9A, 0xAA]                 # `{` is shift + `[` on a US keyboard
+    assert text_scancodes("{{") == shifted_bracket
+    assert text_scancodes("{ no close") [:4] == shifted_bracket
+    with pytest.raises(ValueError, match="unknown key name {nosuchkey}"):
+        text_scancodes("{nosuchkey}")
 
 
 def test_reset_line_pulse():

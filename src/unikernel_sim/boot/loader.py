@@ -20,7 +20,7 @@ from unikernel_sim.boot.boot_info import (
 from unikernel_sim.boot.elf_image import SHF_ALLOC, SHT_NOBITS, ElfImage, is_elf, read_elf
 from unikernel_sim.boot.handoff import SCRATCH_SIZE, HandoffStub, enter_multiboot2_state
 from unikernel_sim.boot.layout import CONVENTIONAL_END, PAGE, PhysicalLayout, memory_map
-from unikernel_sim.errors import ImageError, InputFileError
+from unikernel_sim.errors import ImageError, InputFileError, UsageError
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
@@ -42,8 +42,10 @@ class ModuleSpec:
 
     @classmethod
     def parse(cls, text: str) -> "ModuleSpec":
-        """``FILE[=CMDLINE]`` as the CLI takes it."""
+        """``FILE[=CMDLINE]`` as the CLI takes it; UsageError when FILE is empty."""
         path, _, cmdline = text.partition("=")
+        if not path:
+            raise UsageError(f"no file name in {text!r}; give FILE[=CMDLINE]", where="--module")
         return cls(path, cmdline)
 
 

@@ -50,17 +50,26 @@ def char_scancodes(ch: str) -> list[int]:
 
 
 def text_scancodes(text: str) -> list[int]:
-    """Scancodes for text; ``{name}`` types a named key (``{enter}``, ``{up}``, ``{f1}``)."""
+    """Scancodes for text; ``{name}`` types a named key (``{enter}``, ``{up}``, ``{f1}``)
+    and ``{{`` a literal brace. An unknown ``{name}`` is a ValueError rather than
+    literal text: a misspelt key name typed as characters would send the guest
+    keystrokes nobody asked for."""
     out: list[int] = []
     i = 0
     while i < len(text):
+        if text.startswith("{{", i):
+            out += char_scancodes("{")
+            i += 2
+            continue
         if text[i] == "{" and "}" in text[i:]:
             end = text.index("}", i)
             name = text[i + 1:end].lower()
-            if name in NAMED_KEYS:
-                out += key_press(NAMED_KEYS[name])
-                i = end + 1
-                continue
+            if name not in NAMED_KEYS:
+                raise ValueError(f"unknown key name {{{name}}}; named keys: {', '.join(NAMED_KEYS)}; "
+                                 "type a literal brace as {{")
+            out += key_press(NAMED_KEYS[name])
+            i = end + 1
+            continue
         out += char_scancodes(text[i])
         i += 1
     return out
