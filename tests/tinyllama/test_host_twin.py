@@ -40,6 +40,10 @@ def test_bad_headers_are_refused():
         parse_header(b"\0" * 10)
     with pytest.raises(ValueError, match="divide evenly"):
         parse_header(np.array([64, 128, 2, 5, 5, 32, 16], dtype="<i4").tobytes())
+    # llama2.c export.py version_export(): uint32 magic "ak42" (0x616b3432), int32 version, then the params
+    versioned = np.array([0x616B3432, 1, 64, 172, 5, 8, 4, 512, 512], dtype="<u4").tobytes()
+    with pytest.raises(ValueError, match="export version 1 .* --version 0"):
+        parse_header(versioned)
 
 
 def test_xorshift_matches_llama2c():

@@ -28,6 +28,9 @@ import numpy as np
 from unikernel_sim.tinyllama.config import Config
 
 HEADER = struct.Struct("<7i")
+# llama2.c's export.py --version 1 (fp32) and 2 (Q8_0) start with this magic ("ak42"),
+# a version int32 and a 256-byte header; only the legacy (version 0) layout is read here.
+VERSIONED_EXPORT_MAGIC = 0x616B3432
 
 
 @dataclass
@@ -61,6 +64,10 @@ def _shapes(c: Config) -> list[tuple[str, tuple[int, ...]]]:
 def parse_header(data: bytes) -> Config:
     if len(data) < HEADER.size:
         raise ValueError(f"checkpoint has {len(data)} bytes, shorter than its 28-byte header")
+    if struct.unpack_from("<I", data)[0] == VERSIONED_EXPORT_MAGIC:
+        version = struct.unpack_from("<i", data, 4)[0]
+        raise ValueError(f"llama2.c export version {version} (magic 'ak42'); only the legacy layout is "
+                         "supported: export with `python export.py --version 0` (llama2.c's run.c format)")
     dim, hidden, layers, heads, kv_heads, vocab, seq_len = HEADER.unpack_from(data)
     config = Config(dim, hidden, layers, heads, kv_heads, abs(vocab), seq_len, shared_classifier=vocab > 0)
     config.validate()
