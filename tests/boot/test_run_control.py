@@ -180,19 +180,26 @@ def test_strict_io_stops_on_first_unknown_port(capfd, make_guest):
 
 
 def test_ctrl_c_stops_the_guest_and_says_where(make_guest):
-    """SIGINT while the guest spins in C: the watcher thread stops emu_start."""
+    """SIGINT while the guest spins in C: the watcher thread stops emu_start.
+
+    The guest prints a line before it spins and the signal waits for that line:
+    a fixed sleep raced the interpreter's start-up on a loaded machine."""
     import signal
     import subprocess
     import sys
-    import time
 
-    process = subprocess.Popen([sys.executable, "-m", "unikernel_sim", "boot", make_guest(SPIN)],
+    from unikernel_sim import guestkit
+
+    announce = "mov dx, 0x3f8\nmov al, 0x72\nout dx, al\nmov al, 0x0a\nout dx, al\n"
+    spin_address = guestkit.code_address(guestkit.DEFAULT_LOAD_ADDRESS) + len(
+        guestkit.assemble(announce, guestkit.code_address(guestkit.DEFAULT_LOAD_ADDRESS)))
+    process = subprocess.Popen([sys.executable, "-m", "unikernel_sim", "boot", make_guest(announce + SPIN)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    assert process.stdout.readline() == "r\n"          # the guest is running
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == ExitCode.INTERRUPTED
-    assert "interrupted (Ctrl-C) at 0x101000" in err
+    assert f"interrupted (Ctrl-C) at {spin_address:#x}" in err
     assert "Traceback" not in err
 
 
