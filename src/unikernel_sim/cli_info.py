@@ -48,7 +48,7 @@ def _describe_elf(data: bytes, path: str) -> list[str]:
         flags = "".join(c if seg.flags & bit else "-" for c, bit in (("r", 4), ("w", 2), ("x", 1)))
         lines.append(f"  LOAD paddr {seg.paddr:#010x} vaddr {seg.vaddr:#x} filesz {seg.filesz:#x} "
                      f"memsz {seg.memsz:#x} {flags}")
-    lines.append(f"symbols: {len(SymbolTable.from_elf_bytes(data))}")
+    lines.append(f"symbols: {len(SymbolTable.from_elf(elf, data))}")
     return lines
 
 

@@ -203,7 +203,8 @@ class Machine:
             for segment in self.kernel.elf.segments:
                 if segment.executable:
                     self.code_cache.watch(segment.paddr, segment.paddr + segment.memsz)
-        self.symbols = SymbolTable.from_elf_bytes(self.kernel.image_data) if self.kernel.elf else SymbolTable([])
+        self.symbols = (SymbolTable.from_elf(self.kernel.elf, self.kernel.image_data) if self.kernel.elf
+                        else SymbolTable([]))
         if self.check_returns:
             self._watch_returns()
         for name in PANIC_SYMBOLS:

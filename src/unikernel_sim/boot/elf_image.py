@@ -14,6 +14,7 @@ from unikernel_sim.errors import ImageError
 
 ELF_MAGIC = b"\x7fELF"
 PT_LOAD = 1
+SHT_SYMTAB = 2
 SHT_NOBITS = 8
 SHF_ALLOC = 0x2
 MACHINES = {"EM_386": 32, "EM_X86_64": 64}
@@ -45,6 +46,7 @@ class Section:
     sh_addr: int
     sh_offset: int
     sh_size: int
+    sh_link: int = 0     # for a symbol table: the index of its string table
 
 
 @dataclass
@@ -145,7 +147,7 @@ def _read_sections(elf, data: bytes, where: str) -> list[Section]:
     for index, sec in enumerate(elf.iter_sections()):
         header = bytes(data[start + index * entsize: start + (index + 1) * entsize])
         sections.append(Section(sec.name, header, _sh_type_number(sec["sh_type"]), sec["sh_flags"],
-                                sec["sh_addr"], sec["sh_offset"], sec["sh_size"]))
+                                sec["sh_addr"], sec["sh_offset"], sec["sh_size"], sec["sh_link"]))
     return sections
 
 

@@ -1,14 +1,19 @@
-"""Symbol lookup from the kernel ELF's .symtab (pyelftools).
+"""Symbol lookup from the kernel ELF's .symtab (located by the loader's pyelftools parse).
 
 Addresses are the kernel's own (virtual) addresses, which is what RIP holds.
 """
 from __future__ import annotations
 
 import bisect
-import io
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from unikernel_sim.boot.elf_image import SHT_SYMTAB, read_elf
+from unikernel_sim.errors import ImageError
+
+if TYPE_CHECKING:
+    from unikernel_sim.boot.elf_image import ElfImage, Section
 
 LABEL_REACH = 0x1000      # how far past a size-less label an address still belongs to it
 
@@ -36,26 +41,29 @@ class SymbolTable:
         self._by_name = {s.name: s for s in self.symbols}
 
     @classmethod
-    def from_elf_bytes(cls, data: bytes) -> "SymbolTable":
+    def from_elf(cls, image: "ElfImage", data: bytes) -> "SymbolTable":
         """Every named function, object and label the kernel defines.
 
-        pyelftools finds the SHT_SYMTAB section and its string table; the
-        fixed-size entries themselves are unpacked with struct (ELF gABI
-        "Symbol Table": Elf32_Sym / Elf64_Sym), because pyelftools' per-symbol
-        parsing costs ~70 us a symbol and sits on the path to the first serial byte."""
-        from elftools.elf.elffile import ELFFile
-
+        The section headers come from the loader's own parse (read_elf, pyelftools);
+        the fixed-size entries are unpacked with struct (ELF gABI "Symbol Table":
+        Elf32_Sym / Elf64_Sym), because pyelftools' per-symbol parsing costs ~70 us
+        a symbol and sits on the path to the first serial byte. x86 ELF files are
+        little-endian, and read_elf accepts only x86 machines."""
         symbols = []
-        try:
-            elf = ELFFile(io.BytesIO(data))
-            for section in elf.iter_sections():
-                if section["sh_type"] != "SHT_SYMTAB":
-                    continue
-                strings = elf.get_section(section["sh_link"]).data()
-                symbols.extend(_decode_symbols(section.data(), strings, elf.elfclass, elf.little_endian))
-        except Exception:  # a kernel without a usable symtab still boots
-            return cls([])
+        for section in image.sections:
+            if section.sh_type != SHT_SYMTAB or section.sh_link >= len(image.sections):
+                continue
+            strings = image.sections[section.sh_link]
+            symbols.extend(_decode_symbols(_contents(data, section), _contents(data, strings), image.elf_class))
         return cls(symbols)
+
+    @classmethod
+    def from_elf_bytes(cls, data: bytes) -> "SymbolTable":
+        """from_elf() for a file not yet parsed; empty when it is no usable x86 ELF."""
+        try:
+            return cls.from_elf(read_elf(data, "symbols"), data)
+        except ImageError:
+            return cls([])
 
     def __len__(self) -> int:
         return len(self.symbols)
@@ -92,8 +100,12 @@ class SymbolTable:
         return f"{symbol.name}+{offset:#x}" if offset else symbol.name
 
 
-def _decode_symbols(table: bytes, strings: bytes, elf_class: int, little_endian: bool) -> list[Symbol]:
-    layout = struct.Struct(("<" if little_endian else ">") + (ELF64_SYM if elf_class == 64 else ELF32_SYM))
+def _contents(data: bytes, section: "Section") -> bytes:
+    return data[section.sh_offset:section.sh_offset + section.sh_size]
+
+
+def _decode_symbols(table: bytes, strings: bytes, elf_class: int) -> list[Symbol]:
+    layout = struct.Struct("<" + (ELF64_SYM if elf_class == 64 else ELF32_SYM))
     usable = len(table) - len(table) % layout.size
     symbols = []
     for fields in layout.iter_unpack(table[:usable]):
