@@ -191,8 +191,8 @@ def test_ctrl_c_stops_the_guest_and_says_where(make_guest):
     from unikernel_sim import guestkit
 
     announce = "mov dx, 0x3f8\nmov al, 0x72\nout dx, al\nmov al, 0x0a\nout dx, al\n"
-    spin_address = guestkit.code_address(guestkit.DEFAULT_LOAD_ADDRESS) + len(
-        guestkit.assemble(announce, guestkit.code_address(guestkit.DEFAULT_LOAD_ADDRESS)))
+    code_start = guestkit.code_address(guestkit.DEFAULT_LOAD_ADDRESS)
+    spin_address = code_start + len(guestkit.assemble(announce, code_start))
     process = subprocess.Popen([sys.executable, "-m", "unikernel_sim", "boot", make_guest(announce + SPIN)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout.readline() == "r\n"          # the guest is running

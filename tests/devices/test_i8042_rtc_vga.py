@@ -2,9 +2,9 @@
 against their datasheets / the IBM PC/AT technical reference behaviour."""
 from __future__ import annotations
 
-import pytest
-
 import datetime as dt
+
+import pytest
 
 from unikernel_sim.devices.cmos_rtc import CmosRtc
 from unikernel_sim.devices.i8042 import I8042
@@ -100,7 +100,7 @@ def test_named_and_extended_keys():
 def test_braces_literal_and_unknown_key_names():
     shifted_bracket = [0x2A, 0x1A, 0x9A, 0xAA]                 # `{` is shift + `[` on a US keyboard
     assert text_scancodes("{{") == shifted_bracket
-    assert text_scancodes("{ no close") [:4] == shifted_bracket
+    assert text_scancodes("{ no close")[:4] == shifted_bracket
     with pytest.raises(ValueError, match="unknown key name {nosuchkey}"):
         text_scancodes("{nosuchkey}")
 
