@@ -35,10 +35,11 @@ from unikernel_sim.console import ConsoleOutput
 from unikernel_sim.boot.layout import BIOS_ROM_START
 from unikernel_sim.cpu import cpuid
 from unikernel_sim.cpu.delivery import (
-    KIND_EXCEPTION, KIND_EXTERNAL, KIND_SOFTWARE, VECTOR_UD, DeliveryOutcome, Event, InterruptDelivery,
+    KIND_EXCEPTION, KIND_EXTERNAL, KIND_SOFTWARE, DeliveryOutcome, Event, InterruptDelivery,
     error_code_for,
 )
-from unikernel_sim.cpu.engine import EFER_LMA, EFLAGS_IF, MSR_EFER, CpuState, create_engine, read_cpu_state
+from unikernel_sim.arch import EFER_LMA, MSR, OPCODE_HLT, OPCODE_INT_IMM8, OPCODE_RET, RFLAGS_IF, Vector, short_name
+from unikernel_sim.cpu.engine import CpuState, create_engine, read_cpu_state
 from unikernel_sim.cpu.exception_state import (
     clear_exception_in_flight,
     context_offsets,
@@ -49,7 +50,6 @@ from unikernel_sim.cpu.fast_syscall import FastSystemCall
 from unikernel_sim.cpu.code_cache import CodeCache
 from unikernel_sim.cpu.host_timer import TIMEOUT, HostTimer
 from unikernel_sim.cpu.vclock import VirtualClock, host_ns
-from unikernel_sim.cpu.vectors import short_name
 from unikernel_sim.devices.acpi_power import (
     BOCHS_PM1A_CONTROL, PM1_CONTROL_WIDTH, QEMU_PM1A_CONTROL, AcpiPowerControl,
 )
@@ -76,7 +76,6 @@ from unikernel_sim.stops import FaultStep, Stop, StopReason
 # emu_start's `until`: a non-canonical address no code reaches. Not 2**64-1: with that
 # value Unicorn 2.1.4 leaves CR2 = 0xfffffffffffffffe when emu_start returns.
 RUN_UNTIL_NEVER = 1 << 63
-HLT_OPCODE = 0xF4
 DEFAULT_TSC_HZ = 2_000_000_000        # 2 GHz
 DEFAULT_INSTRUCTIONS_PER_SECOND = 1_000_000_000   # deterministic mode: 1 ns per instruction
 PANIC_SYMBOLS = ("kernel_panic", "panic")
@@ -85,7 +84,6 @@ PENDING_POLL_NS = 20_000              # IRQ pending but IF=0: look again this so
 IO_ACCESS_NS = 1_000                  # deterministic mode: virtual time per port access
 CALL_SENTINEL = BIOS_ROM_START + 0xE000   # guest calls return here: reserved in the memory map
 MAX_RETURN_HOOKS = 2048               # Unicorn walks the code-hook list per hooked instruction
-RET_OPCODE = b"\xc3"
 IRQ_TIMER, IRQ_KEYBOARD = 0, 1
 RED_ZONE_FRAME_REACH = 64             # a frame pushed on the interrupted stack lies within this
 
@@ -228,11 +226,11 @@ class Machine:
             if symbol.kind != "STT_FUNC" or symbol.size == 0:
                 continue
             body = self.read_virtual(symbol.address, symbol.size) or b""
-            offset = body.find(RET_OPCODE)
+            offset = body.find(OPCODE_RET)
             while offset >= 0 and watched < MAX_RETURN_HOOKS:
                 self.clock.watch_return(symbol.address + offset)
                 watched += 1
-                offset = body.find(RET_OPCODE, offset + 1)
+                offset = body.find(OPCODE_RET, offset + 1)
 
     def last_return(self) -> int | None:
         """Address of the latest function-final `ret` executed, or None."""
@@ -265,7 +263,7 @@ class Machine:
 
     def raise_general_protection(self, rip: int) -> None:
         """From a code hook: deliver #GP(0) at rip instead of executing it."""
-        self.raise_fault(13, 0, rip)
+        self.raise_fault(Vector.GP, 0, rip)
 
     def raise_fault(self, vector: int, error_code: int | None, rip: int) -> None:
         """From a hook: stop, then deliver a fault whose saved RIP is rip (the run loop
@@ -370,14 +368,14 @@ class Machine:
         info = take_exception_info(uc)
         kind = KIND_SOFTWARE if info.software else KIND_EXCEPTION
         rip = uc.reg_read(x86.UC_X86_REG_RIP)
-        cr2 = uc.reg_read(x86.UC_X86_REG_CR2) if vector == 14 and kind == KIND_EXCEPTION else None
+        cr2 = uc.reg_read(x86.UC_X86_REG_CR2) if vector == Vector.PF and kind == KIND_EXCEPTION else None
         restart = self._software_interrupt_start(rip, vector) if kind == KIND_SOFTWARE else None
         self._deliver(Event(vector, kind, error_code_for(vector, kind, info.error_code), rip, cr2, restart))
 
     def _software_interrupt_start(self, rip: int, vector: int) -> int:
         """Address of the INT n / INT3 / INTO / INT1 that RIP has just passed."""
         before = self.read_virtual(rip - 2, 2) or b"\0\0"
-        if before[0] == 0xCD and before[1] == vector:
+        if before[0] == OPCODE_INT_IMM8 and before[1] == vector:
             return rip - 2
         return rip - 1
 
@@ -385,10 +383,10 @@ class Machine:
         # #UD never reaches UC_HOOK_INTR (DESIGN.md); it arrives here instead - and so
         # does a software `int 6`, with RIP still at the INT instruction.
         rip = uc.reg_read(x86.UC_X86_REG_RIP)
-        if self.read_virtual(rip, 2) == bytes([0xCD, VECTOR_UD]):
-            self._deliver(Event(VECTOR_UD, KIND_SOFTWARE, None, rip + 2, restart_rip=rip))
+        if self.read_virtual(rip, 2) == bytes([OPCODE_INT_IMM8, Vector.UD]):
+            self._deliver(Event(Vector.UD, KIND_SOFTWARE, None, rip + 2, restart_rip=rip))
         else:
-            self._deliver(Event(VECTOR_UD, KIND_EXCEPTION, None, rip))
+            self._deliver(Event(Vector.UD, KIND_EXCEPTION, None, rip))
         return True
 
     def _on_unmapped(self, uc, access: int, address: int, size: int, value: int, _user) -> bool:
@@ -467,7 +465,7 @@ class Machine:
         for the next slice, at most PENDING_POLL_NS away, or for the `hlt` stop)."""
         if not self.pic.interrupt_pending:
             return False
-        if not self.uc.reg_read(x86.UC_X86_REG_RFLAGS) & EFLAGS_IF:
+        if not self.uc.reg_read(x86.UC_X86_REG_RFLAGS) & RFLAGS_IF:
             return False
         if interrupt_shadow(self.uc):
             return False
@@ -483,7 +481,7 @@ class Machine:
         return True
 
     def cpu_long_mode(self) -> bool:
-        return bool(self.uc.msr_read(MSR_EFER) & EFER_LMA)
+        return bool(self.uc.msr_read(MSR.EFER) & EFER_LMA)
 
     def _next_event_ns(self) -> int | None:
         """When the guest must next be stopped for a device, or None."""
@@ -593,7 +591,7 @@ class Machine:
 
     def _on_hlt(self) -> Stop | None:
         """hlt: sleep until the next interrupt (virtual time jumps), or end the run."""
-        if not self.uc.reg_read(x86.UC_X86_REG_RFLAGS) & EFLAGS_IF:
+        if not self.uc.reg_read(x86.UC_X86_REG_RFLAGS) & RFLAGS_IF:
             return self._stop_here(StopReason.HALT, "halted (hlt with interrupts disabled)")
         if self.pic.interrupt_pending:
             return None
@@ -607,7 +605,7 @@ class Machine:
     def _after_hlt(self) -> bool:
         rip = self.rip
         data = self.read_virtual(rip - 1, 1) if rip else None
-        return data is not None and data[0] == HLT_OPCODE
+        return data is not None and data[0] == OPCODE_HLT
 
     def _stop_for_error(self, error: UcError) -> Stop:
         rip = self.rip
@@ -662,7 +660,7 @@ class Machine:
         uc = self.uc
         return paging.walk(
             virtual, uc.reg_read(x86.UC_X86_REG_CR0), uc.reg_read(x86.UC_X86_REG_CR3),
-            uc.reg_read(x86.UC_X86_REG_CR4), uc.msr_read(MSR_EFER),
+            uc.reg_read(x86.UC_X86_REG_CR4), uc.msr_read(MSR.EFER),
             lambda address: self.ram.u64(address) if self.ram.contains(address, 8) else None,
         )
 

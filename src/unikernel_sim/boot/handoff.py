@@ -22,18 +22,16 @@ from dataclasses import dataclass
 from unicorn import Uc
 from unicorn import x86_const as x86
 
-from unikernel_sim.cpu.engine import MSR_EFER
+from unikernel_sim.arch import CR0, CR4, MSR, PTE, RFLAGS
 
 CODE32_SELECTOR = 0x08
 DATA32_SELECTOR = 0x10
 FLAT_CODE32 = 0x00CF9A000000FFFF     # base 0, limit 4 GiB, 32-bit, execute/read
 FLAT_DATA32 = 0x00CF92000000FFFF     # base 0, limit 4 GiB, read/write
-PTE_PRESENT_WRITABLE = 0x3
-PDE_HUGE_PRESENT_WRITABLE = 0x83
-CR0_PE_ET = 0x11
-CR0_PG = 1 << 31
-CR4_PAE = 1 << 5
-EFLAGS_AT_ENTRY = 0x2                # only the always-one bit: IF, VM, TF clear
+PTE_PRESENT_WRITABLE = PTE.P | PTE.RW
+PDE_HUGE_PRESENT_WRITABLE = PTE.P | PTE.RW | PTE.PS
+CR0_PE_ET = CR0.PE | CR0.ET
+EFLAGS_AT_ENTRY = RFLAGS.RESERVED_1      # only the always-one bit: IF, VM, TF clear
 
 SCRATCH_SIZE = 0x5000
 # Scratch layout (offsets): page tables, GDT, code, stack.
@@ -116,11 +114,11 @@ def enter_multiboot2_state(uc: Uc, stub: HandoffStub, entry: int, boot_info: int
 
     The scratch area must already hold stub.image() and lie below 1 GiB."""
     uc.reg_write(x86.UC_X86_REG_CR3, stub.scratch + PML4_OFFSET)
-    uc.reg_write(x86.UC_X86_REG_CR4, uc.reg_read(x86.UC_X86_REG_CR4) | CR4_PAE)
-    uc.reg_write(x86.UC_X86_REG_CR0, CR0_PE_ET | CR0_PG)
+    uc.reg_write(x86.UC_X86_REG_CR4, uc.reg_read(x86.UC_X86_REG_CR4) | CR4.PAE)
+    uc.reg_write(x86.UC_X86_REG_CR0, CR0_PE_ET | CR0.PG)
     uc.reg_write(x86.UC_X86_REG_RSP, stub.stack_top)
     uc.emu_start(stub.start, stub.end)
-    if uc.reg_read(x86.UC_X86_REG_CR0) & CR0_PG or uc.msr_read(MSR_EFER) != 0:
+    if uc.reg_read(x86.UC_X86_REG_CR0) & CR0.PG or uc.msr_read(MSR.EFER) != 0:
         raise RuntimeError("hand-off stub did not reach 32-bit protected mode (Unicorn changed?)")
     for name in ("RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP",
                  "R8", "R9", "R10", "R11", "R12", "R13", "R14", "R15"):

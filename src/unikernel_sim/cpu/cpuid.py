@@ -22,12 +22,13 @@ from unicorn.x86_const import (
     UC_X86_INS_CPUID, UC_X86_REG_CR4, UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX, UC_X86_REG_EDX,
 )
 
+from unikernel_sim.arch import CR4
+
 LEAF_FEATURES = 1
 EDX_APIC = 1 << 9            # SDM vol. 2A, CPUID table 3-11: on-chip APIC
 ECX_XSAVE = 1 << 26          # table 3-10: XSAVE supported
 ECX_OSXSAVE = 1 << 27        # table 3-10: CR4.OSXSAVE set by the OS
 ECX_RDRAND = 1 << 30         # table 3-10: RDRAND supported
-CR4_OSXSAVE = 1 << 18
 CPUID_BYTES = b"\x0f\xa2"
 SCRATCH_ADDRESS = 0x1000
 SCRATCH_SIZE = 0x1000
@@ -58,7 +59,7 @@ def leaf1(cr4: int, *, deterministic: bool = False) -> Registers:
     ecx &= ~ECX_OSXSAVE
     if deterministic:
         ecx &= ~ECX_RDRAND
-    if ecx & ECX_XSAVE and cr4 & CR4_OSXSAVE:
+    if ecx & ECX_XSAVE and cr4 & CR4.OSXSAVE:
         ecx |= ECX_OSXSAVE
     return eax, ebx, ecx, edx & ~EDX_APIC
 

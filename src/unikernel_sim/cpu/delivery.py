@@ -24,41 +24,18 @@ from typing import TYPE_CHECKING
 
 from unicorn import x86_const as x86
 
-from unikernel_sim.cpu.engine import CR0_PE, EFER_LMA, EFLAGS_IF, MSR_EFER
+from unikernel_sim.arch import (
+    CONTRIBUTORY, CR0, EFER, MSR, RFLAGS, GateType, PageFaultError, SelectorError, Vector, has_error_code, is_canonical,
+    is_fault, short_name,
+)
 from unikernel_sim.cpu.exception_state import set_cpl
-from unikernel_sim.memory.paging import CR0_WP
-from unikernel_sim.cpu.vectors import CONTRIBUTORY, EXCEPTIONS, has_error_code, short_name
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
 
-VECTOR_UD = 6
-VECTOR_DF = 8
-VECTOR_TS = 10
-VECTOR_NP = 11
-VECTOR_SS = 12
-VECTOR_GP = 13
-VECTOR_PF = 14
-
-EFLAGS_TF = 1 << 8
-EFLAGS_NT = 1 << 14
-EFLAGS_RF = 1 << 16
-EFLAGS_VM = 1 << 17
-
-GATE_INTERRUPT_64 = 0xE
-GATE_TRAP_64 = 0xF
-GATE_TASK = 0x5
-GATE_INTERRUPT_16 = 0x6
-GATE_TRAP_16 = 0x7
-GATE_INTERRUPT_32 = 0xE
-GATE_TRAP_32 = 0xF
-ERROR_EXT = 1
-ERROR_IDT = 2
 TSS64_RSP0 = 0x04
 TSS64_IST1 = 0x24
 TSS32_ESP0 = 0x04
-PF_PRESENT = 1
-PF_WRITE = 2
 
 KIND_EXCEPTION = "exception"     # raised by the CPU while executing an instruction
 KIND_SOFTWARE = "software"       # INT n, INT3, INTO: RIP already past the instruction
@@ -119,9 +96,9 @@ def pushed_flags(event: Event, rflags: int) -> int:
     """The RFLAGS image in the frame: RF=1 for fault-class exceptions (SDM vol. 3A
     17.3.1.1), 0 for INT n (RF is cleared as it starts), as-is otherwise."""
     if event.kind == KIND_SOFTWARE:
-        return rflags & ~EFLAGS_RF
-    if event.kind == KIND_EXCEPTION and EXCEPTIONS.get(event.vector, ("", "", False, ""))[3] == "fault":
-        return rflags | EFLAGS_RF
+        return rflags & ~RFLAGS.RF
+    if event.kind == KIND_EXCEPTION and is_fault(event.vector):
+        return rflags | RFLAGS.RF
     return rflags
 
 
@@ -129,8 +106,8 @@ def makes_double_fault(first: int, second: int) -> bool:
     """SDM vol. 3A table 6-5 (conditions for generating a double fault)."""
     if first in CONTRIBUTORY:
         return second in CONTRIBUTORY
-    if first == VECTOR_PF:
-        return second in CONTRIBUTORY or second == VECTOR_PF
+    if first == Vector.PF:
+        return second in CONTRIBUTORY or second == Vector.PF
     return False
 
 
@@ -151,55 +128,55 @@ class InterruptDelivery:
             except DeliveryFault as fault:
                 steps.append(DeliveryStep(current, fault.reason))
                 rip = current.fault_rip
-                if current.vector == VECTOR_DF and current.kind == KIND_EXCEPTION:
+                if current.vector == Vector.DF and current.kind == KIND_EXCEPTION:
                     steps.append(DeliveryStep(Event(fault.vector, KIND_EXCEPTION, fault.error_code,
                                                     rip, fault.cr2), "triple fault"))
                     return DeliveryOutcome(steps, triple_fault=True)
                 if current.kind == KIND_EXCEPTION and makes_double_fault(current.vector, fault.vector):
                     steps.append(DeliveryStep(Event(fault.vector, KIND_EXCEPTION, fault.error_code,
                                                     rip, fault.cr2), "became #DF"))
-                    current = Event(VECTOR_DF, KIND_EXCEPTION, 0, rip)
+                    current = Event(Vector.DF, KIND_EXCEPTION, 0, rip)
                 else:
                     current = Event(fault.vector, KIND_EXCEPTION, fault.error_code, rip, fault.cr2)
-                if current.vector == VECTOR_PF and current.cr2 is not None:
+                if current.vector == Vector.PF and current.cr2 is not None:
                     self.uc.reg_write(x86.UC_X86_REG_CR2, current.cr2)
 
     def _deliver_once(self, event: Event) -> None:
         cr0 = self.uc.reg_read(x86.UC_X86_REG_CR0)
-        if not cr0 & CR0_PE:
-            raise DeliveryFault(VECTOR_GP, 0, "real-mode interrupt delivery is not emulated")
-        if self.uc.msr_read(MSR_EFER) & EFER_LMA:
+        if not cr0 & CR0.PE:
+            raise DeliveryFault(Vector.GP, 0, "real-mode interrupt delivery is not emulated")
+        if self.uc.msr_read(MSR.EFER) & EFER.LMA:
             self._deliver_long(event)
         else:
             self._deliver_protected(event)
 
     # --- helpers ------------------------------------------------------------------
     def _ext(self, event: Event) -> int:
-        return 0 if event.kind == KIND_SOFTWARE else ERROR_EXT
+        return 0 if event.kind == KIND_SOFTWARE else SelectorError.EXT
 
     def _read(self, address: int, length: int, what: str) -> bytes:
         data = self.machine.read_virtual(address, length)
         if data is None:
-            raise DeliveryFault(VECTOR_PF, 0, f"{what} at {address:#x} is not mapped", cr2=address)
+            raise DeliveryFault(Vector.PF, 0, f"{what} at {address:#x} is not mapped", cr2=address)
         return data
 
     def _write_stack(self, address: int, data: bytes, word: int) -> None:
         """Supervisor write of the frame: #PF if a page is absent or read-only (CR0.WP).
         Checked from the top down, the order the processor pushes in, so CR2 names
         the first slot that could not be written."""
-        write_protect = bool(self.uc.reg_read(x86.UC_X86_REG_CR0) & CR0_WP)
+        write_protect = bool(self.uc.reg_read(x86.UC_X86_REG_CR0) & CR0.WP)
         for offset in reversed(range(0, len(data), word)):
             target = address + offset
             walk = self.machine.translate(target)
             if walk.physical is None:
-                raise DeliveryFault(VECTOR_PF, PF_WRITE, f"stack page at {target:#x} is not present",
+                raise DeliveryFault(Vector.PF, PageFaultError.W, f"stack page at {target:#x} is not present",
                                     cr2=target)
             if write_protect and not walk.writable:
-                raise DeliveryFault(VECTOR_PF, PF_WRITE | PF_PRESENT,
+                raise DeliveryFault(Vector.PF, PageFaultError.W | PageFaultError.P,
                                     f"stack page at {target:#x} is read-only", cr2=target)
             chunk = data[offset:offset + word]
             if not self.machine.ram.contains(walk.physical, len(chunk)):
-                raise DeliveryFault(VECTOR_PF, PF_WRITE, f"stack at {target:#x} lies outside guest RAM",
+                raise DeliveryFault(Vector.PF, PageFaultError.W, f"stack at {target:#x} lies outside guest RAM",
                                     cr2=target)
         written = self.machine.write_virtual(address, data)
         assert written
@@ -212,21 +189,21 @@ class InterruptDelivery:
         """Check the handler's code segment; returns its DPL (the new CPL)."""
         index = selector & ~7
         if index == 0:
-            raise DeliveryFault(VECTOR_GP, ext, "gate selector is null")
+            raise DeliveryFault(Vector.GP, ext, "gate selector is null")
         if selector & 4:
-            raise DeliveryFault(VECTOR_GP, index | ext, "gate selector points into an LDT (not emulated)")
+            raise DeliveryFault(Vector.GP, index | ext, "gate selector points into an LDT (not emulated)")
         base, limit = self._table(x86.UC_X86_REG_GDTR)
         if index + 7 > limit:
-            raise DeliveryFault(VECTOR_GP, index | ext, f"gate selector {selector:#x} is beyond the GDT limit")
+            raise DeliveryFault(Vector.GP, index | ext, f"gate selector {selector:#x} is beyond the GDT limit")
         (descriptor,) = struct.unpack("<Q", self._read(base + index, 8, "GDT entry"))
         access = (descriptor >> 40) & 0xFF
         is_code = access & 0x18 == 0x18
         if not is_code:
-            raise DeliveryFault(VECTOR_GP, index | ext, f"gate selector {selector:#x} is not a code segment")
+            raise DeliveryFault(Vector.GP, index | ext, f"gate selector {selector:#x} is not a code segment")
         if not access & 0x80:
-            raise DeliveryFault(VECTOR_NP, index | ext, f"code segment {selector:#x} is not present")
+            raise DeliveryFault(Vector.NP, index | ext, f"code segment {selector:#x} is not present")
         if long_mode and not (descriptor >> 53) & 1:
-            raise DeliveryFault(VECTOR_GP, index | ext, f"code segment {selector:#x} is not a 64-bit segment")
+            raise DeliveryFault(Vector.GP, index | ext, f"code segment {selector:#x} is not a 64-bit segment")
         conforming = bool(access & 0x04)
         dpl = (access >> 5) & 3
         return self._cpl() if conforming else dpl
@@ -237,27 +214,27 @@ class InterruptDelivery:
     def _tss_value(self, offset: int, size: int, ext: int) -> int:
         selector, base, limit, _ = self.uc.reg_read(x86.UC_X86_REG_TR)
         if selector & ~7 == 0 or offset + size - 1 > limit:
-            raise DeliveryFault(VECTOR_TS, (selector & ~3) | ext,
+            raise DeliveryFault(Vector.TS, (selector & ~3) | ext,
                                 f"TSS (TR {selector:#x}, limit {limit:#x}) has no field at {offset:#x}")
         return int.from_bytes(self._read(base + offset, size, "TSS"), "little")
 
     def _gate_checks(self, event: Event, gate_type: int, dpl: int, present: bool,
                      valid_types: tuple[int, ...], gate_error: int) -> None:
         if gate_type not in valid_types:
-            kind = "task gate (not emulated)" if gate_type == GATE_TASK else f"type {gate_type:#x}"
-            raise DeliveryFault(VECTOR_GP, gate_error, f"IDT entry {event.vector:#x} is a {kind}")
+            kind = "task gate (not emulated)" if gate_type == GateType.TASK else f"type {gate_type:#x}"
+            raise DeliveryFault(Vector.GP, gate_error, f"IDT entry {event.vector:#x} is a {kind}")
         if event.kind == KIND_SOFTWARE and dpl < self._cpl():
-            raise DeliveryFault(VECTOR_GP, gate_error, f"IDT entry {event.vector:#x} DPL {dpl} < CPL")
+            raise DeliveryFault(Vector.GP, gate_error, f"IDT entry {event.vector:#x} DPL {dpl} < CPL")
         if not present:
-            raise DeliveryFault(VECTOR_NP, gate_error, f"IDT entry {event.vector:#x} is not present")
+            raise DeliveryFault(Vector.NP, gate_error, f"IDT entry {event.vector:#x} is not present")
 
     def _fetch_gate(self, event: Event, size: int) -> tuple[bytes, int, int]:
         """The gate's bytes, the EXT bit and the IDT-format error code for faults about it."""
         ext = self._ext(event)
-        gate_error = event.vector * 8 | ERROR_IDT | ext
+        gate_error = event.vector * 8 | SelectorError.IDT | ext
         idt_base, idt_limit = self._table(x86.UC_X86_REG_IDTR)
         if event.vector * size + size - 1 > idt_limit:
-            raise DeliveryFault(VECTOR_GP, gate_error,
+            raise DeliveryFault(Vector.GP, gate_error,
                                 f"vector {event.vector:#x} is beyond the IDT limit {idt_limit:#x}")
         return self._read(idt_base + event.vector * size, size, "IDT entry"), ext, gate_error
 
@@ -267,12 +244,12 @@ class InterruptDelivery:
         gate, ext, gate_error = self._fetch_gate(event, 16)
         offset_low, selector, ist_byte, attributes, offset_mid, offset_high = struct.unpack_from("<HHBBHI", gate)
         self._gate_checks(event, attributes & 0xF, (attributes >> 5) & 3, bool(attributes & 0x80),
-                          (GATE_INTERRUPT_64, GATE_TRAP_64), gate_error)
+                          (GateType.INTERRUPT_32, GateType.TRAP_32), gate_error)
         target = offset_low | (offset_mid << 16) | (offset_high << 32)
         new_cpl = self._code_segment(selector, ext, long_mode=True)
         cpl = self._cpl()
         if new_cpl > cpl:
-            raise DeliveryFault(VECTOR_GP, (selector & ~3) | ext, "handler code segment is less privileged")
+            raise DeliveryFault(Vector.GP, (selector & ~3) | ext, "handler code segment is less privileged")
         old_rsp = uc.reg_read(x86.UC_X86_REG_RSP)
         old_ss = uc.reg_read(x86.UC_X86_REG_SS)
         ist = ist_byte & 7
@@ -289,10 +266,10 @@ class InterruptDelivery:
             words.insert(0, event.error_code)
         frame = struct.pack(f"<{len(words)}Q", *words)
         new_rsp = (rsp - len(frame)) & 0xFFFFFFFFFFFFFFFF
-        if not _canonical(new_rsp) or not _canonical(rsp - 1):
-            raise DeliveryFault(VECTOR_SS, ext, f"interrupt stack {new_rsp:#x} is not canonical")
+        if not is_canonical(new_rsp) or not is_canonical(rsp - 1):
+            raise DeliveryFault(Vector.SS, ext, f"interrupt stack {new_rsp:#x} is not canonical")
         self._write_stack(new_rsp, frame, 8)
-        self._commit(selector, new_cpl, target, new_rsp, attributes & 0xF == GATE_INTERRUPT_64,
+        self._commit(selector, new_cpl, target, new_rsp, attributes & 0xF == GateType.INTERRUPT_32,
                      new_cpl if new_cpl < cpl else None)
 
     # --- protected mode ---------------------------------------------------------------
@@ -302,13 +279,13 @@ class InterruptDelivery:
         offset_low, selector, _, attributes, offset_high = struct.unpack_from("<HHBBH", gate)
         gate_type = attributes & 0xF
         self._gate_checks(event, gate_type, (attributes >> 5) & 3, bool(attributes & 0x80),
-                          (GATE_INTERRUPT_32, GATE_TRAP_32, GATE_INTERRUPT_16, GATE_TRAP_16), gate_error)
-        wide = gate_type in (GATE_INTERRUPT_32, GATE_TRAP_32)
+                          (GateType.INTERRUPT_32, GateType.TRAP_32, GateType.INTERRUPT_16, GateType.TRAP_16), gate_error)
+        wide = gate_type in (GateType.INTERRUPT_32, GateType.TRAP_32)
         target = offset_low | (offset_high << 16) if wide else offset_low
         new_cpl = self._code_segment(selector, ext, long_mode=False)
         cpl = self._cpl()
         if new_cpl > cpl:
-            raise DeliveryFault(VECTOR_GP, (selector & ~3) | ext, "handler code segment is less privileged")
+            raise DeliveryFault(Vector.GP, (selector & ~3) | ext, "handler code segment is less privileged")
         old_esp = uc.reg_read(x86.UC_X86_REG_RSP) & 0xFFFFFFFF
         words = [event.return_rip & 0xFFFFFFFF, uc.reg_read(x86.UC_X86_REG_CS),
                  pushed_flags(event, uc.reg_read(x86.UC_X86_REG_EFLAGS))]
@@ -325,7 +302,7 @@ class InterruptDelivery:
         frame = b"".join(w.to_bytes(size, "little") for w in (x & ((1 << (8 * size)) - 1) for x in words))
         new_esp = (esp - len(frame)) & 0xFFFFFFFF
         self._write_stack(new_esp, frame, size)
-        self._commit(selector, new_cpl, target, new_esp, gate_type in (GATE_INTERRUPT_32, GATE_INTERRUPT_16),
+        self._commit(selector, new_cpl, target, new_esp, gate_type in (GateType.INTERRUPT_32, GateType.INTERRUPT_16),
                      new_ss)
 
     def _commit(self, selector: int, new_cpl: int, target: int, new_rsp: int, interrupt_gate: bool,
@@ -338,16 +315,11 @@ class InterruptDelivery:
             uc.reg_write(x86.UC_X86_REG_SS, new_ss)
         uc.reg_write(x86.UC_X86_REG_CS, (selector & ~3) | new_cpl)
         uc.reg_write(x86.UC_X86_REG_RSP, new_rsp)
-        flags = uc.reg_read(x86.UC_X86_REG_RFLAGS) & ~(EFLAGS_TF | EFLAGS_NT | EFLAGS_RF | EFLAGS_VM)
+        flags = uc.reg_read(x86.UC_X86_REG_RFLAGS) & ~(RFLAGS.TF | RFLAGS.NT | RFLAGS.RF | RFLAGS.VM)
         if interrupt_gate:
-            flags &= ~EFLAGS_IF
+            flags &= ~RFLAGS.IF
         uc.reg_write(x86.UC_X86_REG_RFLAGS, flags)
         uc.reg_write(x86.UC_X86_REG_RIP, target)
-
-
-def _canonical(address: int) -> bool:
-    top = address >> 47
-    return top == 0 or top == (1 << 17) - 1
 
 
 def error_code_for(vector: int, kind: str, raw_error: int) -> int | None:

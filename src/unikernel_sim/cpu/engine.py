@@ -12,19 +12,8 @@ from dataclasses import dataclass
 from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
 from unicorn import x86_const as x86
 
-MSR_EFER = 0xC0000080
-MSR_FS_BASE = 0xC0000100
-MSR_GS_BASE = 0xC0000101
+from unikernel_sim.arch import EFER, GPR_NAMES, MSR, RFLAGS, SEGMENT_NAMES
 
-EFLAGS_IF = 1 << 9
-EFLAGS_RESERVED_1 = 1 << 1
-CR0_PE = 1 << 0
-CR0_PG = 1 << 31
-EFER_LMA = 1 << 10
-
-GPR_NAMES = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
-             "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
-SEGMENT_NAMES = ("cs", "ds", "es", "fs", "gs", "ss")
 
 
 def create_engine() -> Uc:
@@ -53,11 +42,11 @@ class CpuState:
 
     @property
     def long_mode(self) -> bool:
-        return bool(self.efer & EFER_LMA)
+        return bool(self.efer & EFER.LMA)
 
     @property
     def interrupts_enabled(self) -> bool:
-        return bool(self.rflags & EFLAGS_IF)
+        return bool(self.rflags & RFLAGS.IF)
 
 
 def read_cpu_state(uc: Uc) -> CpuState:
@@ -71,7 +60,7 @@ def read_cpu_state(uc: Uc) -> CpuState:
         cr2=uc.reg_read(x86.UC_X86_REG_CR2),
         cr3=uc.reg_read(x86.UC_X86_REG_CR3),
         cr4=uc.reg_read(x86.UC_X86_REG_CR4),
-        efer=uc.msr_read(MSR_EFER),
+        efer=uc.msr_read(MSR.EFER),
         segments={name: uc.reg_read(reg_id(name)) for name in SEGMENT_NAMES},
         gdtr=(gdtr[1], gdtr[2]),
         idtr=(idtr[1], idtr[2]),

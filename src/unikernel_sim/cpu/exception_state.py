@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
+from unikernel_sim.arch import Vector
 from unicorn.x86_const import UC_X86_REG_GDTR, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RSP
 
 PROBE_CODE_ADDRESS = 0x1000
 PROBE_STACK = 0x8000
-VECTOR_GP = 13
 # mov ds, ax ; mov ds, bx ; int 0x40  (each probe starts at its own instruction)
 MOV_DS_AX = b"\x8e\xd8"
 MOV_DS_BX = b"\x8e\xdb"
@@ -119,7 +119,7 @@ def context_offsets() -> ContextOffsets:
     b0, a, b, s = _ints(before), _ints(gp_a), _ints(gp_b), _ints(soft)
     n = min(len(b0), len(a), len(b), len(s))
     error_code = _single([i for i in range(n) if a[i] == SELECTOR_A and b[i] == SELECTOR_B], "error_code")
-    old_exception = _single([i for i in range(n) if b0[i] == -1 and a[i] == VECTOR_GP and b[i] == VECTOR_GP],
+    old_exception = _single([i for i in range(n) if b0[i] == -1 and a[i] == Vector.GP and b[i] == Vector.GP],
                             "old_exception")
     is_int = _single([i for i in range(n) if s[i] == 1 and a[i] == 0 and b[i] == 0 and b0[i] == 0],
                      "exception_is_int")

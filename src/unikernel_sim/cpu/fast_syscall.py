@@ -33,25 +33,13 @@ from typing import TYPE_CHECKING
 from unicorn import UC_HOOK_INSN
 from unicorn import x86_const as x86
 
-from unikernel_sim.cpu.delivery import EFLAGS_RF, EFLAGS_VM, VECTOR_GP, VECTOR_UD
-from unikernel_sim.cpu.engine import EFER_LMA, EFLAGS_IF, MSR_EFER
+from unikernel_sim.arch import CR0, EFER, MASK32, MASK64, MAX_INSTRUCTION_LENGTH, MSR, RFLAGS, Vector
 from unikernel_sim.cpu.exception_state import in_64bit_mode, set_cpl
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
 
-MSR_STAR = 0xC0000081
-MSR_LSTAR = 0xC0000082
-MSR_FMASK = 0xC0000084
-MSR_SYSENTER_CS = 0x174
-MSR_SYSENTER_ESP = 0x175
-MSR_SYSENTER_EIP = 0x176
-CR0_PE = 1 << 0
-MASK32 = (1 << 32) - 1
-EFER_SCE = 1 << 0
 SELECTOR_RPL = 3
-MAX_INSTRUCTION = 15
-MASK64 = (1 << 64) - 1
 
 
 class FastSystemCall:
@@ -65,32 +53,32 @@ class FastSystemCall:
     def _on_syscall(self, uc, _user) -> None:
         rip = uc.reg_read(x86.UC_X86_REG_RIP)
         length = self._length(rip)
-        if not uc.msr_read(MSR_EFER) & EFER_SCE or not in_64bit_mode(uc):
-            self.machine.raise_fault(VECTOR_UD, None, rip)
+        if not uc.msr_read(MSR.EFER) & EFER.SCE or not in_64bit_mode(uc):
+            self.machine.raise_fault(Vector.UD, None, rip)
             return
         self.count += 1
-        star, lstar, fmask = uc.msr_read(MSR_STAR), uc.msr_read(MSR_LSTAR), uc.msr_read(MSR_FMASK)
+        star, lstar, fmask = uc.msr_read(MSR.STAR), uc.msr_read(MSR.LSTAR), uc.msr_read(MSR.FMASK)
         rflags = uc.reg_read(x86.UC_X86_REG_RFLAGS)
         uc.reg_write(x86.UC_X86_REG_RCX, (rip + length) & MASK64)
-        uc.reg_write(x86.UC_X86_REG_R11, rflags & ~EFLAGS_RF)
+        uc.reg_write(x86.UC_X86_REG_R11, rflags & ~RFLAGS.RF)
         self._enter_ring0(uc, (star >> 32) & 0xFFFC)
-        uc.reg_write(x86.UC_X86_REG_RFLAGS, rflags & ~(fmask | EFLAGS_RF) & MASK32)
+        uc.reg_write(x86.UC_X86_REG_RFLAGS, rflags & ~(fmask | RFLAGS.RF) & MASK32)
         uc.reg_write(x86.UC_X86_REG_RIP, (lstar - length) & MASK64)   # Unicorn adds length back
 
     def _on_sysenter(self, uc, _user) -> None:
         rip = uc.reg_read(x86.UC_X86_REG_RIP)
         length = self._length(rip)
-        kernel_cs = uc.msr_read(MSR_SYSENTER_CS) & 0xFFFC
-        if not uc.reg_read(x86.UC_X86_REG_CR0) & CR0_PE or kernel_cs == 0:
-            self.machine.raise_fault(VECTOR_GP, 0, rip)
+        kernel_cs = uc.msr_read(MSR.SYSENTER_CS) & 0xFFFC
+        if not uc.reg_read(x86.UC_X86_REG_CR0) & CR0.PE or kernel_cs == 0:
+            self.machine.raise_fault(Vector.GP, 0, rip)
             return
         self.count += 1
-        wide = MASK64 if uc.msr_read(MSR_EFER) & EFER_LMA else MASK32
+        wide = MASK64 if uc.msr_read(MSR.EFER) & EFER.LMA else MASK32
         rflags = uc.reg_read(x86.UC_X86_REG_RFLAGS)
         self._enter_ring0(uc, kernel_cs)
-        uc.reg_write(x86.UC_X86_REG_RFLAGS, rflags & ~(EFLAGS_VM | EFLAGS_IF | EFLAGS_RF) & MASK32)
-        uc.reg_write(x86.UC_X86_REG_RSP, uc.msr_read(MSR_SYSENTER_ESP) & wide)
-        uc.reg_write(x86.UC_X86_REG_RIP, ((uc.msr_read(MSR_SYSENTER_EIP) & wide) - length) & MASK64)
+        uc.reg_write(x86.UC_X86_REG_RFLAGS, rflags & ~(RFLAGS.VM | RFLAGS.IF | RFLAGS.RF) & MASK32)
+        uc.reg_write(x86.UC_X86_REG_RSP, uc.msr_read(MSR.SYSENTER_ESP) & wide)
+        uc.reg_write(x86.UC_X86_REG_RIP, ((uc.msr_read(MSR.SYSENTER_EIP) & wide) - length) & MASK64)
 
     @staticmethod
     def _enter_ring0(uc, kernel_cs: int) -> None:
@@ -105,7 +93,7 @@ class FastSystemCall:
             from unikernel_sim.diagnostics.disassembly import disassembler
 
             self._decoder = disassembler(long_mode=True)
-        code = self.machine.read_virtual(rip, MAX_INSTRUCTION) or self.machine.read_virtual(rip, 2) or b""
+        code = self.machine.read_virtual(rip, MAX_INSTRUCTION_LENGTH) or self.machine.read_virtual(rip, 2) or b""
         for instruction in self._decoder.disasm(code, rip, 1):
             return instruction.size
         return 2

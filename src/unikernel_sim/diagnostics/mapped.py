@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from unicorn import x86_const as x86
 
-from unikernel_sim.cpu.engine import MSR_EFER
-from unikernel_sim.memory.paging import ADDRESS_MASK_64, PTE_P, PTE_PS, paging_mode
+from unikernel_sim.arch import MSR, PTE, PTE_ADDRESS_MASK_64
+from unikernel_sim.memory.paging import paging_mode
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
@@ -18,7 +18,7 @@ MAX_ENTRIES = 1 << 20
 def mapped_ranges(machine: "Machine") -> list[tuple[int, int]] | None:
     """[(start, end)] of mapped virtual addresses in 4-level mode; None in other modes."""
     uc = machine.uc
-    mode = paging_mode(uc.reg_read(x86.UC_X86_REG_CR0), uc.reg_read(x86.UC_X86_REG_CR4), uc.msr_read(MSR_EFER))
+    mode = paging_mode(uc.reg_read(x86.UC_X86_REG_CR0), uc.reg_read(x86.UC_X86_REG_CR4), uc.msr_read(MSR.EFER))
     if mode != "4-level":
         return None
     ranges: list[list[int]] = []
@@ -40,17 +40,17 @@ def mapped_ranges(machine: "Machine") -> list[tuple[int, int]] | None:
         shift = 12 + 9 * level
         for index, entry in enumerate(table(address)):
             budget[0] -= 1
-            if budget[0] < 0 or not entry & PTE_P:
+            if budget[0] < 0 or not entry & PTE.P:
                 continue
             virtual = base | (index << shift)
             if level == 3 and index >= 256:
                 virtual |= 0xFFFF << 48                      # sign-extend the canonical upper half
-            if level == 0 or (level in (1, 2) and entry & PTE_PS):
+            if level == 0 or (level in (1, 2) and entry & PTE.PS):
                 add(virtual, 1 << shift)
             else:
-                walk(entry & ADDRESS_MASK_64, level - 1, virtual)
+                walk(entry & PTE_ADDRESS_MASK_64, level - 1, virtual)
 
-    walk(uc.reg_read(x86.UC_X86_REG_CR3) & ADDRESS_MASK_64, 3, 0)
+    walk(uc.reg_read(x86.UC_X86_REG_CR3) & PTE_ADDRESS_MASK_64, 3, 0)
     return [(start, end) for start, end in ranges]
 
 

@@ -9,8 +9,8 @@ import struct
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from unikernel_sim.cpu.engine import GPR_NAMES, CpuState
-from unikernel_sim.cpu.vectors import short_name, vector_name
+from unikernel_sim.arch import CR0, CR4, EFER, GPR_NAMES, Vector, flag_names, short_name, vector_name
+from unikernel_sim.cpu.engine import CpuState
 from unikernel_sim.diagnostics import decode
 from unikernel_sim.diagnostics.checkers import Hint, all_checkers
 
@@ -46,10 +46,10 @@ class Evidence:
     def page_fault(self) -> tuple[int, int, int] | None:
         """(address, error code, rip) of the page fault behind this stop, if one."""
         for step in self.stop.chain:
-            if step.vector == 14 and step.cr2 is not None:
+            if step.vector == Vector.PF and step.cr2 is not None:
                 return step.cr2, step.error_code or 0, step.rip
         last = self.machine.last_exception
-        if last is not None and last[0] == 14 and last[3] is not None:
+        if last is not None and last[0] == Vector.PF and last[3] is not None:
             return last[3], last[1] or 0, last[2]
         return None
 
@@ -196,10 +196,10 @@ def _registers(state: CpuState) -> dict[str, Any]:
     return {
         "gpr": dict(state.gpr), "rip": state.rip,
         "rflags": state.rflags, "rflags_decoded": decode.rflags(state.rflags),
-        "cr0": state.cr0, "cr0_decoded": decode.bit_names(state.cr0, decode.CR0_BITS),
+        "cr0": state.cr0, "cr0_decoded": flag_names(state.cr0, CR0),
         "cr2": state.cr2, "cr3": state.cr3,
-        "cr4": state.cr4, "cr4_decoded": decode.bit_names(state.cr4, decode.CR4_BITS),
-        "efer": state.efer, "efer_decoded": decode.bit_names(state.efer, decode.EFER_BITS),
+        "cr4": state.cr4, "cr4_decoded": flag_names(state.cr4, CR4),
+        "efer": state.efer, "efer_decoded": flag_names(state.efer, EFER),
         "segments": dict(state.segments),
         "gdtr": {"base": state.gdtr[0], "limit": state.gdtr[1]},
         "idtr": {"base": state.idtr[0], "limit": state.idtr[1]},

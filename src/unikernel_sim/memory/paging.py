@@ -10,19 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-CR0_PG = 1 << 31
-CR0_WP = 1 << 16
-CR4_PSE = 1 << 4
-CR4_PAE = 1 << 5
-EFER_LMA = 1 << 10
-EFER_NXE = 1 << 11
+from unikernel_sim.arch import CR0, CR4, EFER, PTE, PTE_ADDRESS_MASK_64
 
-PTE_P = 1 << 0
-PTE_RW = 1 << 1
-PTE_US = 1 << 2
-PTE_PS = 1 << 7
-PTE_NX = 1 << 63
-ADDRESS_MASK_64 = 0x000F_FFFF_FFFF_F000
+ADDRESS_MASK_64 = PTE_ADDRESS_MASK_64
 
 
 @dataclass
@@ -53,11 +43,11 @@ class Walk:
 
 
 def paging_mode(cr0: int, cr4: int, efer: int) -> str:
-    if not cr0 & CR0_PG:
+    if not cr0 & CR0.PG:
         return "none"
-    if efer & EFER_LMA:
+    if efer & EFER.LMA:
         return "4-level"
-    if cr4 & CR4_PAE:
+    if cr4 & CR4.PAE:
         return "PAE"
     return "32-bit"
 
@@ -90,7 +80,7 @@ def walk(
         table = cr3 & 0xFFFFF000
         entry_size, index_bits = 4, 10
 
-    nx_enabled = bool(efer & EFER_NXE)
+    nx_enabled = bool(efer & EFER.NXE)
     for number, (name, shift) in enumerate(levels):
         mask = (1 << (2 if (mode == "PAE" and name == "PDPTE") else index_bits)) - 1
         index = (virtual >> shift) & mask
@@ -100,14 +90,14 @@ def walk(
             result.fault_level = name
             return result
         entry = raw & 0xFFFFFFFF if entry_size == 4 else raw
-        present = bool(entry & PTE_P)
+        present = bool(entry & PTE.P)
         is_pdpte_pae = mode == "PAE" and name == "PDPTE"
         large = (
             present
             and name in ("PDPTE", "PDE")
             and not is_pdpte_pae
-            and bool(entry & PTE_PS)
-            and (mode != "32-bit" or bool(cr4 & CR4_PSE))
+            and bool(entry & PTE.PS)
+            and (mode != "32-bit" or bool(cr4 & CR4.PSE))
         )
         step = WalkStep(
             level=name,
@@ -115,9 +105,9 @@ def walk(
             index=index,
             entry=entry,
             present=present,
-            writable=bool(entry & PTE_RW) or is_pdpte_pae,
-            user=bool(entry & PTE_US) or is_pdpte_pae,
-            no_execute=nx_enabled and bool(entry & PTE_NX),
+            writable=bool(entry & PTE.RW) or is_pdpte_pae,
+            user=bool(entry & PTE.US) or is_pdpte_pae,
+            no_execute=nx_enabled and bool(entry & PTE.NX),
             large=large,
         )
         result.steps.append(step)

@@ -2,7 +2,7 @@
 small to hold the vector's gate."""
 from __future__ import annotations
 
-from unikernel_sim.cpu.vectors import short_name
+from unikernel_sim.arch import short_name
 from unikernel_sim.diagnostics.checkers import Hint
 
 

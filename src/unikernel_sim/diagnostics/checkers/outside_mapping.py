@@ -3,13 +3,11 @@ RAM for) whose address lies past what the page tables map, naming the range
 they actually map."""
 from __future__ import annotations
 
+from unikernel_sim.arch import PageFaultError
 from unikernel_sim.diagnostics.checkers import Hint
 from unikernel_sim.diagnostics.device_windows import device_window
 from unikernel_sim.diagnostics.mapped import format_ranges, mapped_ranges
-
-VECTOR_PF = 14
-PF_WRITE = 2
-PF_FETCH = 16
+from unikernel_sim.stops import StopReason
 
 
 def check(evidence) -> Hint | None:
@@ -17,8 +15,8 @@ def check(evidence) -> Hint | None:
     fault = evidence.page_fault
     if fault is not None:
         address, error, rip = fault
-        kind = "fetched" if error & PF_FETCH or address == rip else ("wrote" if error & PF_WRITE else "read")
-    elif evidence.stop.reason.value == "outside-ram":
+        kind = "fetched" if error & PageFaultError.I or address == rip else ("wrote" if error & PageFaultError.W else "read")
+    elif evidence.stop.reason is StopReason.OUTSIDE_RAM:
         address, rip = evidence.stop.fault_address, evidence.stop.rip
         kind = "accessed"
     else:

@@ -2,16 +2,13 @@
 is clear or CR0.EM/TS is set (SDM vol. 3A 13.1.3: what the OS must set)."""
 from __future__ import annotations
 
+from unikernel_sim.arch import CR0, CR4, Vector, short_name
 from unikernel_sim.diagnostics.checkers import Hint
-
-CR0_EM, CR0_TS = 1 << 2, 1 << 3
-CR4_OSFXSR = 1 << 9
-VECTOR_UD, VECTOR_NM = 6, 7
 
 
 def check(evidence) -> Hint | None:
     exception = evidence.first_exception
-    if exception is None or exception[0] not in (VECTOR_UD, VECTOR_NM):
+    if exception is None or exception[0] not in (Vector.UD, Vector.NM):
         return None
     vector, rip = exception[0], exception[2]
     kind = evidence.instruction_kind(rip)
@@ -19,16 +16,16 @@ def check(evidence) -> Hint | None:
         return None
     cr0, cr4 = evidence.state.cr0, evidence.state.cr4
     reasons = []
-    if kind == "SSE" and not cr4 & CR4_OSFXSR:
+    if kind == "SSE" and not cr4 & CR4.OSFXSR:
         reasons.append("CR4.OSFXSR is clear")
-    if cr0 & CR0_EM:
+    if cr0 & CR0.EM:
         reasons.append("CR0.EM is set")
-    if vector == VECTOR_NM and cr0 & CR0_TS:
+    if vector == Vector.NM and cr0 & CR0.TS:
         reasons.append("CR0.TS is set")
     if not reasons:
         return None
     where = evidence.where(rip)
-    name = "#UD" if vector == VECTOR_UD else "#NM"
+    name = short_name(vector)
     return Hint("sse-disabled", f"{kind} not enabled: {evidence.instruction_text(rip)} at {where} raised {name} "
                                 f"because {' and '.join(reasons)} (set CR0.MP, clear CR0.EM, set "
                                 f"CR4.OSFXSR/OSXMMEXCPT before any SSE code)", where)
