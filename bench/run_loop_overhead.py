@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from interrupts.harness import IdtGuest, build_protected  # noqa: E402
 
-from unikernel_sim.machine import RUN_UNTIL_NEVER, Machine  # noqa: E402
+from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER  # noqa: E402
+from unikernel_sim.machine import Machine  # noqa: E402
 
 PIT_1KHZ = 1193
 TIMER_HANDLER = "push eax\nmov al, 0x20\nout 0x20, al\npop eax\niretd"

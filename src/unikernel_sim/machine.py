@@ -40,7 +40,8 @@ from unikernel_sim.cpu.delivery import (
 )
 from unikernel_sim.arch import EFER_LMA, MSR, OPCODE_HLT, OPCODE_INT_IMM8, OPCODE_RET, RFLAGS_IF, Vector, short_name
 from unikernel_sim.cpu.engine import CpuState, create_engine, read_cpu_state
-from unikernel_sim.cpu.exception_state import (
+from unikernel_sim.cpu.unicorn_compat import (
+    RUN_UNTIL_NEVER,
     clear_exception_in_flight,
     context_offsets,
     interrupt_shadow,
@@ -73,9 +74,6 @@ from unikernel_sim.memory.ram import MAX_MEMORY_MB, MIB, MIN_MEMORY_MB, Ram
 from unikernel_sim.run_control import InterruptWatch
 from unikernel_sim.stops import FaultStep, Stop, StopReason
 
-# emu_start's `until`: a non-canonical address no code reaches. Not 2**64-1: with that
-# value Unicorn 2.1.4 leaves CR2 = 0xfffffffffffffffe when emu_start returns.
-RUN_UNTIL_NEVER = 1 << 63
 DEFAULT_TSC_HZ = 2_000_000_000        # 2 GHz
 DEFAULT_INSTRUCTIONS_PER_SECOND = 1_000_000_000   # deterministic mode: 1 ns per instruction
 PANIC_SYMBOLS = ("kernel_panic", "panic")
@@ -380,7 +378,7 @@ class Machine:
         return rip - 1
 
     def _on_invalid_instruction(self, uc, _user) -> bool:
-        # #UD never reaches UC_HOOK_INTR (DESIGN.md); it arrives here instead - and so
+        # #UD never reaches UC_HOOK_INTR (docs/unicorn-quirks.md, Q4); it arrives here instead - and so
         # does a software `int 6`, with RIP still at the INT instruction.
         rip = uc.reg_read(x86.UC_X86_REG_RIP)
         if self.read_virtual(rip, 2) == bytes([OPCODE_INT_IMM8, Vector.UD]):

@@ -2,7 +2,7 @@
 
 KeyboardInterrupt does not reach Python while Unicorn runs: emu_start holds
 the thread in C and the Python-level handler waits until it returns
-(DESIGN.md). A watcher thread blocks on a socket that Python's C-level signal
+(docs/unicorn-quirks.md). A watcher thread blocks on a socket that Python's C-level signal
 handler writes to (signal.set_wakeup_fd) and calls uc.emu_stop(). Only the CLI
 asks for this; the wall-clock timeout is a HostTimer deadline.
 """

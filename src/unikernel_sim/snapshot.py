@@ -17,10 +17,11 @@ import pickle
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from unicorn.unicorn_py3.unicorn import UcContext
 from unicorn.unicorn_const import (
     UC_CTL_CONTEXT_CPU, UC_CTL_CONTEXT_MEMORY, UC_CTL_CONTEXT_MODE, UC_CTL_IO_WRITE,
 )
+
+from unikernel_sim.cpu.unicorn_compat import UcContext
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine

@@ -32,7 +32,7 @@ def test_code_patched_after_the_snapshot_is_undone_on_restore(unisim_booted):
     original = machine.call("strlen", machine.kernel.boot_info_address + 16)
     patch = guestkit.assemble("mov eax, 42\nret", address, bits=64)
     machine.ram.write(address, patch)                     # a host patch over translated code...
-    machine.uc.ctl_remove_cache(address, address + len(patch))   # ...needs the cache told (DESIGN.md)
+    machine.uc.ctl_remove_cache(address, address + len(patch))   # ...needs the cache told (docs/unicorn-quirks.md, Q6)
     assert machine.call("strlen", 0) == 42
     flushes = machine.code_cache.flushes
     machine.restore(unisim_booted.snapshot)

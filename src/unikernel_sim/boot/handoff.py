@@ -8,7 +8,7 @@ stub's scratch page so that a kernel that pushes before loading its own stack
 does not fault.
 
 Unicorn starts a UC_MODE_64 engine in "paging-less long mode" (CR0.PG=0 but
-EFER.LMA=1), and writing CS only stores a selector. The recipe (DESIGN.md):
+EFER.LMA=1), and writing CS only stores a selector. The recipe (docs/unicorn-quirks.md, Q0):
 turn paging on over an identity map so that the next PG 1->0 transition is a
 real one, then let the emulated CPU itself run a stub that loads a GDT,
 far-returns into a 32-bit code segment (compatibility mode), clears CR0.PG

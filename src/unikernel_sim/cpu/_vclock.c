@@ -13,7 +13,8 @@
  * skipped. The TSC is derived from the instruction count (deterministic) or
  * from the host's monotonic clock (fast mode), scaled to the configured rate.
  *
- * The struct layout is mirrored by VClockState in vclock.py. */
+ * The struct layout is mirrored by VClockState in vclock.py, which compares
+ * its size with vclock_struct_size() when it is imported. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -70,6 +71,12 @@ uint64_t vclock_now_ns(const struct vclock *vc)
         return (uint64_t)(((unsigned __int128)vc->instructions * vc->ns_per_instruction_q32) >> 32)
                + vc->virtual_ns_skipped;
     return host_monotonic_ns() - vc->host_ns_at_zero - vc->host_ns_paused + vc->virtual_ns_skipped;
+}
+
+/* sizeof(struct vclock): vclock.py checks it against its ctypes mirror at import. */
+uint64_t vclock_struct_size(void)
+{
+    return sizeof(struct vclock);
 }
 
 uint64_t vclock_host_ns(void)

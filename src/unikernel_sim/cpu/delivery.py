@@ -1,6 +1,6 @@
 """Exception and interrupt delivery through the guest's own IDT.
 
-Unicorn never uses the guest IDT (DESIGN.md), so the simulator does what the
+Unicorn never uses the guest IDT (docs/unicorn-quirks.md, Q3), so the simulator does what the
 processor would (Intel SDM vol. 3A, 6.12 "Exception and interrupt handling",
 6.14 "Exception and interrupt handling in 64-bit mode"):
 
@@ -28,7 +28,7 @@ from unikernel_sim.arch import (
     CONTRIBUTORY, CR0, EFER, MSR, RFLAGS, GateType, PageFaultError, SelectorError, Vector, has_error_code, is_canonical,
     is_fault, short_name,
 )
-from unikernel_sim.cpu.exception_state import set_cpl
+from unikernel_sim.cpu.unicorn_compat import set_cpl
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine

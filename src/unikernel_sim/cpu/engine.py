@@ -2,7 +2,7 @@
 
 The engine is created in UC_MODE_64 even for 32-bit kernels: in a UC_MODE_32
 engine the register API is fixed to 32 bits, so after the guest enters long
-mode RIP and R8-R15 read back as 0 (see DESIGN.md). The Multiboot2 32-bit
+mode RIP and R8-R15 read back as 0 (docs/unicorn-quirks.md, Q0). The Multiboot2 32-bit
 entry state is then reached by running a stub (boot/handoff.py).
 """
 from __future__ import annotations

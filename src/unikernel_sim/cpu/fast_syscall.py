@@ -34,7 +34,7 @@ from unicorn import UC_HOOK_INSN
 from unicorn import x86_const as x86
 
 from unikernel_sim.arch import CR0, EFER, MASK32, MASK64, MAX_INSTRUCTION_LENGTH, MSR, RFLAGS, Vector
-from unikernel_sim.cpu.exception_state import in_64bit_mode, set_cpl
+from unikernel_sim.cpu.unicorn_compat import in_64bit_mode, set_cpl
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
@@ -82,7 +82,7 @@ class FastSystemCall:
 
     @staticmethod
     def _enter_ring0(uc, kernel_cs: int) -> None:
-        """CPL 0 first: QEMU refuses a ring-0 SS while the CPU is at CPL 3 (exception_state.set_cpl)."""
+        """CPL 0 first: QEMU refuses a ring-0 SS while the CPU is at CPL 3 (unicorn_compat.set_cpl)."""
         set_cpl(uc, 0)
         uc.reg_write(x86.UC_X86_REG_SS, kernel_cs + 8)
         uc.reg_write(x86.UC_X86_REG_CS, kernel_cs)

@@ -2,7 +2,7 @@
 and the wall-clock timeout of a run.
 
 Unicorn's own `timeout=` starts a thread per emu_start call (~150 us each,
-DESIGN.md); a 1 kHz guest timer would pay that a thousand times a second, and
+docs/unicorn-quirks.md); a 1 kHz guest timer would pay that a thousand times a second, and
 thousands of guest calls per second would too. This thread lives as long as
 the machine, sleeps until the earliest armed deadline and calls
 uc.emu_stop() (the binding releases the GIL inside emu_start, so it can run).

@@ -14,12 +14,12 @@ from __future__ import annotations
 import ctypes
 
 from unicorn import UC_HOOK_CODE, UC_HOOK_INSN, Uc
-from unicorn.unicorn_py3.unicorn import uclib
 from unicorn.x86_const import (
     UC_X86_INS_RDTSC, UC_X86_INS_RDTSCP, UC_X86_REG_MSR, UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX,
 )
 
 from unikernel_sim.cpu import _vclock
+from unikernel_sim.cpu.unicorn_compat import add_native_hook, native_function_address
 
 NEVER = (1 << 64) - 1
 RETURN_HISTORY = 16
@@ -55,6 +55,10 @@ class VClockState(ctypes.Structure):
 
 
 _lib = ctypes.CDLL(_vclock.__file__)
+_lib.vclock_struct_size.restype = ctypes.c_uint64
+if _lib.vclock_struct_size() != ctypes.sizeof(VClockState):
+    raise ImportError(f"_vclock.c's struct vclock ({_lib.vclock_struct_size()} bytes) and VClockState "
+                      f"({ctypes.sizeof(VClockState)} bytes) differ: rebuild the extension (pip install -e .)")
 _lib.vclock_now_ns.restype = ctypes.c_uint64
 _lib.vclock_now_ns.argtypes = [ctypes.POINTER(VClockState)]
 _lib.vclock_tsc.restype = ctypes.c_uint64
@@ -95,11 +99,11 @@ class VirtualClock:
         s.tsc_hz = tsc_hz
         s.ns_per_instruction_q32 = (NS_PER_SECOND << 32) // instructions_per_second
         s.host_ns_at_zero = host_ns()
-        s.emu_stop = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
-        s.reg_write = ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value
+        s.emu_stop = native_function_address("uc_emu_stop")
+        s.reg_write = native_function_address("uc_reg_write")
         s.reg_rax = UC_X86_REG_RAX
         s.reg_rdx = UC_X86_REG_RDX
-        s.reg_read = ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value
+        s.reg_read = native_function_address("uc_reg_read")
         s.reg_rcx = UC_X86_REG_RCX
         s.reg_msr = UC_X86_REG_MSR
         self._pointer = ctypes.pointer(self.state)
@@ -117,15 +121,7 @@ class VirtualClock:
 
     # --- hooks -----------------------------------------------------------
     def _add_hook(self, htype: int, callback: ctypes.c_void_p, begin: int, end: int, *extra: int) -> int:
-        handle = ctypes.c_size_t()
-        args = [ctypes.c_int(x) for x in extra]
-        status = uclib.uc_hook_add(
-            self.uc._uch, ctypes.byref(handle), htype, callback, self._user_data,
-            ctypes.c_uint64(begin), ctypes.c_uint64(end), *args,
-        )
-        if status != 0:
-            raise RuntimeError(f"uc_hook_add({htype}) failed with Unicorn error {status}")
-        return handle.value
+        return add_native_hook(self.uc, htype, callback, self._user_data, begin, end, *extra)
 
     def watch_return(self, address: int) -> None:
         """Record executions of the `ret` at address (C hook, no Python)."""

@@ -1,18 +1,27 @@
-"""What Unicorn knows about an exception but does not tell: the error code,
-whether it came from INT n, and QEMU's "exception in flight" marker.
+"""Every access to Unicorn's private surface, in one place.
 
-Unicorn 2.1.4 hands UC_HOOK_INTR only the vector. QEMU still computes the
-error code (for #PF the exact P/W/U/RSVD/I bits from its own page walk) and
-keeps it in the CPU state, which uc_context_save copies. QEMU also sets
-``old_exception`` and, because Unicorn skips QEMU's delivery code, never
-clears it: after one contributory exception the next arrives as a false #DF
-and the third ends emu_start silently (unicorn issues 1883 and 578).
+Unicorn 2.1.4 leaves a kernel simulator several things that its public API does
+not offer; each workaround below names the behaviour it works around by its
+number in docs/unicorn-quirks.md, where the reproduction (a test on raw
+Unicorn, tests/unicorn_quirks/) and the reason are written down. When an
+upgrade makes a reproduction test fail, the workaround it names can go.
 
-The field offsets differ between Unicorn builds, so they are found once per
-process by diffing contexts around exceptions with known values (a #GP whose
-error code is a chosen selector, an INT n), then each exception's context is
-read and ``old_exception`` reset to -1. The simulator's own double- and
-triple-fault logic (delivery.py) is then the only one.
+  RUN_UNTIL_NEVER            Q1  emu_start(until=2**64-1) clobbers CR2
+  native_function_address    Q8  the binding refuses UC_HOOK_INSN for RDTSC/RDTSCP,
+  add_native_hook                so C hooks are registered through the library itself
+  context_offsets and the    Q3  UC_HOOK_INTR gives the vector only: the error code and
+  functions that use them        "was it INT n" live in the saved CPU context
+                             Q2  QEMU's old_exception is never reset: false #DF, then a
+                                 silent end of emu_start
+                             Q10 writing CS does not change the CPL (QEMU's hflags)
+                             Q14 the STI / MOV SS interrupt shadow is an hflags bit
+  UcContext                      the binding exports the context type only from its
+                                 private module
+
+The context fields' offsets differ between Unicorn builds, so they are found
+once per process by diffing contexts around exceptions with known values (a
+#GP whose error code is a chosen selector, an INT n, a ring-3 int3), then read
+or patched in a context that is saved, changed and restored.
 """
 from __future__ import annotations
 
@@ -22,8 +31,40 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
+from unicorn.unicorn_py3.unicorn import UcContext, uclib
 from unikernel_sim.arch import Vector
 from unicorn.x86_const import UC_X86_REG_GDTR, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RSP
+
+__all__ = [
+    "RUN_UNTIL_NEVER", "UcContext", "add_native_hook", "clear_exception_in_flight", "context_offsets",
+    "in_64bit_mode", "interrupt_shadow", "native_function_address", "set_cpl", "take_exception_info",
+]
+
+RUN_UNTIL_NEVER = 1 << 63
+"""emu_start's `until`: a non-canonical address no code reaches. Not 2**64-1:
+with that value Unicorn 2.1.4 leaves CR2 = 0xfffffffffffffffe when emu_start
+returns (Q1)."""
+
+
+def native_function_address(name: str) -> int:
+    """The address of a libunicorn C function (uc_emu_stop, uc_reg_read...), for C
+    hooks that call back into Unicorn without Python (Q8)."""
+    return ctypes.cast(getattr(uclib, name), ctypes.c_void_p).value
+
+
+def add_native_hook(uc: Uc, htype: int, callback: ctypes.c_void_p, user_data: ctypes.c_void_p,
+                    begin: int, end: int, *extra: int) -> int:
+    """uc_hook_add with a C function pointer, through the library itself: the
+    binding refuses UC_HOOK_INSN + RDTSC although the C core accepts it (Q8), and
+    a C callback costs no Python per call. Returns the hook handle (hook_del takes it)."""
+    handle = ctypes.c_size_t()
+    args = [ctypes.c_int(x) for x in extra]
+    status = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), htype, callback, user_data,
+                               ctypes.c_uint64(begin), ctypes.c_uint64(end), *args)
+    if status != 0:
+        raise RuntimeError(f"uc_hook_add({htype}) failed with Unicorn error {status}")
+    return handle.value
+
 
 PROBE_CODE_ADDRESS = 0x1000
 PROBE_STACK = 0x8000
@@ -112,7 +153,7 @@ def _single(candidates: list[int], what: str) -> int:
 
 @lru_cache(maxsize=1)
 def context_offsets() -> ContextOffsets:
-    """Find the three fields (a few milliseconds, once per process)."""
+    """Find the context fields (a few milliseconds, once per process; Q2, Q3, Q10)."""
     before, gp_a = _probe(MOV_DS_AX, rax=SELECTOR_A)
     _, gp_b = _probe(MOV_DS_BX, rbx=SELECTOR_B)
     _, soft = _probe(INT_0X40)
@@ -144,7 +185,7 @@ def _saved_context(uc: Uc):
 
 
 def take_exception_info(uc: Uc) -> ExceptionInfo:
-    """Read the pending exception's details and clear QEMU's in-flight marker."""
+    """Read the pending exception's details (Q3) and clear QEMU's in-flight marker (Q2)."""
     offsets = context_offsets()
     context, base = _saved_context(uc)
     error_code = ctypes.c_int32.from_address(base + offsets.error_code).value & 0xFFFFFFFF
@@ -154,9 +195,8 @@ def take_exception_info(uc: Uc) -> ExceptionInfo:
     return ExceptionInfo(error_code=error_code, software=software)
 
 
-
 def clear_exception_in_flight(uc: Uc) -> None:
-    """Reset QEMU's old_exception before a slice.
+    """Reset QEMU's old_exception before a slice (Q2).
 
     Measured: emu_stop() requested from an I/O hook can leave old_exception = 13
     with no exception ever reported (a stop while the firmware unmasked an IRQ at
@@ -175,7 +215,7 @@ def set_cpl(uc: Uc, cpl: int) -> None:
 
     Writing CS through the API does not change QEMU's CPL (it lives in hflags and
     follows SS.DPL), and writing a ring-0 SS is refused while the CPU is at CPL 3,
-    so a privilege-changing delivery sets the CPL in the saved context first."""
+    so a privilege-changing delivery sets the CPL in the saved context first (Q10)."""
     offsets = context_offsets()
     context, base = _saved_context(uc)
     field = ctypes.c_uint32.from_address(base + offsets.hflags)
@@ -197,7 +237,7 @@ def interrupt_shadow(uc: Uc) -> bool:
     that `sti; hlt` cannot lose a wake-up. QEMU keeps this state in hflags
     (HF_INHIBIT_IRQ), and a slice that ends between STI and the next instruction
     (a breakpoint there, a host-timer stop) leaves it set; measured with
-    emu_start(count=1) after `sti` and after `mov ss`."""
+    emu_start(count=1) after `sti` and after `mov ss` (Q14)."""
     return bool(_hflags(uc) & HF_INHIBIT_IRQ)
 
 

@@ -1,0 +1,191 @@
+"""Reproductions, on raw Unicorn with no simulator code in the way, of the
+Unicorn 2.1.4 behaviours the simulator works around (docs/unicorn-quirks.md
+lists each with its workaround). Each test asserts that the quirk is still
+there: when an upgrade of Unicorn makes one fail, the workaround that names
+the same Q-number can be reconsidered.
+"""
+from __future__ import annotations
+
+import struct
+
+import pytest
+from unicorn import (
+    UC_ARCH_X86, UC_ERR_ARG, UC_ERR_READ_UNMAPPED, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN, UC_HOOK_INSN_INVALID,
+    UC_HOOK_INTR, UC_MODE_64, Uc, UcError,
+)
+from unicorn import x86_const as x86
+
+CODE = 0x1000
+STACK = 0x8000
+IDT = 0x3000
+GDT = 0x4000
+RAM = 0x10000
+HLT = b"\xf4"
+
+
+def engine(code: bytes) -> Uc:
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.mem_map(0, RAM)
+    uc.mem_write(CODE, code)
+    uc.reg_write(x86.UC_X86_REG_RSP, STACK)
+    return uc
+
+
+def record_interrupts(uc: Uc, skip: int = 0) -> list[tuple[int, int]]:
+    """(vector, rip) per UC_HOOK_INTR call; skip > 0 steps RIP over the faulting instruction."""
+    seen: list[tuple[int, int]] = []
+
+    def on_interrupt(uc, vector, _user):
+        rip = uc.reg_read(x86.UC_X86_REG_RIP)
+        seen.append((vector, rip))
+        if skip:
+            uc.reg_write(x86.UC_X86_REG_RIP, rip + skip)
+        else:
+            uc.emu_stop()
+
+    uc.hook_add(UC_HOOK_INTR, on_interrupt)
+    return seen
+
+
+def test_q2_second_contributory_exception_arrives_as_double_fault():
+    # mov ds, ax (selector 0x1234: beyond the GDT -> #GP) twice
+    uc = engine(b"\x8e\xd8\x8e\xd8" + HLT)
+    uc.reg_write(x86.UC_X86_REG_RAX, 0x1234)
+    seen = record_interrupts(uc, skip=2)
+    uc.emu_start(CODE, 1 << 63)
+    assert [vector for vector, _ in seen] == [13, 8]
+
+
+def test_q3_interrupt_hook_gets_the_vector_only_and_the_guest_idt_is_not_used():
+    uc = engine(b"\x8e\xd8" + HLT)                                # mov ds, ax -> #GP(0x1234)
+    handler = 0x2000
+    uc.mem_write(handler, b"\x48\xc7\xc3\x01\x00\x00\x00" + HLT)  # mov rbx, 1; hlt
+    gate = struct.pack("<HHBBHII", handler & 0xFFFF, 0x08, 0, 0x8E, handler >> 16, 0, 0)
+    uc.mem_write(IDT + 13 * 16, gate)
+    uc.reg_write(x86.UC_X86_REG_IDTR, (0, IDT, 256 * 16 - 1, 0))
+    uc.reg_write(x86.UC_X86_REG_RAX, 0x1234)
+    seen = record_interrupts(uc)
+    uc.emu_start(CODE, 1 << 63)
+    assert seen == [(13, CODE)]                                  # RIP at the fault, no error code given
+    assert uc.reg_read(x86.UC_X86_REG_RBX) == 0                  # the IDT's handler never ran
+    assert uc.reg_read(x86.UC_X86_REG_RSP) == STACK              # and no frame was pushed
+
+
+@pytest.mark.parametrize("code, rip_offset", [(b"\x0f\x0b", 0), (b"\xcd\x06", 0)], ids=["ud2", "int6"])
+def test_q4_invalid_opcode_and_int6_bypass_the_interrupt_hook(code, rip_offset):
+    uc = engine(code + HLT)
+    interrupts = record_interrupts(uc)
+    invalid: list[int] = []
+
+    def on_invalid(uc, _user):
+        invalid.append(uc.reg_read(x86.UC_X86_REG_RIP))
+        return False
+
+    uc.hook_add(UC_HOOK_INSN_INVALID, on_invalid)
+    with pytest.raises(UcError):
+        uc.emu_start(CODE, 1 << 63)
+    assert interrupts == [] and invalid == [CODE + rip_offset]
+
+
+def test_q5_hlt_returns_from_emu_start_without_an_error():
+    uc = engine(b"\x90" + HLT + b"\x90")
+    uc.emu_start(CODE, 1 << 63)                                  # no UcError, no stop reason
+    assert uc.reg_read(x86.UC_X86_REG_RIP) == CODE + 2           # just past the hlt
+
+
+def test_q6_host_write_over_translated_code_is_not_seen_until_the_cache_is_told():
+    uc = engine(b"\xb8\x01\x00\x00\x00" + HLT)                   # mov eax, 1; hlt
+    uc.emu_start(CODE, 1 << 63)
+    uc.mem_write(CODE + 1, b"\x02")                              # now mov eax, 2
+    uc.emu_start(CODE, 1 << 63)
+    assert uc.reg_read(x86.UC_X86_REG_RAX) == 1                  # the stale translation ran
+    uc.ctl_remove_cache(CODE, CODE + 6)
+    uc.emu_start(CODE, 1 << 63)
+    assert uc.reg_read(x86.UC_X86_REG_RAX) == 2
+
+
+def test_q7_unmapped_reads_end_the_run():
+    uc = engine(b"\x48\x8b\x04\x25\x00\x00\x10\x00" + HLT)       # mov rax, [0x100000]
+    with pytest.raises(UcError) as error:
+        uc.emu_start(CODE, 1 << 63)
+    assert error.value.errno == UC_ERR_READ_UNMAPPED
+
+
+def test_q8_the_binding_refuses_an_rdtsc_hook():
+    uc = engine(b"\x0f\x31" + HLT)
+    with pytest.raises(UcError) as error:
+        uc.hook_add(UC_HOOK_INSN, lambda *args: 1, None, 1, 0, x86.UC_X86_INS_RDTSC)
+    assert error.value.errno == UC_ERR_ARG
+
+
+def test_q9_a_stop_requested_from_an_io_hook_lets_the_rest_of_the_block_run():
+    """Without a per-instruction hook, emu_stop() from an `out` hook does not land
+    right after the `out`: the next instruction (here a faulting one) runs first."""
+    uc = engine(b"\xe6\x21" + b"\x8e\xd8" + HLT)                 # out 0x21, al; mov ds, ax (#GP)
+    uc.reg_write(x86.UC_X86_REG_RAX, 0x1234)
+    seen = record_interrupts(uc, skip=2)
+    uc.hook_add(UC_HOOK_INSN, lambda uc, port, size, value, _u: uc.emu_stop(), None, 1, 0, x86.UC_X86_INS_OUT)
+    uc.emu_start(CODE, 1 << 63)
+    assert seen == [(13, CODE + 2)]
+    assert uc.reg_read(x86.UC_X86_REG_RIP) == CODE + 4
+
+
+def test_q10_writing_cs_does_not_change_the_privilege_level():
+    uc = engine(b"\xfa" + HLT)                                   # cli: #GP at CPL 3 with IOPL 0
+    uc.reg_write(x86.UC_X86_REG_CS, 0x23)                        # a ring-3 selector
+    uc.reg_write(x86.UC_X86_REG_RFLAGS, 0x202)
+    seen = record_interrupts(uc)
+    uc.emu_start(CODE, 1 << 63)
+    assert seen == [] and not uc.reg_read(x86.UC_X86_REG_RFLAGS) & 0x200   # ran at CPL 0
+
+
+def test_q11_syscall_without_a_hook_is_a_no_op():
+    lstar = 0x2000
+    uc = engine(b"\x0f\x05" + HLT)                               # syscall; hlt
+    uc.mem_write(lstar, b"\x48\xc7\xc3\x01\x00\x00\x00" + HLT)    # mov rbx, 1; hlt
+    uc.msr_write(0xC0000080, uc.msr_read(0xC0000080) | 1)        # EFER.SCE
+    uc.msr_write(0xC0000082, lstar)
+    uc.emu_start(CODE, 1 << 63)
+    assert uc.reg_read(x86.UC_X86_REG_RIP) == CODE + 3 and uc.reg_read(x86.UC_X86_REG_RBX) == 0
+
+
+def test_q12_cpuid_leaf_1_advertises_a_local_apic():
+    uc = engine(b"\x0f\xa2" + HLT)
+    uc.reg_write(x86.UC_X86_REG_RAX, 1)
+    uc.emu_start(CODE, 1 << 63)
+    assert uc.reg_read(x86.UC_X86_REG_RDX) & (1 << 9)
+
+
+def test_q13_code_hooks_are_skipped_while_a_stop_is_pending():
+    # inc rbx; inc rcx; hlt -- two hooks on `inc rcx`: the first asks to stop, the second is skipped
+    uc = engine(b"\x48\xff\xc3" + b"\x48\xff\xc1" + HLT)
+    second: list[int] = []
+    uc.hook_add(UC_HOOK_CODE, lambda uc, address, size, _u: uc.emu_stop(), begin=CODE + 3, end=CODE + 3)
+    uc.hook_add(UC_HOOK_CODE, lambda uc, address, size, _u: second.append(address), begin=CODE + 3, end=CODE + 3)
+    uc.emu_start(CODE, 1 << 63)
+    assert second == []
+    assert uc.reg_read(x86.UC_X86_REG_RIP) == CODE + 3
+
+
+def test_q15_emu_stop_from_a_block_hook_stops_before_the_block_runs():
+    uc = engine(b"\x48\xff\xc3" + HLT)
+    uc.hook_add(UC_HOOK_BLOCK, lambda uc, address, size, _u: uc.emu_stop())
+    uc.emu_start(CODE, 1 << 63)
+    assert uc.reg_read(x86.UC_X86_REG_RIP) == CODE and uc.reg_read(x86.UC_X86_REG_RBX) == 0
+
+
+def test_q16_count_does_not_reach_blocks_translated_before_it():
+    # mov ecx, 1000; loop: dec ecx; jnz loop; hlt
+    code = b"\xb9\xe8\x03\x00\x00" + b"\xff\xc9\x75\xfc" + HLT
+    uc = engine(code)
+    uc.emu_start(CODE, 1 << 63)                                  # translate it all
+    uc.emu_start(CODE, 1 << 63, count=2)
+    assert uc.reg_read(x86.UC_X86_REG_RCX) == 0                  # ran to the end, not 2 instructions
+
+
+def test_q17_misaligned_movaps_does_not_fault():
+    uc = engine(b"\x0f\x28\x04\x25\x01\x50\x00\x00" + HLT)       # movaps xmm0, [0x5001]
+    uc.reg_write(x86.UC_X86_REG_CR4, uc.reg_read(x86.UC_X86_REG_CR4) | (1 << 9))
+    seen = record_interrupts(uc)
+    uc.emu_start(CODE, 1 << 63)
+    assert seen == []
