@@ -27,7 +27,7 @@ def main() -> int:
         print(f"pit_init({options.hz}) refused")
         return 1
     text = GuestScratch.after_heap(machine).put_c_string(TEXT)
-    irqs_before, calls, failures = machine.irq_count, 0, 0
+    irqs_before, calls, failures = machine.interrupts.irq_count, 0, 0
     deadline = time.monotonic() + options.seconds
     while time.monotonic() < deadline:
         try:
@@ -39,7 +39,7 @@ def main() -> int:
             failures += 1
             break
         calls += 1
-    print(f"| calls | IRQs | failures |\n|---|---|---|\n| {calls} | {machine.irq_count - irqs_before} | {failures} |")
+    print(f"| calls | IRQs | failures |\n|---|---|---|\n| {calls} | {machine.interrupts.irq_count - irqs_before} | {failures} |")
     return 1 if failures else 0
 
 

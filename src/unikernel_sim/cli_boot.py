@@ -8,6 +8,7 @@ from unikernel_sim.cli import open_output_file, read_optional_input
 from unikernel_sim.errors import UsageError
 from unikernel_sim.console import StreamWriter
 from unikernel_sim.run import BootResult, boot
+from unikernel_sim.diagnostics.report import build_report
 
 
 def run_boot(args: argparse.Namespace) -> int:
@@ -61,19 +62,19 @@ def run_boot(args: argparse.Namespace) -> int:
 def show_screen(result: BootResult, *, vga: bool, screenshot: str | None) -> None:
     if vga:
         print("--- VGA text screen ---", file=sys.stderr)
-        print(result.machine.vga.text(), file=sys.stderr)
+        print(result.machine.board.vga.text(), file=sys.stderr)
     if screenshot:
         from unikernel_sim.devices.vga_render import save_png
 
         try:
-            save_png(result.machine.vga, screenshot)
+            save_png(result.machine.board.vga, screenshot)
         except OSError as error:
             raise UsageError(f"cannot write the screenshot: {error.strerror}", where=screenshot) from None
 
 
 def print_interrupt_trace(result: BootResult) -> None:
     """One line per delivered event, like QEMU's -d int."""
-    for ns, label, rip, instructions in result.machine.interrupt_log:
+    for ns, label, rip, instructions in result.machine.interrupts.log:
         count = "" if instructions is None else f" insn={instructions}"
         print(f"int: t={ns}ns{count} {label} rip={rip:#x}", file=sys.stderr)
 
@@ -84,12 +85,12 @@ def report_end(result: BootResult, *, verbose: bool, report_json: str | None = N
     stop = result.stop
     report = None
     if stop.abnormal:
-        report = result.machine.report(stop)
+        report = build_report(result.machine, stop)
         print(f"unisim: {report.text()}", file=sys.stderr)
     elif result.machine.red_zone and result.machine.red_zone.hits or result.machine.alignment_violations:
-        report = result.machine.report(stop)
+        report = build_report(result.machine, stop)
         for hint in report.hints:
-            print(f"unisim: warning: {hint['message']}", file=sys.stderr)
+            print(f"unisim: warning: {hint.message}", file=sys.stderr)
     if report_json:
         _write_report_json(report, report_json)
     if stop.exit_value is not None and stop.exit_value != result.exit_code and verbose:
@@ -100,7 +101,7 @@ def report_end(result: BootResult, *, verbose: bool, report_json: str | None = N
         count = "not counted" if result.instructions is None else f"{result.instructions} instructions"
         print(f"unisim: {stop.summary}; exit status {result.exit_code}; {count}; "
               f"{result.wall_time:.3f} s", file=sys.stderr)
-        bus = result.machine.bus
+        bus = result.machine.board.io
         for kind, counter in (("read", bus.unknown_reads), ("write", bus.unknown_writes)):
             for port, count_ in sorted(counter.items()):
                 print(f"unisim: unknown port {port:#06x}: {count_} {kind}(s)", file=sys.stderr)

@@ -35,7 +35,7 @@ def describe_image(path: str) -> list[str]:
 
 
 def _describe_elf(data: bytes, path: str) -> list[str]:
-    from unikernel_sim.diagnostics.symbols import SymbolTable
+    from unikernel_sim.boot.symbols import SymbolTable
 
     elf = read_elf(data, path)
     entry = elf.physical_entry()

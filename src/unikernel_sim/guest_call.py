@@ -96,8 +96,7 @@ class GuestCaller:
     def resolve(self, function: str | int) -> int:
         if isinstance(function, int):
             return function
-        symbols = self.machine.symbols
-        address = symbols.address_of(function) if symbols is not None else None
+        address = self.machine.symbols.address_of(function)
         if address is None:
             raise KeyError(f"no symbol {function!r} in the kernel")
         return address
@@ -132,7 +131,9 @@ class GuestCaller:
             self._active = False
         name = function if isinstance(function, str) else f"{function:#x}"
         if stop.reason != StopReason.RETURNED:
-            report = f"guest call {name}() failed: {machine.report(stop).text()}"
+            from unikernel_sim.diagnostics.report import build_report
+
+            report = f"guest call {name}() failed: {build_report(machine, stop).text()}"
             raise GuestCallError(name, stop, report)
         value = self._return_value(returns)
         uc.context_restore(saved)

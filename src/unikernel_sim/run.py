@@ -79,7 +79,7 @@ def boot(
     options = {"tsc_hz": tsc_hz} if tsc_hz else {}
     machine = Machine(memory_mb, deterministic=deterministic, serial_input=serial_input,
                       strict_io=strict_io, rtc_start=rtc_start, check_returns=check_returns, **options)
-    machine.trace_interrupts = trace_interrupts
+    machine.interrupts.trace = trace_interrupts
     if keys:
         try:
             machine.type_keys(keys)
@@ -87,7 +87,8 @@ def boot(
             raise UsageError(str(error), where="--keys") from None
     machine.serial.listeners.extend(serial_listeners)
     machine.debugcon.listeners.extend(debugcon_listeners)
-    machine.on_stop.extend(on_stop)
+    for callback in on_stop:
+        machine.on_stop(callback)
     watcher = None
     if expect is not None:
         watcher = ExpectWatcher(expect, on_match=lambda: machine.request_stop(
@@ -104,7 +105,9 @@ def boot(
 
         trace_calls(machine)
     if alignment is not None:
-        machine.check_alignment(strict=alignment == "strict")
+        from unikernel_sim.diagnostics.alignment import AlignmentWatch
+
+        AlignmentWatch(machine, strict=alignment == "strict")
     stop = machine.run(max_instructions=max_instructions, timeout=timeout, catch_sigint=catch_sigint)
     matched = watcher.check() if watcher is not None else None
     return BootResult(

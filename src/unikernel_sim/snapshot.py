@@ -13,15 +13,16 @@ of snapshot levels).
 from __future__ import annotations
 
 import ctypes
-import pickle
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from unicorn.unicorn_const import (
     UC_CTL_CONTEXT_CPU, UC_CTL_CONTEXT_MEMORY, UC_CTL_CONTEXT_MODE, UC_CTL_IO_WRITE,
 )
 
 from unikernel_sim.cpu.unicorn_compat import UcContext
+from unikernel_sim.devices.device import State
+from unikernel_sim.stops import ExceptionRecord
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
@@ -34,16 +35,18 @@ def _context_mode(machine: "Machine", mode: int) -> None:
 @dataclass
 class Snapshot:
     context: UcContext
-    devices: bytes                    # pickled device states: unpickling is a fast deep copy
+    devices: list[State]              # each device's declared fields (devices/device.py), in board order
     clock: tuple[bytes, int]
     serial_length: int
     debugcon_length: int
-    extras: dict[str, Any]
+    panic_message: str | None
+    irq_count: int
+    last_exception: ExceptionRecord | None      # never mutated once made, so shared
     code_fingerprint: int | None = None
 
-
-DEVICE_ATTRIBUTES = ("uart", "pic", "pit", "rtc", "keyboard", "vga", "post", "port_a")
-MACHINE_FIELDS = ("panic_message", "irq_count", "last_exception", "last_exception_registers")
+    def __repr__(self) -> str:
+        return (f"<Snapshot at {self.clock[1]} ns, {len(self.devices)} devices, "
+                f"{self.serial_length} serial bytes>")
 
 
 def take_snapshot(machine: "Machine") -> Snapshot:
@@ -52,14 +55,15 @@ def take_snapshot(machine: "Machine") -> Snapshot:
         context = machine.uc.context_save()
     finally:
         _context_mode(machine, UC_CTL_CONTEXT_CPU)
-    devices = pickle.dumps({name: _state_of(getattr(machine, name)) for name in DEVICE_ATTRIBUTES})
     return Snapshot(
         context=context,
-        devices=devices,
+        devices=machine.board.save_state(),
         clock=machine.clock.snapshot(),
         serial_length=len(machine.serial.data),
         debugcon_length=len(machine.debugcon.data),
-        extras={name: getattr(machine, name) for name in MACHINE_FIELDS},   # immutable values
+        panic_message=machine.panic_message,
+        irq_count=machine.interrupts.irq_count,
+        last_exception=machine.interrupts.last_exception,
         code_fingerprint=machine.code_cache.fingerprint(),
     )
 
@@ -73,23 +77,10 @@ def restore_snapshot(machine: "Machine", snapshot: Snapshot, *, flush: bool = Fa
         _context_mode(machine, UC_CTL_CONTEXT_CPU)
     if stale:
         machine.code_cache.flush()
-    for name, state in pickle.loads(snapshot.devices).items():
-        _set_state_of(getattr(machine, name), state)
+    machine.board.load_state(snapshot.devices)
     machine.clock.restore(snapshot.clock)
     del machine.serial.data[snapshot.serial_length:]
     del machine.debugcon.data[snapshot.debugcon_length:]
-    for name, value in snapshot.extras.items():
-        setattr(machine, name, value)
-
-
-def _state_of(device) -> Any:
-    if hasattr(device, "state"):
-        return device.state()
-    return {k: v for k, v in vars(device).items() if not callable(v)}
-
-
-def _set_state_of(device, state) -> None:
-    if hasattr(device, "set_state"):
-        device.set_state(state)
-    else:
-        vars(device).update(state)
+    machine.panic_message = snapshot.panic_message
+    machine.interrupts.irq_count = snapshot.irq_count
+    machine.interrupts.last_exception = snapshot.last_exception

@@ -1,4 +1,5 @@
-"""Why a run ended: the reasons the run loop can report, and their exit codes."""
+"""Records of a run: why it ended (Stop, with its exit code), the exceptions on the
+way (FaultStep), and the last exception the CPU raised (ExceptionRecord)."""
 from __future__ import annotations
 
 import enum
@@ -57,6 +58,21 @@ class FaultStep:
     rip: int
     where: str                         # symbol+offset
     cr2: int | None = None
+
+
+@dataclass
+class ExceptionRecord:
+    """The latest exception the CPU raised (not an IRQ), with the registers as they
+    were at the faulting instruction: a report written after the guest's own handler
+    ran (and panicked) still shows and unwinds from the fault."""
+
+    vector: int
+    error_code: int | None
+    rip: int                           # the saved RIP: the faulting instruction, or after INT n
+    cr2: int | None                    # #PF only
+    registers: dict[str, int]          # general-purpose registers and rip at the fault
+    word_below_rsp: int | None = None  # what a `ret` into nowhere popped (None: unmapped)
+    last_return: int | None = None     # the latest watched `ret` (--check-returns)
 
 
 @dataclass

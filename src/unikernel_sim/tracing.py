@@ -23,7 +23,7 @@ def trace_io(machine: "Machine", stream: TextIO = sys.stderr) -> None:
         print(f"io: {kind:<3} port {port:#06x} {arrow} {value:#0{2 + 2 * size}x} ({size} byte{'s' if size > 1 else ''})",
               file=stream)
 
-    machine.bus.tracer = tracer
+    machine.board.io.tracer = tracer
 
 
 def trace_calls(machine: "Machine", stream: TextIO = sys.stderr) -> int:

@@ -160,7 +160,7 @@ def test_unknown_ports_read_all_ones_and_are_counted(make_guest):
     assert result.stop.reason == StopReason.GUEST_EXIT
     assert result.machine.ram.u32(0x200000) == 0xFFFFFFFF
     assert result.machine.ram.u8(0x200004) == 0xFF
-    bus = result.machine.bus
+    bus = result.machine.board.io
     assert bus.unknown_reads == {0x123: 2, 0x124: 1, 0x125: 1, 0x126: 1}
     assert bus.unknown_writes == {0x123: 1}
     assert 0x80 not in bus.unknown_writes          # the POST port is decoded

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from unikernel_sim.devices.i8254 import PIT_HZ, Pit8254, SystemControlPortB, ns_of_tick
+from unikernel_sim.devices.i8254 import PIT_HZ, Pit8254, ns_of_tick
 
 NS = 1_000_000_000
 
@@ -136,7 +136,7 @@ def test_read_back_status():
 def test_channel2_gate_and_out2_in_port_61_calibration_loop():
     """The loop most kernels use: gate ch2 on, mode 0 count N, poll port 0x61 bit 5."""
     pit, clock, _ = make()
-    port_b = SystemControlPortB(pit)
+    port_b = pit                        # port 0x61 belongs to the PIT device
     port_b.io_write(0x61, 1, 0x01)     # gate 2 high, speaker off
     w(pit, 0x43, 0xB0)
     count = 11932                      # 10 ms
@@ -152,7 +152,7 @@ def test_channel2_gate_and_out2_in_port_61_calibration_loop():
 
 def test_channel2_gate_low_pauses_mode0():
     pit, clock, _ = make()
-    port_b = SystemControlPortB(pit)
+    port_b = pit                        # port 0x61 belongs to the PIT device
     port_b.io_write(0x61, 1, 0x01)
     w(pit, 0x43, 0xB0)
     w(pit, 0x42, 100)

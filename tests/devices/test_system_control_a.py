@@ -25,7 +25,7 @@ def test_fast_a20_read_modify_write_does_not_reset(make_guest):
     ram = result.machine.ram
     assert ram.u8(SLOT) == POWER_ON_VALUE
     assert ram.u8(SLOT + 1) == POWER_ON_VALUE
-    assert 0x92 not in result.machine.bus.unknown_reads
+    assert 0x92 not in result.machine.board.io.unknown_reads
 
 
 def test_bit0_is_a_fast_reset(make_guest):

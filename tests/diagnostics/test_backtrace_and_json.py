@@ -13,6 +13,7 @@ import pytest
 from unikernel_sim.firmware import firmware_dir
 from unikernel_sim.guest_call import GuestCallError
 from unikernel_sim.pytest_plugin import boot_to_ready
+from unikernel_sim.diagnostics.report import build_report
 
 UNMAPPED = 0x30000000
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "crash-report.schema.json"
@@ -30,7 +31,7 @@ def crash_report(booted):
     machine = booted.fresh()
     with pytest.raises(GuestCallError) as failure:
         machine.call("crash_level1", UNMAPPED, 7)
-    return machine.report(failure.value.stop)
+    return build_report(machine, failure.value.stop)
 
 
 @pytest.mark.parametrize("build", ["frame pointers", "no frame pointers"])
@@ -39,17 +40,17 @@ def test_backtrace_through_three_nested_functions(request, build, unisim_firmwar
     booted = boot_to_ready(kernel, deterministic=True, memory_mb=1024)
     frames = crash_report(booted).backtrace
     lines = source_lines()
-    names = [frame["where"].split("+")[0].split(" ")[0] for frame in frames[:3]]
+    names = [frame.where.split("+")[0].split(" ")[0] for frame in frames[:3]]
     assert names == ["crash_level3", "crash_level2", "crash_level1"]
     for frame, name in zip(frames, names):
-        assert frame["source"] == f"crash_lab.c:{lines[name]}", (frame, name)
+        assert frame.source == f"crash_lab.c:{lines[name]}", (frame, name)
 
 
 def test_no_frame_pointer_build_really_has_none(no_frame_pointer_firmware):
     from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 
     from unikernel_sim.boot.elf_image import read_elf
-    from unikernel_sim.diagnostics.symbols import SymbolTable
+    from unikernel_sim.boot.symbols import SymbolTable
 
     data = Path(no_frame_pointer_firmware).read_bytes()
     symbols = SymbolTable.from_elf_bytes(data)
@@ -76,7 +77,7 @@ def test_json_report_validates_and_round_trips(booted_1g):
 def test_text_report_sections(booted_1g):
     text = crash_report(booted_1g).text()
     for section in ("exceptions:", "registers:", "code:", "backtrace:", "page walk (fault address)",
-                    "stack:", "last serial output:"):
+                    "stack:", "devices:", "last serial output:"):
         assert section in text
     assert re.search(r"=> 0x[0-9a-f]+ mov qword ptr \[\w+\], \w+ +crash_level3\+", text)
 

@@ -2,11 +2,14 @@
 location in the report; and the clean firmware, which must trigger none."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 
 from unikernel_sim.guest_call import GuestCallError
 from unikernel_sim.pytest_plugin import boot_to_ready
 from unikernel_sim.run import boot
+from unikernel_sim.diagnostics.report import build_report
 
 UNMAPPED = 0x30000000           # past the firmware's 512 MiB identity map
 
@@ -17,19 +20,19 @@ def failed_call(machine, function, *args) -> GuestCallError:
     return failure.value
 
 
-def hints_of(machine, stop=None) -> list[dict]:
-    return machine.report(stop).hints
+def hints_of(machine, stop=None) -> list:
+    return build_report(machine, stop).hints
 
 
 def test_missing_idt(make_guest):
     result = boot(make_guest("nop\nud2"))
-    report = result.machine.report(result.stop)
-    assert report.hints[0] == {
+    report = build_report(result.machine, result.stop)
+    assert asdict(report.hints[0]) == {
         "checker": "missing-idt",
         "message": "missing IDT: #UD at 0x101001 could not be delivered because IDTR's limit is 0 "
                    "(no lidt before the first exception)",
         "location": "0x101001"}
-    assert report.headline == report.hints[0]["message"]
+    assert report.headline == report.hints[0].message
 
 
 def test_short_idt(make_guest):
@@ -39,27 +42,27 @@ def test_short_idt(make_guest):
         lidt [0x200000]
         int 0x40
     """))
-    hint = result.machine.report(result.stop).hints[0]
-    assert hint["checker"] == "short-idt"
-    assert hint["message"].startswith("short IDT: INT 0x40 at ")
-    assert hint["message"].endswith("needs gate 64 but IDTR's limit 0x3f holds only 8 gates")
+    hint = build_report(result.machine, result.stop).hints[0]
+    assert hint.checker == "short-idt"
+    assert hint.message.startswith("short IDT: INT 0x40 at ")
+    assert hint.message.endswith("needs gate 64 but IDTR's limit 0x3f holds only 8 gates")
 
 
 def test_sse_not_enabled(make_guest):
     result = boot(make_guest("movaps xmm0, xmm1"))
-    hint = result.machine.report(result.stop).hints[0]
-    assert hint["checker"] == "sse-disabled"
-    assert hint["message"].startswith("SSE not enabled: movaps xmm0, xmm1 at 0x101000 raised #UD because "
+    hint = build_report(result.machine, result.stop).hints[0]
+    assert hint.checker == "sse-disabled"
+    assert hint.message.startswith("SSE not enabled: movaps xmm0, xmm1 at 0x101000 raised #UD because "
                                       "CR4.OSFXSR is clear")
-    assert hint["location"] == "0x101000"
+    assert hint.location == "0x101000"
 
 
 def test_x87_with_cr0_em_set(make_guest):
     result = boot(make_guest("mov eax, cr0\nor eax, 4\nmov cr0, eax\nfld1"))
-    hint = result.machine.report(result.stop).hints[0]
-    assert hint["checker"] == "sse-disabled"
-    assert hint["message"].startswith("x87 not enabled: fld1 at ")
-    assert "because CR0.EM is set" in hint["message"]
+    hint = build_report(result.machine, result.stop).hints[0]
+    assert hint.checker == "sse-disabled"
+    assert hint.message.startswith("x87 not enabled: fld1 at ")
+    assert "because CR0.EM is set" in hint.message
 
 
 MISALIGNED = """
@@ -75,23 +78,23 @@ MISALIGNED = """
 def test_misaligned_sse_is_silent_without_a_check(make_guest):
     result = boot(make_guest(MISALIGNED, elf=True))
     assert result.exit_code == 0                                      # Unicorn does not fault
-    assert result.machine.report(result.stop).hints == []
+    assert build_report(result.machine, result.stop).hints == []
 
 
 def test_misaligned_sse_reported_when_checked(make_guest):
     result = boot(make_guest(MISALIGNED, elf=True), alignment="check")
     assert result.exit_code == 0
-    hint = result.machine.report(result.stop).hints[0]
-    assert hint["checker"] == "misaligned-sse"
-    assert hint["message"].startswith("misaligned SSE: movaps xmm0, xmmword ptr [0x200008] at ")
-    assert "used 0x200008, not 16-byte aligned: real hardware raises #GP(0)" in hint["message"]
+    hint = build_report(result.machine, result.stop).hints[0]
+    assert hint.checker == "misaligned-sse"
+    assert hint.message.startswith("misaligned SSE: movaps xmm0, xmmword ptr [0x200008] at ")
+    assert "used 0x200008, not 16-byte aligned: real hardware raises #GP(0)" in hint.message
 
 
 def test_misaligned_sse_strict_raises_gp(make_guest):
     result = boot(make_guest(MISALIGNED, elf=True), alignment="strict")
     assert result.stop.reason.value == "triple-fault"                 # no IDT in this guest
     assert result.stop.chain[0].vector == 13 and result.stop.chain[0].error_code == 0
-    assert result.machine.report(result.stop).headline.startswith("misaligned SSE: movaps")
+    assert build_report(result.machine, result.stop).headline.startswith("misaligned SSE: movaps")
 
 
 def test_stack_overflow(unisim_machine):
@@ -104,28 +107,28 @@ def test_stack_overflow(unisim_machine):
 def test_outside_identity_map(booted_1g):
     machine = booted_1g.fresh()
     error = failed_call(machine, "crash_level1", UNMAPPED, 5)
-    hint = machine.report(error.stop).hints[0]
-    assert hint["checker"] == "outside-identity-map"
-    assert hint["message"].startswith("outside the identity map: crash_level3+")
-    assert hint["message"].endswith(f"wrote {UNMAPPED:#x}, but the page tables map only 0x0-0x1fffffff (512 MiB)")
-    assert "[crash_lab.c:" in hint["location"]
+    hint = build_report(machine, error.stop).hints[0]
+    assert hint.checker == "outside-identity-map"
+    assert hint.message.startswith("outside the identity map: crash_level3+")
+    assert hint.message.endswith(f"wrote {UNMAPPED:#x}, but the page tables map only 0x0-0x1fffffff (512 MiB)")
+    assert "[crash_lab.c:" in hint.location
 
 
 def test_outside_ram(unisim_machine):
     error = failed_call(unisim_machine, "crash_level1", UNMAPPED, 5)
-    hint = unisim_machine.report(error.stop).hints[0]
-    assert hint["checker"] == "outside-ram"
-    assert hint["message"].endswith(f"wrote {UNMAPPED:#x}, but guest RAM ends at 0x20000000 (512 MiB)")
+    hint = build_report(unisim_machine, error.stop).hints[0]
+    assert hint.checker == "outside-ram"
+    assert hint.message.endswith(f"wrote {UNMAPPED:#x}, but guest RAM ends at 0x20000000 (512 MiB)")
 
 
 def test_local_apic_access_names_the_device(make_guest):
     """A kernel written for a PC with an APIC reads its version register: the report says
     which device it wanted, not only that the address is past RAM."""
     result = boot(make_guest("mov eax, [0xfee00030]"))
-    hint = result.machine.report(result.stop).hints[0]
-    assert hint["checker"] == "device-not-emulated"
-    assert hint["message"].startswith("device not emulated: 0x101000 accessed 0xfee00030, the local APIC")
-    assert "8259 PIC" in hint["message"]
+    hint = build_report(result.machine, result.stop).hints[0]
+    assert hint.checker == "device-not-emulated"
+    assert hint.message.startswith("device not emulated: 0x101000 accessed 0xfee00030, the local APIC")
+    assert "8259 PIC" in hint.message
 
 
 # 32-bit paging with 4 MiB pages (SDM vol. 3A 4.3, table 4-4): PDE = base | PS | RW | P.
@@ -151,29 +154,29 @@ def test_device_window_found_through_the_guests_own_mapping(make_guest):
         mov cr0, eax
         mov dword ptr [{APIC_PAGE_VIRTUAL:#x}], 1
     """))
-    hint = result.machine.report(result.stop).hints[0]
-    assert hint["checker"] == "device-not-emulated"
-    assert "the I/O APIC (registers at 0xfec00000)" in hint["message"]
+    hint = build_report(result.machine, result.stop).hints[0]
+    assert hint.checker == "device-not-emulated"
+    assert "the I/O APIC (registers at 0xfec00000)" in hint.message
 
 
 def test_return_into_nowhere(booted_1g):
     machine = booted_1g.fresh()
     error = failed_call(machine, "crash_return_into", UNMAPPED)
-    hint = machine.report(error.stop).hints[0]
-    assert hint["checker"] == "return-into-nowhere"
-    assert hint["message"].startswith(f"return into nowhere: crash_return_into returned to {UNMAPPED:#x}, "
+    hint = build_report(machine, error.stop).hints[0]
+    assert hint.checker == "return-into-nowhere"
+    assert hint.message.startswith(f"return into nowhere: crash_return_into returned to {UNMAPPED:#x}, "
                                       "outside every executable segment")
-    assert hint["location"].startswith("crash_return_into+")
+    assert hint.location.startswith("crash_return_into+")
 
 
 def test_heap_exhaustion(unbounded_allocator):
     machine = unbounded_allocator.fresh()
     machine.call("malloc", 520 << 20)                  # no bounds check: the pointer jumps past the end
     error = failed_call(machine, "malloc", 16)         # and the next header lands outside the map
-    hint = machine.report(error.stop).hints[0]
-    assert hint["checker"] == "heap-exhaustion"
-    assert hint["message"].startswith("heap exhaustion: malloc+")
-    assert "bytes past the heap end" in hint["message"]
+    hint = build_report(machine, error.stop).hints[0]
+    assert hint.checker == "heap-exhaustion"
+    assert hint.message.startswith("heap exhaustion: malloc+")
+    assert "bytes past the heap end" in hint.message
 
 
 @pytest.fixture(scope="module")
@@ -189,11 +192,11 @@ def test_red_zone(red_zone_booted):
     machine.call("pit_init", 1_193_182 // 2)
     for _ in range(4):
         machine.call("serial_put_uint", (1 << 64) - 1)
-    hint = machine.report().hints[0]
-    assert hint["checker"] == "red-zone"
-    assert hint["message"].startswith("red zone: format_uint read bytes at RSP-0x")
-    assert hint["message"].endswith("build with -mno-red-zone")
-    assert hint["location"].startswith("format_uint+")
+    hint = build_report(machine).hints[0]
+    assert hint.checker == "red-zone"
+    assert hint.message.startswith("red zone: format_uint read bytes at RSP-0x")
+    assert hint.message.endswith("build with -mno-red-zone")
+    assert hint.location.startswith("format_uint+")
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +211,7 @@ def red_zone_booted():
 def test_clean_firmware_run_has_no_hint(unisim_firmware):
     result = boot(unisim_firmware, deterministic=True, keys="hello", alignment="check")
     assert result.exit_code == 0
-    assert result.machine.report(result.stop).hints == []
+    assert build_report(result.machine, result.stop).hints == []
     assert result.machine.alignment_violations == []
     assert result.machine.red_zone.hits == []
 
@@ -218,5 +221,5 @@ def test_clean_firmware_under_an_interrupt_storm_has_no_hint(unisim_booted):
     machine.call("pit_init", 1_193_182 // 2)
     for value in (0, 5632, (1 << 64) - 1):
         machine.call("serial_put_uint", value)
-    assert machine.irq_count > 0
-    assert machine.report().hints == []
+    assert machine.interrupts.irq_count > 0
+    assert build_report(machine).hints == []

@@ -11,7 +11,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from unikernel_sim.diagnostics.symbols import Symbol, SymbolTable
+from unikernel_sim.boot.symbols import Symbol, SymbolTable
 
 KINDS = ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE")
 

@@ -166,7 +166,8 @@ def test_unbounded_variant_faults_inside_malloc(unbounded_malloc_variant, tmp_pa
     assert kl.malloc(machine, TINYLLAMA_MODEL_STRUCT) is not None
     with pytest.raises(GuestCallError) as failure:
         kl.malloc(machine, TINYLLAMA_LAYERS_ARRAY)
-    vector, error, rip, cr2 = machine.last_exception
+    record = machine.interrupts.last_exception
+    vector, error, rip, cr2 = record.vector, record.error_code, record.rip, record.cr2
     assert vector == 14 and cr2 >= IDENTITY_MAP_END
     assert machine.describe(rip).startswith("malloc+")
     assert "EXCEPTION: vector 14 (#PF page fault)" in machine.serial.text()

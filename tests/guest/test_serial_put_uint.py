@@ -48,10 +48,10 @@ def test_put_int_any(unisim_booted, value):
 
 def test_put_uint_while_the_pit_storms(storm_machine):
     """Every ~170 instructions an IRQ 0 frame lands below RSP; the digits must survive."""
-    before = storm_machine.irq_count
+    before = storm_machine.interrupts.irq_count
     for value in EDGE_UINTS + [123456789012345, 98765]:
         assert kl.serial_put_uint(storm_machine, value) == str(value)
-    assert storm_machine.irq_count - before > 20
+    assert storm_machine.interrupts.irq_count - before > 20
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=FIXTURE_OK)

@@ -11,17 +11,17 @@ def test_restore_brings_back_ram_devices_clock_and_console(unisim_booted):
     stats = kl.heap_stats(machine)
     time_before = machine.clock.now_ns()
     serial_before = bytes(machine.serial.data)
-    pic_mask = machine.pic.master.imr
+    pic_mask = machine.board.pic.master.imr
     pointer = kl.malloc(machine, 4096)
     machine.ram.fill(pointer, 4096, 0x77)
     kl.serial_put_uint(machine, 12345)
     machine.call("pic_mask", 1)
-    assert machine.pic.master.imr != pic_mask
+    assert machine.board.pic.master.imr != pic_mask
     machine.restore(unisim_booted.snapshot)
     assert kl.heap_stats(machine) == stats
     assert machine.ram.read(pointer, 16) != b"\x77" * 16
     assert bytes(machine.serial.data) == serial_before
-    assert machine.pic.master.imr == pic_mask
+    assert machine.board.pic.master.imr == pic_mask
     assert machine.clock.now_ns() == time_before          # deterministic clock, exactly back
     assert kl.malloc(machine, 4096) == pointer            # and it all behaves the same again
 

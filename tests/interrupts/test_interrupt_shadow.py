@@ -70,7 +70,7 @@ def test_irq_pending_at_sti_is_taken_after_the_next_instruction(tmp_path, determ
     stop = machine.run(max_instructions=10_000_000, timeout=30)
     assert stop.reason is StopReason.BREAKPOINT
     assert machine.rip == hlt_address
-    assert machine.pic.interrupt_pending            # the race this test is about
+    assert machine.board.pic.interrupt_pending            # the race this test is about
 
     machine.remove_breakpoint(breakpoint_address)
     stop = machine.run(max_instructions=1_000_000, timeout=30)

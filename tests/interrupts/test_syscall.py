@@ -181,6 +181,6 @@ def test_sysenter_with_a_null_sysenter_cs_raises_gp(make_guest):
 
     path, sysenter_address = sysenter_guest(make_guest, 0)
     result = boot(path)
-    assert result.machine.last_exception[0] == 13
-    assert result.machine.last_exception[2] == sysenter_address
+    assert result.machine.interrupts.last_exception.vector == 13
+    assert result.machine.interrupts.last_exception.rip == sysenter_address
     assert result.machine.fast_syscall.count == 0

@@ -44,15 +44,15 @@ def test_deterministic_runs_are_identical(firmware_elf):
     first, second = runs
     assert first.serial_bytes == second.serial_bytes
     assert first.instructions == second.instructions
-    assert first.machine.interrupt_log == second.machine.interrupt_log
+    assert first.machine.interrupts.log == second.machine.interrupts.log
     assert first.machine.clock.tsc() == second.machine.clock.tsc()
-    irqs = [entry for entry in first.machine.interrupt_log if entry[1].startswith("IRQ")]
+    irqs = [entry for entry in first.machine.interrupts.log if entry[1].startswith("IRQ")]
     assert len(irqs) > 10
 
 
 def test_timer_irqs_come_at_the_programmed_rate(firmware_elf):
     result = run_firmware(firmware_elf, deterministic=True, trace_interrupts=True)
-    ticks = [ns for ns, label, _, _ in result.machine.interrupt_log if label == "IRQ vector 0x20"]
+    ticks = [ns for ns, label, _, _ in result.machine.interrupts.log if label == "IRQ vector 0x20"]
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     period_ns = 11931 / 1_193_182 * 1e9                    # divisor PIT_HZ // 100
     steady = [gap for gap in gaps[:5]]
@@ -74,10 +74,10 @@ def test_hlt_sleeps_until_the_next_timer_event(firmware_elf):
 
 def test_vga_console_mirrors_serial(firmware_elf):
     result = run_firmware(firmware_elf, deterministic=True, keys="vga")
-    screen = result.machine.vga.text().splitlines()
+    screen = result.machine.board.vga.text().splitlines()
     serial = [line.rstrip() for line in result.serial.splitlines()]
     assert screen[: len(serial)] == serial
-    assert result.machine.vga.cells()[0][0] == (ord("u"), 0x1F)   # white on blue
+    assert result.machine.board.vga.cells()[0][0] == (ord("u"), 0x1F)   # white on blue
 
 
 def decode_png(path, font: bytes) -> list[str]:
@@ -116,9 +116,9 @@ def test_vga_screenshot_decodes_back_to_the_console_text(firmware_elf, tmp_path)
 
     result = run_firmware(firmware_elf, deterministic=True)
     machine = result.machine
-    machine.vga.crtc[0x0A] |= 0x20          # cursor off, so no cell carries the underline
+    machine.board.vga.crtc[0x0A] |= 0x20          # cursor off, so no cell carries the underline
     path = tmp_path / "screen.png"
-    save_png(machine.vga, str(path))
+    save_png(machine.board.vga, str(path))
     decoded = decode_png(path, vga_font())
     serial = [line.rstrip() for line in result.serial.splitlines()]
     assert decoded[: len(serial)] == serial

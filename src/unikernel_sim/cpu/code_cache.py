@@ -19,15 +19,15 @@ compared: restore with flush=True after running such code.
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING
+from unicorn import Uc
 
-if TYPE_CHECKING:
-    from unikernel_sim.machine import Machine
+from unikernel_sim.memory.ram import Ram
 
 
 class CodeCache:
-    def __init__(self, machine: "Machine") -> None:
-        self.machine = machine
+    def __init__(self, uc: Uc, ram: Ram) -> None:
+        self.uc = uc
+        self.ram = ram
         self.flushes = 0
         self._ranges: list[tuple[int, int]] = []      # physical [start, end) of code
 
@@ -38,7 +38,7 @@ class CodeCache:
     def fingerprint(self) -> int:
         crc = 0
         for start, end in self._ranges:
-            crc = zlib.crc32(self.machine.ram.read(start, end - start), crc)
+            crc = zlib.crc32(self.ram.read(start, end - start), crc)
         return crc
 
     def before_restore(self, snapshot_fingerprint: int | None, *, flush: bool = False) -> bool:
@@ -46,5 +46,5 @@ class CodeCache:
         return flush or snapshot_fingerprint is None or self.fingerprint() != snapshot_fingerprint
 
     def flush(self) -> None:
-        self.machine.uc.ctl_flush_tb()
+        self.uc.ctl_flush_tb()
         self.flushes += 1

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
+from unicorn import Uc
 from unicorn import x86_const as x86
 
 from unikernel_sim.arch import (
@@ -29,9 +28,7 @@ from unikernel_sim.arch import (
     is_fault, short_name,
 )
 from unikernel_sim.cpu.unicorn_compat import set_cpl
-
-if TYPE_CHECKING:
-    from unikernel_sim.machine import Machine
+from unikernel_sim.memory.guest_memory import GuestMemory
 
 TSS64_RSP0 = 0x04
 TSS64_IST1 = 0x24
@@ -112,9 +109,9 @@ def makes_double_fault(first: int, second: int) -> bool:
 
 
 class InterruptDelivery:
-    def __init__(self, machine: "Machine") -> None:
-        self.machine = machine
-        self.uc = machine.uc
+    def __init__(self, uc: Uc, memory: GuestMemory) -> None:
+        self.uc = uc
+        self.memory = memory
 
     # --- the event loop of one delivery -----------------------------------------
     def deliver(self, event: Event) -> DeliveryOutcome:
@@ -155,7 +152,7 @@ class InterruptDelivery:
         return 0 if event.kind == KIND_SOFTWARE else SelectorError.EXT
 
     def _read(self, address: int, length: int, what: str) -> bytes:
-        data = self.machine.read_virtual(address, length)
+        data = self.memory.read(address, length)
         if data is None:
             raise DeliveryFault(Vector.PF, 0, f"{what} at {address:#x} is not mapped", cr2=address)
         return data
@@ -167,7 +164,7 @@ class InterruptDelivery:
         write_protect = bool(self.uc.reg_read(x86.UC_X86_REG_CR0) & CR0.WP)
         for offset in reversed(range(0, len(data), word)):
             target = address + offset
-            walk = self.machine.translate(target)
+            walk = self.memory.translate(target)
             if walk.physical is None:
                 raise DeliveryFault(Vector.PF, PageFaultError.W, f"stack page at {target:#x} is not present",
                                     cr2=target)
@@ -175,10 +172,10 @@ class InterruptDelivery:
                 raise DeliveryFault(Vector.PF, PageFaultError.W | PageFaultError.P,
                                     f"stack page at {target:#x} is read-only", cr2=target)
             chunk = data[offset:offset + word]
-            if not self.machine.ram.contains(walk.physical, len(chunk)):
+            if not self.memory.ram.contains(walk.physical, len(chunk)):
                 raise DeliveryFault(Vector.PF, PageFaultError.W, f"stack at {target:#x} lies outside guest RAM",
                                     cr2=target)
-        written = self.machine.write_virtual(address, data)
+        written = self.memory.write(address, data)
         assert written
 
     def _table(self, reg: int) -> tuple[int, int]:

@@ -28,33 +28,33 @@ through) sees no difference. SYSRET and SYSEXIT are QEMU's and work as they are.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Callable
 
-from unicorn import UC_HOOK_INSN
+from unicorn import UC_HOOK_INSN, Uc
 from unicorn import x86_const as x86
 
 from unikernel_sim.arch import CR0, EFER, MASK32, MASK64, MAX_INSTRUCTION_LENGTH, MSR, RFLAGS, Vector
 from unikernel_sim.cpu.unicorn_compat import in_64bit_mode, set_cpl
-
-if TYPE_CHECKING:
-    from unikernel_sim.machine import Machine
+from unikernel_sim.memory.guest_memory import GuestMemory
 
 SELECTOR_RPL = 3
 
 
 class FastSystemCall:
-    def __init__(self, machine: "Machine") -> None:
-        self.machine = machine
+    def __init__(self, uc: Uc, memory: GuestMemory, *,
+                 raise_fault: Callable[[int, int | None, int], None]) -> None:
+        self.memory = memory
+        self.raise_fault = raise_fault
         self.count = 0                    # SYSCALLs and SYSENTERs performed
         self._decoder = None
-        machine.uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, x86.UC_X86_INS_SYSCALL)
-        machine.uc.hook_add(UC_HOOK_INSN, self._on_sysenter, None, 1, 0, x86.UC_X86_INS_SYSENTER)
+        uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, x86.UC_X86_INS_SYSCALL)
+        uc.hook_add(UC_HOOK_INSN, self._on_sysenter, None, 1, 0, x86.UC_X86_INS_SYSENTER)
 
     def _on_syscall(self, uc, _user) -> None:
         rip = uc.reg_read(x86.UC_X86_REG_RIP)
         length = self._length(rip)
         if not uc.msr_read(MSR.EFER) & EFER.SCE or not in_64bit_mode(uc):
-            self.machine.raise_fault(Vector.UD, None, rip)
+            self.raise_fault(Vector.UD, None, rip)
             return
         self.count += 1
         star, lstar, fmask = uc.msr_read(MSR.STAR), uc.msr_read(MSR.LSTAR), uc.msr_read(MSR.FMASK)
@@ -70,7 +70,7 @@ class FastSystemCall:
         length = self._length(rip)
         kernel_cs = uc.msr_read(MSR.SYSENTER_CS) & 0xFFFC
         if not uc.reg_read(x86.UC_X86_REG_CR0) & CR0.PE or kernel_cs == 0:
-            self.machine.raise_fault(Vector.GP, 0, rip)
+            self.raise_fault(Vector.GP, 0, rip)
             return
         self.count += 1
         wide = MASK64 if uc.msr_read(MSR.EFER) & EFER.LMA else MASK32
@@ -90,10 +90,10 @@ class FastSystemCall:
     def _length(self, rip: int) -> int:
         """The instruction's length (prefixes included), which Unicorn adds to RIP after the hook."""
         if self._decoder is None:
-            from unikernel_sim.diagnostics.disassembly import disassembler
+            import capstone
 
-            self._decoder = disassembler(long_mode=True)
-        code = self.machine.read_virtual(rip, MAX_INSTRUCTION_LENGTH) or self.machine.read_virtual(rip, 2) or b""
+            self._decoder = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+        code = self.memory.read(rip, MAX_INSTRUCTION_LENGTH) or self.memory.read(rip, 2) or b""
         for instruction in self._decoder.disasm(code, rip, 1):
             return instruction.size
         return 2

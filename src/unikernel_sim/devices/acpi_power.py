@@ -7,14 +7,19 @@ from __future__ import annotations
 
 from typing import Callable
 
+from unikernel_sim.devices.device import Device, PortRange
+
 QEMU_PM1A_CONTROL = 0x604
 BOCHS_PM1A_CONTROL = 0xB004
 PM1_CONTROL_WIDTH = 2
 SLP_EN = 1 << 13
 
 
-class AcpiPowerControl:
+class AcpiPowerControl(Device):
+    name = "acpi-pm1a-control"
+    ports = (PortRange(QEMU_PM1A_CONTROL, PM1_CONTROL_WIDTH), PortRange(BOCHS_PM1A_CONTROL, PM1_CONTROL_WIDTH))
     io_width = PM1_CONTROL_WIDTH
+    saved_fields = ("value",)
 
     def __init__(self, on_power_off: Callable[[int], None]) -> None:
         self.on_power_off = on_power_off

@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Callable
 
+from unikernel_sim.devices.device import Device, PortRange
+
 INDEX_PORT = 0x70
 DATA_PORT = 0x71
 NMI_DISABLE = 0x80
@@ -44,8 +46,10 @@ def _unbcd(value: int) -> int:
     return (value >> 4) * 10 + (value & 0xF)
 
 
-class CmosRtc:
-    io_width = 1
+class CmosRtc(Device):
+    name = "cmos-rtc"
+    ports = (PortRange(INDEX_PORT, 2),)
+    saved_fields = ("offset_seconds", "index", "nmi_disabled", "ram")
 
     def __init__(self, now: Callable[[], int], start: dt.datetime = DEFAULT_START, ram_bytes: int = 0) -> None:
         self.now = now
@@ -136,11 +140,3 @@ class CmosRtc:
         except ValueError:
             return                          # an impossible date: real RTCs go haywire, we ignore it
         self.offset_seconds += int((wanted - t.replace(microsecond=0)).total_seconds())
-
-    def state(self) -> dict:
-        return {"offset": self.offset_seconds, "index": self.index, "nmi": self.nmi_disabled,
-                "ram": bytes(self.ram)}
-
-    def set_state(self, state: dict) -> None:
-        self.offset_seconds, self.index, self.nmi_disabled = state["offset"], state["index"], state["nmi"]
-        self.ram = bytearray(state["ram"])

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from typing import Callable
 
+from unikernel_sim.devices.device import Device, PortRange
+
 DEBUG_EXIT_PORT = 0xF4
 DEBUG_EXIT_WIDTH = 4
 DEBUG_CONSOLE_PORT = 0xE9
 DEBUG_CONSOLE_SIGNATURE = 0xE9
 
 
-class DebugExit:
+class DebugExit(Device):
+    name = "isa-debug-exit"
+    ports = (PortRange(DEBUG_EXIT_PORT, DEBUG_EXIT_WIDTH),)
     io_width = DEBUG_EXIT_WIDTH
 
     def __init__(self, on_exit: Callable[[int], None]) -> None:
@@ -28,8 +32,9 @@ class DebugExit:
         self.on_exit(value & ((1 << (8 * size)) - 1))
 
 
-class DebugConsole:
-    io_width = 1
+class DebugConsole(Device):
+    name = "debug-console"
+    ports = (PortRange(DEBUG_CONSOLE_PORT),)
 
     def __init__(self, output: Callable[[int], None]) -> None:
         self.output = output

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
+from unikernel_sim.devices.device import Device, PortRange
+
 DATA_PORT = 0x60
 STATUS_PORT = 0x64
 STATUS_OUTPUT_FULL = 0x01
@@ -52,15 +54,19 @@ DEFAULT_KEYS_START_NS = 50_000_000   # 50 ms after power-on
 DEFAULT_KEY_INTERVAL_NS = 1_000_000  # one byte per millisecond
 
 
-class I8042:
-    io_width = 1
+class I8042(Device):
+    name = "i8042"
+    ports = (PortRange(DATA_PORT), PortRange(STATUS_PORT))
+    irq_lines = (1,)
+    saved_fields = ("config", "output_port", "output", "typed", "next_key_at", "obf", "last_was_command",
+                    "pending_command", "pending_keyboard", "scanning", "scancode_set", "leds")
 
     def __init__(self, now: Callable[[], int], irq1: Callable[[], None], reset: Callable[[], None],
                  keys_start_ns: int = DEFAULT_KEYS_START_NS,
                  key_interval_ns: int = DEFAULT_KEY_INTERVAL_NS) -> None:
         self.now = now
         self.irq1 = irq1
-        self.reset = reset
+        self.request_reset = reset
         self.keys_start_ns = keys_start_ns
         self.key_interval_ns = key_interval_ns
         self.config = CONFIG_POWER_ON
@@ -160,7 +166,7 @@ class I8042:
         elif command == 0xD0:
             self._reply(self.output_port)
         elif command == 0xFE or (0xF0 <= command <= 0xFF and not command & OUTPUT_PORT_RESET):
-            self.reset()
+            self.request_reset()
 
     def _controller_data(self, command: int, value: int) -> None:
         if command == 0x60:
@@ -168,7 +174,7 @@ class I8042:
         elif command == 0xD1:
             self.output_port = value
             if not value & OUTPUT_PORT_RESET:
-                self.reset()
+                self.request_reset()
         elif command == 0xD2:
             self._reply(value)
 
@@ -204,11 +210,3 @@ class I8042:
             self._reply(ECHO)
         else:
             self._reply(RESEND)
-
-    def state(self) -> dict:
-        return {k: (deque(v) if isinstance(v, deque) else v) for k, v in vars(self).items()
-                if k not in ("now", "irq1", "reset")}
-
-    def set_state(self, state: dict) -> None:
-        for key, value in state.items():
-            setattr(self, key, deque(value) if isinstance(value, deque) else value)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from unikernel_sim.devices.device import Device, PortRange, Stateful
+
 PIT_HZ = 1_193_182
 NS_PER_SECOND = 1_000_000_000
 CHANNEL_PORTS = (0x40, 0x41, 0x42)
@@ -56,7 +58,10 @@ def _to_bcd(value: int) -> int:
     return sum(((value // 10 ** i) % 10) << (4 * i) for i in range(4))
 
 
-class PitChannel:
+class PitChannel(Stateful):
+    saved_fields = ("mode", "rw", "bcd", "reload", "loaded_at", "gate", "paused_ticks", "write_low", "latched",
+                    "status_latched", "read_high_next", "null_count", "output_initial")
+
     def __init__(self, index: int, gate: bool) -> None:
         self.index = index
         self.mode = 0
@@ -238,18 +243,17 @@ class PitChannel:
                 self.paused_ticks = 0
         self.gate = level
 
-    def state(self) -> dict:
-        return dict(vars(self)) | {"latched": list(self.latched)}
 
-    def set_state(self, state: dict) -> None:
-        vars(self).update(state)
-        self.latched = list(state["latched"])
+class Pit8254(Device):
+    """Three channels; channel 0's output edges are reported through irq0(). Also
+    system control port B (0x61): channel 2's gate and output, the speaker data
+    bit and the refresh toggle, which is how kernels calibrate the TSC."""
 
-
-class Pit8254:
-    """Three channels; channel 0's output edges are reported through irq0()."""
-
-    io_width = 1
+    name = "i8254"
+    ports = (PortRange(CHANNEL_PORTS[0], 4), PortRange(PORT_B))
+    irq_lines = (0,)
+    interrupt_only_events = True
+    saved_fields = ("channels", "_accounted_until", "port_b")
 
     def __init__(self, now: Callable[[], int], irq0: Callable[[], None] | None = None) -> None:
         self.now = now
@@ -257,6 +261,12 @@ class Pit8254:
         self.channels = [PitChannel(0, gate=True), PitChannel(1, gate=True), PitChannel(2, gate=False)]
         self.on_reprogram: Callable[[], None] = lambda: None
         self._accounted_until = 0
+        self.port_b = 0                           # port 0x61 bits 0-3 as written
+
+    def reset(self) -> None:
+        self.channels = [PitChannel(0, gate=True), PitChannel(1, gate=True), PitChannel(2, gate=False)]
+        self.port_b = 0
+        self.power_on_state()
 
     def power_on_state(self) -> None:
         """What a PC BIOS leaves: channel 0 in mode 3 with count 0 (65536), ~18.2 Hz."""
@@ -281,6 +291,8 @@ class Pit8254:
 
     # --- I/O ------------------------------------------------------------------------
     def io_read(self, port: int, size: int) -> int:
+        if port == PORT_B:
+            return self._read_port_b()
         if port == CONTROL_PORT:
             return 0xFF                           # the control register is write-only
         return self.channels[port - CHANNEL_PORTS[0]].read(self.now())
@@ -288,6 +300,10 @@ class Pit8254:
     def io_write(self, port: int, size: int, value: int) -> None:
         value &= 0xFF
         now = self.now()
+        if port == PORT_B:
+            self.port_b = value & 0x0F
+            self.channels[2].set_gate(bool(value & PORT_B_GATE2), now)
+            return
         if port == CONTROL_PORT:
             self._control(value, now)
             return
@@ -320,33 +336,11 @@ class Pit8254:
         if select == 0:
             self.on_reprogram()
 
-    def state(self) -> dict:
-        return {"channels": [c.state() for c in self.channels], "accounted": self._accounted_until}
-
-    def set_state(self, state: dict) -> None:
-        for channel, saved in zip(self.channels, state["channels"]):
-            channel.set_state(saved)
-        self._accounted_until = state["accounted"]
-
-
-class SystemControlPortB:
-    """Port 0x61: speaker gate/data, channel 2 gate and output, refresh toggle."""
-
-    io_width = 1
-
-    def __init__(self, pit: Pit8254) -> None:
-        self.pit = pit
-        self.value = 0
-
-    def io_read(self, port: int, size: int) -> int:
-        now = self.pit.now()
-        value = self.value & (PORT_B_GATE2 | PORT_B_SPEAKER)
+    def _read_port_b(self) -> int:
+        now = self.now()
+        value = self.port_b & (PORT_B_GATE2 | PORT_B_SPEAKER)
         if (now // REFRESH_PERIOD_NS) & 1:
             value |= PORT_B_REFRESH
-        if self.pit.channels[2].output(now):
+        if self.channels[2].output(now):
             value |= PORT_B_OUT2
         return value
-
-    def io_write(self, port: int, size: int, value: int) -> None:
-        self.value = value & 0x0F
-        self.pit.channels[2].set_gate(bool(value & PORT_B_GATE2), self.pit.now())

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from unikernel_sim.devices.device import Device, PortRange, Stateful
+
 ICW1_IC4 = 0x01
 ICW1_SINGLE = 0x02
 ICW1_LEVEL = 0x08
@@ -48,10 +50,12 @@ BIOS_MASTER_MASK = 0xFF & ~(1 << CASCADE_LINE)
 BIOS_SLAVE_MASK = 0xFF
 
 
-class Pic8259:
-    """One 8259A. ``parent_line`` is how its INT output reaches the master (or the CPU)."""
+class Pic8259(Stateful):
+    """One 8259A. ``output`` is how its INT output reaches the master (or the CPU)."""
 
-    io_width = 1
+    saved_fields = ("irr", "isr", "imr", "lines", "vector_base", "icw3", "icw4", "level_triggered", "single",
+                    "lowest_priority", "read_isr", "poll_pending", "special_mask", "rotate_on_aeoi", "init_step",
+                    "expect_icw4", "_int_output")
 
     def __init__(self, base_port: int, *, is_master: bool, vector_base: int,
                  output: Callable[[bool], None] | None = None) -> None:
@@ -234,20 +238,21 @@ class Pic8259:
         if value & OCW3_RR:
             self.read_isr = bool(value & OCW3_RIS)
 
-    # --- snapshots ---------------------------------------------------------------------
-    def state(self) -> dict:
-        return {k: v for k, v in vars(self).items() if k != "output"}
 
-    def set_state(self, state: dict) -> None:
-        vars(self).update(state)
+class PicPair(Device):
+    """Master + slave cascaded on master IR2, as wired in every PC/AT.
 
+    ``sync`` runs before every port read, so that an IRR read sees the timer
+    ticks that are due (the board brings the timed devices up to date)."""
 
-class PicPair:
-    """Master + slave cascaded on master IR2, as wired in every PC/AT."""
+    name = "i8259"
+    ports = (PortRange(MASTER_COMMAND, 2), PortRange(SLAVE_COMMAND, 2))
+    saved_fields = ("master", "slave")
 
     def __init__(self, master_base: int = BIOS_MASTER_BASE, slave_base: int = BIOS_SLAVE_BASE,
                  on_change: Callable[[], None] | None = None) -> None:
         self.on_change = on_change or (lambda: None)
+        self.sync: Callable[[], None] = lambda: None
         self.master = Pic8259(MASTER_COMMAND, is_master=True, vector_base=master_base,
                               output=lambda level: self.on_change())
         self.slave = Pic8259(SLAVE_COMMAND, is_master=False, vector_base=slave_base,
@@ -267,6 +272,13 @@ class PicPair:
         chip, line = (self.master, irq) if irq < 8 else (self.slave, irq - 8)
         chip.pulse(line)
 
+    def irq_masked(self, irq: int) -> bool:
+        """Whether IRQ irq cannot reach the CPU because of a mask bit (the slave's
+        own, or the cascade line's at the master)."""
+        if irq < 8:
+            return bool(self.master.imr & (1 << irq))
+        return bool(self.slave.imr & (1 << (irq - 8)) or self.master.imr & (1 << CASCADE_LINE))
+
     @property
     def interrupt_pending(self) -> bool:
         return self.master.interrupt_output
@@ -279,9 +291,17 @@ class PicPair:
             return self.slave.vector_for(slave_level), (8 + slave_level) if slave_genuine else None
         return self.master.vector_for(level), level if genuine else None
 
-    def state(self) -> dict:
-        return {"master": self.master.state(), "slave": self.slave.state()}
+    def io_read(self, port: int, size: int) -> int:
+        self.sync()
+        return self._chip(port).io_read(port, size)
 
-    def set_state(self, state: dict) -> None:
-        self.master.set_state(state["master"])
-        self.slave.set_state(state["slave"])
+    def io_write(self, port: int, size: int, value: int) -> None:
+        self._chip(port).io_write(port, size, value)
+
+    def _chip(self, port: int) -> Pic8259:
+        return self.master if port in (MASTER_COMMAND, MASTER_DATA) else self.slave
+
+    def describe_state(self) -> str:
+        m, s = self.master, self.slave
+        return (f"i8259: master irr={m.irr:#04x} isr={m.isr:#04x} imr={m.imr:#04x} base={m.vector_base:#04x}; "
+                f"slave irr={s.irr:#04x} isr={s.isr:#04x} imr={s.imr:#04x} base={s.vector_base:#04x}")

@@ -3,11 +3,15 @@ delay (Linux's io_delay, OSDev's io_wait); a PC decodes it, so it is not an
 "unknown port". The last value written is kept, as a POST card shows it."""
 from __future__ import annotations
 
+from unikernel_sim.devices.device import Device, PortRange
+
 POST_PORT = 0x80
 
 
-class PostPort:
-    io_width = 1
+class PostPort(Device):
+    name = "post-port"
+    ports = (PortRange(POST_PORT),)
+    saved_fields = ("last_code",)
 
     def __init__(self) -> None:
         self.last_code: int | None = None

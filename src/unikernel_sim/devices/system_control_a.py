@@ -15,14 +15,18 @@ from __future__ import annotations
 
 from typing import Callable
 
+from unikernel_sim.devices.device import Device, PortRange
+
 SYSTEM_CONTROL_A = 0x92
 FAST_RESET = 1 << 0
 A20_GATE = 1 << 1
 POWER_ON_VALUE = A20_GATE
 
 
-class SystemControlPortA:
-    io_width = 1
+class SystemControlPortA(Device):
+    name = "system-control-a"
+    ports = (PortRange(SYSTEM_CONTROL_A),)
+    saved_fields = ("value",)
 
     def __init__(self, on_reset: Callable[[], None]) -> None:
         self.on_reset = on_reset

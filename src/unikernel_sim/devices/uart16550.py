@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
+from unikernel_sim.devices.device import Device, PortRange
+
 RBR_THR_DLL = 0
 IER_DLM = 1
 IIR_FCR = 2
@@ -70,8 +72,11 @@ COM1_BASE = 0x3F8
 COM1_IRQ = 4
 
 
-class Uart16550:
-    io_width = 1
+class Uart16550(Device):
+    name = "uart16550"
+    irq_lines = (COM1_IRQ,)
+    saved_fields = ("divisor", "ier", "lcr", "mcr", "lsr_errors", "msr_deltas", "scr", "fifo_enabled", "rx_fifo",
+                    "thr_empty_pending", "_irq_level", "input")
 
     def __init__(
         self,
@@ -80,6 +85,7 @@ class Uart16550:
         irq_line: Callable[[bool], None] | None = None,
     ) -> None:
         self.base = base
+        self.ports = (PortRange(base, 8),)
         self.transmit = transmit or (lambda byte: None)
         self.irq_line = irq_line or (lambda level: None)
         self.input: deque[int] = deque()
@@ -105,16 +111,6 @@ class Uart16550:
         self.input.extend(data)
         self._refill()
         self._update_irq()
-
-    def state(self) -> dict:
-        return {k: v for k, v in vars(self).items() if k not in ("transmit", "irq_line")} | {
-            "input": deque(self.input),
-            "rx_fifo": deque(self.rx_fifo),
-        }
-
-    def set_state(self, state: dict) -> None:
-        for key, value in state.items():
-            setattr(self, key, deque(value) if isinstance(value, deque) else value)
 
     # --- guest side ------------------------------------------------------
     def io_read(self, port: int, size: int) -> int:

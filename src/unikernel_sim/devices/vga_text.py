@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from unikernel_sim.devices.device import Device, PortRange
+
 TEXT_BASE = 0xB8000
 COLUMNS = 80
 ROWS = 25
@@ -50,8 +52,11 @@ def cp437_table() -> list[str]:
 CP437 = cp437_table()
 
 
-class VgaText:
-    io_width = 1
+class VgaText(Device):
+    name = "vga"
+    ports = tuple(PortRange(port) for port in PORTS)
+    saved_fields = ("crtc", "crtc_index", "seq", "seq_index", "gfx", "gfx_index", "attr", "attr_index", "attr_flip",
+                    "misc")
 
     def __init__(self, read_ram: Callable[[int, int], bytes], now: Callable[[], int]) -> None:
         self.read_ram = read_ram
@@ -153,11 +158,3 @@ class VgaText:
             elif (self.attr_index & 0x1F) < len(self.attr):
                 self.attr[self.attr_index & 0x1F] = value
             self.attr_flip = not self.attr_flip
-
-    def state(self) -> dict:
-        return {k: (bytes(v) if isinstance(v, bytearray) else v) for k, v in vars(self).items()
-                if k not in ("read_ram", "now")}
-
-    def set_state(self, state: dict) -> None:
-        for key, value in state.items():
-            setattr(self, key, bytearray(value) if isinstance(value, bytes) else value)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from unicorn import UC_HOOK_CODE
 from unicorn import x86_const as x86
 
+from unikernel_sim.arch import Vector
+
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
 
@@ -83,4 +85,4 @@ class AlignmentWatch:
         text = f"{instruction.mnemonic} {instruction.op_str}"
         self.machine.alignment_violations.append((address, target, text))
         if self.strict:
-            self.machine.raise_general_protection(address)
+            self.machine.raise_fault(Vector.GP, 0, address)

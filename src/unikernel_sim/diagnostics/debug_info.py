@@ -126,3 +126,11 @@ class DebugInfo:
 @lru_cache(maxsize=8)
 def debug_info_for(data: bytes) -> DebugInfo:
     return DebugInfo(data)
+
+
+def debug_info_of(machine) -> DebugInfo | None:
+    """Source lines and call-frame information of the machine's kernel (None without an ELF)."""
+    kernel = machine.kernel
+    if kernel is None or kernel.elf is None:
+        return None
+    return debug_info_for(kernel.image_data)

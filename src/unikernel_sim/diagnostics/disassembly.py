@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from unikernel_sim.diagnostics.debug_info import debug_info_of
+
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
 
@@ -51,7 +53,7 @@ def around(machine: "Machine", address: int, before: int = 8, after: int = 8,
                                                       address))
         index = 0
     chosen = decoded[max(0, index - before): index + after + 1]
-    debug = machine.debug_info()
+    debug = debug_info_of(machine)
     return [Instruction(i.address, i.size, f"{i.mnemonic} {i.op_str}".strip(), machine.describe(i.address),
                         str(debug.source_line(i.address)) if debug and debug.source_line(i.address) else None,
                         bytes(i.bytes).hex()) for i in chosen]

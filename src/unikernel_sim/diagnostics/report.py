@@ -7,16 +7,21 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from unikernel_sim.arch import CR0, CR4, EFER, GPR_NAMES, Vector, flag_names, short_name, vector_name
+from unikernel_sim.arch import (
+    CR0, CR4, EFER, GPR_NAMES, MAX_INSTRUCTION_LENGTH, Vector, flag_names, short_name, vector_name,
+)
 from unikernel_sim.cpu.engine import CpuState
 from unikernel_sim.diagnostics import decode
 from unikernel_sim.diagnostics.checkers import Hint, all_checkers
+from unikernel_sim.diagnostics.debug_info import debug_info_of
+from unikernel_sim.diagnostics.unwind import Frame, backtrace
+from unikernel_sim.memory.paging import WalkStep
+from unikernel_sim.stops import ExceptionRecord, FaultStep, Stop, StopReason
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
-    from unikernel_sim.stops import Stop
 
 SCHEMA = "unisim-crash-report/1"
 STACK_WORDS_BELOW = 4
@@ -27,47 +32,44 @@ SERIAL_LINES = 20
 class Evidence:
     """Read-only views of the machine that checkers share."""
 
-    def __init__(self, machine: "Machine", stop: "Stop") -> None:
+    def __init__(self, machine: "Machine", stop: Stop) -> None:
         self.machine = machine
         self.stop = stop
         self.state: CpuState = machine.cpu_state()
+        self.exception: ExceptionRecord | None = machine.interrupts.last_exception
         # Where the fault happened, when the guest's own handler ran (and moved on) since.
-        at_fault = machine.last_exception_registers if machine.last_exception is not None else None
-        self.registers = dict(at_fault) if at_fault else {**self.state.gpr, "rip": self.state.rip}
+        self.registers = (dict(self.exception.registers) if self.exception is not None
+                          else {**self.state.gpr, "rip": self.state.rip})
 
     @property
-    def first_exception(self) -> tuple[int, int | None, int, int | None] | None:
-        if self.stop.chain:
-            step = self.stop.chain[0]
-            return step.vector, step.error_code, step.rip, step.cr2
-        return self.machine.last_exception
+    def first_exception(self) -> FaultStep | ExceptionRecord | None:
+        """The first exception behind this stop (vector, error_code, rip, cr2)."""
+        return self.stop.chain[0] if self.stop.chain else self.exception
 
     @property
     def page_fault(self) -> tuple[int, int, int] | None:
         """(address, error code, rip) of the page fault behind this stop, if one."""
-        for step in self.stop.chain:
+        candidates = [*self.stop.chain, *([self.exception] if self.exception is not None else [])]
+        for step in candidates:
             if step.vector == Vector.PF and step.cr2 is not None:
                 return step.cr2, step.error_code or 0, step.rip
-        last = self.machine.last_exception
-        if last is not None and last[0] == Vector.PF and last[3] is not None:
-            return last[3], last[1] or 0, last[2]
         return None
 
     @property
     def fault_rip(self) -> int | None:
         exception = self.first_exception
-        return exception[2] if exception is not None else None
+        return exception.rip if exception is not None else None
 
     def where(self, address: int | None) -> str:
         if address is None:
             return "?"
         text = self.machine.describe(address)
-        debug = self.machine.debug_info()
+        debug = debug_info_of(self.machine)
         line = debug.source_line(address) if debug else None
         return f"{text} [{line}]" if line else text
 
     def function_at(self, address: int | None) -> str | None:
-        if address is None or self.machine.symbols is None:
+        if address is None:
             return None
         found = self.machine.symbols.lookup(address)
         return found[0].name if found else None
@@ -77,7 +79,7 @@ class Evidence:
         return None if data is None else struct.unpack("<Q", data)[0]
 
     def symbol_u64(self, name: str) -> int | None:
-        address = self.machine.symbols.address_of(name) if self.machine.symbols else None
+        address = self.machine.symbols.address_of(name)
         return None if address is None else self.u64(address)
 
     def is_code(self, address: int) -> bool:
@@ -89,7 +91,7 @@ class Evidence:
     def _decode(self, address: int):
         from unikernel_sim.diagnostics.disassembly import disassembler
 
-        code = self.machine.read_virtual(address, 15)
+        code = self.machine.read_virtual(address, MAX_INSTRUCTION_LENGTH)
         if code is None:
             return None
         decoder = disassembler(self.state.long_mode)
@@ -129,19 +131,102 @@ class Evidence:
 
 
 @dataclass
+class ChainEntry:
+    vector: int
+    name: str
+    error_code: int | None
+    error_decoded: str | None
+    rip: int
+    where: str
+    cr2: int | None
+
+
+@dataclass
+class DescriptorTable:
+    base: int
+    limit: int
+
+
+@dataclass
+class Registers:
+    gpr: dict[str, int]
+    rip: int
+    rflags: int
+    rflags_decoded: list[str]
+    cr0: int
+    cr0_decoded: list[str]
+    cr2: int
+    cr3: int
+    cr4: int
+    cr4_decoded: list[str]
+    efer: int
+    efer_decoded: list[str]
+    segments: dict[str, int]
+    gdtr: DescriptorTable
+    idtr: DescriptorTable
+
+    @classmethod
+    def of(cls, state: CpuState) -> "Registers":
+        return cls(
+            gpr=dict(state.gpr), rip=state.rip, rflags=state.rflags, rflags_decoded=decode.rflags(state.rflags),
+            cr0=state.cr0, cr0_decoded=flag_names(state.cr0, CR0), cr2=state.cr2, cr3=state.cr3,
+            cr4=state.cr4, cr4_decoded=flag_names(state.cr4, CR4),
+            efer=state.efer, efer_decoded=flag_names(state.efer, EFER), segments=dict(state.segments),
+            gdtr=DescriptorTable(*state.gdtr), idtr=DescriptorTable(*state.idtr),
+        )
+
+
+@dataclass
+class CodeLine:
+    address: int
+    text: str
+    where: str
+    source: str | None
+    bytes: str
+    current: bool
+
+
+@dataclass
+class PageWalkSection:
+    purpose: str
+    address: int
+    mode: str
+    physical: int | None
+    fault_level: str | None
+    error: str | None
+    steps: list[WalkStep]
+
+
+@dataclass
+class StackRow:
+    address: int
+    value: int
+    symbol: str | None
+    rsp: bool
+
+
+@dataclass
 class CrashReport:
+    """The report's sections; text() renders it for people, to_json() to the schema in
+    docs/crash-report.schema.json."""
+
     schema: str
     headline: str
     summary: str
     reason: str
-    hints: list[dict[str, Any]]
-    chain: list[dict[str, Any]]
-    registers: dict[str, Any]
-    disassembly: list[dict[str, Any]]
-    backtrace: list[dict[str, Any]]
-    page_walks: list[dict[str, Any]]
-    stack: list[dict[str, Any]]
+    hints: list[Hint]
+    chain: list[ChainEntry]
+    registers: Registers
+    disassembly: list[CodeLine]
+    backtrace: list[Frame]
+    page_walks: list[PageWalkSection]
+    stack: list[StackRow]
     serial_tail: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
+
+    @property
+    def hint_messages(self) -> list[str]:
+        return [hint.message for hint in self.hints]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -158,7 +243,12 @@ def _safe(function, default):
         return default(error)
 
 
-def build_report(machine: "Machine", stop: "Stop") -> CrashReport:
+def build_report(machine: "Machine", stop: Stop | None = None) -> CrashReport:
+    """The report for stop, or for the machine as it is now."""
+    if stop is None:
+        rip = machine.rip
+        stop = Stop(StopReason.BREAKPOINT, f"report requested at {machine.describe(rip)}", rip=rip,
+                          where=machine.describe(rip))
     evidence = Evidence(machine, stop)
     hints: list[Hint] = []
     for checker in all_checkers():
@@ -171,61 +261,41 @@ def build_report(machine: "Machine", stop: "Stop") -> CrashReport:
         headline=headline,
         summary=stop.summary,
         reason=stop.reason.value,
-        hints=[asdict(h) for h in hints],
+        hints=hints,
         chain=_chain(evidence),
-        registers=_registers(evidence.state),
+        registers=Registers.of(evidence.state),
         disassembly=_safe(lambda: _disassembly(machine, evidence), lambda e: []),
         backtrace=_safe(lambda: _backtrace(machine, evidence), lambda e: []),
         page_walks=_safe(lambda: _page_walks(machine, evidence), lambda e: []),
         stack=_safe(lambda: _stack(machine, evidence), lambda e: []),
         serial_tail=machine.serial.last_lines(SERIAL_LINES),
+        devices=_safe(machine.board.describe, lambda e: [f"unavailable: {e}"]),
     )
 
 
-def _chain(evidence: Evidence) -> list[dict[str, Any]]:
-    steps = evidence.stop.chain
-    if not steps and evidence.machine.last_exception is not None:
-        vector, error, rip, cr2 = evidence.machine.last_exception
-        steps = [type("Step", (), {"vector": vector, "error_code": error, "rip": rip, "cr2": cr2})()]
-    return [{"vector": s.vector, "name": vector_name(s.vector), "error_code": s.error_code,
-             "error_decoded": decode.error_code(s.vector, s.error_code), "rip": s.rip,
-             "where": evidence.where(s.rip), "cr2": s.cr2} for s in steps]
+def _chain(evidence: Evidence) -> list[ChainEntry]:
+    steps = evidence.stop.chain or ([evidence.exception] if evidence.exception is not None else [])
+    return [ChainEntry(s.vector, vector_name(s.vector), s.error_code, decode.error_code(s.vector, s.error_code),
+                       s.rip, evidence.where(s.rip), s.cr2) for s in steps]
 
 
-def _registers(state: CpuState) -> dict[str, Any]:
-    return {
-        "gpr": dict(state.gpr), "rip": state.rip,
-        "rflags": state.rflags, "rflags_decoded": decode.rflags(state.rflags),
-        "cr0": state.cr0, "cr0_decoded": flag_names(state.cr0, CR0),
-        "cr2": state.cr2, "cr3": state.cr3,
-        "cr4": state.cr4, "cr4_decoded": flag_names(state.cr4, CR4),
-        "efer": state.efer, "efer_decoded": flag_names(state.efer, EFER),
-        "segments": dict(state.segments),
-        "gdtr": {"base": state.gdtr[0], "limit": state.gdtr[1]},
-        "idtr": {"base": state.idtr[0], "limit": state.idtr[1]},
-    }
-
-
-def _disassembly(machine: "Machine", evidence: Evidence) -> list[dict[str, Any]]:
+def _disassembly(machine: "Machine", evidence: Evidence) -> list[CodeLine]:
     from unikernel_sim.diagnostics.disassembly import around
 
     center = evidence.fault_rip if evidence.fault_rip is not None else evidence.state.rip
-    return [{"address": i.address, "text": i.text, "where": i.where, "source": i.source, "bytes": i.bytes_hex,
-             "current": i.address == center}
+    return [CodeLine(i.address, i.text, i.where, i.source, i.bytes_hex, i.address == center)
             for i in around(machine, center, long_mode=evidence.state.long_mode)]
 
 
-def _backtrace(machine: "Machine", evidence: Evidence) -> list[dict[str, Any]]:
+def _backtrace(machine: "Machine", evidence: Evidence) -> list[Frame]:
     """From the exception when there was one (the guest's handler may have moved on since)."""
-    from unikernel_sim.diagnostics.unwind import backtrace
-
-    registers = machine.last_exception_registers if machine.last_exception is not None else None
+    registers = evidence.exception.registers if evidence.exception is not None else None
     if evidence.stop.chain:
         registers = None if evidence.stop.chain[0].rip == evidence.state.rip else registers
-    return [asdict(frame) for frame in backtrace(machine, registers)]
+    return backtrace(machine, registers)
 
 
-def _page_walks(machine: "Machine", evidence: Evidence) -> list[dict[str, Any]]:
+def _page_walks(machine: "Machine", evidence: Evidence) -> list[PageWalkSection]:
     walks = []
     fault = evidence.page_fault
     targets = [("fault address", fault[0])] if fault else []
@@ -234,13 +304,12 @@ def _page_walks(machine: "Machine", evidence: Evidence) -> list[dict[str, Any]]:
     targets.append(("rip", evidence.fault_rip if evidence.fault_rip is not None else evidence.state.rip))
     for purpose, address in targets:
         walk = machine.translate(address)
-        walks.append({"purpose": purpose, "address": address, "mode": walk.mode, "physical": walk.physical,
-                      "fault_level": walk.fault_level, "error": walk.error,
-                      "steps": [asdict(step) for step in walk.steps]})
+        walks.append(PageWalkSection(purpose, address, walk.mode, walk.physical, walk.fault_level, walk.error,
+                                     walk.steps))
     return walks
 
 
-def _stack(machine: "Machine", evidence: Evidence) -> list[dict[str, Any]]:
+def _stack(machine: "Machine", evidence: Evidence) -> list[StackRow]:
     rsp = evidence.state.gpr["rsp"]
     rows = []
     for index in range(-STACK_WORDS_BELOW, STACK_WORDS_ABOVE):
@@ -250,7 +319,7 @@ def _stack(machine: "Machine", evidence: Evidence) -> list[dict[str, Any]]:
             continue
         named = machine.describe(value)
         symbol = named if evidence.is_code(value) and not named.startswith("0x") else None
-        rows.append({"address": address, "value": value, "symbol": symbol, "rsp": index == 0})
+        rows.append(StackRow(address, value, symbol, index == 0))
     return rows
 
 
@@ -259,55 +328,58 @@ def render_text(report: CrashReport) -> str:
     if report.headline != report.summary:
         lines.append(f"  ({report.summary})")
     for hint in report.hints[1:]:
-        lines.append(f"  also: {hint['message']}")
+        lines.append(f"  also: {hint.message}")
     if report.chain:
         lines.append("exceptions:")
         for step in report.chain:
-            decoded = f" ({step['error_decoded']})" if step["error_decoded"] else ""
-            code = f" error={step['error_code']:#x}{decoded}" if step["error_code"] is not None else ""
-            cr2 = f" cr2={step['cr2']:#x}" if step["cr2"] is not None else ""
-            lines.append(f"  {short_name(step['vector'])}{code}{cr2} at {step['where']}")
+            decoded = f" ({step.error_decoded})" if step.error_decoded else ""
+            code = f" error={step.error_code:#x}{decoded}" if step.error_code is not None else ""
+            cr2 = f" cr2={step.cr2:#x}" if step.cr2 is not None else ""
+            lines.append(f"  {short_name(step.vector)}{code}{cr2} at {step.where}")
     regs = report.registers
     lines.append("registers:")
     for i in range(0, len(GPR_NAMES), 4):
-        lines.append("  " + "  ".join(f"{n:>3}={regs['gpr'][n]:#018x}" for n in GPR_NAMES[i:i + 4]))
-    lines.append(f"  rip={regs['rip']:#018x}  rflags={regs['rflags']:#x} [{' '.join(regs['rflags_decoded'])}]")
-    lines.append(f"  cr0={regs['cr0']:#x} [{' '.join(regs['cr0_decoded'])}]  cr2={regs['cr2']:#x}  "
-                 f"cr3={regs['cr3']:#x}  cr4={regs['cr4']:#x} [{' '.join(regs['cr4_decoded'])}]  "
-                 f"efer={regs['efer']:#x} [{' '.join(regs['efer_decoded'])}]")
-    segments = "  ".join(f"{k}={v:#x}" for k, v in regs["segments"].items())
-    lines.append(f"  {segments}  gdtr={regs['gdtr']['base']:#x}/{regs['gdtr']['limit']:#x}  "
-                 f"idtr={regs['idtr']['base']:#x}/{regs['idtr']['limit']:#x}")
+        lines.append("  " + "  ".join(f"{n:>3}={regs.gpr[n]:#018x}" for n in GPR_NAMES[i:i + 4]))
+    lines.append(f"  rip={regs.rip:#018x}  rflags={regs.rflags:#x} [{' '.join(regs.rflags_decoded)}]")
+    lines.append(f"  cr0={regs.cr0:#x} [{' '.join(regs.cr0_decoded)}]  cr2={regs.cr2:#x}  "
+                 f"cr3={regs.cr3:#x}  cr4={regs.cr4:#x} [{' '.join(regs.cr4_decoded)}]  "
+                 f"efer={regs.efer:#x} [{' '.join(regs.efer_decoded)}]")
+    segments = "  ".join(f"{k}={v:#x}" for k, v in regs.segments.items())
+    lines.append(f"  {segments}  gdtr={regs.gdtr.base:#x}/{regs.gdtr.limit:#x}  "
+                 f"idtr={regs.idtr.base:#x}/{regs.idtr.limit:#x}")
     if report.disassembly:
         lines.append("code:")
         for insn in report.disassembly:
-            marker = "=>" if insn["current"] else "  "
-            source = f"  ; {insn['source']}" if insn["source"] else ""
-            lines.append(f"  {marker} {insn['address']:#x} {insn['text']:<40} {insn['where']}{source}")
+            marker = "=>" if insn.current else "  "
+            source = f"  ; {insn.source}" if insn.source else ""
+            lines.append(f"  {marker} {insn.address:#x} {insn.text:<40} {insn.where}{source}")
     if report.backtrace:
         lines.append("backtrace:")
         for number, frame in enumerate(report.backtrace):
-            source = f" at {frame['source']}" if frame["source"] else ""
-            lines.append(f"  #{number} {frame['pc']:#x} {frame['where']}{source}")
+            source = f" at {frame.source}" if frame.source else ""
+            lines.append(f"  #{number} {frame.pc:#x} {frame.where}{source}")
     for walk in report.page_walks:
-        target = f"{walk['physical']:#x}" if walk["physical"] is not None else "not mapped"
-        lines.append(f"page walk ({walk['purpose']}) {walk['address']:#x} [{walk['mode']}] -> {target}")
-        for step in walk["steps"]:
-            flags = "".join(flag for flag, on in (("P", step["present"]), ("W", step["writable"]),
-                                                  ("U", step["user"]), ("NX", step["no_execute"]),
-                                                  ("PS", step["large"])) if on)
-            lines.append(f"  {step['level']:<5} table {step['table']:#x}[{step['index']}] = "
-                         f"{step['entry']:#018x} {flags or 'not present'}")
-        if walk["error"]:
-            lines.append(f"  {walk['error']}")
-        elif walk["fault_level"]:
-            lines.append(f"  missing at {walk['fault_level']}")
+        target = f"{walk.physical:#x}" if walk.physical is not None else "not mapped"
+        lines.append(f"page walk ({walk.purpose}) {walk.address:#x} [{walk.mode}] -> {target}")
+        for step in walk.steps:
+            flags = "".join(flag for flag, on in (("P", step.present), ("W", step.writable),
+                                                  ("U", step.user), ("NX", step.no_execute),
+                                                  ("PS", step.large)) if on)
+            lines.append(f"  {step.level:<5} table {step.table:#x}[{step.index}] = "
+                         f"{step.entry:#018x} {flags or 'not present'}")
+        if walk.error:
+            lines.append(f"  {walk.error}")
+        elif walk.fault_level:
+            lines.append(f"  missing at {walk.fault_level}")
     if report.stack:
         lines.append("stack:")
         for row in report.stack:
-            marker = "rsp->" if row["rsp"] else "     "
-            symbol = f"  {row['symbol']}" if row["symbol"] else ""
-            lines.append(f"  {marker} {row['address']:#x}: {row['value']:#018x}{symbol}")
+            marker = "rsp->" if row.rsp else "     "
+            symbol = f"  {row.symbol}" if row.symbol else ""
+            lines.append(f"  {marker} {row.address:#x}: {row.value:#018x}{symbol}")
+    if report.devices:
+        lines.append("devices:")
+        lines.extend(f"  {line}" for line in report.devices)
     if report.serial_tail:
         lines.append("last serial output:")
         lines.extend(f"  | {line}" for line in report.serial_tail)

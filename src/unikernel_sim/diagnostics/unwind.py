@@ -7,6 +7,8 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from unikernel_sim.diagnostics.debug_info import debug_info_of
+
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
 
@@ -29,7 +31,7 @@ def _u64(machine: "Machine", address: int) -> int | None:
 def backtrace(machine: "Machine", registers: dict[str, int] | None = None) -> list[Frame]:
     state = machine.cpu_state()
     regs = dict(registers or {**state.gpr, "rip": state.rip})
-    debug = machine.debug_info()
+    debug = debug_info_of(machine)
     frames: list[Frame] = []
     method = "start"
     for _ in range(MAX_FRAMES):

@@ -1,7 +1,7 @@
 """Red zone: an interrupt frame was pushed into the 128 bytes below the
 interrupted RSP, and the interrupted code later read bytes the push had
 overwritten - a kernel built without -mno-red-zone (the watch that gathers
-this evidence is in red_zone_watch.py)."""
+this evidence is in cpu/red_zone_watch.py)."""
 from __future__ import annotations
 
 from unikernel_sim.diagnostics.checkers import Hint

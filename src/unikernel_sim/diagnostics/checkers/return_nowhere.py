@@ -11,10 +11,11 @@ def check(evidence) -> Hint | None:
     if evidence.is_code(rip):
         return None
     popped_at = evidence.registers["rsp"] - 8
-    popped = evidence.registers.get("word_below_rsp", evidence.u64(popped_at))
+    exception = evidence.exception
+    popped = exception.word_below_rsp if exception is not None else evidence.u64(popped_at)
     if popped != rip:
         return None
-    returning = evidence.registers.get("last_return", evidence.machine.last_return())
+    returning = exception.last_return if exception is not None else evidence.machine.clock.last_return()
     who = f"{evidence.function_at(returning) or evidence.where(returning)} returned" if returning else "a ret jumped"
     advice = "" if returning else " (boot with --check-returns to name the function that returned)"
     return Hint("return-into-nowhere",

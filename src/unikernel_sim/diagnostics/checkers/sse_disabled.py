@@ -8,9 +8,9 @@ from unikernel_sim.diagnostics.checkers import Hint
 
 def check(evidence) -> Hint | None:
     exception = evidence.first_exception
-    if exception is None or exception[0] not in (Vector.UD, Vector.NM):
+    if exception is None or exception.vector not in (Vector.UD, Vector.NM):
         return None
-    vector, rip = exception[0], exception[2]
+    vector, rip = exception.vector, exception.rip
     kind = evidence.instruction_kind(rip)
     if kind is None:
         return None

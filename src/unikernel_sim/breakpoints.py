@@ -1,0 +1,54 @@
+"""Host breakpoints: stop the run when execution reaches an address.
+
+Each breakpoint is a Unicorn code hook on its one address, so it costs nothing
+elsewhere; the translation of that address is dropped so the hook reaches it.
+Breakpoints are named by symbol or address and removed the same way.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from unicorn import UC_HOOK_CODE
+
+from unikernel_sim.stops import Stop, StopReason
+
+if TYPE_CHECKING:
+    from unikernel_sim.machine import Machine
+
+
+class Breakpoints:
+    def __init__(self, machine: "Machine") -> None:
+        self.machine = machine
+        self._hooks: dict[int, int] = {}           # address -> Unicorn hook handle
+
+    def resolve(self, where: str | int) -> int:
+        """The address of a symbol or an address; KeyError for an unknown symbol."""
+        if isinstance(where, int):
+            return where
+        address = self.machine.symbols.address_of(where)
+        if address is None:
+            raise KeyError(f"no symbol {where!r} in the kernel")
+        return address
+
+    def add(self, where: str | int) -> int:
+        """Stop the run (StopReason.BREAKPOINT) when execution reaches where; returns the address."""
+        address = self.resolve(where)
+        if address not in self._hooks:
+            uc = self.machine.uc
+            self._hooks[address] = uc.hook_add(UC_HOOK_CODE, self._on_hit, begin=address, end=address)
+            uc.ctl_remove_cache(address, address + 1)
+        return address
+
+    def remove(self, where: str | int) -> None:
+        """Remove the breakpoint at a symbol or address (nothing happens if there is none)."""
+        handle = self._hooks.pop(self.resolve(where), None)
+        if handle is not None:
+            address = self.resolve(where)
+            self.machine.uc.hook_del(handle)
+            self.machine.uc.ctl_remove_cache(address, address + 1)
+
+    def __contains__(self, where: str | int) -> bool:
+        return self.resolve(where) in self._hooks
+
+    def _on_hit(self, uc, address: int, size: int, _user) -> None:
+        self.machine.request_stop(Stop(StopReason.BREAKPOINT, f"breakpoint at {self.machine.describe(address)}"))

@@ -1,0 +1,122 @@
+"""The PC: which devices sit where, and how their interrupt lines are wired.
+
+One declaration (``PcBoard.__init__``) lists the legacy devices of QEMU's
+i440FX/PIIX3 `pc` machine that a unikernel talks to. Everything else iterates
+``board.devices``: port and MMIO dispatch, bringing devices up to the current
+virtual time, finding the next event the guest must be stopped for, saving and
+restoring state, and the device lines of the crash report. Adding a device is
+one file plus one line here.
+
+Devices never import each other: the board connects their interrupt outputs
+to the 8259 pair, and hands each the few machine services it needs (the clock,
+RAM reads, output sinks, "the guest asked for X") as plain callables in
+``BoardWiring``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Callable
+
+from unikernel_sim.devices.acpi_power import AcpiPowerControl
+from unikernel_sim.devices.bus import IoBus
+from unikernel_sim.devices.cmos_rtc import CmosRtc
+from unikernel_sim.devices.debug_exit import DebugConsole, DebugExit
+from unikernel_sim.devices.device import Device, State
+from unikernel_sim.devices.i8042 import I8042
+from unikernel_sim.devices.i8254 import Pit8254
+from unikernel_sim.devices.i8259 import PicPair
+from unikernel_sim.devices.mmio import MmioBus
+from unikernel_sim.devices.post_port import PostPort
+from unikernel_sim.devices.system_control_a import SystemControlPortA
+from unikernel_sim.devices.uart16550 import COM1_BASE, COM1_IRQ, Uart16550
+from unikernel_sim.devices.vga_text import VgaText
+
+IRQ_TIMER = 0
+IRQ_KEYBOARD = 1
+
+
+@dataclass
+class BoardWiring:
+    """What the devices need from the machine around them."""
+
+    now_ns: Callable[[], int]                         # the virtual clock
+    read_ram: Callable[[int, int], bytes]             # (physical address, length) -> bytes
+    serial_out: Callable[[int], None]                 # a byte COM1 transmitted
+    debugcon_out: Callable[[int], None]               # a byte written to port 0xE9
+    guest_exit: Callable[[int], None]                 # value written to the debug-exit port
+    power_off: Callable[[int], None]                  # ACPI PM1a control value with SLP_EN
+    reset: Callable[[str], None]                      # the guest asked for a reset (names the source)
+    interrupt_changed: Callable[[], None]             # the PIC's INTR output may have changed
+    timer_reprogrammed: Callable[[], None]            # the next timer event moved
+
+
+class PcBoard:
+    def __init__(self, wiring: BoardWiring, io: IoBus, mmio: MmioBus, *, ram_size: int,
+                 serial_input: bytes = b"", rtc_start: dt.datetime) -> None:
+        self.io = io
+        self.mmio = mmio
+        self.devices: list[Device] = []
+        now = wiring.now_ns
+
+        self.pic = self.attach(PicPair(on_change=wiring.interrupt_changed))
+        self.pic.power_on_state()
+        self.pic.sync = self.catch_up
+        self.pit = self.attach(Pit8254(now, irq0=lambda: self.pic.pulse_irq(IRQ_TIMER)))
+        self.pit.on_reprogram = wiring.timer_reprogrammed
+        self.pit.power_on_state()
+        self.rtc = self.attach(CmosRtc(now, start=rtc_start, ram_bytes=ram_size))
+        self.keyboard = self.attach(I8042(now, irq1=lambda: self.pic.pulse_irq(IRQ_KEYBOARD),
+                                          reset=lambda: wiring.reset("keyboard controller")))
+        self.port_a = self.attach(SystemControlPortA(on_reset=lambda: wiring.reset("port 0x92 fast reset")))
+        self.vga = self.attach(VgaText(wiring.read_ram, now))
+        self.uart = self.attach(Uart16550(COM1_BASE, transmit=wiring.serial_out,
+                                          irq_line=lambda level: self.pic.set_irq(COM1_IRQ, level)))
+        self.uart.feed(serial_input)
+        self.attach(DebugExit(wiring.guest_exit))
+        self.attach(DebugConsole(wiring.debugcon_out))
+        self.post = self.attach(PostPort())
+        self.attach(AcpiPowerControl(wiring.power_off))
+        self._now = now
+
+    def attach(self, device: Device):
+        """Put device on its ports and MMIO windows; returns it."""
+        for ports in device.ports:
+            self.io.attach(ports.first, ports.count, device)
+        for window in device.mmio:
+            self.mmio.map(window, device)
+        self.devices.append(device)
+        return device
+
+    # --- time ----------------------------------------------------------------------
+    def advance(self, now_ns: int) -> None:
+        """Bring every device up to now_ns (timer edges, typed keys...)."""
+        for device in self.devices:
+            device.advance(now_ns)
+
+    def catch_up(self) -> None:
+        self.advance(self._now())
+
+    def next_event_ns(self) -> int | None:
+        """The earliest time a device must act on its own, or None. A device whose
+        events only raise IRQ lines that are all masked at the PIC is left out."""
+        earliest = None
+        for device in self.devices:
+            if device.interrupt_only_events and all(self.pic.irq_masked(irq) for irq in device.irq_lines):
+                continue
+            when = device.next_event_ns()
+            if when is not None and (earliest is None or when < earliest):
+                earliest = when
+        return earliest
+
+    # --- state -----------------------------------------------------------------------
+    def save_state(self) -> list[State]:
+        return [device.save_state() for device in self.devices]
+
+    def load_state(self, states: list[State]) -> None:
+        for device, state in zip(self.devices, states, strict=True):
+            device.load_state(state)
+
+    def describe(self) -> list[str]:
+        """One line per device with state, for the crash report."""
+        return [device.describe_state() for device in self.devices if device.saved_fields]

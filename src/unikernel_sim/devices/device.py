@@ -1,0 +1,131 @@
+"""The device contract: what every device on the board declares and offers.
+
+A device says where it lives (port ranges and/or MMIO windows), which ISA
+interrupt lines it drives, how it behaves over virtual time, and which of its
+fields are its state. The board, the run loop, snapshots and the crash report
+iterate devices through this contract alone, so adding a device is one file
+plus one line in the board.
+
+Saved state follows QEMU's VMState idea: a device lists its fields by name
+(``saved_fields``); ``save_state`` copies exactly those, ``load_state`` puts
+them back. Callbacks (interrupt lines, the clock, output sinks) are wiring,
+not state: they are never listed, so never copied or pickled.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PortRange:
+    """I/O ports first .. first+count-1."""
+
+    first: int
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class MmioWindow:
+    """Physical addresses base .. base+size-1 (whole 4 KiB pages: Unicorn maps pages)."""
+
+    base: int
+    size: int
+
+
+State = dict[str, Any]
+
+
+def _copy(value: Any) -> Any:
+    """A copy of a saved field's value: containers are copied one level deep (their
+    items are plain values), immutable values are shared."""
+    if isinstance(value, Stateful):
+        return value.save_state()
+    if isinstance(value, (deque, bytearray, list, dict, set)):
+        if isinstance(value, list) and value and all(isinstance(item, Stateful) for item in value):
+            return [item.save_state() for item in value]
+        return type(value)(value)
+    return value
+
+
+class Stateful:
+    """Something with a declared state: ``saved_fields`` names the attributes that
+    make it up. A field holding another Stateful (or a list of them) is saved as
+    that object's own state and loaded back into the same object."""
+
+    saved_fields: tuple[str, ...] = ()
+
+    def save_state(self) -> State:
+        return {name: _copy(getattr(self, name)) for name in self.saved_fields}
+
+    def load_state(self, state: State) -> None:
+        for name in self.saved_fields:
+            saved, current = state[name], getattr(self, name)
+            if isinstance(current, Stateful):
+                current.load_state(saved)
+            elif isinstance(current, list) and current and all(isinstance(item, Stateful) for item in current):
+                for item, item_state in zip(current, saved):
+                    item.load_state(item_state)
+            elif isinstance(saved, (deque, bytearray, list, dict, set)):
+                setattr(self, name, type(saved)(saved))       # the snapshot keeps its own copy
+            else:
+                setattr(self, name, saved)
+
+
+class Device(Stateful):
+    """A device on the board.
+
+    ports / mmio: where the guest reaches it. io_width: the widest port access it
+    takes whole (wider ones are split into bytes by the bus, as the ISA bus does).
+    irq_lines: the ISA IRQs it drives (for the report and the scheduler).
+    interrupt_only_events: its timed events only raise its IRQ lines, so while
+    every one of them is masked the guest need not be stopped for them (the PIT:
+    its counters are computed from time, never stepped).
+    """
+
+    name = "device"
+    ports: tuple[PortRange, ...] = ()
+    io_width = 1
+    mmio: tuple[MmioWindow, ...] = ()
+    irq_lines: tuple[int, ...] = ()
+    interrupt_only_events = False
+
+    def reset(self) -> None:
+        """Back to the power-on state."""
+
+    # --- time --------------------------------------------------------------------
+    def advance(self, now_ns: int) -> None:
+        """Bring the device up to virtual time now_ns (raise what is due)."""
+
+    def next_event_ns(self) -> int | None:
+        """Virtual time of the next thing the device must do on its own, or None."""
+        return None
+
+    # --- guest accesses ------------------------------------------------------------
+    def io_read(self, port: int, size: int) -> int:
+        return (1 << (8 * size)) - 1
+
+    def io_write(self, port: int, size: int, value: int) -> None:
+        pass
+
+    def mmio_read(self, offset: int, size: int) -> int:
+        """A read of size bytes at offset from the start of the window holding it."""
+        return 0
+
+    def mmio_write(self, offset: int, size: int, value: int) -> None:
+        pass
+
+    # --- reports -----------------------------------------------------------------
+    def describe_state(self) -> str:
+        """One line for the crash report and `monitor devices`."""
+        fields = ", ".join(f"{name}={_short(getattr(self, name))}" for name in self.saved_fields[:6])
+        return f"{self.name}: {fields}" if fields else self.name
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:#x}"
+    if isinstance(value, (deque, list, bytearray, bytes)):
+        return f"[{len(value)}]"
+    return str(value)

@@ -1,0 +1,278 @@
+"""The run loop: execute the guest in slices and explain why it stopped.
+
+One slice, top to bottom (RunLoop.slice):
+  1. bring the devices up to the current virtual time and, if the CPU takes
+     interrupts (IF=1, no STI shadow) and the PIC has a request, deliver it
+     through the guest IDT;
+  2. arm the next stop: the instruction budget and the next device event
+     (deterministic mode: an exact instruction count in the C clock hook; fast
+     mode: a host-clock deadline on the timer thread) - or none, and the guest
+     runs free;
+  3. emu_start from RIP until something stops it;
+  4. classify the stop: a hook's verdict (debug exit, triple fault, --expect,
+     a breakpoint), a returned guest call, a Unicorn error (memory outside
+     RAM), a fault one of our hooks raised, Ctrl-C, the wall-clock timeout, the
+     budget, a device deadline, or a plain return, which Unicorn also makes
+     after `hlt` (Q5), recognised by the 0xF4 byte before RIP;
+  5. end the run with a Stop, or go round again.
+Hooks cover only I/O instructions, exceptions, invalid opcodes, unmapped
+memory, RDTSC and narrow code ranges: nothing runs in Python per instruction.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from unicorn import (
+    UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_HOOK_INSN, UC_HOOK_MEM_UNMAPPED,
+    UC_MEM_FETCH_UNMAPPED, UC_MEM_WRITE_UNMAPPED, UcError,
+)
+from unicorn import x86_const as x86
+
+from unikernel_sim.arch import EFER_LMA, MSR, OPCODE_HLT, RFLAGS_IF
+from unikernel_sim.cpu.host_timer import TIMEOUT
+from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER, clear_exception_in_flight
+from unikernel_sim.cpu.vclock import host_ns
+from unikernel_sim.run_control import InterruptWatch
+from unikernel_sim.stops import Stop, StopReason
+
+if TYPE_CHECKING:
+    from unikernel_sim.machine import Machine
+
+MAX_UNEXPLAINED_RETURNS = 10_000      # emu_start returns in a row with no reason at all
+PENDING_POLL_NS = 20_000              # IRQ pending but IF=0: look again this soon
+IO_ACCESS_NS = 1_000                  # deterministic mode: virtual time per port access
+RED_ZONE_FRAME_REACH = 64             # a frame pushed on the interrupted stack lies within this
+
+GO_ON = None                          # slice(): carry on with the next slice
+UNEXPLAINED = object()                # slice(): emu_start returned and nothing says why
+
+
+class RunLoop:
+    def __init__(self, machine: "Machine") -> None:
+        self.machine = machine
+        self.uc = machine.uc
+        self.clock = machine.clock
+        self.board = machine.board
+        self.interrupts = machine.interrupts
+        self.host_timer = machine.host_timer
+        self.strict_io = False
+        self.on_stop: list[Callable[[], None]] = []     # e.g. flush the terminal
+        self.budget_end: int | None = None
+        self.timeout: float | None = None
+        self._pending: Stop | None = None
+        self._service_requested = False
+        self._unmapped: tuple[int, int, int] | None = None
+        uc = self.uc
+        uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, x86.UC_X86_INS_IN)
+        uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, x86.UC_X86_INS_OUT)
+        uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
+        self.board.io.on_unknown = self._on_unknown_port
+
+    # --- the loop ------------------------------------------------------------------
+    def run(self, *, max_instructions: int | None = None, timeout: float | None = None,
+            catch_sigint: bool = False) -> Stop:
+        """Run the guest until it stops; returns why."""
+        if max_instructions is not None:
+            self.clock.start_counting()
+            self.budget_end = self.clock.instructions + max_instructions
+        else:
+            self.budget_end = None
+        self.clock.resume()
+        self.timeout = timeout
+        if timeout is not None:
+            self.host_timer.arm(host_ns() + int(timeout * 1e9), TIMEOUT)
+        unexplained = 0
+        try:
+            with InterruptWatch(self.uc, enabled=catch_sigint, on_stop=self.clock.note_stop_request) as watch:
+                while True:
+                    stop = self.slice(watch)
+                    if isinstance(stop, Stop):
+                        return self._finish(stop)
+                    unexplained = unexplained + 1 if stop is UNEXPLAINED else 0
+                    if unexplained > MAX_UNEXPLAINED_RETURNS:
+                        raise RuntimeError("Unicorn keeps returning without a reason at "
+                                           f"{self.machine.describe(self.machine.rip)}")
+        finally:
+            if self.machine.red_zone is not None:
+                self.machine.red_zone.retire()
+            self.host_timer.arm(None)
+            self.host_timer.arm(None, TIMEOUT)
+            self.clock.pause()
+            for callback in self.on_stop:
+                callback()
+
+    def slice(self, watch: InterruptWatch) -> Stop | object | None:
+        """One emu_start. Returns a Stop, GO_ON, or UNEXPLAINED."""
+        # 1. devices up to now; deliver a pending IRQ
+        self._pending = None
+        self.advance_devices()
+        self._inject_interrupt()
+        if self._pending is not None:                     # delivery ended in a triple fault
+            return self._pending
+        # 2. arm the next stop
+        self._unmapped = None
+        self._service_requested = False
+        self.clock.arm_stop(None)
+        self._arm(self.next_event_ns(), self.budget_end)
+        clear_exception_in_flight(self.uc)               # Q2
+        # 3. run
+        error = None
+        try:
+            self.uc.emu_start(self.machine.rip, RUN_UNTIL_NEVER)
+        except UcError as exc:
+            error = exc
+        # 4. why did it stop?
+        if self._pending is not None:
+            return self._pending
+        if self.machine.guest_call_returned():
+            return Stop(StopReason.RETURNED, "guest call returned")   # its hook was skipped (Q13)
+        if error is not None:
+            return self._stop_for_error(error)
+        if self.interrupts.deliver_pending_fault():
+            return self._pending
+        if watch.interrupted:
+            return self._stop_here(StopReason.INTERRUPTED, "interrupted (Ctrl-C)")
+        if self.host_timer.take_fired(TIMEOUT):
+            return self._stop_here(StopReason.TIMEOUT, f"wall-clock timeout of {self.timeout:g} s expired")
+        if self.budget_end is not None and self.clock.instructions >= self.budget_end:
+            return self._stop_here(StopReason.BUDGET, f"instruction budget of {self.budget_end} reached")
+        timer_fired = self.host_timer.take_fired()
+        if self._service_requested or self.clock.stopped_by_clock or timer_fired:
+            return GO_ON
+        if self._after_hlt():
+            return self._on_hlt()
+        return UNEXPLAINED
+
+    # --- 1. devices and interrupts ------------------------------------------------------
+    def advance_devices(self) -> None:
+        now = self.clock.now_ns()
+        self.board.advance(now)
+        if self.machine.red_zone is not None:
+            self.machine.red_zone.expire(now)
+
+    def _inject_interrupt(self) -> None:
+        old_rsp = self.uc.reg_read(x86.UC_X86_REG_RSP)
+        return_rip = self.machine.rip
+        if not self.interrupts.inject_pending_irq(self.board.pic):
+            return
+        red_zone = self.machine.red_zone
+        new_rsp = self.uc.reg_read(x86.UC_X86_REG_RSP)
+        if (red_zone is not None and self._pending is None and self.uc.msr_read(MSR.EFER) & EFER_LMA
+                and 0 < old_rsp - new_rsp <= RED_ZONE_FRAME_REACH):
+            red_zone.interrupt_delivered(old_rsp, new_rsp, return_rip, self.clock.now_ns())
+
+    def interrupt_line_changed(self) -> None:
+        """The PIC's output changed (called from device code, maybe inside a hook)."""
+        if self.board.pic.interrupt_pending:
+            self._request_service()
+        self.reschedule()
+
+    # --- 2. arming the next stop -----------------------------------------------------------
+    def next_event_ns(self) -> int | None:
+        """When the guest must next be stopped for a device, or None."""
+        events = [self.board.next_event_ns()]
+        if self.board.pic.interrupt_pending:
+            events.append(self.clock.now_ns() + PENDING_POLL_NS)
+        if self.machine.red_zone is not None:
+            events.append(self.machine.red_zone.expires_ns)
+        events = [e for e in events if e is not None]
+        return min(events) if events else None
+
+    def reschedule(self) -> None:
+        """Re-arm the next stop after device state changed (may run inside a hook)."""
+        self._arm(self.next_event_ns(), self.budget_end)
+
+    def _arm(self, event_ns: int | None, budget_end: int | None) -> None:
+        if self.clock.deterministic:
+            limits = [x for x in (budget_end, None if event_ns is None else self.clock.instruction_at(event_ns))
+                      if x is not None]
+            self.clock.arm_stop(min(limits) if limits else None, keep_request=True)
+        else:
+            self.clock.arm_stop(budget_end, keep_request=True)
+            self.host_timer.arm(None if event_ns is None else self.clock.host_ns_at(event_ns))
+
+    # --- stop requests (callable from hooks) ------------------------------------------------
+    def request_stop(self, stop: Stop) -> None:
+        """End the run with stop at the next opportunity; the first request wins."""
+        if self._pending is None:
+            self._pending = stop
+        self.clock.note_stop_request()
+        self.uc.emu_stop()
+
+    def _request_service(self) -> None:
+        """Leave emu_start so the loop can deliver an interrupt, then carry on."""
+        self._service_requested = True
+        self.clock.note_stop_request()
+        self.uc.emu_stop()
+
+    # --- 4. classifying a stop ------------------------------------------------------------
+    def _on_hlt(self) -> Stop | None:
+        """hlt: sleep until the next interrupt (virtual time jumps), or end the run."""
+        if not self.uc.reg_read(x86.UC_X86_REG_RFLAGS) & RFLAGS_IF:
+            return self._stop_here(StopReason.HALT, "halted (hlt with interrupts disabled)")
+        if self.board.pic.interrupt_pending:
+            return GO_ON
+        wake = self.next_event_ns()
+        if wake is None:
+            return self._stop_here(StopReason.HALT,
+                                   "halted (hlt with interrupts enabled, but no unmasked interrupt source)")
+        self.clock.skip_ns(wake - self.clock.now_ns())
+        return GO_ON
+
+    def _after_hlt(self) -> bool:
+        rip = self.machine.rip
+        data = self.machine.memory.read(rip - 1, 1) if rip else None
+        return data is not None and data[0] == OPCODE_HLT
+
+    def _stop_for_error(self, error: UcError) -> Stop:
+        rip = self.machine.rip
+        where = self.machine.describe(rip)
+        if error.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED):
+            access, address, _size = self._unmapped or (None, 0, 0)
+            kind = {UC_MEM_WRITE_UNMAPPED: "write to", UC_MEM_FETCH_UNMAPPED: "instruction fetch from"}.get(
+                access, "read of")
+            return Stop(StopReason.OUTSIDE_RAM,
+                        f"{kind} {address:#x} outside guest RAM (0..{self.machine.ram.size:#x}) at {where}",
+                        rip=rip, where=where, fault_address=address)
+        return Stop(StopReason.EXCEPTION, f"CPU stopped: {error} at {where}", rip=rip, where=where)
+
+    def _stop_here(self, reason: StopReason, summary: str) -> Stop:
+        rip = self.machine.rip
+        where = self.machine.describe(rip)
+        return Stop(reason, f"{summary} at {where}", rip=rip, where=where)
+
+    def _finish(self, stop: Stop) -> Stop:
+        if not stop.where:
+            stop.rip = self.machine.rip
+            stop.where = self.machine.describe(stop.rip)
+        panic = self.machine.panic_message
+        if panic is not None and stop.reason in (StopReason.GUEST_EXIT, StopReason.HALT):
+            stop = Stop(StopReason.PANIC, f"guest panic: {panic}", rip=stop.rip, where=stop.where,
+                        exit_value=stop.exit_value)
+        return stop
+
+    # --- I/O instructions ----------------------------------------------------------------
+    def _on_in(self, uc, port: int, size: int, _user) -> int:
+        self._io_cycle()
+        return self.board.io.read(port, size)
+
+    def _on_out(self, uc, port: int, size: int, value: int, _user) -> None:
+        self._io_cycle()
+        self.board.io.write(port, size, value)
+
+    def _io_cycle(self) -> None:
+        """Deterministic mode: a port access takes IO_ACCESS_NS of virtual time, as
+        an ISA bus cycle does (~1 us); polling loops then take as many accesses as
+        on hardware instead of millions. Fast mode pays the host's own time."""
+        if self.clock.deterministic:
+            self.clock.skip_ns(IO_ACCESS_NS)
+            self.reschedule()
+
+    def _on_unknown_port(self, kind: str, port: int, size: int, value: int) -> None:
+        if self.strict_io:
+            access = f"read of port {port:#x}" if kind == "in" else f"write of {value:#x} to port {port:#x}"
+            self.request_stop(Stop(StopReason.STRICT_IO, f"--strict-io: {access}, which has no device"))
+
+    def _on_unmapped(self, uc, access: int, address: int, size: int, value: int, _user) -> bool:
+        self._unmapped = (access, address, size)
+        return False
