@@ -189,3 +189,18 @@ def test_q17_misaligned_movaps_does_not_fault():
     seen = record_interrupts(uc)
     uc.emu_start(CODE, 1 << 63)
     assert seen == []
+
+
+def test_q18_mmio_callbacks_split_a_64_bit_access_into_two_32_bit_ones():
+    window = 0xFEC0_0000
+    uc = engine(b"\x48\xa1" + struct.pack("<Q", window + 8) + HLT)   # mov rax, [window + 8]
+    reads: list[tuple[int, int]] = []
+
+    def on_read(uc, offset, size, _user):
+        reads.append((offset, size))
+        return 0x11111111 * (offset // 4)
+
+    uc.mmio_map(window, 0x1000, on_read, None, lambda *args: None, None)
+    uc.emu_start(CODE, 1 << 63)
+    assert reads == [(8, 4), (12, 4)]
+    assert uc.reg_read(x86.UC_X86_REG_RAX) == 0x33333333_22222222

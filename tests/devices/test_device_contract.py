@@ -1,0 +1,166 @@
+"""The device contract (devices/device.py) and the board: an MMIO device of our own
+driven by guest code with every access width, its state through snapshots, and
+the VMState rule (declared fields only, no callbacks) for every device of the PC."""
+from __future__ import annotations
+
+import struct
+from collections import deque
+
+import pytest
+from keystone import KS_ARCH_X86, KS_MODE_64, Ks
+
+from unikernel_sim.devices.device import Device, MmioWindow, PortRange
+from unikernel_sim.machine import Machine
+from unikernel_sim.stops import StopReason
+
+WINDOW = 0xFEB0_0000
+CODE = 0x1000
+STACK = 0x8000
+
+
+class RegisterFile(Device):
+    """16 bytes of registers in one MMIO page, plus a port that reads back a counter."""
+
+    name = "test-register-file"
+    mmio = (MmioWindow(WINDOW, 0x1000),)
+    ports = (PortRange(0x510, 1),)
+    saved_fields = ("registers", "port_writes")
+
+    def __init__(self) -> None:
+        self.registers = bytearray(16)
+        self.port_writes = 0
+        self.accesses: list[tuple[str, int, int]] = []     # wiring for the test, not state
+
+    def mmio_read(self, offset: int, size: int) -> int:
+        self.accesses.append(("read", offset, size))
+        return int.from_bytes(self.registers[offset:offset + size], "little")
+
+    def mmio_write(self, offset: int, size: int, value: int) -> None:
+        self.accesses.append(("write", offset, size))
+        self.registers[offset:offset + size] = value.to_bytes(size, "little")
+
+    def io_read(self, port: int, size: int) -> int:
+        return self.port_writes
+
+    def io_write(self, port: int, size: int, value: int) -> None:
+        self.port_writes += 1
+
+
+def run_code(machine: Machine, source: str) -> None:
+    """Run 64-bit code from CODE to its hlt (the engine starts in flat long mode)."""
+    code, _ = Ks(KS_ARCH_X86, KS_MODE_64).asm(source + "\nhlt", CODE)
+    machine.ram.write(CODE, bytes(code))
+    machine.uc.ctl_remove_cache(CODE, CODE + len(code))
+    machine.uc.reg_write(machine_reg("rip"), CODE)
+    machine.uc.reg_write(machine_reg("rsp"), STACK)
+    stop = machine.run(timeout=10)
+    assert stop.reason == StopReason.HALT, stop.summary
+
+
+def machine_reg(name: str) -> int:
+    from unicorn import x86_const
+
+    return getattr(x86_const, f"UC_X86_REG_{name.upper()}")
+
+
+@pytest.fixture
+def machine_with_device():
+    machine = Machine(16, deterministic=True)
+    device = machine.board.attach(RegisterFile())
+    return machine, device
+
+
+WRITES_AND_READS = f"""
+    mov rsi, {WINDOW:#x}
+    mov byte ptr [rsi], 0x11
+    mov word ptr [rsi + 2], 0x2233
+    mov dword ptr [rsi + 4], 0x44556677
+    mov rax, 0x8899aabbccddeeff
+    mov qword ptr [rsi + 8], rax
+    movzx ebx, byte ptr [rsi]
+    movzx ecx, word ptr [rsi + 2]
+    mov edx, dword ptr [rsi + 4]
+    mov r8, qword ptr [rsi + 8]
+    mov dx, 0x510
+    out dx, al
+    in al, dx
+"""
+
+
+def test_byte_word_dword_qword_accesses_reach_the_device(machine_with_device):
+    machine, device = machine_with_device
+    run_code(machine, WRITES_AND_READS)
+    expected = bytearray(16)
+    struct.pack_into("<B", expected, 0, 0x11)
+    struct.pack_into("<H", expected, 2, 0x2233)
+    struct.pack_into("<I", expected, 4, 0x44556677)
+    struct.pack_into("<Q", expected, 8, 0x8899AABBCCDDEEFF)
+    assert device.registers == expected
+    read = machine.uc.reg_read
+    assert (read(machine_reg("rbx")), read(machine_reg("rcx")), read(machine_reg("r8"))) == (
+        0x11, 0x2233, 0x8899AABBCCDDEEFF)
+    assert read(machine_reg("rax")) & 0xFF == 1                       # the port device counted one write
+    # A 64-bit access reaches the device as two 32-bit ones, low half first (Q18).
+    assert device.accesses == [("write", 0, 1), ("write", 2, 2), ("write", 4, 4), ("write", 8, 4), ("write", 12, 4),
+                               ("read", 0, 1), ("read", 2, 2), ("read", 4, 4), ("read", 8, 4), ("read", 12, 4)]
+
+
+def test_device_state_follows_snapshots(machine_with_device):
+    machine, device = machine_with_device
+    run_code(machine, WRITES_AND_READS)
+    saved = machine.snapshot()
+    run_code(machine, f"mov rsi, {WINDOW:#x}\nmov qword ptr [rsi], 0\nmov dx, 0x510\nout dx, al")
+    assert device.registers[:8] == bytes(8) and device.port_writes == 2
+    for _ in range(2):                                               # a snapshot restores any number of times
+        machine.restore(saved)
+        assert device.registers[:2] == b"\x11\x00" and device.port_writes == 1
+        device.registers[0] = 0x99
+
+
+def test_mmio_windows_may_not_overlap_ram_or_each_other(machine_with_device):
+    machine, _ = machine_with_device
+
+    class InRam(RegisterFile):
+        mmio = (MmioWindow(0x10_0000, 0x1000),)
+        ports = ()
+
+    class Overlapping(RegisterFile):
+        mmio = (MmioWindow(WINDOW, 0x2000),)
+        ports = ()
+
+    with pytest.raises(ValueError, match="overlaps guest RAM"):
+        machine.board.attach(InRam())
+    with pytest.raises(ValueError, match="overlaps test-register-file"):
+        machine.board.attach(Overlapping())
+
+
+def _values(state):
+    if isinstance(state, dict):
+        for value in state.values():
+            yield from _values(value)
+    elif isinstance(state, list):
+        for value in state:
+            yield from _values(value)
+    else:
+        yield state
+
+
+def test_every_pc_device_declares_plain_state_that_round_trips():
+    machine = Machine(16)
+    devices = machine.board.devices
+    assert {d.name for d in devices} >= {"i8259", "i8254", "cmos-rtc", "i8042", "vga", "uart16550",
+                                         "isa-debug-exit", "debug-console", "post-port", "system-control-a",
+                                         "acpi-pm1a-control"}
+    for device in devices:
+        for name in device.saved_fields:
+            assert hasattr(device, name), f"{device.name} declares {name!r} but has no such field"
+        state = device.save_state()
+        for value in _values(state):
+            assert not callable(value), f"{device.name} saves a callable"
+            assert isinstance(value, (int, bool, str, bytes, bytearray, deque, type(None))), (device.name, value)
+        device.load_state(state)
+        assert device.save_state() == state
+    for device in devices:                                          # every declared port is on the bus
+        for ports in device.ports:
+            for port in range(ports.first, ports.first + ports.count):
+                assert machine.board.io._devices[port] is device
