@@ -1,14 +1,9 @@
 """Shared fixtures: the reference firmware build and tiny assembled guests."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from unikernel_sim import guestkit
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+import guestkit
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,9 @@
 """unikernel_sim: a scriptable x86-64 PC for bare-metal and unikernel developers.
 
+``Machine`` and ``BootResult`` are importable from here; the boot function is
+``unikernel_sim.run.boot`` (``unikernel_sim.boot`` is the loader package, and a
+subpackage always wins over a package attribute of the same name).
+
 Importing the package stays cheap (no capstone, numpy or keystone): the CLI's
 time to the first serial byte depends on it.
 """
@@ -7,13 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from unikernel_sim.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from unikernel_sim.machine import Machine
-    from unikernel_sim.run import BootResult, boot
+    from unikernel_sim.run import BootResult
 
-__all__ = ["Machine", "BootResult", "boot", "__version__"]
+__all__ = ["Machine", "BootResult", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,8 +26,8 @@ def __getattr__(name: str) -> Any:
         from unikernel_sim.machine import Machine
 
         return Machine
-    if name in ("boot", "BootResult"):
-        from unikernel_sim import run
+    if name == "BootResult":
+        from unikernel_sim.run import BootResult
 
-        return getattr(run, name)
+        return BootResult
     raise AttributeError(name)

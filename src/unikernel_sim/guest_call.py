@@ -14,7 +14,6 @@ GuestCallError, whose message is the crash report.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from unicorn import UC_HOOK_CODE
@@ -45,12 +44,6 @@ class GuestCallError(Exception):
         self.function = function
         self.stop = stop
         self.report = report
-
-
-@dataclass
-class CallResult:
-    value: int | float
-    instructions: int | None
 
 
 HLT = b"\xf4"

@@ -28,6 +28,9 @@ class BootedKernel:
     snapshot: Any
     kernel_path: str
 
+    def __repr__(self) -> str:
+        return f"BootedKernel({self.kernel_path!r}, {self.snapshot!r})"
+
     def fresh(self):
         """The machine, back at the booted snapshot."""
         self.machine.restore(self.snapshot)

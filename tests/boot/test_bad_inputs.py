@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from unikernel_sim import guestkit
+import guestkit
 from unikernel_sim.boot.loader import ModuleSpec
 from unikernel_sim.boot.multiboot2_header import TAG_FRAMEBUFFER
 from unikernel_sim.cli import main

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from unikernel_sim import guestkit
+import guestkit
 from unikernel_sim.run import boot
 from unikernel_sim.stops import StopReason
 

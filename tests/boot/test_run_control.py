@@ -188,7 +188,7 @@ def test_ctrl_c_stops_the_guest_and_says_where(make_guest):
     import subprocess
     import sys
 
-    from unikernel_sim import guestkit
+    import guestkit
 
     announce = "mov dx, 0x3f8\nmov al, 0x72\nout dx, al\nmov al, 0x0a\nout dx, al\n"
     code_start = guestkit.code_address(guestkit.DEFAULT_LOAD_ADDRESS)

@@ -3,7 +3,7 @@ cache is flushed when the code changed."""
 from __future__ import annotations
 
 from unikernel_sim import kernel_lib as kl
-from unikernel_sim import guestkit
+import guestkit
 
 
 def test_restore_brings_back_ram_devices_clock_and_console(unisim_booted):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from unikernel_sim import guestkit
+import guestkit
 from unikernel_sim.run import boot
 
 BASE = 0x100000

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from unikernel_sim import guestkit
+import guestkit
 
 from interrupts.harness import (
     CODE64_SEL, COUNTER_SLOT, DATA_SEL, IST_TOPS, NOT_PRESENT_DATA, NP_DATA_SEL, NP_PAGE, RO_PAGE, STACK_TOP,

@@ -132,7 +132,7 @@ FLAT_CODE32_SEL = 0x08                # the Multiboot2 hand-off GDT: flat code, 
 
 def sysenter_guest(make_guest, sysenter_cs: int) -> tuple[str, int]:
     """Returns the image and the SYSENTER's address; the entry point records EFLAGS and exits."""
-    from unikernel_sim import guestkit
+    import guestkit
 
     base = guestkit.code_address()
     entry = base + 0x100

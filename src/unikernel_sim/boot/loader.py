@@ -25,7 +25,7 @@ from unikernel_sim.errors import ImageError, InputFileError, UsageError
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
 
-from unikernel_sim import __version__
+from unikernel_sim.version import __version__
 
 LOW_SCRATCH_START = 0x1000          # keep page 0 free: null pointers stay visible
 FOUR_GIB = 1 << 32
@@ -61,7 +61,6 @@ class LoadedKernel:
     modules: list[ModuleInfo]
     layout: PhysicalLayout
     image_data: bytes = field(repr=False, default=b"")
-    scratch: int = 0                 # the hand-off stub's area (the guest-call sentinel lives there)
 
 
 def read_input_file(path: str, what: str) -> bytes:
@@ -135,7 +134,7 @@ def load_kernel(
     machine.uc.ctl_flush_tb()
     enter_multiboot2_state(machine.uc, stub, entry, boot_info_address, mbh.BOOTLOADER_MAGIC)
     return LoadedKernel(path, header, elf, entry, boot_info_address, boot_info, load_base,
-                        module_infos, layout, data, scratch)
+                        module_infos, layout, data)
 
 
 def _check_framebuffer_request(header: mbh.Multiboot2Header, path: str) -> None:

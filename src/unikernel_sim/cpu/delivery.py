@@ -84,10 +84,6 @@ class DeliveryOutcome:
     steps: list[DeliveryStep]
     triple_fault: bool
 
-    @property
-    def delivered(self) -> Event | None:
-        return None if self.triple_fault else self.steps[-1].event
-
 
 def pushed_flags(event: Event, rflags: int) -> int:
     """The RFLAGS image in the frame: RF=1 for fault-class exceptions (SDM vol. 3A

@@ -52,10 +52,6 @@ class HostTimer:
             self._deadlines.pop(kind, None)
             return True
 
-    def fired(self, kind: str) -> bool:
-        with self._condition:
-            return kind in self._fired
-
     def close(self) -> None:
         with self._condition:
             self._closed = True

@@ -143,13 +143,6 @@ class VirtualClock:
             self.uc.ctl_flush_tb()
         self.counting = True
 
-    def stop_counting(self) -> None:
-        if self._count_hook is not None and not self.deterministic:
-            self.uc.hook_del(self._count_hook)
-            self._count_hook = None
-            self.uc.ctl_flush_tb()
-            self.counting = False
-
     # --- readings ----------------------------------------------------------
     @property
     def instructions(self) -> int:

@@ -46,9 +46,6 @@ class IoBus:
                 raise ValueError(f"I/O port {port:#x} already has a device")
             self._devices[port] = device
 
-    def device_at(self, port: int) -> PortDevice | None:
-        return self._devices.get(port)
-
     def read(self, port: int, size: int) -> int:
         device = self._devices.get(port)
         if device is not None and size <= device.io_width:

@@ -55,7 +55,3 @@ class MmioBus:
 
         self.uc.mmio_map(window.base, window.size, read, None, write, None)
         self.windows.append((window, device))
-
-    def device_at(self, address: int) -> Device | None:
-        """The device whose window holds physical address, or None."""
-        return next((d for w, d in self.windows if w.base <= address < w.base + w.size), None)

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import traceback
 
-from unikernel_sim import __version__
+from unikernel_sim.version import __version__
 from unikernel_sim.errors import SimError, UsageError
 from unikernel_sim.exit_codes import ExitCode
 
@@ -150,37 +150,20 @@ def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "boot":
-        from unikernel_sim.cli_boot import run_boot
+        from unikernel_sim.cli.boot import run_boot
 
         return run_boot(args)
     if args.command == "info":
-        from unikernel_sim.cli_info import run_info
+        from unikernel_sim.cli.info import run_info
 
         return run_info(args.image)
     if args.command == "demo":
-        from unikernel_sim.cli_llama import run_demo
+        from unikernel_sim.cli.llama import run_demo
 
         return run_demo(args)
     if args.command == "llama":
-        from unikernel_sim.cli_llama import run_llama
+        from unikernel_sim.cli.llama import run_llama
 
         return run_llama(args)
     parser.print_help(sys.stderr)
     return int(ExitCode.USAGE)
-
-
-def open_output_file(path: str):
-    try:
-        return open(path, "wb")
-    except OSError as error:
-        raise UsageError(f"cannot write: {error.strerror}", where=path) from None
-
-
-def read_optional_input(path: str | None) -> bytes:
-    if path is None:
-        return b""
-    from unikernel_sim.boot.loader import read_input_file
-
-    return read_input_file(path, "serial input file")
-
-

@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from unikernel_sim.cli import open_output_file, read_optional_input
-from unikernel_sim.errors import UsageError
+from unikernel_sim.cli.files import open_output_file, read_optional_input
 from unikernel_sim.console import StreamWriter
-from unikernel_sim.run import BootResult, boot
 from unikernel_sim.diagnostics.report import build_report
+from unikernel_sim.errors import UsageError
+from unikernel_sim.run import BootResult, boot
 
 
 def run_boot(args: argparse.Namespace) -> int:
