@@ -23,6 +23,7 @@ from interrupts.harness import IdtGuest, build_protected  # noqa: E402
 
 from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER  # noqa: E402
 from unikernel_sim.machine import Machine  # noqa: E402
+from unikernel_sim.stops import StopReason  # noqa: E402
 
 PIT_1KHZ = 1193
 TIMER_HANDLER = "push eax\nmov al, 0x20\nout 0x20, al\npop eax\niretd"
@@ -58,10 +59,11 @@ def run_case(path: str, case: str) -> float:
     start = time.perf_counter()
     if case == "raw":
         machine.uc.emu_start(machine.rip, RUN_UNTIL_NEVER)
-        assert machine._pending is not None
+        pending = machine.loop.pending_stop
+        assert pending is not None and pending.reason is StopReason.GUEST_EXIT, "stopped before the debug exit"
     else:
         stop = machine.run()
-        assert stop.reason.value == "guest-exit", stop.summary
+        assert stop.reason is StopReason.GUEST_EXIT, stop.summary
     return time.perf_counter() - start
 
 

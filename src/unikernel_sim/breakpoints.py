@@ -21,18 +21,9 @@ class Breakpoints:
         self.machine = machine
         self._hooks: dict[int, int] = {}           # address -> Unicorn hook handle
 
-    def resolve(self, where: str | int) -> int:
-        """The address of a symbol or an address; KeyError for an unknown symbol."""
-        if isinstance(where, int):
-            return where
-        address = self.machine.symbols.address_of(where)
-        if address is None:
-            raise KeyError(f"no symbol {where!r} in the kernel")
-        return address
-
     def add(self, where: str | int) -> int:
         """Stop the run (StopReason.BREAKPOINT) when execution reaches where; returns the address."""
-        address = self.resolve(where)
+        address = self.machine.symbols.resolve(where)
         if address not in self._hooks:
             uc = self.machine.uc
             self._hooks[address] = uc.hook_add(UC_HOOK_CODE, self._on_hit, begin=address, end=address)
@@ -41,14 +32,14 @@ class Breakpoints:
 
     def remove(self, where: str | int) -> None:
         """Remove the breakpoint at a symbol or address (nothing happens if there is none)."""
-        handle = self._hooks.pop(self.resolve(where), None)
+        address = self.machine.symbols.resolve(where)
+        handle = self._hooks.pop(address, None)
         if handle is not None:
-            address = self.resolve(where)
             self.machine.uc.hook_del(handle)
             self.machine.uc.ctl_remove_cache(address, address + 1)
 
     def __contains__(self, where: str | int) -> bool:
-        return self.resolve(where) in self._hooks
+        return self.machine.symbols.resolve(where) in self._hooks
 
     def _on_hit(self, uc, address: int, size: int, _user) -> None:
         self.machine.request_stop(Stop(StopReason.BREAKPOINT, f"breakpoint at {self.machine.describe(address)}"))

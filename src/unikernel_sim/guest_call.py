@@ -86,18 +86,10 @@ class GuestCaller:
         if self._active:
             self.machine.request_stop(Stop(StopReason.RETURNED, "guest call returned"))
 
-    def resolve(self, function: str | int) -> int:
-        if isinstance(function, int):
-            return function
-        address = self.machine.symbols.address_of(function)
-        if address is None:
-            raise KeyError(f"no symbol {function!r} in the kernel")
-        return address
-
     def call(self, function: str | int, args: Sequence[int | float], *, returns: str = "int",
              max_instructions: int | None = None, timeout: float | None = DEFAULT_CALL_TIMEOUT) -> int | float:
         machine, uc = self.machine, self.machine.uc
-        address = self.resolve(function)
+        address = self.machine.symbols.resolve(function)
         saved = uc.context_save()
         integers = [a for a in args if not isinstance(a, float)]
         floats = [a for a in args if isinstance(a, float)]

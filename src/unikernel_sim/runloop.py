@@ -199,6 +199,11 @@ class RunLoop:
         self.clock.note_stop_request()
         self.uc.emu_stop()
 
+    @property
+    def pending_stop(self) -> Stop | None:
+        """The stop a hook requested in the current (or last) slice, if any."""
+        return self._pending
+
     def _request_service(self) -> None:
         """Leave emu_start so the loop can deliver an interrupt, then carry on."""
         self._service_requested = True

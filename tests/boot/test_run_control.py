@@ -208,3 +208,23 @@ def test_acpi_power_off_the_qemu_way(make_guest):
         result = boot(make_guest(f"mov dx, {port:#x}\nmov ax, 0x2000\nout dx, ax\nud2"))
         assert result.stop.reason.value == "power-off"
         assert result.exit_code == 0
+
+
+def test_breakpoints_are_added_and_removed_by_symbol_name(firmware_elf):
+    from unikernel_sim.machine import Machine
+
+    kept = Machine(deterministic=True)
+    kept.load(firmware_elf)                             # no job: the firmware exits after its banner
+    kept.add_breakpoint("kernel_ready")
+    assert kept.run(timeout=30).reason == StopReason.BREAKPOINT      # it does pass kernel_ready
+
+    machine = Machine(deterministic=True)
+    machine.load(firmware_elf)
+    address = machine.add_breakpoint("kernel_ready")
+    assert address == machine.symbols.address_of("kernel_ready") and "kernel_ready" in machine.breakpoints
+    machine.remove_breakpoint("kernel_ready")
+    assert address not in machine.breakpoints
+    stop = machine.run(timeout=30)
+    assert stop.reason == StopReason.GUEST_EXIT, stop.summary
+    with pytest.raises(KeyError, match="no_such_function"):
+        machine.remove_breakpoint("no_such_function")

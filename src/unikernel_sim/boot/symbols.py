@@ -72,6 +72,15 @@ class SymbolTable:
         symbol = self._by_name.get(name)
         return symbol.address if symbol else None
 
+    def resolve(self, where: str | int) -> int:
+        """The address of a symbol name, or an address as given; KeyError for an unknown name."""
+        if isinstance(where, int):
+            return where
+        address = self.address_of(where)
+        if address is None:
+            raise KeyError(f"no symbol {where!r} in the kernel")
+        return address
+
     def get(self, name: str) -> Symbol | None:
         return self._by_name.get(name)
 
