@@ -215,14 +215,14 @@ def test_breakpoints_are_added_and_removed_by_symbol_name(firmware_elf):
 
     kept = Machine(deterministic=True)
     kept.load(firmware_elf)                             # no job: the firmware exits after its banner
-    kept.add_breakpoint("kernel_ready")
-    assert kept.run(timeout=30).reason == StopReason.BREAKPOINT      # it does pass kernel_ready
+    kept.add_breakpoint("serial_init")
+    assert kept.run(timeout=30).reason == StopReason.BREAKPOINT      # the default path calls serial_init
 
     machine = Machine(deterministic=True)
     machine.load(firmware_elf)
-    address = machine.add_breakpoint("kernel_ready")
-    assert address == machine.symbols.address_of("kernel_ready") and "kernel_ready" in machine.breakpoints
-    machine.remove_breakpoint("kernel_ready")
+    address = machine.add_breakpoint("serial_init")
+    assert address == machine.symbols.address_of("serial_init") and "serial_init" in machine.breakpoints
+    machine.remove_breakpoint("serial_init")
     assert address not in machine.breakpoints
     stop = machine.run(timeout=30)
     assert stop.reason == StopReason.GUEST_EXIT, stop.summary
