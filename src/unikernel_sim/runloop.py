@@ -151,6 +151,8 @@ class RunLoop:
             self.machine.red_zone.expire(now)
 
     def _inject_interrupt(self) -> None:
+        if not self.board.pic.interrupt_pending:            # the common case: read no registers
+            return
         old_rsp = self.uc.reg_read(x86.UC_X86_REG_RSP)
         return_rip = self.machine.rip
         if not self.interrupts.inject_pending_irq(self.board.pic):
@@ -169,14 +171,15 @@ class RunLoop:
 
     # --- 2. arming the next stop -----------------------------------------------------------
     def next_event_ns(self) -> int | None:
-        """When the guest must next be stopped for a device, or None."""
-        events = [self.board.next_event_ns()]
+        """When the guest must next be stopped for a device, or None (asked every
+        slice and, in deterministic mode, on every port access)."""
+        earliest = self.board.next_event_ns()
         if self.board.pic.interrupt_pending:
-            events.append(self.clock.now_ns() + PENDING_POLL_NS)
-        if self.machine.red_zone is not None:
-            events.append(self.machine.red_zone.expires_ns)
-        events = [e for e in events if e is not None]
-        return min(events) if events else None
+            earliest = _earlier(earliest, self.clock.now_ns() + PENDING_POLL_NS)
+        red_zone = self.machine.red_zone
+        if red_zone is not None:
+            earliest = _earlier(earliest, red_zone.expires_ns)
+        return earliest
 
     def reschedule(self) -> None:
         """Re-arm the next stop after device state changed (may run inside a hook)."""
@@ -281,3 +284,10 @@ class RunLoop:
     def _on_unmapped(self, uc, access: int, address: int, size: int, value: int, _user) -> bool:
         self._unmapped = (access, address, size)
         return False
+
+
+def _earlier(a: int | None, b: int | None) -> int | None:
+    """The earlier of two optional times."""
+    if a is None:
+        return b
+    return a if b is None or a <= b else b

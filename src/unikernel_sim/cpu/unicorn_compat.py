@@ -32,8 +32,9 @@ from functools import lru_cache
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
 from unicorn.unicorn_py3.unicorn import UcContext, uclib
-from unikernel_sim.arch import Vector
 from unicorn.x86_const import UC_X86_REG_GDTR, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RSP
+
+from unikernel_sim.arch import Vector
 
 __all__ = [
     "RUN_UNTIL_NEVER", "UcContext", "add_native_hook", "clear_exception_in_flight", "context_offsets",

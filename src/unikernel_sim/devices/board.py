@@ -57,7 +57,8 @@ class PcBoard:
         self.io = io
         self.mmio = mmio
         self.devices: list[Device] = []
-        now = wiring.now_ns
+        self._timed: list[Device] = []          # the devices that act on their own over time
+        self._now = now = wiring.now_ns
 
         self.pic = self.attach(PicPair(on_change=wiring.interrupt_changed))
         self.pic.power_on_state()
@@ -77,7 +78,6 @@ class PcBoard:
         self.attach(DebugConsole(wiring.debugcon_out))
         self.post = self.attach(PostPort())
         self.attach(AcpiPowerControl(wiring.power_off))
-        self._now = now
 
     def attach(self, device: Device):
         """Put device on its ports and MMIO windows; returns it."""
@@ -86,12 +86,14 @@ class PcBoard:
         for window in device.mmio:
             self.mmio.map(window, device)
         self.devices.append(device)
+        if _is_timed(device):
+            self._timed.append(device)
         return device
 
     # --- time ----------------------------------------------------------------------
     def advance(self, now_ns: int) -> None:
-        """Bring every device up to now_ns (timer edges, typed keys...)."""
-        for device in self.devices:
+        """Bring every timed device up to now_ns (timer edges, typed keys...)."""
+        for device in self._timed:
             device.advance(now_ns)
 
     def catch_up(self) -> None:
@@ -101,8 +103,9 @@ class PcBoard:
         """The earliest time a device must act on its own, or None. A device whose
         events only raise IRQ lines that are all masked at the PIC is left out."""
         earliest = None
-        for device in self.devices:
-            if device.interrupt_only_events and all(self.pic.irq_masked(irq) for irq in device.irq_lines):
+        masked = self.pic.irq_masked
+        for device in self._timed:
+            if device.interrupt_only_events and all(map(masked, device.irq_lines)):
                 continue
             when = device.next_event_ns()
             if when is not None and (earliest is None or when < earliest):
@@ -120,3 +123,10 @@ class PcBoard:
     def describe(self) -> list[str]:
         """One line per device with state, for the crash report."""
         return [device.describe_state() for device in self.devices if device.saved_fields]
+
+
+def _is_timed(device: Device) -> bool:
+    """Whether device overrides the contract's time methods. The scheduler asks only
+    these: it runs every slice and, in deterministic mode, on every port access."""
+    kind = type(device)
+    return kind.advance is not Device.advance or kind.next_event_ns is not Device.next_event_ns
