@@ -9,18 +9,9 @@ ISA bus: reads return all ones, writes vanish; both are counted so that
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Protocol
+from typing import Callable
 
-
-class PortDevice(Protocol):
-    """A device register block. ``io_width`` is the widest access it takes whole."""
-
-    io_width: int
-
-    def io_read(self, port: int, size: int) -> int: ...
-
-    def io_write(self, port: int, size: int, value: int) -> None: ...
-
+from unikernel_sim.devices.device import Device
 
 UnknownPortHandler = Callable[[str, int, int, int], None]
 """Called as (kind, port, size, value) for an access to a port with no device."""
@@ -33,13 +24,13 @@ class IoBus:
     PORT_COUNT = 0x10000
 
     def __init__(self) -> None:
-        self._devices: dict[int, PortDevice] = {}
+        self._devices: dict[int, Device] = {}
         self.unknown_reads: Counter[int] = Counter()
         self.unknown_writes: Counter[int] = Counter()
         self.on_unknown: UnknownPortHandler | None = None
         self.tracer: PortTracer | None = None
 
-    def attach(self, first_port: int, count: int, device: PortDevice) -> None:
+    def attach(self, first_port: int, count: int, device: Device) -> None:
         """Put device on ports first_port .. first_port+count-1."""
         for port in range(first_port, first_port + count):
             if port in self._devices:

@@ -244,6 +244,11 @@ class PitChannel(Stateful):
         self.gate = level
 
 
+def _power_on_channels() -> list[PitChannel]:
+    """Channels 0 and 1 have their gates tied high on a PC; channel 2's is port 0x61 bit 0."""
+    return [PitChannel(0, gate=True), PitChannel(1, gate=True), PitChannel(2, gate=False)]
+
+
 class Pit8254(Device):
     """Three channels; channel 0's output edges are reported through irq0(). Also
     system control port B (0x61): channel 2's gate and output, the speaker data
@@ -258,13 +263,13 @@ class Pit8254(Device):
     def __init__(self, now: Callable[[], int], irq0: Callable[[], None] | None = None) -> None:
         self.now = now
         self.irq0 = irq0 or (lambda: None)
-        self.channels = [PitChannel(0, gate=True), PitChannel(1, gate=True), PitChannel(2, gate=False)]
+        self.channels = _power_on_channels()
         self.on_reprogram: Callable[[], None] = lambda: None
         self._accounted_until = 0
         self.port_b = 0                           # port 0x61 bits 0-3 as written
 
     def reset(self) -> None:
-        self.channels = [PitChannel(0, gate=True), PitChannel(1, gate=True), PitChannel(2, gate=False)]
+        self.channels = _power_on_channels()
         self.port_b = 0
         self.power_on_state()
 
