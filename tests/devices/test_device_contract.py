@@ -164,3 +164,14 @@ def test_every_pc_device_declares_plain_state_that_round_trips():
         for ports in device.ports:
             for port in range(ports.first, ports.first + ports.count):
                 assert machine.board.io._devices[port] is device
+
+
+def test_report_lines_name_each_device_and_show_the_power_on_pit():
+    machine = Machine(16)
+    lines = machine.board.describe()
+    assert all(line.startswith(f"{device.name}:") for line, device in
+               zip(lines, [d for d in machine.board.devices if d.saved_fields]))
+    pit = next(line for line in lines if line.startswith("i8254:"))
+    assert pit.startswith("i8254: ch0 mode 3 count 65536 gate 1;")      # the BIOS's 18.2 Hz setting
+    pic = next(line for line in lines if line.startswith("i8259:"))
+    assert "master irr=0x00 isr=0x00 imr=0xfb base=0x08" in pic         # all masked but the cascade

@@ -341,6 +341,11 @@ class Pit8254(Device):
         if select == 0:
             self.on_reprogram()
 
+    def describe_state(self) -> str:
+        parts = [f"ch{c.index} mode {c.mode} count {c.period} gate {int(c.gate)}"
+                 + ("" if c.loaded_at is not None else " (not counting)") for c in self.channels]
+        return "i8254: " + "; ".join(parts) + f"; port 0x61={self.port_b:#04x}"
+
     def _read_port_b(self) -> int:
         now = self.now()
         value = self.port_b & (PORT_B_GATE2 | PORT_B_SPEAKER)
