@@ -85,7 +85,7 @@ class Machine:
                                   instructions_per_second=instructions_per_second)
         if deterministic:
             self.clock.start_counting()
-        self.host_timer = HostTimer(uc)
+        self.host_timer = HostTimer(self.clock.request_async_stop)
         self.code_cache = CodeCache(uc, self.ram)
         self.serial = ConsoleOutput()
         self.debugcon = ConsoleOutput()
@@ -103,7 +103,7 @@ class Machine:
             reset=lambda source: self.request_stop(
                 Stop(StopReason.RESET, f"guest requested a system reset ({source})")),
             interrupt_changed=lambda: self.loop.interrupt_line_changed(),
-            timer_reprogrammed=lambda: self.loop.reschedule(),
+            events_moved=lambda: self.loop.reschedule(),
         )
         start = rtc_start or (DEFAULT_START if deterministic else dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
         self.board = PcBoard(wiring, IoBus(), MmioBus(uc, self.ram.size), ram_size=self.ram.size,

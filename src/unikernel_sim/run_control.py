@@ -3,8 +3,10 @@
 KeyboardInterrupt does not reach Python while Unicorn runs: emu_start holds
 the thread in C and the Python-level handler waits until it returns
 (docs/unicorn-quirks.md). A watcher thread blocks on a socket that Python's C-level signal
-handler writes to (signal.set_wakeup_fd) and calls uc.emu_stop(). Only the CLI
-asks for this; the wall-clock timeout is a HostTimer deadline.
+handler writes to (signal.set_wakeup_fd) and asks for a stop at the guest's next
+block boundary (``stop``: VirtualClock.request_async_stop; never uc.emu_stop()
+from another thread, Q19). Only the CLI asks for this; the wall-clock timeout
+is a HostTimer deadline.
 """
 from __future__ import annotations
 
@@ -14,13 +16,10 @@ import socket
 import threading
 from typing import Callable
 
-from unicorn import Uc
-
 
 class InterruptWatch:
-    def __init__(self, uc: Uc, *, enabled: bool, on_stop: Callable[[], None] = lambda: None) -> None:
-        self.uc = uc
-        self.on_stop = on_stop
+    def __init__(self, stop: Callable[[], None], *, enabled: bool) -> None:
+        self.stop = stop
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.interrupted = False
         self._done = threading.Event()
@@ -40,8 +39,7 @@ class InterruptWatch:
 
     def _stop(self) -> None:
         self.interrupted = True
-        self.on_stop()
-        self.uc.emu_stop()
+        self.stop()
 
     def _on_sigint(self, signum, frame) -> None:
         self._stop()

@@ -77,13 +77,14 @@ class RunLoop:
             self.budget_end = self.clock.instructions + max_instructions
         else:
             self.budget_end = None
+        self.clock.cancel_async_stop()
         self.clock.resume()
         self.timeout = timeout
         if timeout is not None:
             self.host_timer.arm(host_ns() + int(timeout * 1e9), TIMEOUT)
         unexplained = 0
         try:
-            with InterruptWatch(self.uc, enabled=catch_sigint, on_stop=self.clock.note_stop_request) as watch:
+            with InterruptWatch(self.clock.request_async_stop, enabled=catch_sigint) as watch:
                 while True:
                     stop = self.slice(watch)
                     if isinstance(stop, Stop):
@@ -199,8 +200,7 @@ class RunLoop:
         """End the run with stop at the next opportunity; the first request wins."""
         if self._pending is None:
             self._pending = stop
-        self.clock.note_stop_request()
-        self.uc.emu_stop()
+        self._leave_emu_start()
 
     @property
     def pending_stop(self) -> Stop | None:
@@ -210,6 +210,17 @@ class RunLoop:
     def _request_service(self) -> None:
         """Leave emu_start so the loop can deliver an interrupt, then carry on."""
         self._service_requested = True
+        self._leave_emu_start()
+
+    def _leave_emu_start(self) -> None:
+        """Make emu_start return soon, from a hook. Port I/O and exception hooks stop
+        at once; a device serving an MMIO load or store must not: a stop requested
+        inside a memory access puts RIP back before the instruction after the
+        access is done, and the instruction (and the device access) would run
+        twice (Q19). That one stops at the next block boundary instead."""
+        if self.board.mmio.in_access:
+            self.clock.request_async_stop()
+            return
         self.clock.note_stop_request()
         self.uc.emu_stop()
 

@@ -175,3 +175,38 @@ def test_report_lines_name_each_device_and_show_the_power_on_pit():
     assert pit.startswith("i8254: ch0 mode 3 count 65536 gate 1;")      # the BIOS's 18.2 Hz setting
     pic = next(line for line in lines if line.startswith("i8259:"))
     assert "master irr=0x00 isr=0x00 imr=0xfb base=0x08" in pic         # all masked but the cascade
+
+
+class Doorbell(RegisterFile):
+    """Every write rings: the device asks the run loop to deliver an interrupt
+    (as an APIC ICR write or an HPET comparator write does)."""
+
+    name = "test-doorbell"
+
+    def __init__(self, ring) -> None:
+        super().__init__()
+        self.ring = ring
+
+    def mmio_write(self, offset: int, size: int, value: int) -> None:
+        super().mmio_write(offset, size, value)
+        self.ring()
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_a_device_that_stops_the_guest_inside_an_access_sees_each_access_once(deterministic):
+    # Q19: a stop requested inside a guest store puts RIP back before the storing
+    # instruction; if the run loop honoured it there, `add [mem], 1` would run twice.
+    machine = Machine(16, deterministic=deterministic)
+    # each ring makes the run loop leave emu_start and carry on, as a raised IRQ line does
+    device = machine.board.attach(Doorbell(ring=lambda: machine.loop._request_service()))
+    run_code(machine, f"""
+        mov rsi, {WINDOW:#x}
+        add dword ptr [rsi], 1
+        add dword ptr [rsi], 1
+        inc dword ptr [rsi + 4]
+        mov rax, [rsi]
+    """)
+    assert [kind for kind, _, _ in device.accesses] == ["read", "write", "read", "write", "read", "write",
+                                                        "read", "read"]
+    assert int.from_bytes(device.registers[0:4], "little") == 2
+    assert int.from_bytes(device.registers[4:8], "little") == 1

@@ -11,7 +11,7 @@ import struct
 import pytest
 from unicorn import (
     UC_ARCH_X86, UC_ERR_ARG, UC_ERR_READ_UNMAPPED, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN, UC_HOOK_INSN_INVALID,
-    UC_HOOK_INTR, UC_MODE_64, Uc, UcError,
+    UC_HOOK_INTR, UC_HOOK_MEM_WRITE, UC_MODE_64, Uc, UcError,
 )
 from unicorn import x86_const as x86
 
@@ -204,3 +204,23 @@ def test_q18_mmio_callbacks_split_a_64_bit_access_into_two_32_bit_ones():
     uc.emu_start(CODE, 1 << 63)
     assert reads == [(8, 4), (12, 4)]
     assert uc.reg_read(x86.UC_X86_REG_RAX) == 0x33333333_22222222
+
+
+def test_q19_a_stop_requested_inside_a_store_runs_the_storing_instruction_again():
+    # inc qword [0x5000]; hlt -- a stop asked for while the store happens (here from a
+    # write hook; from another thread it lands there whenever the request arrives
+    # between the load and the store) leaves the store done and RIP before the inc.
+    uc = engine(b"\x48\xff\x04\x25\x00\x50\x00\x00" + HLT)
+    stops: list[int] = []
+
+    def on_write(uc, access, address, size, value, _user):
+        if not stops:
+            stops.append(address)
+            uc.emu_stop()
+
+    uc.hook_add(UC_HOOK_MEM_WRITE, on_write)
+    uc.emu_start(CODE, 1 << 63)
+    assert uc.reg_read(x86.UC_X86_REG_RIP) == CODE
+    assert struct.unpack("<Q", uc.mem_read(0x5000, 8))[0] == 1
+    uc.emu_start(CODE, 1 << 63)
+    assert struct.unpack("<Q", uc.mem_read(0x5000, 8))[0] == 2         # one inc, counted twice

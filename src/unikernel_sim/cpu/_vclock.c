@@ -55,6 +55,7 @@ struct vclock {
     uc_reg_read_fn reg_read;
     int64_t reg_rcx;
     int64_t reg_msr;
+    uint64_t async_stop;              /* set by another thread: stop at the next block   */
 };
 
 static uint64_t host_monotonic_ns(void)
@@ -133,6 +134,37 @@ uint32_t vclock_rdtscp(void *uc, void *user_data)
     ecx = aux.value & 0xFFFFFFFFull;
     vc->reg_write(uc, (int)vc->reg_rcx, &ecx);
     return 1;
+}
+
+/* A block hook: the only place where a stop asked for by another thread (the
+ * host timer, Ctrl-C, the wall-clock timeout) takes effect.
+ *
+ * uc_emu_stop() called from another thread is not safe in Unicorn 2.1.4: the
+ * core checks for an exit request after every guest load and store and, when it
+ * sees one, restores RIP to the start of the current instruction. A request that
+ * arrives between the load and the store of a read-modify-write instruction
+ * (`add [mem], reg`, `inc [mem]`) therefore leaves the store done and RIP before
+ * the instruction, which runs a second time when emulation resumes
+ * (docs/unicorn-quirks.md Q19). Calling uc_emu_stop() from this hook, before
+ * the block's first instruction, is exact: a check that sees the request can
+ * only come before any store of that block. */
+void vclock_block(void *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    struct vclock *vc = user_data;
+    (void)address;
+    (void)size;
+    if (__atomic_load_n(&vc->async_stop, __ATOMIC_RELAXED) &&
+        __atomic_exchange_n(&vc->async_stop, 0, __ATOMIC_ACQ_REL)) {
+        vc->stop_requested = 1;       /* the block's first instruction will not run */
+        vc->emu_stop(uc);
+    }
+}
+
+/* Ask for a stop at the next block from any thread (no GIL needed). A request
+ * made while the guest is not running waits for the next emu_start. */
+void vclock_request_async_stop(struct vclock *vc)
+{
+    __atomic_store_n(&vc->async_stop, 1, __ATOMIC_RELEASE);
 }
 
 /* A code hook on a function's final `ret`: remembers which function returned

@@ -4,26 +4,27 @@ and the wall-clock timeout of a run.
 Unicorn's own `timeout=` starts a thread per emu_start call (~150 us each,
 docs/unicorn-quirks.md); a 1 kHz guest timer would pay that a thousand times a second, and
 thousands of guest calls per second would too. This thread lives as long as
-the machine, sleeps until the earliest armed deadline and calls
-uc.emu_stop() (the binding releases the GIL inside emu_start, so it can run).
+the machine, sleeps until the earliest armed deadline and asks for a stop
+through ``stop`` (VirtualClock.request_async_stop: the guest stops at its next
+block boundary, never inside an instruction, Q19). A request made while
+emu_start is not running is kept for the next slice, so a deadline that passes
+between two slices is never lost.
 """
 from __future__ import annotations
 
 import threading
-
-from unicorn import Uc
+from typing import Callable
 
 from unikernel_sim.cpu.vclock import host_ns
 
 NS_PER_SECOND = 1_000_000_000
-REFIRE_SECONDS = 0.001
 EVENT = "event"
 TIMEOUT = "timeout"
 
 
 class HostTimer:
-    def __init__(self, uc: Uc) -> None:
-        self.uc = uc
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
         self._condition = threading.Condition()
         self._deadlines: dict[str, int] = {}
         self._fired: set[str] = set()
@@ -58,22 +59,14 @@ class HostTimer:
             self._condition.notify()
 
     def _loop(self) -> None:
+        """Each armed deadline fires once, independently of the others."""
         with self._condition:
             while not self._closed:
-                pending = {k: d for k, d in self._deadlines.items() if k not in self._fired}
-                if not pending:
-                    if self._fired and self._deadlines:
-                        # Keep stopping every millisecond until the run loop takes the
-                        # event: a stop requested while emu_start is not running is lost.
-                        self.uc.emu_stop()
-                        self._condition.wait(REFIRE_SECONDS)
-                    else:
-                        self._condition.wait()
-                    continue
-                kind, deadline = min(pending.items(), key=lambda item: item[1])
-                remaining = deadline - host_ns()
-                if remaining > 0:
-                    self._condition.wait(remaining / NS_PER_SECOND)
-                    continue
-                self._fired.add(kind)
-                self.uc.emu_stop()
+                now = host_ns()
+                due = [kind for kind, deadline in self._deadlines.items()
+                       if deadline <= now and kind not in self._fired]
+                if due:
+                    self._fired.update(due)
+                    self._stop()
+                pending = [deadline for kind, deadline in self._deadlines.items() if kind not in self._fired]
+                self._condition.wait((min(pending) - now) / NS_PER_SECOND if pending else None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ctypes
 
-from unicorn import UC_HOOK_CODE, UC_HOOK_INSN, Uc
+from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN, Uc
 from unicorn.x86_const import (
     UC_X86_INS_RDTSC, UC_X86_INS_RDTSCP, UC_X86_REG_MSR, UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX,
 )
@@ -51,6 +51,7 @@ class VClockState(ctypes.Structure):
         ("reg_read", ctypes.c_void_p),
         ("reg_rcx", ctypes.c_int64),
         ("reg_msr", ctypes.c_int64),
+        ("async_stop", ctypes.c_uint64),
     ]
 
 
@@ -68,6 +69,9 @@ _COUNT_HOOK = ctypes.cast(_lib.vclock_count, ctypes.c_void_p)
 _RDTSC_HOOK = ctypes.cast(_lib.vclock_rdtsc, ctypes.c_void_p)
 _RDTSCP_HOOK = ctypes.cast(_lib.vclock_rdtscp, ctypes.c_void_p)
 _RET_HOOK = ctypes.cast(_lib.vclock_ret, ctypes.c_void_p)
+_BLOCK_HOOK = ctypes.cast(_lib.vclock_block, ctypes.c_void_p)
+_lib.vclock_request_async_stop.restype = None
+_lib.vclock_request_async_stop.argtypes = [ctypes.POINTER(VClockState)]
 
 
 def host_ns() -> int:
@@ -111,6 +115,7 @@ class VirtualClock:
         self._count_hook: int | None = None
         self._add_hook(UC_HOOK_INSN, _RDTSC_HOOK, 1, 0, UC_X86_INS_RDTSC)
         self._add_hook(UC_HOOK_INSN, _RDTSCP_HOOK, 1, 0, UC_X86_INS_RDTSCP)
+        self._add_hook(UC_HOOK_BLOCK, _BLOCK_HOOK, 1, 0)          # Q19: where async stops land
         self.counting = False
         self._paused_at: int | None = None
         self.pause()
@@ -163,6 +168,18 @@ class VirtualClock:
         if not keep_request:
             self.state.stopped = 0
             self.state.stop_requested = 0
+
+    def request_async_stop(self) -> None:
+        """Stop the guest at its next block boundary; safe from any thread, and a
+        request made between two slices stops the next one at its first block.
+        Threads other than the one running emu_start must use this, never
+        uc.emu_stop() (Q19: a stop landing inside a read-modify-write
+        instruction makes it run twice)."""
+        _lib.vclock_request_async_stop(self._pointer)
+
+    def cancel_async_stop(self) -> None:
+        """Forget a request left over from an earlier run (made after it ended)."""
+        self.state.async_stop = 0
 
     def note_stop_request(self) -> None:
         """A hook asked Unicorn to stop: do not count the instruction it never runs."""

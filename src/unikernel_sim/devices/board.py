@@ -48,7 +48,7 @@ class BoardWiring:
     power_off: Callable[[int], None]                  # ACPI PM1a control value with SLP_EN
     reset: Callable[[str], None]                      # the guest asked for a reset (names the source)
     interrupt_changed: Callable[[], None]             # the PIC's INTR output may have changed
-    timer_reprogrammed: Callable[[], None]            # the next timer event moved
+    events_moved: Callable[[], None]                  # the next device event may have moved
 
 
 class PcBoard:
@@ -63,8 +63,9 @@ class PcBoard:
         self.pic = self.attach(PicPair(on_change=wiring.interrupt_changed))
         self.pic.power_on_state()
         self.pic.sync = self.catch_up
+        self.pic.on_mask_change = wiring.events_moved       # an unmasked timer needs a deadline
         self.pit = self.attach(Pit8254(now, irq0=lambda: self.pic.pulse_irq(IRQ_TIMER)))
-        self.pit.on_reprogram = wiring.timer_reprogrammed
+        self.pit.on_reprogram = wiring.events_moved
         self.pit.power_on_state()
         self.rtc = self.attach(CmosRtc(now, start=rtc_start, ram_bytes=ram_size))
         self.keyboard = self.attach(I8042(now, irq1=lambda: self.pic.pulse_irq(IRQ_KEYBOARD),

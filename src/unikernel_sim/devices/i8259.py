@@ -253,6 +253,7 @@ class PicPair(Device):
                  on_change: Callable[[], None] | None = None) -> None:
         self.on_change = on_change or (lambda: None)
         self.sync: Callable[[], None] = lambda: None
+        self.on_mask_change: Callable[[], None] = lambda: None   # which timed events matter changed
         self.master = Pic8259(MASTER_COMMAND, is_master=True, vector_base=master_base,
                               output=lambda level: self.on_change())
         self.slave = Pic8259(SLAVE_COMMAND, is_master=False, vector_base=slave_base,
@@ -296,7 +297,10 @@ class PicPair(Device):
         return self._chip(port).io_read(port, size)
 
     def io_write(self, port: int, size: int, value: int) -> None:
+        masks = (self.master.imr, self.slave.imr)
         self._chip(port).io_write(port, size, value)
+        if (self.master.imr, self.slave.imr) != masks:     # OCW1, or ICW1 clearing the IMR
+            self.on_mask_change()
 
     def _chip(self, port: int) -> Pic8259:
         return self.master if port in (MASTER_COMMAND, MASTER_DATA) else self.slave

@@ -29,6 +29,7 @@ class MmioBus:
         self.ram_size = ram_size
         self.windows: list[tuple[MmioWindow, Device]] = []
         self.tracer: MmioTracer | None = None
+        self.in_access = False      # a device is serving a guest load or store right now (Q19)
 
     def map(self, window: MmioWindow, device: Device) -> None:
         """Serve window's addresses from device; ValueError if it overlaps RAM or another window."""
@@ -43,7 +44,11 @@ class MmioBus:
         base = window.base
 
         def read(uc, offset: int, size: int, _user) -> int:
-            value = device.mmio_read(offset, size) & ((1 << (8 * size)) - 1)
+            self.in_access = True
+            try:
+                value = device.mmio_read(offset, size) & ((1 << (8 * size)) - 1)
+            finally:
+                self.in_access = False
             if self.tracer:
                 self.tracer("read", base + offset, size, value)
             return value
@@ -51,7 +56,11 @@ class MmioBus:
         def write(uc, offset: int, size: int, value: int, _user) -> None:
             if self.tracer:
                 self.tracer("write", base + offset, size, value)
-            device.mmio_write(offset, size, value & ((1 << (8 * size)) - 1))
+            self.in_access = True
+            try:
+                device.mmio_write(offset, size, value & ((1 << (8 * size)) - 1))
+            finally:
+                self.in_access = False
 
         self.uc.mmio_map(window.base, window.size, read, None, write, None)
         self.windows.append((window, device))

@@ -13,6 +13,10 @@ from typing import Callable
 from unikernel_sim.arch import CR0, CR4, EFER, PTE, PTE_ADDRESS_MASK_64
 
 ADDRESS_MASK_64 = PTE_ADDRESS_MASK_64
+# Plain ints for the walk: `int & IntFlag` goes through enum machinery (~1 us per
+# operation), and interrupt delivery walks the tables several times per IRQ.
+_P, _RW, _US, _PS, _NX = int(PTE.P), int(PTE.RW), int(PTE.US), int(PTE.PS), int(PTE.NX)
+_PG, _PAE, _PSE, _LMA, _NXE = int(CR0.PG), int(CR4.PAE), int(CR4.PSE), int(EFER.LMA), int(EFER.NXE)
 
 
 @dataclass
@@ -43,11 +47,11 @@ class Walk:
 
 
 def paging_mode(cr0: int, cr4: int, efer: int) -> str:
-    if not cr0 & CR0.PG:
+    if not cr0 & _PG:
         return "none"
-    if efer & EFER.LMA:
+    if efer & _LMA:
         return "4-level"
-    if cr4 & CR4.PAE:
+    if cr4 & _PAE:
         return "PAE"
     return "32-bit"
 
@@ -80,7 +84,7 @@ def walk(
         table = cr3 & 0xFFFFF000
         entry_size, index_bits = 4, 10
 
-    nx_enabled = bool(efer & EFER.NXE)
+    nx_enabled = bool(efer & _NXE)
     for number, (name, shift) in enumerate(levels):
         mask = (1 << (2 if (mode == "PAE" and name == "PDPTE") else index_bits)) - 1
         index = (virtual >> shift) & mask
@@ -90,14 +94,14 @@ def walk(
             result.fault_level = name
             return result
         entry = raw & 0xFFFFFFFF if entry_size == 4 else raw
-        present = bool(entry & PTE.P)
+        present = bool(entry & _P)
         is_pdpte_pae = mode == "PAE" and name == "PDPTE"
         large = (
             present
             and name in ("PDPTE", "PDE")
             and not is_pdpte_pae
-            and bool(entry & PTE.PS)
-            and (mode != "32-bit" or bool(cr4 & CR4.PSE))
+            and bool(entry & _PS)
+            and (mode != "32-bit" or bool(cr4 & _PSE))
         )
         step = WalkStep(
             level=name,
@@ -105,9 +109,9 @@ def walk(
             index=index,
             entry=entry,
             present=present,
-            writable=bool(entry & PTE.RW) or is_pdpte_pae,
-            user=bool(entry & PTE.US) or is_pdpte_pae,
-            no_execute=nx_enabled and bool(entry & PTE.NX),
+            writable=bool(entry & _RW) or is_pdpte_pae,
+            user=bool(entry & _US) or is_pdpte_pae,
+            no_execute=nx_enabled and bool(entry & _NX),
             large=large,
         )
         result.steps.append(step)
