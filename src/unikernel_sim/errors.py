@@ -42,3 +42,15 @@ class ImageError(SimError):
     """The kernel image (or its placement in RAM) is not bootable."""
 
     exit_code = ExitCode.BAD_IMAGE
+
+
+class OutputError(SimError):
+    """An output the user asked for (stdout, --serial-out, a report) cannot be written."""
+
+    exit_code = ExitCode.OUTPUT_FAILED
+
+
+class HostLimitError(SimError):
+    """The host refused a resource the simulator needs (memory for the JIT, ...)."""
+
+    exit_code = ExitCode.HOST_LIMIT

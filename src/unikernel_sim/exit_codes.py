@@ -21,7 +21,11 @@ class ExitCode(enum.IntEnum):
     EXPECT_FAILED = 76      # the run ended but --expect did not match the output
     STRICT_IO = 78          # --strict-io: the guest touched a port with no device
     INTERNAL_ERROR = 80     # a bug in unikernel_sim itself: please report it
-    INTERRUPTED = 130       # Ctrl-C (128 + SIGINT)
+    OUTPUT_FAILED = 82      # an output (stdout, --serial-out, --report-json, --screenshot) could not be written
+    HOST_LIMIT = 84         # the host refused what the simulator needs (e.g. ulimit -v below the JIT buffer)
+    TERMINATED = 86         # SIGTERM (not 128 + 15 = 143: odd codes belong to the guest's QEMU style)
+    HANGUP = 88             # SIGHUP: the terminal went away (not 129, for the same reason)
+    INTERRUPTED = 130       # Ctrl-C (128 + SIGINT, which happens to be even)
 
 
 GUEST_PLAIN_MAX = 63

@@ -69,11 +69,15 @@ def boot(
     trace: tuple[str, ...] = (),
     alignment: str | None = None,
     check_returns: bool = False,
+    on_loaded: Iterable[Callable[[Machine], None]] = (),
 ) -> BootResult:
     """Boot image as a Multiboot2 loader would and run it to its end.
 
     Raises SimError subclasses (UsageError, InputFileError, ImageError) for bad
-    input before anything runs; guest misbehaviour is reported in the result."""
+    input before anything runs; guest misbehaviour is reported in the result.
+    on_loaded callbacks run once every input has been read and loaded, before
+    the guest starts: the place to open outputs (which must never be opened
+    while an input that might be the same file is still unread)."""
     started = time.perf_counter()
     specs = [m if isinstance(m, ModuleSpec) else ModuleSpec.parse(m) for m in modules]
     options = {"tsc_hz": tsc_hz} if tsc_hz else {}
@@ -96,6 +100,8 @@ def boot(
         machine.serial.listeners.append(watcher)
         machine.debugcon.listeners.append(watcher)
     machine.load(image, cmdline=cmdline, modules=specs)
+    for callback in on_loaded:
+        callback(machine)
     if "io" in trace:
         from unikernel_sim.tracing import trace_io
 

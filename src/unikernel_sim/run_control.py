@@ -1,4 +1,4 @@
-"""Ctrl-C while the guest runs.
+"""Ctrl-C (and SIGTERM, SIGHUP) while the guest runs.
 
 KeyboardInterrupt does not reach Python while Unicorn runs: emu_start holds
 the thread in C and the Python-level handler waits until it returns
@@ -17,11 +17,16 @@ import threading
 from typing import Callable
 
 
+WATCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Each ends the run like Ctrl-C: output flushed, report printed, a documented
+exit code (exit_codes.py), instead of dying with nothing said."""
+
+
 class InterruptWatch:
     def __init__(self, stop: Callable[[], None], *, enabled: bool) -> None:
         self.stop = stop
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.interrupted = False
+        self.signal_received: signal.Signals | None = None
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -32,17 +37,22 @@ class InterruptWatch:
         self._reader.setblocking(False)
         self._writer.setblocking(False)
         self._old_wakeup = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
-        self._old_handler = signal.signal(signal.SIGINT, self._on_sigint)
-        self._thread = threading.Thread(target=self._watch, name="unisim-sigint", daemon=True)
+        self._old_handlers = {number: signal.signal(number, self._on_signal) for number in WATCHED_SIGNALS}
+        self._thread = threading.Thread(target=self._watch, name="unisim-signals", daemon=True)
         self._thread.start()
         return self
 
-    def _stop(self) -> None:
-        self.interrupted = True
+    @property
+    def interrupted(self) -> bool:
+        return self.signal_received is not None
+
+    def _stop(self, number: int) -> None:
+        if self.signal_received is None:
+            self.signal_received = signal.Signals(number)
         self.stop()
 
-    def _on_sigint(self, signum, frame) -> None:
-        self._stop()
+    def _on_signal(self, signum, frame) -> None:
+        self._stop(signum)
 
     def _watch(self) -> None:
         while not self._done.is_set():
@@ -53,9 +63,10 @@ class InterruptWatch:
                 data = self._reader.recv(64)
             except BlockingIOError:
                 continue
-            if signal.SIGINT.value in data:
-                self._stop()
-                return
+            for number in WATCHED_SIGNALS:
+                if number.value in data:
+                    self._stop(number)
+                    return
 
     def __exit__(self, *exc) -> None:
         if self._thread is None:
@@ -67,6 +78,7 @@ class InterruptWatch:
             pass
         self._thread.join()
         signal.set_wakeup_fd(self._old_wakeup)
-        signal.signal(signal.SIGINT, self._old_handler)
+        for number, handler in self._old_handlers.items():
+            signal.signal(number, handler)
         self._reader.close()
         self._writer.close()

@@ -20,6 +20,8 @@ memory, RDTSC and narrow code ranges: nothing runs in Python per instruction.
 """
 from __future__ import annotations
 
+import math
+import signal
 from typing import TYPE_CHECKING, Callable
 
 from unicorn import (
@@ -32,12 +34,19 @@ from unikernel_sim.arch import EFER_LMA, MSR, OPCODE_HLT, RFLAGS_IF
 from unikernel_sim.cpu.host_timer import TIMEOUT
 from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER, clear_exception_in_flight
 from unikernel_sim.cpu.vclock import host_ns
+from unikernel_sim.errors import UsageError
+from unikernel_sim.limits import MAX_INSTRUCTIONS, MAX_TIMEOUT_SECONDS
 from unikernel_sim.run_control import InterruptWatch
 from unikernel_sim.stops import Stop, StopReason
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
 
+SIGNAL_STOPS = {
+    signal.SIGINT: (StopReason.INTERRUPTED, "interrupted (Ctrl-C)"),
+    signal.SIGTERM: (StopReason.TERMINATED, "terminated (SIGTERM)"),
+    signal.SIGHUP: (StopReason.HANGUP, "hung up (SIGHUP)"),
+}
 MAX_UNEXPLAINED_RETURNS = 10_000      # emu_start returns in a row with no reason at all
 PENDING_POLL_NS = 20_000              # IRQ pending but IF=0: look again this soon
 IO_ACCESS_NS = 1_000                  # deterministic mode: virtual time per port access
@@ -71,7 +80,9 @@ class RunLoop:
     # --- the loop ------------------------------------------------------------------
     def run(self, *, max_instructions: int | None = None, timeout: float | None = None,
             catch_sigint: bool = False) -> Stop:
-        """Run the guest until it stops; returns why."""
+        """Run the guest until it stops; returns why. UsageError for a budget or
+        timeout out of range (limits.py)."""
+        _check_limits(max_instructions, timeout)
         if max_instructions is not None:
             self.clock.start_counting()
             self.budget_end = self.clock.instructions + max_instructions
@@ -132,7 +143,7 @@ class RunLoop:
         if self.interrupts.deliver_pending_fault():
             return self._pending
         if watch.interrupted:
-            return self._stop_here(StopReason.INTERRUPTED, "interrupted (Ctrl-C)")
+            return self._stop_here(*SIGNAL_STOPS[watch.signal_received])
         if self.host_timer.take_fired(TIMEOUT):
             return self._stop_here(StopReason.TIMEOUT, f"wall-clock timeout of {self.timeout:g} s expired")
         if self.budget_end is not None and self.clock.instructions >= self.budget_end:
@@ -295,6 +306,17 @@ class RunLoop:
     def _on_unmapped(self, uc, access: int, address: int, size: int, value: int, _user) -> bool:
         self._unmapped = (access, address, size)
         return False
+
+
+def _check_limits(max_instructions: int | None, timeout: float | None) -> None:
+    if max_instructions is not None and not (isinstance(max_instructions, int)
+                                             and 0 < max_instructions <= MAX_INSTRUCTIONS):
+        raise UsageError(f"instruction budget {max_instructions!r} is out of range", where="max_instructions",
+                         hint=f"give 1..{MAX_INSTRUCTIONS}")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and math.isfinite(timeout)
+                                    and 0 < timeout <= MAX_TIMEOUT_SECONDS):
+        raise UsageError(f"timeout {timeout!r} is out of range", where="timeout",
+                         hint=f"give more than 0 and at most {MAX_TIMEOUT_SECONDS} seconds")
 
 
 def _earlier(a: int | None, b: int | None) -> int | None:

@@ -19,6 +19,9 @@ class StopReason(enum.Enum):
     PANIC = "panic"                  # the guest called its panic function
     STRICT_IO = "strict-io"          # --strict-io and a port with no device
     INTERRUPTED = "interrupted"      # Ctrl-C
+    TERMINATED = "terminated"        # SIGTERM
+    HANGUP = "hangup"                # SIGHUP
+    OUTPUT_FAILED = "output-failed"  # an output the user asked for could not be written
     RETURNED = "returned"            # a guest call returned to its sentinel
     EXPECT_MATCHED = "expect-matched"  # --expect found its pattern in the output
     RESET = "reset"                  # the guest asked for a system reset (8042 pulse)
@@ -36,6 +39,9 @@ EXIT_CODES = {
     StopReason.PANIC: ExitCode.CRASH,
     StopReason.STRICT_IO: ExitCode.STRICT_IO,
     StopReason.INTERRUPTED: ExitCode.INTERRUPTED,
+    StopReason.TERMINATED: ExitCode.TERMINATED,
+    StopReason.HANGUP: ExitCode.HANGUP,
+    StopReason.OUTPUT_FAILED: ExitCode.OUTPUT_FAILED,
     StopReason.RETURNED: ExitCode.OK,
     StopReason.EXPECT_MATCHED: ExitCode.OK,
     StopReason.RESET: ExitCode.OK,
@@ -46,6 +52,7 @@ EXIT_CODES = {
 ABNORMAL = frozenset({
     StopReason.TIMEOUT, StopReason.BUDGET, StopReason.EXCEPTION, StopReason.TRIPLE_FAULT,
     StopReason.OUTSIDE_RAM, StopReason.PANIC, StopReason.STRICT_IO, StopReason.INTERRUPTED,
+    StopReason.TERMINATED, StopReason.HANGUP, StopReason.OUTPUT_FAILED,
 })
 
 

@@ -220,10 +220,18 @@ def test_unreadable_module_permissions(capfd, tmp_path, firmware_elf):
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["--memory", "0"], "must be greater than 0"),
+    (["--memory", "0"], "out of range"),
     (["--memory", "lots"], "not a whole number"),
     (["--memory", "100000"], "out of range"),
-    (["--timeout", "-1"], "greater than 0"),
+    (["--timeout", "-1"], "out of range"),
+    (["--timeout", "0"], "out of range"),
+    (["--timeout", "inf"], "out of range"),
+    (["--timeout", "nan"], "out of range"),
+    (["--timeout", "1e300"], "out of range"),
+    (["--timeout", "1e10"], "out of range"),
+    (["--max-instructions", "18446744073709551616"], "out of range"),
+    (["--max-instructions", "0"], "out of range"),
+    (["--tsc-mhz", "0"], "out of range"),
     (["--max-instructions", "x"], "not a whole number"),
     (["--exit-style", "bochs"], "invalid choice"),
     (["--expect", "("], "invalid regular expression"),

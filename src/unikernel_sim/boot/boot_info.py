@@ -7,6 +7,7 @@ part, all tags with their padding, and the end tag.
 """
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 
@@ -51,8 +52,12 @@ def _tag(tag_type: int, body: bytes) -> bytes:
     return data + b"\0" * (-len(data) % 8)
 
 
-def _string(text: str) -> bytes:
-    return text.encode("utf-8") + b"\0"
+def _string(text: str | bytes) -> bytes:
+    """A NUL-terminated string as GRUB passes it: the bytes given, unchanged. A str
+    from the command line is re-encoded the way the OS decoded it (UTF-8 with
+    surrogateescape), so bytes that are not UTF-8 reach the guest as they were."""
+    data = text if isinstance(text, bytes) else os.fsencode(text)
+    return data + b"\0"
 
 
 def build_boot_info(

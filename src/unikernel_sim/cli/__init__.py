@@ -6,10 +6,18 @@ Every bad input ends in one line on stderr and a documented exit code
 from __future__ import annotations
 
 import argparse
+import math
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 
+from unikernel_sim.cli.terminal import say
+from unikernel_sim.limits import (
+    MAX_GUEST_STEPS, MAX_INSTRUCTIONS, MAX_TEMPERATURE, MAX_TIMEOUT_SECONDS, MAX_TSC_MHZ,
+)
+from unikernel_sim.memory.ram import MAX_MEMORY_MB, MIN_MEMORY_MB
 from unikernel_sim.version import __version__
 from unikernel_sim.errors import SimError, UsageError
 from unikernel_sim.exit_codes import ExitCode
@@ -22,24 +30,35 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, hint=f"see `{self.prog} --help`")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
+def _int_in(low: int, high: int):
+    """An argparse type: a whole number (decimal, 0x.., 0o.., 0b..) in low..high."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range (give {low}..{high})")
+        return value
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
+def _float_in(low: float, high: float, *, above_low: bool, unit: str = ""):
+    """An argparse type: a finite number in low..high (above low when above_low)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number{unit}") from None
+        if not math.isfinite(value) or value > high or value < low or (above_low and value == low):
+            bound = f"more than {low:g}" if above_low else f"{low:g} or more"
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range (give {bound}, at most {high:g}{unit})")
+        return value
+    return parse
+
+
+_positive_int = _int_in(1, MAX_INSTRUCTIONS)
+_seconds = _float_in(0.0, MAX_TIMEOUT_SECONDS, above_low=True, unit=" of seconds")
 
 
 def _datetime(text: str):
@@ -49,16 +68,6 @@ def _datetime(text: str):
         return dt.datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date and time (2026-01-01T12:00:00)") from None
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,12 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--module", action="append", default=[], metavar="FILE[=CMDLINE]",
                       help="load FILE as a Multiboot2 module with the given string (repeatable)")
     boot.add_argument("--cmdline", default="", help="the kernel command line")
-    boot.add_argument("--memory", type=_positive_int, default=512, metavar="MB", help="RAM in MiB (default 512)")
+    boot.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB", help="RAM in MiB (default 512)")
     boot.add_argument("--serial-in", metavar="FILE", help="bytes typed on COM1")
     boot.add_argument("--serial-in-text", metavar="TEXT", help="text typed on COM1 (after --serial-in)")
     boot.add_argument("--serial-out", metavar="FILE", help="also write COM1 output to FILE")
     boot.add_argument("--max-instructions", type=_positive_int, metavar="N", help="stop after N instructions")
-    boot.add_argument("--timeout", type=_positive_float, metavar="S", help="stop after S seconds of wall time")
+    boot.add_argument("--timeout", type=_seconds, metavar="S", help="stop after S seconds of wall time")
     boot.add_argument("--expect", metavar="REGEX",
                       help="smoke check: stop with exit 0 once the output matches REGEX; fail if it never does")
     boot.add_argument("--deterministic", action="store_true",
@@ -91,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--rtc-time", metavar="ISO", type=_datetime,
                       help="CMOS clock start, e.g. 2026-01-01T00:00:00 (default: fixed in "
                            "--deterministic mode, the host's UTC time otherwise)")
-    boot.add_argument("--tsc-mhz", type=_positive_int, default=2000, metavar="MHZ",
+    boot.add_argument("--tsc-mhz", type=_int_in(1, MAX_TSC_MHZ), default=2000, metavar="MHZ",
                       help="time-stamp counter rate (default 2000)")
     boot.add_argument("--trace", action="append", default=[], choices=("int", "io", "calls"),
                       help="int: every exception and IRQ delivered (like QEMU -d int); io: port accesses; "
@@ -111,38 +120,62 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="TinyLlama in the bundled unikernel, beside the numpy reference "
                                              "(a synthetic model: nothing to download)")
-    demo.add_argument("--timeout", type=_positive_float, default=300.0, metavar="S")
+    demo.add_argument("--timeout", type=_seconds, default=300.0, metavar="S")
+    demo.add_argument("--deterministic", action="store_true",
+                      help="derive time from instructions (tok/s is then virtual time)")
 
     llama = commands.add_parser("llama", help="run a llama2.c checkpoint in the bundled unikernel")
     llama.add_argument("--model", required=True, metavar="CKPT", help="llama2.c checkpoint (e.g. stories15M.bin)")
     llama.add_argument("--tokenizer", required=True, metavar="TOK", help="llama2.c tokenizer (tokenizer.bin)")
     llama.add_argument("--prompt", default="", help="text to start from")
-    llama.add_argument("--steps", type=_positive_int, default=256, help="positions to run (default 256)")
-    llama.add_argument("--temp", type=_non_negative_float, default=1.0, help="temperature, 0 = greedy (default 1.0)")
-    llama.add_argument("--topp", type=_non_negative_float, default=0.9, help="top-p (default 0.9)")
-    llama.add_argument("--seed", type=_positive_int, default=1, help="sampling seed (default 1)")
-    llama.add_argument("--seq-len", type=_positive_int, metavar="N", help="run state for N positions (fits the heap)")
-    llama.add_argument("--memory", type=_positive_int, default=512, metavar="MB")
-    llama.add_argument("--timeout", type=_positive_float, metavar="S")
+    llama.add_argument("--steps", type=_int_in(1, MAX_GUEST_STEPS), default=256, help="positions to run (default 256)")
+    llama.add_argument("--temp", type=_float_in(0.0, MAX_TEMPERATURE, above_low=False), default=1.0, help="temperature, 0 = greedy (default 1.0)")
+    llama.add_argument("--topp", type=_float_in(0.0, 1.0, above_low=False), default=0.9, help="top-p (default 0.9)")
+    llama.add_argument("--seed", type=_int_in(1, (1 << 64) - 1), default=1, help="sampling seed (default 1)")
+    llama.add_argument("--seq-len", type=_int_in(1, MAX_GUEST_STEPS), metavar="N", help="run state for N positions (fits the heap)")
+    llama.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB")
+    llama.add_argument("--timeout", type=_seconds, metavar="S")
+    llama.add_argument("--deterministic", action="store_true",
+                       help="derive time from instructions: identical runs print identical text and tok/s "
+                            "(virtual time)")
     return parser
 
 
+class Terminated(Exception):
+    """SIGTERM or SIGHUP outside a run (while loading, while printing the report)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(signal.Signals(number).name)
+        self.number = number
+
+
+def _raise_terminated(number, frame) -> None:
+    raise Terminated(number)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, _raise_terminated)
     try:
         return _dispatch(argv)
     except SimError as error:
-        print(f"unisim: {error.line()}", file=sys.stderr)
+        say(f"unisim: {error.line()}")
         return int(error.exit_code)
     except KeyboardInterrupt:
-        print("unisim: interrupted", file=sys.stderr)
+        say("unisim: interrupted")
         return int(ExitCode.INTERRUPTED)
-    except BrokenPipeError:
-        return 0
+    except Terminated as signal_:
+        if signal_.number == signal.SIGTERM:
+            say("unisim: terminated (SIGTERM)")
+            return int(ExitCode.TERMINATED)
+        say("unisim: hung up (SIGHUP)")
+        return int(ExitCode.HANGUP)
     except Exception as error:  # a bug in unisim: one line, details in a file
         with tempfile.NamedTemporaryFile("w", prefix="unisim-crash-", suffix=".txt", delete=False) as log:
             traceback.print_exc(file=log)
-        print(f"unisim: internal error: {type(error).__name__}: {error}; traceback saved to {log.name} "
-              "(please report it)", file=sys.stderr)
+        say(f"unisim: internal error: {type(error).__name__}: {error}; traceback saved to {log.name} "
+            "(please report it)")
         return int(ExitCode.INTERNAL_ERROR)
 
 

@@ -1,29 +1,41 @@
-"""`unisim boot` and `unisim demo`: run a kernel with its output on the terminal."""
+"""`unisim boot`: run a kernel with its output on the terminal."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from unikernel_sim.cli.files import open_output_file, read_optional_input
+from unikernel_sim.cli.files import open_output_stream, read_optional_input, refuse_clobbering, write_output_file
+from unikernel_sim.cli.terminal import say, stdout_writer
 from unikernel_sim.console import StreamWriter
 from unikernel_sim.diagnostics.report import build_report
-from unikernel_sim.errors import UsageError
+from unikernel_sim.exit_codes import ExitCode
 from unikernel_sim.run import BootResult, boot
+from unikernel_sim.stops import Stop, StopReason
 
 
 def run_boot(args: argparse.Namespace) -> int:
+    refuse_clobbering(_inputs(args), _outputs(args))
     serial_input = read_optional_input(args.serial_in)
     if args.serial_in_text:
-        serial_input += args.serial_in_text.encode("utf-8")
-    stdout = StreamWriter(sys.stdout.buffer, flush_every_byte=sys.stdout.isatty())
-    listeners = [stdout]
-    flushers = [stdout.flush]
+        serial_input += os.fsencode(args.serial_in_text)
+    writers: list[StreamWriter] = []
+    stdout = stdout_writer()
+    writers.append(stdout)
     serial_file = None
-    if args.serial_out:
-        serial_file = open_output_file(args.serial_out)
-        file_writer = StreamWriter(serial_file)
-        listeners.append(file_writer)
-        flushers.append(file_writer.flush)
+
+    def open_serial_out(machine) -> None:
+        nonlocal serial_file
+        serial_file = open_output_stream(args.serial_out, "--serial-out")
+        file_writer = StreamWriter(serial_file, name=args.serial_out,
+                                   on_error=lambda writer: machine.request_stop(_output_stop(writer)))
+        writers.append(file_writer)
+        machine.serial.listeners.append(file_writer)
+        machine.on_stop(file_writer.flush)
+
+    def watch_stdout(machine) -> None:
+        stdout.on_error = lambda writer: machine.request_stop(_output_stop(writer))
+
     try:
         result = boot(
             args.image,
@@ -37,9 +49,9 @@ def run_boot(args: argparse.Namespace) -> int:
             strict_io=args.strict_io,
             exit_style=args.exit_style,
             expect=args.expect,
-            serial_listeners=listeners,
+            serial_listeners=[stdout],
             debugcon_listeners=[stdout],
-            on_stop=flushers,
+            on_stop=[stdout.flush],
             catch_sigint=True,
             keys=args.keys,
             rtc_start=args.rtc_time,
@@ -48,35 +60,59 @@ def run_boot(args: argparse.Namespace) -> int:
             trace=tuple(args.trace),
             alignment="strict" if args.strict_alignment else ("check" if args.check_alignment else None),
             check_returns=args.check_returns,
+            on_loaded=[watch_stdout] + ([open_serial_out] if args.serial_out else []),
         )
     finally:
         if serial_file is not None:
-            serial_file.close()
+            try:
+                serial_file.close()
+            except OSError:
+                pass
     report_end(result, verbose=args.verbose, report_json=args.report_json)
     show_screen(result, vga=args.vga, screenshot=args.screenshot)
     if "int" in args.trace:
         print_interrupt_trace(result)
+    failures = [line for line in (writer.failure_line() for writer in writers) if line]
+    if failures and result.stop.reason is not StopReason.OUTPUT_FAILED:
+        for line in failures:
+            say(f"unisim: {line}")
+        return int(ExitCode.OUTPUT_FAILED)
     return result.exit_code
+
+
+def _inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    inputs = [("the kernel image", args.image)]
+    inputs += [("--module", spec.partition("=")[0]) for spec in args.module]
+    if args.serial_in:
+        inputs.append(("--serial-in", args.serial_in))
+    return inputs
+
+
+def _outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    named = (("--serial-out", args.serial_out), ("--report-json", args.report_json),
+             ("--screenshot", args.screenshot))
+    return [(option, path) for option, path in named if path]
+
+
+def _output_stop(writer: StreamWriter) -> Stop:
+    return Stop(StopReason.OUTPUT_FAILED, writer.failure_line() or f"cannot write {writer.name}")
 
 
 def show_screen(result: BootResult, *, vga: bool, screenshot: str | None) -> None:
     if vga:
-        print("--- VGA text screen ---", file=sys.stderr)
-        print(result.machine.board.vga.text(), file=sys.stderr)
+        say("--- VGA text screen ---")
+        say(result.machine.board.vga.text())
     if screenshot:
-        from unikernel_sim.devices.vga_render import save_png
+        from unikernel_sim.devices.vga_render import png_bytes
 
-        try:
-            save_png(result.machine.board.vga, screenshot)
-        except OSError as error:
-            raise UsageError(f"cannot write the screenshot: {error.strerror}", where=screenshot) from None
+        write_output_file(screenshot, png_bytes(result.machine.board.vga), "screenshot")
 
 
 def print_interrupt_trace(result: BootResult) -> None:
     """One line per delivered event, like QEMU's -d int."""
     for ns, label, rip, instructions in result.machine.interrupts.log:
         count = "" if instructions is None else f" insn={instructions}"
-        print(f"int: t={ns}ns{count} {label} rip={rip:#x}", file=sys.stderr)
+        say(f"int: t={ns}ns{count} {label} rip={rip:#x}")
 
 
 def report_end(result: BootResult, *, verbose: bool, report_json: str | None = None) -> None:
@@ -86,31 +122,22 @@ def report_end(result: BootResult, *, verbose: bool, report_json: str | None = N
     report = None
     if stop.abnormal:
         report = build_report(result.machine, stop)
-        print(f"unisim: {report.text()}", file=sys.stderr)
+        say(f"unisim: {report.text()}")
     elif result.machine.red_zone and result.machine.red_zone.hits or result.machine.alignment_violations:
         report = build_report(result.machine, stop)
         for hint in report.hints:
-            print(f"unisim: warning: {hint.message}", file=sys.stderr)
+            say(f"unisim: warning: {hint.message}")
     if report_json:
-        _write_report_json(report, report_json)
+        text = report.to_json() if report is not None else "null"
+        write_output_file(report_json, (text + "\n").encode(), "report")
     if stop.exit_value is not None and stop.exit_value != result.exit_code and verbose:
-        print(f"unisim: guest wrote {stop.exit_value} to the debug-exit port", file=sys.stderr)
+        say(f"unisim: guest wrote {stop.exit_value} to the debug-exit port")
     if result.expect_matched is False:
-        print("unisim: --expect pattern never appeared in the output", file=sys.stderr)
+        say("unisim: --expect pattern never appeared in the output")
     if verbose:
         count = "not counted" if result.instructions is None else f"{result.instructions} instructions"
-        print(f"unisim: {stop.summary}; exit status {result.exit_code}; {count}; "
-              f"{result.wall_time:.3f} s", file=sys.stderr)
+        say(f"unisim: {stop.summary}; exit status {result.exit_code}; {count}; {result.wall_time:.3f} s")
         bus = result.machine.board.io
         for kind, counter in (("read", bus.unknown_reads), ("write", bus.unknown_writes)):
             for port, count_ in sorted(counter.items()):
-                print(f"unisim: unknown port {port:#06x}: {count_} {kind}(s)", file=sys.stderr)
-
-
-def _write_report_json(report, path: str) -> None:
-    text = report.to_json() if report is not None else "null"
-    try:
-        with open(path, "w") as handle:
-            handle.write(text + "\n")
-    except OSError as error:
-        raise UsageError(f"cannot write the report: {error.strerror}", where=path) from None
+                say(f"unisim: unknown port {port:#06x}: {count_} {kind}(s)")

@@ -49,8 +49,18 @@ def render_rgb(vga: VgaText) -> tuple[int, int, bytes]:
     return width, height, bytes(pixels)
 
 
-def save_png(vga: VgaText, path: str) -> None:
+def png_bytes(vga: VgaText) -> bytes:
+    """The screen as a PNG file's bytes."""
+    import io
+
     from PIL import Image
 
     width, height, rgb = render_rgb(vga)
-    Image.frombytes("RGB", (width, height), rgb).save(path, format="PNG")
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (width, height), rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(vga: VgaText, path: str) -> None:
+    with open(path, "wb") as handle:
+        handle.write(png_bytes(vga))
