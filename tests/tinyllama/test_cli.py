@@ -1,15 +1,33 @@
 """`unisim demo` and `unisim llama` from the command line."""
 from __future__ import annotations
 
+import tempfile
+
 from tinyllama_support import CHECKPOINT_260K, TOKENIZER_512, needs_shared_data
 from unikernel_sim.cli import main
 
 
-def test_demo_agrees_with_the_reference(capfd):
+def test_demo_agrees_with_the_reference_and_leaves_no_files(capfd, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     code = main(["demo"])
     out, _ = capfd.readouterr()
     assert code == 0
     assert "guest and numpy reference agree: yes" in out
+    assert "host wall time" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_shared_data
+def test_llama_deterministic_runs_print_identical_text_and_speed(capfd):
+    args = ["llama", "--model", str(CHECKPOINT_260K), "--tokenizer", str(TOKENIZER_512), "--steps", "12",
+            "--temp", "1.0", "--seed", "7", "--deterministic"]
+    outputs = []
+    for _ in range(2):
+        assert main(args) == 0
+        out, err = capfd.readouterr()
+        outputs.append(out)
+        assert "tok/s above: virtual time" in err
+    assert outputs[0] == outputs[1] and "tok/s" in outputs[0]
 
 
 @needs_shared_data
@@ -31,3 +49,5 @@ def test_llama_bad_inputs(capfd, tmp_path):
     _, err = capfd.readouterr()
     assert "not a llama2.c checkpoint" in err and err.count("\n") == 1
     assert main(["llama", "--model", str(junk), "--tokenizer", str(junk), "--temp", "-1"]) == 64
+    assert main(["llama", "--model", str(junk), "--tokenizer", str(junk), "--topp", "1.5"]) == 64
+    assert main(["llama", "--model", str(junk), "--tokenizer", str(junk), "--steps", "1e3"]) == 64

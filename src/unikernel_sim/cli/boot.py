@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from unikernel_sim.cli.files import open_output_stream, read_optional_input, refuse_clobbering, write_output_file
 from unikernel_sim.cli.terminal import say, stdout_writer

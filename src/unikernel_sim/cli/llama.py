@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import tempfile
 from pathlib import Path
 
 from unikernel_sim.boot.loader import ModuleSpec, read_input_file
-from unikernel_sim.console import StreamWriter
+from unikernel_sim.cli.terminal import say, stdout_writer
+from unikernel_sim.exit_codes import ExitCode
 from unikernel_sim.errors import ImageError, UsageError
 from unikernel_sim.run import boot
 
@@ -37,25 +37,32 @@ def _guest_text(serial: str) -> str:
 
 def run_demo(args: argparse.Namespace) -> int:
     from unikernel_sim.firmware import build_firmware
-    from unikernel_sim.tinyllama.checkpoint import read_checkpoint
-    from unikernel_sim.tinyllama.reference import ReferenceModel, generate
-    from unikernel_sim.tinyllama.synthetic import demo_config, synthetic_files, synthetic_tokenizer
+    from unikernel_sim.tinyllama.synthetic import demo_config, synthetic_files
 
     kernel = str(build_firmware())
     config = demo_config()
     checkpoint, tokenizer_bytes = synthetic_files(config)
-    folder = Path(tempfile.mkdtemp(prefix="unisim-demo-"))
-    (folder / "model.bin").write_bytes(checkpoint)
-    (folder / "tokenizer.bin").write_bytes(tokenizer_bytes)
+    with tempfile.TemporaryDirectory(prefix="unisim-demo-") as name:    # removed however the run ends
+        folder = Path(name)
+        (folder / "model.bin").write_bytes(checkpoint)
+        (folder / "tokenizer.bin").write_bytes(tokenizer_bytes)
+        return _demo(args, kernel, config, checkpoint, folder)
+
+
+def _demo(args: argparse.Namespace, kernel: str, config, checkpoint: bytes, folder: Path) -> int:
+    from unikernel_sim.tinyllama.checkpoint import read_checkpoint
+    from unikernel_sim.tinyllama.reference import ReferenceModel, generate
+    from unikernel_sim.tinyllama.synthetic import synthetic_tokenizer
+
     print(f"TinyLlama demo: synthetic {config.n_layers}-layer model (dim {config.dim}, {config.n_heads} heads, "
           f"{config.n_kv_heads} KV heads, vocab {config.vocab_size}), prompt {DEMO_PROMPT!r}, {DEMO_STEPS} steps, "
           f"temperature {DEMO_TEMPERATURE}, top-p {DEMO_TOPP}, seed {DEMO_SEED}")
     result = boot(kernel, modules=[ModuleSpec(str(folder / "model.bin"), "model"),
                                    ModuleSpec(str(folder / "tokenizer.bin"), "tokenizer")],
                   cmdline=_cmdline(DEMO_STEPS, DEMO_TEMPERATURE, DEMO_TOPP, DEMO_SEED, DEMO_PROMPT),
-                  timeout=args.timeout, catch_sigint=True)
+                  timeout=args.timeout, catch_sigint=True, deterministic=args.deterministic)
     if result.exit_code != 0:
-        print(f"unisim: the guest did not finish: {result.stop.summary}", file=sys.stderr)
+        say(f"unisim: the guest did not finish: {result.stop.summary}")
         return result.exit_code
     _, reference = generate(ReferenceModel(read_checkpoint(checkpoint)), synthetic_tokenizer(), DEMO_PROMPT,
                             DEMO_STEPS, DEMO_TEMPERATURE, DEMO_TOPP, DEMO_SEED)
@@ -66,7 +73,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"guest and numpy reference agree: {'yes' if match else 'NO'}")
     speed = LLAMA_SPEED.search(result.serial)
     if speed and speed.group(3):
-        print(f"guest speed: {float(speed.group(3)):.1f} tokens/s (rdtsc in the guest)")
+        print(f"guest speed: {float(speed.group(3)):.1f} tokens/s ({_clock_kind(args.deterministic)})")
     return 0 if match else 1
 
 
@@ -81,11 +88,24 @@ def run_llama(args: argparse.Namespace) -> int:
         raise ImageError(f"not a llama2.c checkpoint: {error}", where=args.model) from None
     read_input_file(args.tokenizer, "tokenizer")
     kernel = str(build_firmware())
-    stdout = StreamWriter(sys.stdout.buffer, flush_every_byte=True)
+    stdout = stdout_writer()
+    stdout.flush_every_byte = True
     result = boot(kernel, modules=[ModuleSpec(args.model, "model"), ModuleSpec(args.tokenizer, "tokenizer")],
                   cmdline=_cmdline(args.steps, args.temp, args.topp, args.seed, args.prompt, args.seq_len),
                   memory_mb=args.memory, timeout=args.timeout, serial_listeners=[stdout], on_stop=[stdout.flush],
-                  catch_sigint=True)
+                  catch_sigint=True, deterministic=args.deterministic)
     if result.exit_code != 0:
-        print(f"unisim: {result.stop.summary}", file=sys.stderr)
+        say(f"unisim: {result.stop.summary}")
+    elif LLAMA_SPEED.search(result.serial):
+        say(f"unisim: tok/s above: {_clock_kind(args.deterministic)}")
+    if stdout.failure_line():
+        say(f"unisim: {stdout.failure_line()}")
+        return int(ExitCode.OUTPUT_FAILED)
     return result.exit_code
+
+
+def _clock_kind(deterministic: bool) -> str:
+    """What the guest's rdtsc measured its speed against."""
+    if deterministic:
+        return "virtual time: --deterministic derives the TSC from the instruction count"
+    return "host wall time: the guest's TSC follows the host clock"
