@@ -119,11 +119,13 @@ class Machine:
         self.fast_syscall = FastSystemCall(uc, self.memory, raise_fault=self.interrupts.raise_fault)
 
     # --- loading -------------------------------------------------------------------
-    def load(self, path: str, *, cmdline: str = "", modules: list["ModuleSpec"] | None = None) -> "LoadedKernel":
-        """Load a Multiboot2 kernel (and modules) and set the entry state."""
+    def load(self, path: str, *, cmdline: str = "", modules: list["ModuleSpec"] | None = None,
+             deadline: float | None = None) -> "LoadedKernel":
+        """Load a Multiboot2 kernel (and modules) and set the entry state; deadline
+        (time.monotonic()) bounds the wait for inputs that are FIFOs or pipes."""
         from unikernel_sim.boot.loader import load_kernel
 
-        self.kernel = load_kernel(self, path, cmdline=cmdline, modules=modules)
+        self.kernel = load_kernel(self, path, cmdline=cmdline, modules=modules, deadline=deadline)
         if self.kernel.elf is not None:
             for segment in self.kernel.elf.segments:
                 if segment.executable:

@@ -99,7 +99,8 @@ def boot(
             Stop(StopReason.EXPECT_MATCHED, f"--expect matched {expect!r}")))
         machine.serial.listeners.append(watcher)
         machine.debugcon.listeners.append(watcher)
-    machine.load(image, cmdline=cmdline, modules=specs)
+    deadline = None if timeout is None else time.monotonic() + timeout     # --timeout covers loading too
+    machine.load(image, cmdline=cmdline, modules=specs, deadline=deadline)
     for callback in on_loaded:
         callback(machine)
     if "io" in trace:

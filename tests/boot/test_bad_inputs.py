@@ -3,6 +3,7 @@ documented exit code, never a traceback."""
 from __future__ import annotations
 
 import os
+import time
 import struct
 import subprocess
 import sys
@@ -260,3 +261,55 @@ def test_real_process_prints_no_traceback(tmp_path):
     assert proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert path in proc.stderr
+
+
+# --- bounded reads -------------------------------------------------------------------
+def _quick(capfd, *args: str) -> tuple[int, str, float]:
+    started = time.monotonic()
+    code, err = run_cli(capfd, *args)
+    return code, err, time.monotonic() - started
+
+
+def test_an_endless_module_is_refused_within_the_guest_ram(capfd, firmware_elf):
+    code, err, _ = _quick(capfd, firmware_elf, "--memory", "16", "--module", "/dev/zero")
+    assert code == ExitCode.NO_INPUT
+    assert_one_line(err, "/dev/zero", "goes on past 16777216 bytes")
+
+
+def test_a_sparse_module_larger_than_ram_is_refused_before_reading(capfd, firmware_elf, tmp_path):
+    sparse = tmp_path / "sparse.bin"
+    with open(sparse, "wb") as handle:
+        handle.truncate(4 << 30)
+    code, err, seconds = _quick(capfd, firmware_elf, "--module", str(sparse))
+    assert code == ExitCode.NO_INPUT
+    assert_one_line(err, str(sparse), "4294967296 bytes", "--memory")
+    assert seconds < 5            # was 16 s and 4.2 GB; a stat() suffices
+
+
+def test_a_large_file_of_zeros_is_rejected_without_a_byte_by_byte_scan(capfd, tmp_path):
+    zeros = tmp_path / "zeros.bin"
+    with open(zeros, "wb") as handle:
+        handle.truncate(128 << 20)
+    code, err, seconds = _quick(capfd, str(zeros))
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, "no Multiboot2 header")
+    assert seconds < 5            # was 4.3 s scanning in Python
+
+
+def test_a_fifo_with_no_writer_ends_with_the_timeout(capfd, firmware_elf, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code, err, _ = _quick(capfd, firmware_elf, "--module", str(fifo), "--timeout", "0.5")
+    assert code == ExitCode.NO_INPUT
+    assert_one_line(err, str(fifo), "before the timeout")
+
+
+def test_a_symlink_loop_and_an_empty_name_say_what_they_are(capfd, firmware_elf, tmp_path):
+    loop = tmp_path / "loop"
+    os.symlink(loop, loop)
+    code, err = run_cli(capfd, str(loop))
+    assert code == ExitCode.NO_INPUT
+    assert_one_line(err, "symbolic links")
+    code, err = run_cli(capfd, "")
+    assert code == ExitCode.NO_INPUT
+    assert_one_line(err, "empty file name")

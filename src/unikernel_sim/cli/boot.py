@@ -9,13 +9,14 @@ from unikernel_sim.cli.terminal import say, stdout_writer
 from unikernel_sim.console import StreamWriter
 from unikernel_sim.diagnostics.report import build_report
 from unikernel_sim.exit_codes import ExitCode
+from unikernel_sim.memory.ram import MIB
 from unikernel_sim.run import BootResult, boot
 from unikernel_sim.stops import Stop, StopReason
 
 
 def run_boot(args: argparse.Namespace) -> int:
     refuse_clobbering(_inputs(args), _outputs(args))
-    serial_input = read_optional_input(args.serial_in)
+    serial_input = read_optional_input(args.serial_in, limit=args.memory * MIB)
     if args.serial_in_text:
         serial_input += os.fsencode(args.serial_in_text)
     writers: list[StreamWriter] = []

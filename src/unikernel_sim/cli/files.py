@@ -14,7 +14,7 @@ import stat
 import tempfile
 from typing import BinaryIO
 
-from unikernel_sim.boot.loader import read_input_file
+from unikernel_sim.boot.input_files import read_input_file
 from unikernel_sim.errors import OutputError, UsageError
 
 
@@ -96,7 +96,7 @@ def _umask() -> int:
     return current
 
 
-def read_optional_input(path: str | None) -> bytes:
+def read_optional_input(path: str | None, limit: int) -> bytes:
     if path is None:
         return b""
-    return read_input_file(path, "serial input file")
+    return read_input_file(path, "serial input file", limit=limit)

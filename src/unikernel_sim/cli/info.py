@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from unikernel_sim.boot import multiboot2_header as mbh
 from unikernel_sim.boot.elf_image import is_elf, read_elf
-from unikernel_sim.boot.loader import read_input_file
+from unikernel_sim.boot.input_files import read_input_file
 from unikernel_sim.errors import ImageError
 
 INFO_TAG_NAMES = {

@@ -11,7 +11,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from unikernel_sim.boot.loader import ModuleSpec, read_input_file
+from unikernel_sim.boot.input_files import read_input_file
+from unikernel_sim.boot.loader import ModuleSpec
 from unikernel_sim.cli.terminal import say, stdout_writer
 from unikernel_sim.exit_codes import ExitCode
 from unikernel_sim.errors import ImageError, UsageError
