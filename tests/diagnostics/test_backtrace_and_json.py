@@ -107,3 +107,50 @@ def test_trace_io_and_calls(capfd, unisim_firmware):
     assert "io: out port 0x03f8 -> 0x75 (1 byte)" in err              # 'u' of the banner on COM1
     assert "call: kernel_main (" in err and "call: serial_init (" in err
     assert re.search(r"int: t=\d+ns insn=\d+ IRQ vector 0x20 rip=0x", err)
+
+
+# --- a report degrades section by section, and never writes guest bytes raw ----------
+def _corrupt(path, tmp_path, old: bytes, new: bytes) -> str:
+    data = open(path, "rb").read()
+    assert old in data
+    target = tmp_path / "corrupt.elf"
+    target.write_bytes(data.replace(old, new))
+    return str(target)
+
+
+@pytest.mark.parametrize("old,new", [(b".debug_abbrev", b".xebug_abbrev"), (b".debug_line", b".xebug_line"),
+                                     (b".debug_info", b".xebug_info")])
+def test_a_report_on_a_kernel_with_corrupt_dwarf_still_prints(capfd, firmware_elf, tmp_path, old, new):
+    from unikernel_sim.cli import main
+
+    corrupt = _corrupt(firmware_elf, tmp_path, old, new)
+    code = main(["boot", corrupt, "--max-instructions", "5000", "--report-json", str(tmp_path / "r.json")])
+    _, err = capfd.readouterr()
+    assert code == 74, err
+    assert "internal error" not in err and "registers:" in err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["registers"]["rip"] > 0
+
+
+def test_guest_bytes_in_the_report_are_escaped(make_guest):
+    from unikernel_sim.diagnostics.report import printable
+    from unikernel_sim.run import boot
+
+    hostile = "\x1b]0;TITLE\x07\x1b[41mred"
+    code = "mov dx, 0x3f8\n" + "".join(f"mov al, {ord(c)}\nout dx, al\n" for c in hostile + "\n") + "ud2"
+    result = boot(make_guest(code))
+    text = build_report(result.machine, result.stop).text()
+    assert "\x1b" not in text and "\x07" not in text
+    assert "\\x1b]0;TITLE\\x07\\x1b[41mred" in text
+    assert printable("caf\u00e9 \udcff\x9b") == "caf\u00e9 \\xff\\x9b"
+
+
+def test_corrupt_dwarf_costs_only_the_source_lines(firmware_elf, tmp_path):
+    corrupt = _corrupt(firmware_elf, tmp_path, b".debug_abbrev", b".xebug_abbrev")
+    machine = boot_to_ready(corrupt).machine
+    with pytest.raises(GuestCallError) as caught:
+        machine.call("crash_level1", 0x7000_0000_0000, 1)
+    report = build_report(machine, caught.value.stop)
+    assert "source lines" in report.unavailable
+    assert report.chain and report.backtrace and report.disassembly
+    assert "source lines: unavailable" in report.text()

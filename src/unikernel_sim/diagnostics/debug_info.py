@@ -40,6 +40,11 @@ class DebugInfo:
         self._line_addresses: list[int] = []
         self._frames: list[tuple[int, int, list]] | None = None
         self._frame_starts: list[int] = []
+        self.errors: dict[str, str] = {}        # "source lines"/"call frames" -> why they are missing
+
+    def _degrade(self, part: str, error: Exception) -> None:
+        """Corrupt or unusual DWARF costs that part only: lookups answer None."""
+        self.errors.setdefault(part, f"{type(error).__name__}: {error}".rstrip(": ")[:200])
 
     # --- source lines ---------------------------------------------------------
     def _load_lines(self) -> None:
@@ -67,6 +72,16 @@ class DebugInfo:
         self._line_addresses = [address for address, _ in rows]
 
     def source_line(self, address: int) -> SourceLine | None:
+        """The source line of address, or None (no DWARF, or DWARF that cannot be read)."""
+        if "source lines" in self.errors:
+            return None
+        try:
+            return self._source_line(address)
+        except Exception as error:  # noqa: BLE001 - pyelftools raises anything on bad input
+            self._degrade("source lines", error)
+            return None
+
+    def _source_line(self, address: int) -> SourceLine | None:
         if self._lines is None:
             self._load_lines()
         index = bisect.bisect_right(self._line_addresses, address) - 1
@@ -95,6 +110,16 @@ class DebugInfo:
         self._frame_starts = [start for start, _, _ in frames]
 
     def frame_rule(self, pc: int) -> FrameRule | None:
+        """How to find pc's caller (CFI), or None (none, or unreadable)."""
+        if "call frames" in self.errors:
+            return None
+        try:
+            return self._frame_rule(pc)
+        except Exception as error:  # noqa: BLE001 - pyelftools raises anything on bad input
+            self._degrade("call frames", error)
+            return None
+
+    def _frame_rule(self, pc: int) -> FrameRule | None:
         """The CFI row that applies at pc, or None when no FDE covers it."""
         from elftools.dwarf.callframe import CFARule, RegisterRule
 
@@ -129,8 +154,12 @@ def debug_info_for(data: bytes) -> DebugInfo:
 
 
 def debug_info_of(machine) -> DebugInfo | None:
-    """Source lines and call-frame information of the machine's kernel (None without an ELF)."""
+    """Source lines and call-frame information of the machine's kernel (None without
+    an ELF, or when pyelftools cannot even open it)."""
     kernel = machine.kernel
     if kernel is None or kernel.elf is None:
         return None
-    return debug_info_for(kernel.image_data)
+    try:
+        return debug_info_for(kernel.image_data)
+    except Exception:  # noqa: BLE001 - the loader accepted the ELF; its debug parts may still be bad
+        return None

@@ -27,6 +27,7 @@ SCHEMA = "unisim-crash-report/1"
 STACK_WORDS_BELOW = 4
 STACK_WORDS_ABOVE = 16
 SERIAL_LINES = 20
+MAX_REASON = 200                     # characters of an exception message kept for "unavailable: ..."
 
 
 class Evidence:
@@ -223,6 +224,7 @@ class CrashReport:
     stack: list[StackRow]
     serial_tail: list[str] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)   # section -> why it could not be built
 
     @property
     def hint_messages(self) -> list[str]:
@@ -243,6 +245,22 @@ def _safe(function, default):
         return default(error)
 
 
+class _Sections:
+    """Builds each section on its own: one that raises (corrupt DWARF, a guest
+    state nobody foresaw) is recorded as "unavailable: <why>" and the rest of the
+    report is still built."""
+
+    def __init__(self) -> None:
+        self.unavailable: dict[str, str] = {}
+
+    def build(self, name: str, function, empty):
+        try:
+            return function()
+        except Exception as error:  # noqa: BLE001 - report what broke, keep going
+            self.unavailable[name] = f"{type(error).__name__}: {error}".rstrip(": ")[:MAX_REASON]
+            return empty
+
+
 def build_report(machine: "Machine", stop: Stop | None = None) -> CrashReport:
     """The report for stop, or for the machine as it is now."""
     if stop is None:
@@ -250,6 +268,7 @@ def build_report(machine: "Machine", stop: Stop | None = None) -> CrashReport:
         stop = Stop(StopReason.BREAKPOINT, f"report requested at {machine.describe(rip)}", rip=rip,
                           where=machine.describe(rip))
     evidence = Evidence(machine, stop)
+    sections = _Sections()
     hints: list[Hint] = []
     for checker in all_checkers():
         hint = _safe(lambda: checker(evidence), lambda error: None)
@@ -262,15 +281,23 @@ def build_report(machine: "Machine", stop: Stop | None = None) -> CrashReport:
         summary=stop.summary,
         reason=stop.reason.value,
         hints=hints,
-        chain=_chain(evidence),
+        chain=sections.build("exceptions", lambda: _chain(evidence), []),
         registers=Registers.of(evidence.state),
-        disassembly=_safe(lambda: _disassembly(machine, evidence), lambda e: []),
-        backtrace=_safe(lambda: _backtrace(machine, evidence), lambda e: []),
-        page_walks=_safe(lambda: _page_walks(machine, evidence), lambda e: []),
-        stack=_safe(lambda: _stack(machine, evidence), lambda e: []),
+        disassembly=sections.build("code", lambda: _disassembly(machine, evidence), []),
+        backtrace=sections.build("backtrace", lambda: _backtrace(machine, evidence), []),
+        page_walks=sections.build("page walk", lambda: _page_walks(machine, evidence), []),
+        stack=sections.build("stack", lambda: _stack(machine, evidence), []),
         serial_tail=machine.serial.last_lines(SERIAL_LINES),
-        devices=_safe(machine.board.describe, lambda e: [f"unavailable: {e}"]),
+        devices=sections.build("devices", machine.board.describe, []),
+        unavailable={**sections.unavailable, **_debug_info_errors(machine)},
     )
+
+
+def _debug_info_errors(machine: "Machine") -> dict[str, str]:
+    from unikernel_sim.diagnostics.debug_info import debug_info_of
+
+    info = _safe(lambda: debug_info_of(machine), lambda error: None)
+    return dict(info.errors) if info is not None else {}
 
 
 def _chain(evidence: Evidence) -> list[ChainEntry]:
@@ -324,6 +351,34 @@ def _stack(machine: "Machine", evidence: Evidence) -> list[StackRow]:
 
 
 def render_text(report: CrashReport) -> str:
+    """The report for a terminal. Everything the guest controls (panic messages,
+    serial output, symbol names from its ELF) is escaped: a byte such as ESC would
+    otherwise retitle or recolour the user's terminal."""
+    return "\n".join(printable(line) for line in _text_lines(report))
+
+
+def printable(text: str) -> str:
+    """text with control characters (C0, DEL, C1) and lone surrogates written as
+    escapes; tabs become spaces; other printable Unicode is kept."""
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        code = ord(char)
+        if char == "\t":
+            out.append("    ")
+        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0:
+            out.append(f"\\x{code:02x}")
+        elif 0xD800 <= code < 0xE000:
+            out.append(f"\\x{code & 0xFF:02x}")      # a byte that was not UTF-8 (surrogateescape)
+        elif not char.isprintable() and char != " ":
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _text_lines(report: CrashReport) -> list[str]:
     lines = [report.headline]
     if report.headline != report.summary:
         lines.append(f"  ({report.summary})")
@@ -383,4 +438,6 @@ def render_text(report: CrashReport) -> str:
     if report.serial_tail:
         lines.append("last serial output:")
         lines.extend(f"  | {line}" for line in report.serial_tail)
-    return "\n".join(lines)
+    for section, reason in report.unavailable.items():
+        lines.append(f"{section}: unavailable: {reason}")
+    return lines
