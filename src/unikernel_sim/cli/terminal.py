@@ -31,4 +31,19 @@ def stdout_writer(on_error: Callable[[StreamWriter], None] = lambda writer: None
     stream = sys.stdout
     if stream is None:
         raise OutputError("standard output is closed", hint="redirect it to a file or to /dev/null instead")
-    return StreamWriter(stream.buffer, flush_every_byte=stream.isatty(), name="standard output", on_error=on_error)
+    binary = getattr(stream, "buffer", None) or _TextSink(stream)      # a StringIO in an embedding program
+    return StreamWriter(binary, flush_every_byte=stream.isatty(), name="standard output", on_error=on_error)
+
+
+class _TextSink:
+    """Bytes onto a text-only stream, decoded the way the guest most likely meant them."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, data: bytes) -> int:
+        self.stream.write(data.decode("utf-8", errors="replace"))
+        return len(data)
+
+    def flush(self) -> None:
+        self.stream.flush()
