@@ -75,11 +75,25 @@ def test_json_report_validates_and_round_trips(booted_1g):
 
 
 def test_text_report_sections(booted_1g):
-    text = crash_report(booted_1g).text()
-    for section in ("exceptions:", "registers:", "code:", "backtrace:", "page walk (fault address)",
-                    "stack:", "devices:", "last serial output:"):
+    report = crash_report(booted_1g)
+    text = report.text()
+    # The guest's #PF handler ran and panicked: the fault's registers come first, labelled,
+    # then the final ones (panic's), and the #PF is listed as handled by the guest.
+    for section in ("exceptions:", "registers at the #PF at crash_level3+0x14", "registers (final, where the run stopped):",
+                    "code:", "backtrace:", "page walk (fault address)", "stack:", "devices:", "last serial output:"):
         assert section in text
+    assert re.search(r"#PF error=0x2 .* at crash_level3\+0x14 .*\(handled by the guest\)", text)
     assert re.search(r"=> 0x[0-9a-f]+ mov qword ptr \[\w+\], \w+ +crash_level3\+", text)
+    fault = report.fault_registers
+    assert fault is not None and fault.rip == report.chain[-1].rip and fault.gpr["rsp"] != report.registers.gpr["rsp"]
+
+
+def test_report_with_fault_registers_matches_the_schema(booted_1g):
+    import jsonschema
+
+    data = json.loads(crash_report(booted_1g).to_json())
+    jsonschema.validate(data, json.loads(SCHEMA.read_text()))
+    assert data["fault_registers"]["name"] and data["chain"][-1]["handled_by_guest"] is True
 
 
 def test_cli_report_json_and_stderr(capfd, make_guest, tmp_path):

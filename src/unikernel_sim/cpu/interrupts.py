@@ -9,6 +9,7 @@ hook than the other exceptions (docs/unicorn-quirks.md, Q3 and Q4).
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Callable
 
 from unicorn import UC_HOOK_INSN_INVALID, UC_HOOK_INTR, Uc
@@ -24,6 +25,8 @@ from unikernel_sim.cpu.vclock import VirtualClock
 from unikernel_sim.memory.guest_memory import GuestMemory
 from unikernel_sim.stops import ExceptionRecord, FaultStep, Stop, StopReason
 
+RECEIVED_HISTORY = 32                 # exceptions the report can list
+
 if TYPE_CHECKING:
     from unikernel_sim.devices.i8259 import PicPair
 
@@ -38,6 +41,9 @@ class InterruptPath:
         self.stop = stop
         self.delivery = InterruptDelivery(uc, memory)
         self.last_exception: ExceptionRecord | None = None
+        # Exceptions delivered to the guest's own handlers, oldest first (the report lists
+        # them: a #DF taken on an IST stack and handled by the guest is still evidence).
+        self.received: deque[FaultStep] = deque(maxlen=RECEIVED_HISTORY)
         self.irq_count = 0
         self.trace = False
         self.log: list[tuple[int, str, int, int | None]] = []   # (ns, event, rip, instructions) when tracing
@@ -81,6 +87,11 @@ class InterruptPath:
         if event.kind != KIND_EXTERNAL:
             self.last_exception = self._record(event)
         outcome = self.delivery.deliver(event)
+        if event.kind != KIND_EXTERNAL:
+            for step in outcome.steps:
+                if step.event.kind == KIND_EXCEPTION:
+                    self.received.append(FaultStep(step.event.vector, step.event.error_code, step.event.return_rip,
+                                                   self.describe(step.event.return_rip), step.event.cr2))
         if self.trace:
             for step in outcome.steps:
                 self.log.append((self.clock.now_ns(), step.event.label(), step.event.return_rip,

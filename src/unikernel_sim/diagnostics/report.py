@@ -140,6 +140,20 @@ class ChainEntry:
     rip: int
     where: str
     cr2: int | None
+    handled_by_guest: bool = False     # delivered through the guest's IDT (its handler ran)
+
+
+@dataclass
+class FaultRegisters:
+    """The general-purpose registers where the latest exception happened, before the
+    guest's handler ran: when that handler went on to panic, the final registers
+    are the panic function's, not the fault's."""
+
+    vector: int
+    name: str
+    rip: int
+    where: str
+    gpr: dict[str, int]
 
 
 @dataclass
@@ -225,6 +239,7 @@ class CrashReport:
     serial_tail: list[str] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)   # section -> why it could not be built
+    fault_registers: FaultRegisters | None = None
 
     @property
     def hint_messages(self) -> list[str]:
@@ -290,6 +305,7 @@ def build_report(machine: "Machine", stop: Stop | None = None) -> CrashReport:
         serial_tail=machine.serial.last_lines(SERIAL_LINES),
         devices=sections.build("devices", machine.board.describe, []),
         unavailable={**sections.unavailable, **_debug_info_errors(machine)},
+        fault_registers=sections.build("registers at the fault", lambda: _fault_registers(evidence), None),
     )
 
 
@@ -301,9 +317,26 @@ def _debug_info_errors(machine: "Machine") -> dict[str, str]:
 
 
 def _chain(evidence: Evidence) -> list[ChainEntry]:
-    steps = evidence.stop.chain or ([evidence.exception] if evidence.exception is not None else [])
+    """The escalation that ended the run (a triple fault's chain), or else every
+    exception the guest's handlers received, oldest first."""
+    if evidence.stop.chain:
+        steps, handled = evidence.stop.chain, False
+    else:
+        received = list(evidence.machine.interrupts.received)
+        steps = received or ([evidence.exception] if evidence.exception is not None else [])
+        handled = bool(received)
     return [ChainEntry(s.vector, vector_name(s.vector), s.error_code, decode.error_code(s.vector, s.error_code),
-                       s.rip, evidence.where(s.rip), s.cr2) for s in steps]
+                       s.rip, evidence.where(s.rip), s.cr2, handled) for s in steps]
+
+
+def _fault_registers(evidence: Evidence) -> FaultRegisters | None:
+    """Only when the guest's handler has run since (RIP moved away from the fault)."""
+    exception = evidence.exception
+    if exception is None or evidence.stop.chain or exception.rip == evidence.state.rip:
+        return None
+    gpr = {name: value for name, value in exception.registers.items() if name != "rip"}
+    return FaultRegisters(exception.vector, vector_name(exception.vector), exception.rip,
+                          evidence.where(exception.rip), gpr)
 
 
 def _disassembly(machine: "Machine", evidence: Evidence) -> list[CodeLine]:
@@ -390,9 +423,15 @@ def _text_lines(report: CrashReport) -> list[str]:
             decoded = f" ({step.error_decoded})" if step.error_decoded else ""
             code = f" error={step.error_code:#x}{decoded}" if step.error_code is not None else ""
             cr2 = f" cr2={step.cr2:#x}" if step.cr2 is not None else ""
-            lines.append(f"  {short_name(step.vector)}{code}{cr2} at {step.where}")
+            handled = "  (handled by the guest)" if step.handled_by_guest else ""
+            lines.append(f"  {short_name(step.vector)}{code}{cr2} at {step.where}{handled}")
+    fault = report.fault_registers
+    if fault is not None:
+        lines.append(f"registers at the {short_name(fault.vector)} at {fault.where}, before the guest's handler ran:")
+        for i in range(0, len(GPR_NAMES), 4):
+            lines.append("  " + "  ".join(f"{n:>3}={fault.gpr.get(n, 0):#018x}" for n in GPR_NAMES[i:i + 4]))
     regs = report.registers
-    lines.append("registers:")
+    lines.append("registers (final, where the run stopped):" if fault is not None else "registers:")
     for i in range(0, len(GPR_NAMES), 4):
         lines.append("  " + "  ".join(f"{n:>3}={regs.gpr[n]:#018x}" for n in GPR_NAMES[i:i + 4]))
     lines.append(f"  rip={regs.rip:#018x}  rflags={regs.rflags:#x} [{' '.join(regs.rflags_decoded)}]")
