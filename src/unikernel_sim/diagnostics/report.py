@@ -451,7 +451,8 @@ def _text_lines(report: CrashReport) -> list[str]:
         lines.append("backtrace:")
         for number, frame in enumerate(report.backtrace):
             source = f" at {frame.source}" if frame.source else ""
-            lines.append(f"  #{number} {frame.pc:#x} {frame.where}{source}")
+            folded = f"  (x{frame.repeat}: {frame.repeat - 1} identical frames folded)" if frame.repeat > 1 else ""
+            lines.append(f"  #{number} {frame.pc:#x} {frame.where}{source}{folded}")
     for walk in report.page_walks:
         target = f"{walk.physical:#x}" if walk.physical is not None else "not mapped"
         lines.append(f"page walk ({walk.purpose}) {walk.address:#x} [{walk.mode}] -> {target}")

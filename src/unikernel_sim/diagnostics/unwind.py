@@ -12,7 +12,8 @@ from unikernel_sim.diagnostics.debug_info import debug_info_of
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
 
-MAX_FRAMES = 32
+MAX_FRAMES = 32            # distinct frames shown
+MAX_UNWIND_STEPS = 4096    # frames walked: deep recursion is folded, not cut at 32
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Frame:
     where: str
     source: str | None
     method: str            # "cfi", "frame-pointer", "start"
+    repeat: int = 1        # identical consecutive frames folded into this one (recursion)
 
 
 def _u64(machine: "Machine", address: int) -> int | None:
@@ -34,12 +36,18 @@ def backtrace(machine: "Machine", registers: dict[str, int] | None = None) -> li
     debug = debug_info_of(machine)
     frames: list[Frame] = []
     method = "start"
-    for _ in range(MAX_FRAMES):
+    for step in range(MAX_UNWIND_STEPS):
         pc = regs["rip"]
-        lookup = pc if not frames else pc - 1          # a return address may lie past a noreturn call
-        source = debug.source_line(lookup) if debug else None
-        frames.append(Frame(pc, _describe_return(machine, pc, lookup), str(source) if source else None, method))
-        rule = debug.frame_rule(pc if not frames[:-1] else pc - 1) if debug else None
+        if len(frames) > 1 and frames[-1].pc == pc:
+            frames[-1].repeat += 1                       # the same return address again: recursion
+        elif len(frames) == MAX_FRAMES:
+            break
+        else:
+            lookup = pc if not frames else pc - 1      # a return address may lie past a noreturn call
+            source = debug.source_line(lookup) if debug else None
+            frames.append(Frame(pc, _describe_return(machine, pc, lookup), str(source) if source else None,
+                                method))
+        rule = debug.frame_rule(pc if step == 0 else pc - 1) if debug else None
         caller = _unwind_cfi(machine, regs, rule) if rule else None
         if caller is not None:
             method = "cfi"

@@ -22,8 +22,11 @@ def check(evidence) -> Hint | None:
     else:
         return None
     where = evidence.where(rip)
-    if address >= machine.ram.size:
-        window = device_window(_physical(machine, address))
+    physical = _physical(machine, address) if fault is not None else address
+    if physical is None:
+        physical = address if address < (1 << 32) else None   # unmapped: only a low address can mean RAM
+    if physical is not None and physical >= machine.ram.size:
+        window = device_window(physical)
         if window is not None:
             return Hint("device-not-emulated",
                         f"device not emulated: {where} {kind} {address:#x}, {window.device}; unisim has no "
@@ -40,8 +43,8 @@ def check(evidence) -> Hint | None:
                 f"{format_ranges(ranges)}", where)
 
 
-def _physical(machine, address: int) -> int:
-    """The physical address behind address when paging maps it (a kernel may map
-    the APIC page anywhere), else address itself."""
-    walk = machine.translate(address)
-    return walk.physical if walk.physical is not None else address
+def _physical(machine, address: int) -> int | None:
+    """The physical address behind a faulting virtual address: where paging maps it
+    (a kernel may map the APIC page anywhere), else None. An unmapped higher-half
+    address says nothing about the size of RAM."""
+    return machine.translate(address).physical
