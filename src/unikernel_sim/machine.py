@@ -29,6 +29,7 @@ from unikernel_sim.cpu import cpuid
 from unikernel_sim.cpu.code_cache import CodeCache
 from unikernel_sim.cpu.engine import CpuState, create_engine, read_cpu_state
 from unikernel_sim.cpu.fast_syscall import FastSystemCall
+from unikernel_sim.cpu.host_limits import check_address_space
 from unikernel_sim.cpu.host_timer import HostTimer
 from unikernel_sim.cpu.interrupts import InterruptPath
 from unikernel_sim.cpu.red_zone_watch import RedZoneWatch
@@ -77,6 +78,7 @@ class Machine:
         if not isinstance(memory_mb, int) or not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
             raise UsageError(f"memory size {memory_mb} MiB is out of range", where="--memory",
                              hint=f"give {MIN_MEMORY_MB}..{MAX_MEMORY_MB} MiB")
+        check_address_space(memory_mb * MIB)    # before Unicorn can exit the process over it
         context_offsets()   # locate QEMU's exception fields before any exception can happen
         self.uc = uc = create_engine()
         self.ram = Ram(uc, memory_mb * MIB)

@@ -164,3 +164,26 @@ def test_serial_text_bytes_that_are_not_utf8_are_typed_unchanged(capfdbinary, ma
     code = main(["boot", make_guest(echo), "--serial-in-text", os.fsdecode(b"\xe9")])
     assert code == 0
     assert capfdbinary.readouterr().out == b"\xe9"
+
+
+def _with_address_limit(kib: int):
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (kib * 1024, kib * 1024))
+    return limit
+
+
+def test_a_small_address_space_limit_is_one_line_and_its_own_code(firmware_elf):
+    done = _run(["boot", firmware_elf, "--max-instructions", "100000"], preexec_fn=_with_address_limit(600_000),
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert done.returncode == ExitCode.HOST_LIMIT
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "ulimit -v" in lines[0]
+
+
+def test_a_limit_that_used_to_kill_unicorn_now_boots(firmware_elf):
+    # `ulimit -v 6000000` printed libunicorn's "Could not allocate dynamic translator buffer" and exited 1
+    done = _run(["boot", firmware_elf, "--max-instructions", "100000"], preexec_fn=_with_address_limit(2_000_000),
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert done.returncode == 0, done.stderr            # the demo job ends well within the budget

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_64, Uc
+from unicorn import UC_HOOK_INSN, Uc
 from unicorn.x86_const import (
     UC_X86_INS_CPUID, UC_X86_REG_CR4, UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX, UC_X86_REG_EDX,
 )
@@ -42,7 +42,7 @@ Registers = tuple[int, int, int, int]     # (eax, ebx, ecx, edx)
 def _qemu_leaf1() -> Registers:
     """QEMU's own leaf-1 answer, asked once per process in a scratch engine (its CR4
     differs from the guest's, so OSXSAVE is recomputed by leaf1)."""
-    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc = _probe_engine()
     uc.mem_map(SCRATCH_ADDRESS, SCRATCH_SIZE)
     uc.mem_write(SCRATCH_ADDRESS, CPUID_BYTES)
     uc.reg_write(UC_X86_REG_EAX, LEAF_FEATURES)
@@ -76,3 +76,9 @@ def _on_cpuid(uc: Uc, deterministic: bool) -> int:
 def install(uc: Uc, *, deterministic: bool) -> None:
     """Answer CPUID leaf 1 for this platform (a Python hook on CPUID only: a rare instruction)."""
     uc.hook_add(UC_HOOK_INSN, _on_cpuid, deterministic, 1, 0, UC_X86_INS_CPUID)
+
+
+def _probe_engine() -> Uc:
+    from unikernel_sim.cpu.engine import create_probe_engine
+
+    return create_probe_engine()

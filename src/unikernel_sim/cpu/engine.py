@@ -16,8 +16,23 @@ from unikernel_sim.arch import EFER, GPR_NAMES, MSR, RFLAGS, SEGMENT_NAMES
 
 
 
-def create_engine() -> Uc:
-    return Uc(UC_ARCH_X86, UC_MODE_64)
+TRANSLATION_BUFFER = 256 << 20
+"""Unicorn reserves 1 GiB of address space per engine for translated code by
+default, and QEMU's code exits the process when it cannot (no error to catch).
+256 MiB holds far more than any unikernel's hot code (TinyLlama uses a few MiB),
+and keeps the simulator inside `ulimit -v` limits that fit its guest RAM."""
+PROBE_TRANSLATION_BUFFER = 4 << 20     # scratch engines run a handful of instructions
+
+
+def create_engine(translation_buffer: int = TRANSLATION_BUFFER) -> Uc:
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.ctl_set_tcg_buffer_size(translation_buffer)
+    return uc
+
+
+def create_probe_engine() -> Uc:
+    """A small engine for one-off probes (cpuid answers, context layout)."""
+    return create_engine(PROBE_TRANSLATION_BUFFER)
 
 
 def reg_id(name: str) -> int:

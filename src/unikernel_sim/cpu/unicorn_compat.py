@@ -30,7 +30,7 @@ import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
-from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
+from unicorn import UC_HOOK_INTR, Uc, UcError
 from unicorn.unicorn_py3.unicorn import UcContext, uclib
 from unicorn.x86_const import UC_X86_REG_GDTR, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RSP
 
@@ -86,7 +86,7 @@ class ContextOffsets:
 
 
 def _probe(code: bytes, rax: int = 0, rbx: int = 0) -> tuple[bytes, bytes]:
-    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc = _probe_engine()
     uc.mem_map(0, 0x10000)
     uc.mem_write(PROBE_CODE_ADDRESS, code)
     uc.reg_write(UC_X86_REG_RSP, PROBE_STACK)
@@ -123,7 +123,7 @@ HF_INHIBIT_IRQ = 1 << 3             # QEMU: the instruction after STI / MOV SS i
 
 def _probe_cpl(ring3: bool) -> bytes:
     """The CPU context at an int3 executed at CPL 0, or at CPL 3 after an iretq."""
-    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc = _probe_engine()
     uc.mem_map(0, 0x10000)
     uc.mem_write(PROBE_GDT_ADDRESS, PROBE_GDT)
     uc.reg_write(UC_X86_REG_GDTR, (0, PROBE_GDT_ADDRESS, len(PROBE_GDT) - 1, 0))
@@ -245,3 +245,9 @@ def interrupt_shadow(uc: Uc) -> bool:
 def in_64bit_mode(uc: Uc) -> bool:
     """IA-32e mode with a 64-bit code segment (CS.L = 1), not compatibility mode."""
     return _hflags(uc) & HF_LMA_CS64 == HF_LMA_CS64
+
+
+def _probe_engine() -> Uc:
+    from unikernel_sim.cpu.engine import create_probe_engine
+
+    return create_probe_engine()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import struct
 
-from unicorn import UC_PROT_ALL, Uc
+from unicorn import UC_ERR_NOMEM, UC_PROT_ALL, Uc, UcError
+
+from unikernel_sim.errors import HostLimitError
 
 MIB = 1 << 20
 KIB = 1 << 10
@@ -22,7 +24,13 @@ class Ram:
     def __init__(self, uc: Uc, size: int) -> None:
         self.uc = uc
         self.size = size
-        uc.mem_map(0, size, UC_PROT_ALL)
+        try:
+            uc.mem_map(0, size, UC_PROT_ALL)
+        except UcError as error:
+            if error.errno != UC_ERR_NOMEM:
+                raise
+            raise HostLimitError(f"the host refused {size >> 20} MiB for guest RAM (out of memory, or ulimit -v)",
+                                 hint="give a smaller --memory, or raise the limit") from None
 
     def contains(self, address: int, length: int = 1) -> bool:
         return 0 <= address and address + length <= self.size
