@@ -29,6 +29,7 @@ from unikernel_sim.cpu import cpuid
 from unikernel_sim.cpu.code_cache import CodeCache
 from unikernel_sim.cpu.engine import CpuState, create_engine, read_cpu_state
 from unikernel_sim.cpu.fast_syscall import FastSystemCall
+from unikernel_sim.cpu.control_register_guard import ControlRegisterGuard
 from unikernel_sim.cpu.host_limits import check_address_space
 from unikernel_sim.cpu.host_timer import HostTimer
 from unikernel_sim.cpu.interrupts import InterruptPath
@@ -119,6 +120,7 @@ class Machine:
         self._caller = None
         cpuid.install(uc, deterministic=deterministic)
         self.fast_syscall = FastSystemCall(uc, self.memory, raise_fault=self.interrupts.raise_fault)
+        self.control_registers = ControlRegisterGuard(uc, self.interrupts.raise_fault)
 
     # --- loading -------------------------------------------------------------------
     def load(self, path: str, *, cmdline: str = "", modules: list["ModuleSpec"] | None = None,
@@ -132,7 +134,11 @@ class Machine:
             for segment in self.kernel.elf.segments:
                 if segment.executable:
                     self.code_cache.watch(segment.paddr, segment.paddr + segment.memsz)
+                    self.control_registers.watch(segment.vaddr, segment.data)
             self.symbols = SymbolTable.from_elf(self.kernel.elf, self.kernel.image_data)
+        else:
+            start, end = self.kernel.load_base, self.kernel.layout.image_end
+            self.control_registers.watch(start, self.ram.read(start, end - start))
         if self.check_returns:
             self._watch_returns()
         for name in PANIC_SYMBOLS:

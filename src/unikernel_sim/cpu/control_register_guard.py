@@ -1,0 +1,102 @@
+"""MOV to CR0/CR4 writes that hardware refuses with #GP(0) and Unicorn accepts.
+
+SDM vol. 3A 9.8.5 (initializing IA-32e mode) and the MOV CRn reference (vol. 2B):
+  - CR4.PAE cleared while IA-32e mode is active (EFER.LMA = 1)        -> #GP(0)
+  - CR0.PG set while EFER.LME = 1 and CR4.PAE = 0                     -> #GP(0)
+  - CR0.PG cleared in 64-bit mode (CS.L = 1)                          -> #GP(0)
+  - CR0.PG set with CR0.PE clear                                      -> #GP(0)
+Unicorn lets all of them through: a kernel that clears PAE in long mode then
+loops through page faults with a frozen instruction count, one that enables
+paging without PAE runs on in the wrong mode. The guard finds every
+`mov crN, reg` (0F 22 /r) in the kernel's executable bytes at load time and
+puts a code hook on each: nothing runs for other instructions. The hook checks
+the value about to be written and raises #GP(0) at the instruction, which then
+never executes, as on hardware. Code the guest writes or copies later is not
+covered.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from unicorn import UC_HOOK_CODE, Uc
+from unicorn import x86_const as x86
+
+from unikernel_sim.arch import CR0, CR4, EFER, GPR_NAMES, MSR, Vector
+from unikernel_sim.cpu.unicorn_compat import in_64bit_mode
+
+MOV_TO_CR = b"\x0f\x22"
+REX_FIRST, REX_LAST = 0x40, 0x4F
+REX_R, REX_B = 0x4, 0x1
+MODRM_REGISTER_FORM = 0b11
+_PE, _PG, _PAE, _LME, _LMA = int(CR0.PE), int(CR0.PG), int(CR4.PAE), int(EFER.LME), int(EFER.LMA)
+_REGISTERS = [getattr(x86, f"UC_X86_REG_{name.upper()}") for name in GPR_NAMES]
+
+
+def refused_write(control: int, value: int, cr0: int, cr4: int, efer: int, long_mode_code: bool) -> str | None:
+    """Why hardware raises #GP(0) for `mov cr{control}, value` in this state, or None."""
+    if control == 4 and efer & _LMA and not value & _PAE:
+        return "clears CR4.PAE while IA-32e mode is active"
+    if control == 0:
+        if value & _PG and not value & _PE:
+            return "sets CR0.PG with CR0.PE clear"
+        if value & _PG and not cr0 & _PG and efer & _LME and not cr4 & _PAE:
+            return "sets CR0.PG with EFER.LME = 1 and CR4.PAE = 0"
+        if cr0 & _PG and not value & _PG and long_mode_code:
+            return "clears CR0.PG in 64-bit mode"
+    return None
+
+
+def candidate_offsets(code: bytes) -> list[int]:
+    """Offsets where a `mov crN, reg` may start: each 0F 22, and the byte before it
+    when that could be a REX prefix (in 32-bit code it is an inc/dec instead, and
+    the hook there simply finds no MOV to CR)."""
+    offsets = []
+    position = code.find(MOV_TO_CR)
+    while position != -1:
+        offsets.append(position)
+        if position > 0 and REX_FIRST <= code[position - 1] <= REX_LAST:
+            offsets.append(position - 1)
+        position = code.find(MOV_TO_CR, position + 1)
+    return offsets
+
+
+class ControlRegisterGuard:
+    def __init__(self, uc: Uc, raise_fault: Callable[[int, int | None, int], None]) -> None:
+        self.uc = uc
+        self.raise_fault = raise_fault
+        self.hooked: set[int] = set()
+        self.refusals: list[tuple[int, str]] = []       # (rip, why) of each #GP raised
+
+    def watch(self, address: int, code: bytes) -> None:
+        """Hook every possible MOV to CR in code, which executes at address."""
+        for offset in candidate_offsets(code):
+            rip = address + offset
+            if rip not in self.hooked:
+                self.hooked.add(rip)
+                self.uc.hook_add(UC_HOOK_CODE, self._on_candidate, begin=rip, end=rip)
+
+    def _on_candidate(self, uc: Uc, address: int, size: int, _user) -> None:
+        decoded = self._decode(uc.mem_read(address, min(size, 4)))
+        if decoded is None:
+            return
+        control, register = decoded
+        value = uc.reg_read(_REGISTERS[register])
+        long_mode_code = in_64bit_mode(uc)
+        if not long_mode_code:
+            value &= 0xFFFF_FFFF
+        why = refused_write(control, value, uc.reg_read(x86.UC_X86_REG_CR0), uc.reg_read(x86.UC_X86_REG_CR4),
+                            uc.msr_read(MSR.EFER), long_mode_code)
+        if why is not None:
+            self.refusals.append((address, why))
+            self.raise_fault(Vector.GP, 0, address)
+
+    def _decode(self, raw: bytes) -> tuple[int, int] | None:
+        """(control register, general register index) of `mov crN, reg`, or None."""
+        rex = 0
+        if raw and REX_FIRST <= raw[0] <= REX_LAST and in_64bit_mode(self.uc):
+            rex, raw = raw[0], raw[1:]
+        if len(raw) < 3 or raw[:2] != MOV_TO_CR or raw[2] >> 6 != MODRM_REGISTER_FORM:
+            return None
+        control = ((raw[2] >> 3) & 7) | (8 if rex & REX_R else 0)
+        register = (raw[2] & 7) | (8 if rex & REX_B else 0)
+        return control, register
