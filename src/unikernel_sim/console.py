@@ -3,26 +3,59 @@ for the result and --expect, and handed to listeners as it arrives so that
 the terminal sees output while the guest runs."""
 from __future__ import annotations
 
+import time
 from typing import BinaryIO, Callable
 
 NEWLINE = 0x0A
+TAIL_BYTES = 64 * 1024
+CHUNK_FLUSH_BYTES = 64 * 1024     # a flood is written in blocks this large
+LINE_FLUSH_SECONDS = 0.02          # and a completed line reaches the host within this
 
 
 class ConsoleOutput:
-    def __init__(self) -> None:
+    """keep: how many of the latest bytes ``data`` holds (None: all). The CLI keeps
+    a tail, so that a 100 MB flood costs no 100 MB; the Python API keeps all."""
+
+    def __init__(self, keep: int | None = None) -> None:
         self.data = bytearray()
+        self.keep = keep
+        self.total = 0                       # bytes written, kept or not
         self.listeners: list[Callable[[int], None]] = []
 
     def write(self, byte: int) -> None:
         self.data.append(byte)
+        self.total += 1
+        if self.keep is not None and len(self.data) > 2 * self.keep:
+            self._trim()
         for listener in self.listeners:
             listener(byte)
+
+    def write_bytes(self, chunk: bytes) -> None:
+        """Many bytes at once (the C port path's buffer): listeners with a
+        write_chunk method get the chunk, the others each byte."""
+        self.data += chunk
+        self.total += len(chunk)
+        if self.keep is not None and len(self.data) > 2 * self.keep:
+            self._trim()
+        for listener in self.listeners:
+            write_chunk = getattr(listener, "write_chunk", None)
+            if write_chunk is not None:
+                write_chunk(chunk)
+            else:
+                for byte in chunk:
+                    listener(byte)
+
+    def _trim(self) -> None:
+        # a new object: `del data[:n]` only moves a bytearray's start, keeping the memory
+        self.data = self.data[-self.keep:]
 
     def text(self) -> str:
         return self.data.decode("utf-8", errors="replace")
 
     def last_lines(self, count: int) -> list[str]:
-        return self.text().splitlines()[-count:]
+        """The last count lines, decoding only the tail (a 100 MB flood is not decoded again)."""
+        tail = bytes(self.data[-TAIL_BYTES:])
+        return tail.decode("utf-8", errors="replace").splitlines()[-count:]
 
 
 class StreamWriter:
@@ -45,6 +78,7 @@ class StreamWriter:
         self.failed: OSError | None = None
         self.reader_gone = False
         self._pending = bytearray()
+        self._last_flush = 0.0
 
     def __call__(self, byte: int) -> None:
         if self.reader_gone or self.failed is not None:
@@ -53,7 +87,19 @@ class StreamWriter:
         if byte == NEWLINE or self.flush_every_byte:
             self.flush()
 
+    def write_chunk(self, chunk: bytes) -> None:
+        if self.reader_gone or self.failed is not None:
+            return
+        self._pending += chunk
+        if self.flush_every_byte or len(self._pending) >= CHUNK_FLUSH_BYTES or (
+                NEWLINE in chunk and self._interactive_due()):
+            self.flush()
+
+    def _interactive_due(self) -> bool:
+        return time.monotonic() - self._last_flush >= LINE_FLUSH_SECONDS
+
     def flush(self) -> None:
+        self._last_flush = time.monotonic()
         if self.reader_gone or self.failed is not None:
             return
         try:

@@ -25,7 +25,18 @@ class ExpectWatcher:
         if byte == NEWLINE and not self.matched:
             self.check()
 
+    def write_chunk(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        if NEWLINE in chunk and not self.matched:
+            self.check()
+
     def check(self) -> bool:
+        matched = self._check()
+        if len(self._buffer) > 2 * SEARCH_WINDOW:      # keep memory bounded in a flood
+            self._buffer = self._buffer[-SEARCH_WINDOW:]   # a copy: del would keep the memory
+        return matched
+
+    def _check(self) -> bool:
         if not self.matched and self.regex.search(self._buffer[-SEARCH_WINDOW:]):
             self.matched = True
             self.on_match()

@@ -107,6 +107,7 @@ class Machine:
                 Stop(StopReason.RESET, f"guest requested a system reset ({source})")),
             interrupt_changed=lambda: self.loop.interrupt_line_changed(),
             events_moved=lambda: self.loop.reschedule(),
+            uart_fast_path=lambda tx_plain, lsr_value: self._uart_fast_path(tx_plain, lsr_value),
         )
         start = rtc_start or (DEFAULT_START if deterministic else dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
         self.board = PcBoard(wiring, IoBus(), MmioBus(uc, self.ram.size), ram_size=self.ram.size,
@@ -121,6 +122,11 @@ class Machine:
         cpuid.install(uc, deterministic=deterministic)
         self.fast_syscall = FastSystemCall(uc, self.memory, raise_fault=self.interrupts.raise_fault)
         self.control_registers = ControlRegisterGuard(uc, self.interrupts.raise_fault)
+
+    def _uart_fast_path(self, tx_plain: bool, lsr_value: int | None) -> None:
+        loop = getattr(self, "loop", None)          # the UART publishes once before the loop exists
+        if loop is not None:
+            loop.fast_ports.publish_uart(tx_plain, lsr_value)
 
     # --- loading -------------------------------------------------------------------
     def load(self, path: str, *, cmdline: str = "", modules: list["ModuleSpec"] | None = None,

@@ -70,6 +70,7 @@ def boot(
     alignment: str | None = None,
     check_returns: bool = False,
     on_loaded: Iterable[Callable[[Machine], None]] = (),
+    output_history: int | None = None,
 ) -> BootResult:
     """Boot image as a Multiboot2 loader would and run it to its end.
 
@@ -77,7 +78,8 @@ def boot(
     input before anything runs; guest misbehaviour is reported in the result.
     on_loaded callbacks run once every input has been read and loaded, before
     the guest starts: the place to open outputs (which must never be opened
-    while an input that might be the same file is still unread)."""
+    while an input that might be the same file is still unread). output_history:
+    keep only the latest bytes of serial and 0xE9 output in the result (None: all)."""
     started = time.perf_counter()
     specs = [m if isinstance(m, ModuleSpec) else ModuleSpec.parse(m) for m in modules]
     options = {"tsc_hz": tsc_hz} if tsc_hz else {}
@@ -89,6 +91,7 @@ def boot(
             machine.type_keys(keys)
         except ValueError as error:
             raise UsageError(str(error), where="--keys") from None
+    machine.serial.keep = machine.debugcon.keep = output_history
     machine.serial.listeners.extend(serial_listeners)
     machine.debugcon.listeners.extend(debugcon_listeners)
     for callback in on_stop:

@@ -25,17 +25,19 @@ import signal
 from typing import TYPE_CHECKING, Callable
 
 from unicorn import (
-    UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_HOOK_INSN, UC_HOOK_MEM_UNMAPPED,
+    UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_HOOK_MEM_UNMAPPED,
     UC_MEM_FETCH_UNMAPPED, UC_MEM_WRITE_UNMAPPED, UcError,
 )
 from unicorn import x86_const as x86
 
 from unikernel_sim.arch import EFER_LMA, MSR, OPCODE_HLT, RFLAGS_IF
-from unikernel_sim.cpu.host_timer import TIMEOUT
+from unikernel_sim.cpu.fast_ports import FastPorts
+from unikernel_sim.cpu.host_timer import OUTPUT, TIMEOUT
 from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER, clear_exception_in_flight
 from unikernel_sim.cpu.vclock import host_ns
 from unikernel_sim.errors import UsageError
 from unikernel_sim.limits import MAX_INSTRUCTIONS, MAX_TIMEOUT_SECONDS
+from unikernel_sim.devices.uart16550 import LSR as UART_LSR
 from unikernel_sim.run_control import InterruptWatch
 from unikernel_sim.stops import Stop, StopReason
 
@@ -70,10 +72,14 @@ class RunLoop:
         self.timeout: float | None = None
         self._pending: Stop | None = None
         self._service_requested = False
+        self._host_timed_stop = False
         self._unmapped: tuple[int, int, int] | None = None
         uc = self.uc
-        uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, x86.UC_X86_INS_IN)
-        uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, x86.UC_X86_INS_OUT)
+        uart = self.board.uart
+        self.fast_ports = FastPorts(uc, self.clock, thr_port=uart.base, lsr_port=uart.base + UART_LSR,
+                                    io_ns=IO_ACCESS_NS, slow_in=self._on_in, slow_out=self._on_out,
+                                    on_bytes=machine.serial.write_bytes, on_error=self._leave_emu_start)
+        uart.publish()
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         self.board.io.on_unknown = self._on_unknown_port
 
@@ -93,6 +99,7 @@ class RunLoop:
         self.timeout = timeout
         if timeout is not None:
             self.host_timer.arm(host_ns() + int(timeout * 1e9), TIMEOUT)
+        self.host_timer.watch_output(lambda: self.fast_ports.state.length > 0)
         unexplained = 0
         try:
             with InterruptWatch(self.clock.request_async_stop, enabled=catch_sigint) as watch:
@@ -105,20 +112,26 @@ class RunLoop:
                         raise RuntimeError("Unicorn keeps returning without a reason at "
                                            f"{self.machine.describe(self.machine.rip)}")
         finally:
+            self.fast_ports.drain()
             if self.machine.red_zone is not None:
                 self.machine.red_zone.retire()
             self.host_timer.arm(None)
             self.host_timer.arm(None, TIMEOUT)
+            self.host_timer.watch_output(None)
             self.clock.pause()
             for callback in self.on_stop:
                 callback()
 
     def slice(self, watch: InterruptWatch) -> Stop | object | None:
         """One emu_start. Returns a Stop, GO_ON, or UNEXPLAINED."""
-        # 1. devices up to now; deliver a pending IRQ
+        # 1. devices up to now; deliver a pending IRQ (not after a stop made only to
+        #    drain output in deterministic mode: its timing is the host's, and an IRQ
+        #    delivered there would land at a different instruction in every run)
         self._pending = None
         self.advance_devices()
-        self._inject_interrupt()
+        if not self._host_timed_stop:
+            self._inject_interrupt()
+        self._host_timed_stop = False
         if self._pending is not None:                     # delivery ended in a triple fault
             return self._pending
         # 2. arm the next stop
@@ -133,6 +146,10 @@ class RunLoop:
             self.uc.emu_start(self.machine.rip, RUN_UNTIL_NEVER)
         except UcError as exc:
             error = exc
+        self.fast_ports.drain()
+        handler_error = self.fast_ports.take_error()
+        if handler_error is not None:
+            raise handler_error                           # a device handler failed inside a C hook
         # 4. why did it stop?
         if self._pending is not None:
             return self._pending
@@ -149,10 +166,14 @@ class RunLoop:
         if self.budget_end is not None and self.clock.instructions >= self.budget_end:
             return self._stop_here(StopReason.BUDGET, f"instruction budget of {self.budget_end} reached")
         timer_fired = self.host_timer.take_fired()
+        output_drained = self.host_timer.take_fired(OUTPUT)          # drained above
         if self._service_requested or self.clock.stopped_by_clock or timer_fired:
             return GO_ON
         if self._after_hlt():
             return self._on_hlt()
+        if output_drained:
+            self._host_timed_stop = self.clock.deterministic
+            return GO_ON
         return UNEXPLAINED
 
     # --- 1. devices and interrupts ------------------------------------------------------
@@ -202,6 +223,8 @@ class RunLoop:
             limits = [x for x in (budget_end, None if event_ns is None else self.clock.instruction_at(event_ns))
                       if x is not None]
             self.clock.arm_stop(min(limits) if limits else None, keep_request=True)
+            # the C port path re-arms the same way, unless the next event moves with time (a poll)
+            self.fast_ports.set_schedule(0 if self.board.pic.interrupt_pending else event_ns, budget_end)
         else:
             self.clock.arm_stop(budget_end, keep_request=True)
             self.host_timer.arm(None if event_ns is None else self.clock.host_ns_at(event_ns))
@@ -282,11 +305,11 @@ class RunLoop:
         return stop
 
     # --- I/O instructions ----------------------------------------------------------------
-    def _on_in(self, uc, port: int, size: int, _user) -> int:
+    def _on_in(self, port: int, size: int) -> int:
         self._io_cycle()
         return self.board.io.read(port, size)
 
-    def _on_out(self, uc, port: int, size: int, value: int, _user) -> None:
+    def _on_out(self, port: int, size: int, value: int) -> None:
         self._io_cycle()
         self.board.io.write(port, size, value)
 

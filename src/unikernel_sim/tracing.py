@@ -24,6 +24,7 @@ def trace_io(machine: "Machine", stream: TextIO = sys.stderr) -> None:
               file=stream)
 
     machine.board.io.tracer = tracer
+    machine.loop.fast_ports.disable()           # every COM1 access through the traced bus
 
 
 def trace_calls(machine: "Machine", stream: TextIO = sys.stderr) -> int:

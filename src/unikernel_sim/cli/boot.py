@@ -14,6 +14,9 @@ from unikernel_sim.run import BootResult, boot
 from unikernel_sim.stops import Stop, StopReason
 
 
+OUTPUT_HISTORY = 1 << 20      # bytes of guest output kept for the report (all of it streams out)
+
+
 def run_boot(args: argparse.Namespace) -> int:
     refuse_clobbering(_inputs(args), _outputs(args))
     serial_input = read_optional_input(args.serial_in, limit=args.memory * MIB)
@@ -61,6 +64,7 @@ def run_boot(args: argparse.Namespace) -> int:
             alignment="strict" if args.strict_alignment else ("check" if args.check_alignment else None),
             check_returns=args.check_returns,
             on_loaded=[watch_stdout] + ([open_serial_out] if args.serial_out else []),
+            output_history=OUTPUT_HISTORY,
         )
     finally:
         if serial_file is not None:

@@ -20,43 +20,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#define RETURN_HISTORY 16
-
-typedef int (*uc_emu_stop_fn)(void *uc);
-typedef int (*uc_reg_write_fn)(void *uc, int regid, const void *value);
-typedef int (*uc_reg_read_fn)(void *uc, int regid, void *value);
-
-#define MSR_TSC_AUX 0xC0000103u       /* IA32_TSC_AUX: what RDTSCP returns in ECX (SDM vol. 2B) */
-
-struct uc_x86_msr {                   /* unicorn/x86.h */
-    uint32_t rid;
-    uint64_t value;
-};
-
-struct vclock {
-    uint64_t instructions;            /* instructions started, all slices             */
-    uint64_t stop_at;                 /* stop before this count; UINT64_MAX: never     */
-    uint64_t stopped;                 /* set to 1 when stop_at stopped the run          */
-    uint64_t stop_requested;          /* set by the host when a hook called emu_stop    */
-    uint64_t deterministic;           /* 1: time from instructions; 0: host clock       */
-    uint64_t tsc_offset;              /* TSC value at time zero                         */
-    uint64_t tsc_hz;                  /* TSC ticks per second                           */
-    uint64_t ns_per_instruction_q32;  /* virtual ns per instruction, 32.32 fixed point  */
-    uint64_t host_ns_at_zero;         /* CLOCK_MONOTONIC at time zero (fast mode)        */
-    uint64_t host_ns_paused;          /* ns excluded from host time (snapshots, sleeps)  */
-    int64_t virtual_ns_skipped;       /* ns added by hlt sleeps, minus restores to the past */
-    uint64_t rdtsc_count;             /* RDTSC executions seen                          */
-    uc_emu_stop_fn emu_stop;
-    uc_reg_write_fn reg_write;
-    int64_t reg_rax;
-    int64_t reg_rdx;
-    uint64_t ret_count;               /* `ret` instructions seen by vclock_ret      */
-    uint64_t last_returns[RETURN_HISTORY];   /* addresses of the latest ones (ring) */
-    uc_reg_read_fn reg_read;
-    int64_t reg_rcx;
-    int64_t reg_msr;
-    uint64_t async_stop;              /* set by another thread: stop at the next block   */
-};
+#include "_vclock.h"
 
 static uint64_t host_monotonic_ns(void)
 {

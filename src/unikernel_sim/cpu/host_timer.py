@@ -20,6 +20,11 @@ from unikernel_sim.cpu.vclock import host_ns
 NS_PER_SECOND = 1_000_000_000
 EVENT = "event"
 TIMEOUT = "timeout"
+OUTPUT = "output"          # buffered guest output waiting while the guest runs on
+OUTPUT_PERIOD_NS = 20_000_000
+"""How long guest output may wait in the C port buffer (cpu/fast_ports.py) while
+the guest runs without a stop: a kernel that prints a banner and then spins must
+still show it."""
 
 
 class HostTimer:
@@ -30,6 +35,25 @@ class HostTimer:
         self._fired: set[str] = set()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._output_pending: Callable[[], bool] | None = None
+
+    def watch_output(self, pending: Callable[[], bool] | None) -> None:
+        """While set, every OUTPUT_PERIOD_NS: if pending(), fire OUTPUT (stop the guest
+        so the run loop drains it). None stops watching."""
+        with self._condition:
+            self._output_pending = pending
+            if pending is not None:
+                self._deadlines[OUTPUT] = host_ns() + OUTPUT_PERIOD_NS
+                self._ensure_thread()
+            else:
+                self._deadlines.pop(OUTPUT, None)
+                self._fired.discard(OUTPUT)
+            self._condition.notify()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="unisim-timer", daemon=True)
+            self._thread.start()
 
     def arm(self, deadline_host_ns: int | None, kind: str = EVENT) -> None:
         """Stop the guest at deadline_host_ns (CLOCK_MONOTONIC ns); None disarms."""
@@ -39,18 +63,21 @@ class HostTimer:
                 self._deadlines.pop(kind, None)
             else:
                 self._deadlines[kind] = deadline_host_ns
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._loop, name="unisim-timer", daemon=True)
-                    self._thread.start()
+                self._ensure_thread()
             self._condition.notify()
 
     def take_fired(self, kind: str = EVENT) -> bool:
-        """Whether that deadline passed since it was armed (it is then disarmed)."""
+        """Whether that deadline passed since it was armed (it is then disarmed;
+        the output watch re-arms itself)."""
         with self._condition:
             if kind not in self._fired:
                 return False
             self._fired.discard(kind)
-            self._deadlines.pop(kind, None)
+            if kind == OUTPUT and self._output_pending is not None:
+                self._deadlines[OUTPUT] = host_ns() + OUTPUT_PERIOD_NS
+                self._condition.notify()
+            else:
+                self._deadlines.pop(kind, None)
             return True
 
     def close(self) -> None:
@@ -65,6 +92,9 @@ class HostTimer:
                 now = host_ns()
                 due = [kind for kind, deadline in self._deadlines.items()
                        if deadline <= now and kind not in self._fired]
+                if OUTPUT in due and not (self._output_pending and self._output_pending()):
+                    due.remove(OUTPUT)                   # nothing waiting: look again a period later
+                    self._deadlines[OUTPUT] = now + OUTPUT_PERIOD_NS
                 if due:
                     self._fired.update(due)
                     self._stop()

@@ -49,6 +49,7 @@ class BoardWiring:
     reset: Callable[[str], None]                      # the guest asked for a reset (names the source)
     interrupt_changed: Callable[[], None]             # the PIC's INTR output may have changed
     events_moved: Callable[[], None]                  # the next device event may have moved
+    uart_fast_path: Callable[[bool, int | None], None] = lambda tx_plain, lsr_value: None   # COM1's C path
 
 
 class PcBoard:
@@ -74,6 +75,7 @@ class PcBoard:
         self.vga = self.attach(VgaText(wiring.read_ram, now))
         self.uart = self.attach(Uart16550(COM1_BASE, transmit=wiring.serial_out,
                                           irq_line=lambda level: self.pic.set_irq(COM1_IRQ, level)))
+        self.uart.fast_path = wiring.uart_fast_path
         self.uart.feed(serial_input)
         self.attach(DebugExit(wiring.guest_exit))
         self.attach(DebugConsole(wiring.debugcon_out))

@@ -88,6 +88,10 @@ class Uart16550(Device):
         self.ports = (PortRange(base, 8),)
         self.transmit = transmit or (lambda byte: None)
         self.irq_line = irq_line or (lambda level: None)
+        # Told after every change whether a THR write is a plain transmit and what an
+        # LSR read returns without side effect (None: it has one): the C port path
+        # serves those two accesses while that holds (cpu/fast_ports.py).
+        self.fast_path: Callable[[bool, int | None], None] = lambda tx_plain, lsr_value: None
         self.input: deque[int] = deque()
         self.reset()
 
@@ -104,6 +108,17 @@ class Uart16550(Device):
         self.rx_fifo: deque[int] = deque()
         self.thr_empty_pending = False   # THRE interrupt latched, cleared by IIR read / THR write
         self._irq_level = False
+        self.publish()
+
+    def publish(self) -> None:
+        """Tell fast_path what a THR write and an LSR read amount to now."""
+        tx_plain = not self.lcr & LCR_DLAB and not self.mcr & MCR_LOOPBACK and not self.ier & IER_THR_EMPTY
+        quiet = not self.rx_fifo and not self.lsr_errors
+        self.fast_path(tx_plain, LSR_THR_EMPTY | LSR_TRANSMITTER_EMPTY if quiet else None)
+
+    def load_state(self, state) -> None:
+        super().load_state(state)
+        self.publish()
 
     # --- host side -------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -111,9 +126,10 @@ class Uart16550(Device):
         self.input.extend(data)
         self._refill()
         self._update_irq()
+        self.publish()
 
     # --- guest side ------------------------------------------------------
-    def io_read(self, port: int, size: int) -> int:
+    def _io_read(self, port: int, size: int) -> int:
         reg = port - self.base
         dlab = self.lcr & LCR_DLAB
         if reg == RBR_THR_DLL:
@@ -131,6 +147,11 @@ class Uart16550(Device):
         if reg == MSR:
             return self._read_msr()
         return self.scr
+
+    def io_read(self, port: int, size: int) -> int:
+        value = self._io_read(port, size)
+        self.publish()                   # a read may pop received data or clear errors
+        return value
 
     def io_write(self, port: int, size: int, value: int) -> None:
         reg = port - self.base
@@ -158,6 +179,7 @@ class Uart16550(Device):
         elif reg == SCR:
             self.scr = value
         self._update_irq()
+        self.publish()
 
     # --- registers -------------------------------------------------------
     def _write_thr(self, value: int) -> None:

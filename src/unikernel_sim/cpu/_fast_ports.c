@@ -1,0 +1,95 @@
+/* Port I/O in C for the one device that floods: COM1.
+ *
+ * A kernel prints by polling LSR until THRE is set and writing THR, two port
+ * instructions per byte. Through Python hooks that is ~1 us each (0.4 MB/s);
+ * here, while the UART is in its plain state (no DLAB, no loopback, no THRE
+ * interrupt, nothing received, no line error: the UART tells us, see
+ * fast_ports.py), an LSR read returns the value the UART published and a THR
+ * write appends the byte to a buffer that Python drains in chunks. Every other
+ * access - other ports, and COM1 in any other state - goes to the Python
+ * handlers (slow_in/slow_out), which first drain the buffer, so the order of
+ * output on the host is the order the guest wrote it.
+ *
+ * Deterministic mode: a port access takes io_ns of virtual time, as in
+ * Python (runloop.py, IO_ACCESS_NS); the next stop is re-armed here the way
+ * RunLoop._arm would (the earlier of the budget and the instruction at which
+ * the next device event falls due), and when that event is due the access
+ * takes the Python path instead, which delivers it. */
+#include <stddef.h>
+#include <stdint.h>
+#include "_vclock.h"
+
+#define NEVER UINT64_MAX
+
+typedef uint32_t (*in_fn)(void *uc, uint32_t port, int size, void *user);
+typedef void (*out_fn)(void *uc, uint32_t port, int size, uint32_t value, void *user);
+typedef void (*flush_fn)(void);
+
+struct fast_ports {
+    struct vclock *clock;
+    uint64_t thr_port;                /* COM1 transmit holding register                    */
+    uint64_t lsr_port;                /* COM1 line status register                         */
+    uint64_t tx_ok;                   /* 1: a THR write is nothing but a byte out          */
+    uint64_t lsr_ok;                  /* 1: an LSR read returns lsr_value, no side effect  */
+    uint64_t lsr_value;
+    uint64_t io_ns;                   /* deterministic mode: virtual ns per port access    */
+    uint64_t event_ns;                /* next device event (virtual ns); NEVER: none       */
+    uint64_t budget_end;              /* instruction budget end; NEVER: none               */
+    uint64_t length;                  /* bytes in buffer                                   */
+    uint64_t capacity;
+    uint8_t *buffer;
+    in_fn slow_in;
+    out_fn slow_out;
+    flush_fn flush;
+    uint64_t fast_accesses;           /* accesses served here (statistics)                 */
+};
+
+/* Deterministic mode: charge the access, re-arm the stop. 0: an event falls due,
+ * take the Python path. */
+static int charge(struct fast_ports *fp)
+{
+    struct vclock *vc = fp->clock;
+    uint64_t stop_at = fp->budget_end;
+    if (!vc->deterministic)
+        return 1;
+    if (vclock_now_ns(vc) + fp->io_ns >= fp->event_ns)
+        return 0;
+    vc->virtual_ns_skipped += (int64_t)fp->io_ns;
+    if (fp->event_ns != NEVER) {
+        int64_t span = (int64_t)fp->event_ns - vc->virtual_ns_skipped;
+        unsigned __int128 scaled = (unsigned __int128)(span > 0 ? (uint64_t)span : 0) << 32;
+        uint64_t at = (uint64_t)((scaled + vc->ns_per_instruction_q32 - 1) / vc->ns_per_instruction_q32);
+        if (at < stop_at)
+            stop_at = at;
+    }
+    vc->stop_at = stop_at;
+    return 1;
+}
+
+uint32_t fast_ports_in(void *uc, uint32_t port, int size, void *user_data)
+{
+    struct fast_ports *fp = user_data;
+    if (port == fp->lsr_port && size == 1 && fp->lsr_ok && charge(fp)) {
+        fp->fast_accesses++;
+        return (uint32_t)fp->lsr_value;
+    }
+    return fp->slow_in(uc, port, size, NULL);
+}
+
+void fast_ports_out(void *uc, uint32_t port, int size, uint32_t value, void *user_data)
+{
+    struct fast_ports *fp = user_data;
+    if (port == fp->thr_port && size == 1 && fp->tx_ok && charge(fp)) {
+        fp->fast_accesses++;
+        fp->buffer[fp->length++] = (uint8_t)value;
+        if (fp->length == fp->capacity)
+            fp->flush();
+        return;
+    }
+    fp->slow_out(uc, port, size, value, NULL);
+}
+
+uint64_t fast_ports_struct_size(void)
+{
+    return sizeof(struct fast_ports);
+}
