@@ -123,6 +123,12 @@ class Machine:
         self.fast_syscall = FastSystemCall(uc, self.memory, raise_fault=self.interrupts.raise_fault)
         self.control_registers = ControlRegisterGuard(uc, self.interrupts.raise_fault)
 
+    def stream_serial_input(self, fd: int) -> None:
+        """Type what arrives on fd (a FIFO, pipe or terminal) on COM1 while the guest runs."""
+        from unikernel_sim.serial_stream import SerialInputStream
+
+        self.loop.serial_stream = SerialInputStream(fd, notify=self.clock.request_async_stop)
+
     def _uart_fast_path(self, tx_plain: bool, lsr_value: int | None) -> None:
         loop = getattr(self, "loop", None)          # the UART publishes once before the loop exists
         if loop is not None:

@@ -39,6 +39,8 @@ from unikernel_sim.errors import UsageError
 from unikernel_sim.limits import MAX_INSTRUCTIONS, MAX_TIMEOUT_SECONDS
 from unikernel_sim.devices.uart16550 import LSR as UART_LSR
 from unikernel_sim.run_control import InterruptWatch
+from unikernel_sim.serial_stream import UNREAD_LIMIT as SERIAL_UNREAD_LIMIT
+from unikernel_sim.serial_stream import SerialInputStream
 from unikernel_sim.stops import Stop, StopReason
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ SIGNAL_STOPS = {
 }
 MAX_UNEXPLAINED_RETURNS = 10_000      # emu_start returns in a row with no reason at all
 PENDING_POLL_NS = 20_000              # IRQ pending but IF=0: look again this soon
+STREAM_WAIT_SECONDS = 0.05           # hlt with streamed serial input: look again this often
 IO_ACCESS_NS = 1_000                  # deterministic mode: virtual time per port access
 RED_ZONE_FRAME_REACH = 64             # a frame pushed on the interrupted stack lies within this
 
@@ -73,6 +76,7 @@ class RunLoop:
         self._pending: Stop | None = None
         self._service_requested = False
         self._host_timed_stop = False
+        self.serial_stream: SerialInputStream | None = None    # --serial-in from a FIFO or pipe
         self._unmapped: tuple[int, int, int] | None = None
         uc = self.uc
         uart = self.board.uart
@@ -128,6 +132,7 @@ class RunLoop:
         #    drain output in deterministic mode: its timing is the host's, and an IRQ
         #    delivered there would land at a different instruction in every run)
         self._pending = None
+        self._feed_serial_input()
         self.advance_devices()
         if not self._host_timed_stop:
             self._inject_interrupt()
@@ -171,12 +176,22 @@ class RunLoop:
             return GO_ON
         if self._after_hlt():
             return self._on_hlt()
-        if output_drained:
+        if output_drained or (self.serial_stream is not None and self.serial_stream.ready):
             self._host_timed_stop = self.clock.deterministic
             return GO_ON
         return UNEXPLAINED
 
     # --- 1. devices and interrupts ------------------------------------------------------
+    def _feed_serial_input(self) -> None:
+        """Bytes a streamed --serial-in delivered, as far as the UART has room."""
+        stream = self.serial_stream
+        if stream is None or not stream.ready:
+            return
+        uart = self.board.uart
+        room = SERIAL_UNREAD_LIMIT - len(uart.input)
+        if room > 0:
+            uart.feed(stream.take(room))
+
     def advance_devices(self) -> None:
         now = self.clock.now_ns()
         self.board.advance(now)
@@ -266,6 +281,17 @@ class RunLoop:
         if self.board.pic.interrupt_pending:
             return GO_ON
         wake = self.next_event_ns()
+        stream = self.serial_stream
+        if stream is not None and not stream.ended and (wake is None or not self.clock.deterministic):
+            # waiting for typed input: sleep in host time until it comes (or the next event)
+            stream.wait(STREAM_WAIT_SECONDS if wake is None else
+                        max(0, min(STREAM_WAIT_SECONDS, (wake - self.clock.now_ns()) / 1e9)))
+            self._feed_serial_input()
+            self.advance_devices()
+            if wake is None or self.clock.now_ns() < wake:
+                if not self.board.pic.interrupt_pending:
+                    self.uc.reg_write(x86.UC_X86_REG_RIP, self.machine.rip - 1)   # still halted: hlt again
+                return GO_ON
         if wake is None:
             return self._stop_here(StopReason.HALT,
                                    "halted (hlt with interrupts enabled, but no unmasked interrupt source)")
@@ -307,6 +333,8 @@ class RunLoop:
     # --- I/O instructions ----------------------------------------------------------------
     def _on_in(self, port: int, size: int) -> int:
         self._io_cycle()
+        if self.serial_stream is not None and self.serial_stream.ready:
+            self._feed_serial_input()                    # the guest is reading: top the UART up
         return self.board.io.read(port, size)
 
     def _on_out(self, port: int, size: int, value: int) -> None:

@@ -187,3 +187,46 @@ def test_a_limit_that_used_to_kill_unicorn_now_boots(firmware_elf):
     done = _run(["boot", firmware_elf, "--max-instructions", "100000"], preexec_fn=_with_address_limit(2_000_000),
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert done.returncode == 0, done.stderr            # the demo job ends well within the budget
+
+
+ECHO_UNTIL_NEWLINE = """
+    mov dx, 0x3fd
+wait: in al, dx
+    test al, 1
+    jz wait
+    mov dx, 0x3f8
+    in al, dx
+    out dx, al
+    cmp al, 10
+    jne wait_again
+    mov al, 0
+    out 0xf4, al
+wait_again:
+    mov dx, 0x3fd
+    jmp wait
+"""
+
+
+def test_serial_input_from_a_fifo_is_typed_as_it_arrives(make_guest, tmp_path):
+    fifo = tmp_path / "serial-in"
+    os.mkfifo(fifo)
+    process = subprocess.Popen(UNISIM + ["boot", make_guest(ECHO_UNTIL_NEWLINE), "--serial-in", str(fifo),
+                                         "--timeout", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.3)                                   # the guest is polling before anything arrives
+    with open(fifo, "wb") as writer:
+        writer.write(b"hel")
+        writer.flush()
+        time.sleep(0.2)
+        writer.write(b"lo\n")
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert out == b"hello\n"
+
+
+def test_serial_input_from_an_endless_device_is_read_as_the_guest_takes_it(make_guest):
+    # 4 MiB of zeros read one byte at a time, then a newline never comes: the budget ends it
+    reader = "mov ecx, 200000\n" + ECHO_UNTIL_NEWLINE.replace("out dx, al\n", "dec ecx\njz done\n", 1) + \
+        "done: mov al, 0\nout 0xf4, al"
+    done = _run(["boot", make_guest(reader), "--serial-in", "/dev/zero", "--timeout", "30"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert done.returncode == 0, done.stderr

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from unikernel_sim.cli.files import open_output_stream, read_optional_input, refuse_clobbering, write_output_file
+from unikernel_sim.cli.files import (
+    is_stream, open_input_stream, open_output_stream, read_optional_input, refuse_clobbering, write_output_file,
+)
 from unikernel_sim.cli.terminal import say, stdout_writer
 from unikernel_sim.console import StreamWriter
 from unikernel_sim.diagnostics.report import build_report
@@ -19,7 +21,8 @@ OUTPUT_HISTORY = 1 << 20      # bytes of guest output kept for the report (all o
 
 def run_boot(args: argparse.Namespace) -> int:
     refuse_clobbering(_inputs(args), _outputs(args))
-    serial_input = read_optional_input(args.serial_in, limit=args.memory * MIB)
+    streamed = args.serial_in is not None and is_stream(args.serial_in)
+    serial_input = b"" if streamed else read_optional_input(args.serial_in, limit=args.memory * MIB)
     if args.serial_in_text:
         serial_input += os.fsencode(args.serial_in_text)
     writers: list[StreamWriter] = []
@@ -38,6 +41,9 @@ def run_boot(args: argparse.Namespace) -> int:
 
     def watch_stdout(machine) -> None:
         stdout.on_error = lambda writer: machine.request_stop(_output_stop(writer))
+
+    def stream_serial_in(machine) -> None:
+        machine.stream_serial_input(open_input_stream(args.serial_in, "serial input"))
 
     try:
         result = boot(
@@ -63,7 +69,8 @@ def run_boot(args: argparse.Namespace) -> int:
             trace=tuple(args.trace),
             alignment="strict" if args.strict_alignment else ("check" if args.check_alignment else None),
             check_returns=args.check_returns,
-            on_loaded=[watch_stdout] + ([open_serial_out] if args.serial_out else []),
+            on_loaded=[watch_stdout] + ([open_serial_out] if args.serial_out else [])
+            + ([stream_serial_in] if streamed else []),
             output_history=OUTPUT_HISTORY,
         )
     finally:

@@ -15,7 +15,7 @@ import tempfile
 from typing import BinaryIO
 
 from unikernel_sim.boot.input_files import read_input_file
-from unikernel_sim.errors import OutputError, UsageError
+from unikernel_sim.errors import InputFileError, OutputError, UsageError
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -64,6 +64,25 @@ def open_output_stream(path: str, option: str) -> BinaryIO:
         raise OutputError(f"cannot write: {error.strerror}", where=path) from None
     os.set_blocking(fd, True)
     return os.fdopen(fd, "wb")
+
+
+def is_stream(path: str) -> bool:
+    """A FIFO, terminal, socket or character device: read while the guest runs."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False                       # read_input_file says what is wrong with it
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def open_input_stream(path: str, what: str) -> int:
+    """A non-blocking descriptor on a streamed input. A FIFO is opened read-write so
+    that it neither blocks for a writer nor reads end-of-file between writers."""
+    flags = os.O_NONBLOCK | (os.O_RDWR if stat.S_ISFIFO(os.stat(path).st_mode) else os.O_RDONLY)
+    try:
+        return os.open(path, flags)
+    except OSError as error:
+        raise InputFileError(f"cannot read the {what}: {error.strerror}", where=path) from None
 
 
 def write_output_file(path: str, data: bytes, what: str) -> None:
