@@ -121,7 +121,7 @@ class Machine:
         self._caller = None
         cpuid.install(uc, deterministic=deterministic)
         self.fast_syscall = FastSystemCall(uc, self.memory, raise_fault=self.interrupts.raise_fault)
-        self.control_registers = ControlRegisterGuard(uc, self.interrupts.raise_fault)
+        self.control_registers = ControlRegisterGuard(uc, self.clock, self.interrupts.raise_fault)
 
     def stream_serial_input(self, fd: int) -> None:
         """Type what arrives on fd (a FIFO, pipe or terminal) on COM1 while the guest runs."""

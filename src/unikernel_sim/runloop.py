@@ -155,6 +155,9 @@ class RunLoop:
         handler_error = self.fast_ports.take_error()
         if handler_error is not None:
             raise handler_error                           # a device handler failed inside a C hook
+        guarded = self.clock.take_guard_hit()
+        if guarded is not None and not self.machine.control_registers.check_at(guarded):
+            self.clock.let_guarded_run(guarded)           # a legal MOV to CR: run it once
         # 4. why did it stop?
         if self._pending is not None:
             return self._pending
@@ -172,7 +175,7 @@ class RunLoop:
             return self._stop_here(StopReason.BUDGET, f"instruction budget of {self.budget_end} reached")
         timer_fired = self.host_timer.take_fired()
         output_drained = self.host_timer.take_fired(OUTPUT)          # drained above
-        if self._service_requested or self.clock.stopped_by_clock or timer_fired:
+        if self._service_requested or self.clock.stopped_by_clock or timer_fired or guarded is not None:
             return GO_ON
         if self._after_hlt():
             return self._on_hlt()

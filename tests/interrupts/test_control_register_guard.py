@@ -2,7 +2,10 @@
 which does not execute, delivered through the guest's own IDT."""
 from __future__ import annotations
 
-from interrupts.harness import IdtGuest, run_long, run_protected
+import pytest
+
+from interrupts.harness import VECTOR_SLOT, IdtGuest, build_long, run_long, run_protected
+from unikernel_sim.run import boot
 from unikernel_sim.cpu.control_register_guard import candidate_offsets, refused_write
 
 GP = 13
@@ -14,6 +17,17 @@ def test_clearing_cr4_pae_in_long_mode_raises_gp_at_the_mov(tmp_path):
     assert frame is not None and frame.vector == GP, result.stop.summary
     assert frame.words[0] == 0 and frame.words[1] == fault_address
     assert result.machine.cpu_state().cr4 & 0x20                       # PAE is still set
+    assert result.machine.control_registers.refusals == [(fault_address, "clears CR4.PAE while IA-32e mode is active")]
+
+
+@pytest.mark.parametrize("options", [{}, {"max_instructions": 1_000_000}],
+                         ids=["fast, code hooks", "fast with a budget, counting hook"])
+def test_the_guard_works_without_deterministic_mode(tmp_path, options):
+    image, fault_address = build_long(IdtGuest(before="mov rax, cr4\nand rax, -33", fault="mov cr4, rax"))
+    path = tmp_path / "guest.bin"
+    path.write_bytes(image)
+    result = boot(str(path), **options)
+    assert result.machine.ram.u8(VECTOR_SLOT) == GP, result.stop.summary
     assert result.machine.control_registers.refusals == [(fault_address, "clears CR4.PAE while IA-32e mode is active")]
 
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #define RETURN_HISTORY 16
+#define GUARD_MAX 32
 
 typedef int (*uc_emu_stop_fn)(void *uc);
 typedef int (*uc_reg_write_fn)(void *uc, int regid, const void *value);
@@ -41,6 +42,11 @@ struct vclock {
     int64_t reg_rcx;
     int64_t reg_msr;
     uint64_t async_stop;              /* set by another thread: stop at the next block   */
+    uint64_t guard_count;             /* addresses the counting hook stops before (CR writes) */
+    uint64_t guard_lo, guard_hi;      /* their range, a cheap first test                  */
+    uint64_t guard_addresses[GUARD_MAX];
+    uint64_t guard_hit;               /* the guarded address reached; UINT64_MAX: none     */
+    uint64_t guard_skip;              /* let this guarded address run once (checked)       */
 };
 
 uint64_t vclock_now_ns(const struct vclock *vc);

@@ -9,9 +9,13 @@ Unicorn lets all of them through: a kernel that clears PAE in long mode then
 loops through page faults with a frozen instruction count, one that enables
 paging without PAE runs on in the wrong mode. The guard finds every
 `mov crN, reg` (0F 22 /r) in the kernel's executable bytes at load time and
-puts a code hook on each: nothing runs for other instructions. The hook checks
-the value about to be written and raises #GP(0) at the instruction, which then
-never executes, as on hardware. Code the guest writes or copies later is not
+stops before each: a one-address code hook when the machine does not count
+instructions (nothing runs for other instructions), the C counting hook's own
+address check when it does (Unicorn walks every code hook's bounds for every
+instruction once a whole-range hook exists: five Python hooks made
+deterministic mode 2x slower). The check reads the value about to be written and
+raises #GP(0) at the instruction, which then never executes, as on hardware;
+an allowed write runs once. Code the guest writes or copies later is not
 covered.
 """
 from __future__ import annotations
@@ -23,6 +27,7 @@ from unicorn import x86_const as x86
 
 from unikernel_sim.arch import CR0, CR4, EFER, GPR_NAMES, MSR, Vector
 from unikernel_sim.cpu.unicorn_compat import in_64bit_mode
+from unikernel_sim.cpu.vclock import VirtualClock
 
 MOV_TO_CR = b"\x0f\x22"
 REX_FIRST, REX_LAST = 0x40, 0x4F
@@ -61,24 +66,40 @@ def candidate_offsets(code: bytes) -> list[int]:
 
 
 class ControlRegisterGuard:
-    def __init__(self, uc: Uc, raise_fault: Callable[[int, int | None, int], None]) -> None:
+    def __init__(self, uc: Uc, clock: VirtualClock, raise_fault: Callable[[int, int | None, int], None]) -> None:
         self.uc = uc
+        self.clock = clock
         self.raise_fault = raise_fault
-        self.hooked: set[int] = set()
+        self.hooked: set[int] = set()                   # every address watched, either way
+        self._code_hooks: dict[int, int] = {}           # address -> Unicorn hook handle
         self.refusals: list[tuple[int, str]] = []       # (rip, why) of each #GP raised
+        clock.on_counting.append(self._move_to_counting_hook)
 
     def watch(self, address: int, code: bytes) -> None:
-        """Hook every possible MOV to CR in code, which executes at address."""
-        for offset in candidate_offsets(code):
-            rip = address + offset
-            if rip not in self.hooked:
-                self.hooked.add(rip)
-                self.uc.hook_add(UC_HOOK_CODE, self._on_candidate, begin=rip, end=rip)
+        """Stop before every possible MOV to CR in code, which executes at address."""
+        new = [address + offset for offset in candidate_offsets(code) if address + offset not in self.hooked]
+        self.hooked.update(new)
+        if self.clock.counting:
+            new = self.clock.guard(new)                # the rest (past GUARD_MAX) get code hooks
+        for rip in new:
+            self._code_hooks[rip] = self.uc.hook_add(UC_HOOK_CODE, self._on_candidate, begin=rip, end=rip)
+
+    def _move_to_counting_hook(self) -> None:
+        for handle in self._code_hooks.values():
+            self.uc.hook_del(handle)
+        remaining = self.clock.guard(sorted(self._code_hooks))
+        self._code_hooks = {rip: self.uc.hook_add(UC_HOOK_CODE, self._on_candidate, begin=rip, end=rip)
+                            for rip in remaining}
 
     def _on_candidate(self, uc: Uc, address: int, size: int, _user) -> None:
-        decoded = self._decode(uc.mem_read(address, min(size, 4)))
+        self.check_at(address)
+
+    def check_at(self, address: int) -> bool:
+        """Raise #GP(0) at address if the MOV to CR there must fault; True if it did."""
+        decoded = self._decode(self.uc.mem_read(address, 4))
         if decoded is None:
-            return
+            return False
+        uc = self.uc
         control, register = decoded
         value = uc.reg_read(_REGISTERS[register])
         long_mode_code = in_64bit_mode(uc)
@@ -86,9 +107,11 @@ class ControlRegisterGuard:
             value &= 0xFFFF_FFFF
         why = refused_write(control, value, uc.reg_read(x86.UC_X86_REG_CR0), uc.reg_read(x86.UC_X86_REG_CR4),
                             uc.msr_read(MSR.EFER), long_mode_code)
-        if why is not None:
-            self.refusals.append((address, why))
-            self.raise_fault(Vector.GP, 0, address)
+        if why is None:
+            return False
+        self.refusals.append((address, why))
+        self.raise_fault(Vector.GP, 0, address)
+        return True
 
     def _decode(self, raw: bytes) -> tuple[int, int] | None:
         """(control register, general register index) of `mov crN, reg`, or None."""

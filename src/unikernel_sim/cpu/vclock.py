@@ -23,6 +23,7 @@ from unikernel_sim.cpu.unicorn_compat import add_native_hook, native_function_ad
 
 NEVER = (1 << 64) - 1
 RETURN_HISTORY = 16
+GUARD_MAX = 32                      # addresses the counting hook can guard (_vclock.h)
 NS_PER_SECOND = 1_000_000_000
 
 
@@ -52,6 +53,12 @@ class VClockState(ctypes.Structure):
         ("reg_rcx", ctypes.c_int64),
         ("reg_msr", ctypes.c_int64),
         ("async_stop", ctypes.c_uint64),
+        ("guard_count", ctypes.c_uint64),
+        ("guard_lo", ctypes.c_uint64),
+        ("guard_hi", ctypes.c_uint64),
+        ("guard_addresses", ctypes.c_uint64 * GUARD_MAX),
+        ("guard_hit", ctypes.c_uint64),
+        ("guard_skip", ctypes.c_uint64),
     ]
 
 
@@ -99,6 +106,8 @@ class VirtualClock:
         self.state = VClockState()
         s = self.state
         s.stop_at = NEVER
+        s.guard_lo, s.guard_hi = NEVER, 0
+        s.guard_hit = s.guard_skip = NEVER
         s.deterministic = int(deterministic)
         s.tsc_hz = tsc_hz
         s.ns_per_instruction_q32 = (NS_PER_SECOND << 32) // instructions_per_second
@@ -117,6 +126,7 @@ class VirtualClock:
         self._add_hook(UC_HOOK_INSN, _RDTSCP_HOOK, 1, 0, UC_X86_INS_RDTSCP)
         self._add_hook(UC_HOOK_BLOCK, _BLOCK_HOOK, 1, 0)          # Q19: where async stops land
         self.counting = False
+        self.on_counting: list = []          # called when start_counting() installs the hook
         self._paused_at: int | None = None
         self.pause()
 
@@ -147,6 +157,31 @@ class VirtualClock:
             self._count_hook = self._add_hook(UC_HOOK_CODE, _COUNT_HOOK, 1, 0)
             self.uc.ctl_flush_tb()
         self.counting = True
+        for callback in self.on_counting:
+            callback()
+
+    # --- guarded addresses (counting only) -------------------------------------------------
+    def guard(self, addresses: list[int]) -> list[int]:
+        """Stop before each of addresses (counting mode); returns those that did not fit."""
+        s = self.state
+        taken = addresses[:GUARD_MAX - s.guard_count]
+        for address in taken:
+            s.guard_addresses[s.guard_count] = address
+            s.guard_count += 1
+            s.guard_lo, s.guard_hi = min(s.guard_lo, address), max(s.guard_hi, address)
+        return addresses[len(taken):]
+
+    def take_guard_hit(self) -> int | None:
+        """The guarded address the last slice stopped before, or None."""
+        hit = self.state.guard_hit
+        if hit == NEVER:
+            return None
+        self.state.guard_hit = NEVER
+        return hit
+
+    def let_guarded_run(self, address: int) -> None:
+        """The write at address was checked and is allowed: execute it once."""
+        self.state.guard_skip = address
 
     # --- readings ----------------------------------------------------------
     @property
