@@ -131,7 +131,9 @@ def report_end(result: BootResult, *, verbose: bool, report_json: str | None = N
     any root-cause hint even for a normal one); nothing else unless verbose."""
     stop = result.stop
     report = None
-    if stop.abnormal:
+    if stop.reason is StopReason.OUTPUT_FAILED:
+        say(f"unisim: {stop.summary}")              # the host's problem, not the guest's: no crash report
+    elif stop.abnormal:
         report = build_report(result.machine, stop)
         say(f"unisim: {report.text()}")
     elif result.machine.red_zone and result.machine.red_zone.hits or result.machine.alignment_violations:
