@@ -270,10 +270,20 @@ def _quick(capfd, *args: str) -> tuple[int, str, float]:
     return code, err, time.monotonic() - started
 
 
-def test_an_endless_module_is_refused_within_the_guest_ram(capfd, firmware_elf):
-    code, err, _ = _quick(capfd, firmware_elf, "--memory", "16", "--module", "/dev/zero")
-    assert code == ExitCode.NO_INPUT
-    assert_one_line(err, "/dev/zero", "goes on past 16777216 bytes")
+def test_a_device_as_module_is_refused_at_once(capfd, firmware_elf):
+    for device in ("/dev/zero", "/dev/urandom"):
+        code, err, seconds = _quick(capfd, firmware_elf, "--module", device)
+        assert code == ExitCode.NO_INPUT
+        assert_one_line(err, device, "is a device, not a file")
+        assert seconds < 5                  # was: memory growing ~1 GB/s until killed
+
+
+def test_an_endless_pipe_as_module_is_refused_within_the_guest_ram(tmp_path):
+    done = subprocess.run(f"{sys.executable} -m unikernel_sim boot {guestkit_image(tmp_path)} --memory 16 "
+                          "--module <(cat /dev/zero)", shell=True, executable="/bin/bash", capture_output=True,
+                          timeout=60)
+    assert done.returncode == ExitCode.NO_INPUT
+    assert b"goes on past 16777216 bytes" in done.stderr and done.stderr.count(b"\n") == 1
 
 
 def test_a_sparse_module_larger_than_ram_is_refused_before_reading(capfd, firmware_elf, tmp_path):
@@ -313,3 +323,9 @@ def test_a_symlink_loop_and_an_empty_name_say_what_they_are(capfd, firmware_elf,
     code, err = run_cli(capfd, "")
     assert code == ExitCode.NO_INPUT
     assert_one_line(err, "empty file name")
+
+
+def guestkit_image(tmp_path: Path) -> str:
+    path = tmp_path / "exit.bin"
+    path.write_bytes(guestkit.flat_image(guestkit.assemble(EXIT_NOW, guestkit.code_address(guestkit.DEFAULT_LOAD_ADDRESS))))
+    return str(path)

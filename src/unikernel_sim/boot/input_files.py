@@ -38,6 +38,9 @@ def read_input_file(path: str, what: str, *, limit: int | None = None, deadline:
         raise _stat_error(path, what, error) from None
     if stat.S_ISDIR(info.st_mode):
         raise InputFileError(f"{what} is a directory, not a file", where=path)
+    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+        raise InputFileError(f"{what} is a device, not a file", where=path,
+                             hint="give a regular file, or a pipe (e.g. <(command)) for generated data")
     if stat.S_ISREG(info.st_mode) and info.st_size > limit:
         raise InputFileError(f"{what} has {info.st_size} bytes, more than the {limit} that can be used",
                              where=path, hint=_limit_hint(what))
