@@ -72,7 +72,7 @@ def main() -> int:
         seconds.append(time.perf_counter() - started)
         differing += text != reference
         ratios.append(irqs / periods if periods else 1.0)
-    print(f"| fast runs | differing from deterministic | timer IRQs / PIT periods (median, min) | s per run (median) |")
+    print("| fast runs | differing from deterministic | timer IRQs / PIT periods (median, min) | s per run (median) |")
     print("|---|---|---|---|")
     print(f"| {args.runs} ({args.steps} steps, temp {args.temp}, PIT {args.hz} Hz) | {differing} | "
           f"{statistics.median(ratios):.3f}, {min(ratios):.3f} | {statistics.median(seconds):.2f} |")

@@ -23,38 +23,12 @@ LINE = 64
 
 
 def flood_guest(total: int) -> bytes:
-    lines = total // LINE
-    source = f"""
-        mov ebx, {lines}
-    next_line:
-        mov ecx, {LINE - 1}
-    next_byte:
-        mov dx, 0x3fd
-    wait:
-        in al, dx
-        test al, 0x20
-        jz wait
-        mov dx, 0x3f8
-        mov al, cl
-        and al, 0x1f
-        add al, 0x41
-        out dx, al
-        dec ecx
-        jnz next_byte
-        mov dx, 0x3f8
-        mov al, 10
-        out dx, al
-        dec ebx
-        jnz next_line
-        mov al, 0
-        out 0xf4, al
-    """
+    source = guestkit.serial_flood(total // LINE, LINE)
     return guestkit.flat_image(guestkit.assemble(source, guestkit.code_address(guestkit.DEFAULT_LOAD_ADDRESS)))
 
 
 def expected_output(total: int) -> bytes:
-    line = bytes(0x41 + (c & 0x1F) for c in range(LINE - 1, 0, -1)) + b"\n"
-    return line * (total // LINE)
+    return guestkit.serial_flood_output(total // LINE, LINE)
 
 
 def main() -> int:

@@ -117,3 +117,52 @@ def elf32_image(code: bytes, *, load_address: int = DEFAULT_LOAD_ADDRESS, virtua
 def code_address(load_address: int = DEFAULT_LOAD_ADDRESS) -> int:
     """Where flat_image() and elf32_image() put the code (physical address)."""
     return load_address + CODE_OFFSET
+
+
+# --- COM1 snippets shared by tests and benchmarks (32-bit, Intel syntax) ---------------
+WAIT_FOR_BYTE = """
+    mov dx, 0x3fd
+wait_rx: in al, dx
+    test al, 1
+    jz wait_rx
+    mov dx, 0x3f8
+    in al, dx
+"""
+"""Poll LSR until a byte was received and read it into AL."""
+
+
+def serial_flood(lines: int, line_bytes: int = 64, first_char: int = 0x41) -> str:
+    """Print lines of line_bytes (a newline last) the way a polling driver does: LSR
+    until THRE before every THR write; then exit through the debug port. Line n
+    holds first_char + (count & 0x1f) for count from line_bytes - 1 down to 1."""
+    return f"""
+        mov ebx, {lines}
+    next_line:
+        mov ecx, {line_bytes - 1}
+    next_byte:
+        mov dx, 0x3fd
+    wait_thre:
+        in al, dx
+        test al, 0x20
+        jz wait_thre
+        mov dx, 0x3f8
+        mov al, cl
+        and al, 0x1f
+        add al, {first_char}
+        out dx, al
+        dec ecx
+        jnz next_byte
+        mov dx, 0x3f8
+        mov al, 10
+        out dx, al
+        dec ebx
+        jnz next_line
+        mov al, 0
+        out 0xf4, al
+    """
+
+
+def serial_flood_output(lines: int, line_bytes: int = 64, first_char: int = 0x41) -> bytes:
+    """What serial_flood prints (computed here, not by the guest)."""
+    line = bytes(first_char + (count & 0x1F) for count in range(line_bytes - 1, 0, -1)) + b"\n"
+    return line * lines

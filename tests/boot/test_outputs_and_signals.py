@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+import guestkit
+
 from unikernel_sim.cli import main
 from unikernel_sim.exit_codes import ExitCode
 from unikernel_sim.run import boot
@@ -149,18 +151,7 @@ def test_command_line_bytes_that_are_not_utf8_reach_the_guest_unchanged(make_gue
 
 
 def test_serial_text_bytes_that_are_not_utf8_are_typed_unchanged(capfdbinary, make_guest):
-    # the guest echoes one received byte back (LSR bit 0: data ready)
-    echo = """
-        mov dx, 0x3fd
-    wait: in al, dx
-        test al, 1
-        jz wait
-        mov dx, 0x3f8
-        in al, dx
-        out dx, al
-        mov al, 0
-        out 0xf4, al
-    """
+    echo = guestkit.WAIT_FOR_BYTE + "out dx, al\nmov al, 0\nout 0xf4, al"   # echo one byte, exit
     code = main(["boot", make_guest(echo), "--serial-in-text", os.fsdecode(b"\xe9")])
     assert code == 0
     assert capfdbinary.readouterr().out == b"\xe9"
@@ -189,21 +180,12 @@ def test_a_limit_that_used_to_kill_unicorn_now_boots(firmware_elf):
     assert done.returncode == 0, done.stderr            # the demo job ends well within the budget
 
 
-ECHO_UNTIL_NEWLINE = """
-    mov dx, 0x3fd
-wait: in al, dx
-    test al, 1
-    jz wait
-    mov dx, 0x3f8
-    in al, dx
+ECHO_UNTIL_NEWLINE = "echo_next:" + guestkit.WAIT_FOR_BYTE + """
     out dx, al
     cmp al, 10
-    jne wait_again
+    jne echo_next
     mov al, 0
     out 0xf4, al
-wait_again:
-    mov dx, 0x3fd
-    jmp wait
 """
 
 
@@ -225,8 +207,8 @@ def test_serial_input_from_a_fifo_is_typed_as_it_arrives(make_guest, tmp_path):
 
 def test_serial_input_from_an_endless_device_is_read_as_the_guest_takes_it(make_guest):
     # 4 MiB of zeros read one byte at a time, then a newline never comes: the budget ends it
-    reader = "mov ecx, 200000\n" + ECHO_UNTIL_NEWLINE.replace("out dx, al\n", "dec ecx\njz done\n", 1) + \
-        "done: mov al, 0\nout 0xf4, al"
+    reader = "mov ecx, 200000\nread_next:" + guestkit.WAIT_FOR_BYTE + \
+        "dec ecx\njnz read_next\nmov al, 0\nout 0xf4, al"
     done = _run(["boot", make_guest(reader), "--serial-in", "/dev/zero", "--timeout", "30"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert done.returncode == 0, done.stderr

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import guestkit
+
 from unikernel_sim.machine import Machine
 from unikernel_sim.run import boot
 from unikernel_sim.stops import StopReason
@@ -44,32 +46,9 @@ def test_serial_and_debug_console_keep_their_order(capfd, make_guest):
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_a_flood_arrives_byte_exact(make_guest, tmp_path, deterministic):
     lines = 3000
-    flood = f"""
-        mov ebx, {lines}
-    next_line:
-        mov ecx, 63
-    next_byte:
-        mov dx, 0x3fd
-    wait:
-        in al, dx
-        test al, 0x20
-        jz wait
-        mov dx, 0x3f8
-        mov al, cl
-        add al, 0x30
-        out dx, al
-        dec ecx
-        jnz next_byte
-        mov al, 10
-        out dx, al
-        dec ebx
-        jnz next_line
-        mov al, 0
-        out 0xf4, al
-    """
+    flood = guestkit.serial_flood(lines)
     result = boot(make_guest(flood), deterministic=deterministic)
-    line = bytes(0x30 + c for c in range(63, 0, -1)) + b"\n"
-    assert result.serial_bytes == line * lines
+    assert result.serial_bytes == guestkit.serial_flood_output(lines)
     assert result.machine.loop.fast_ports.fast_accesses >= 2 * 63 * lines
 
 
