@@ -223,3 +223,19 @@ def test_clean_firmware_under_an_interrupt_storm_has_no_hint(unisim_booted):
         machine.call("serial_put_uint", value)
     assert machine.interrupts.irq_count > 0
     assert build_report(machine).hints == []
+
+
+@pytest.mark.parametrize("source,expected", [
+    ("mov [rsp-8], rdi\nmov rax, [rsp-8]\nret", True),                                # -O2 leaf, red zone
+    ("push rbp\nmov rbp, rsp\nmov [rbp-4], edi\nmov eax, [rbp-4]\npop rbp\nret", True),  # -O0 leaf, red zone
+    ("push rbp\nmov rbp, rsp\nsub rsp, 16\nmov [rbp-4], edi\nleave\nret", False),      # -O0, -mno-red-zone
+    ("mov [rsp-8], rdi\ncall 0x2000\nret", False),                                      # not a leaf
+    ("mov rax, [rsp+8]\nret", False),
+])
+def test_which_functions_the_red_zone_watch_arms_for(source, expected):
+    from keystone import KS_ARCH_X86, KS_MODE_64, Ks
+
+    from unikernel_sim.cpu.red_zone_watch import may_use_red_zone
+
+    code = bytes(Ks(KS_ARCH_X86, KS_MODE_64).asm(source, 0x1000)[0])
+    assert may_use_red_zone(code, 0x1000) is expected

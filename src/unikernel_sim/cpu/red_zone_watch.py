@@ -37,10 +37,37 @@ class RedZoneHit:
     offsets: list[int] = field(default_factory=list)     # relative to the interrupted RSP
 
 
+def may_use_red_zone(code: bytes, address: int) -> bool:
+    """Whether compiled code could keep data in its red zone: a leaf function (no
+    call: a callee's frame would overwrite the zone) that addresses memory below
+    RSP, or below RBP without ever moving RSP down for a frame (GCC -O0 with the
+    red zone). Code built with -mno-red-zone never qualifies, so the watch - a
+    memory hook and a flush of all translated code on every interrupt - is only
+    armed where evidence can exist."""
+    from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+    from capstone.x86 import X86_OP_IMM, X86_OP_MEM, X86_REG_RBP, X86_REG_RSP
+
+    disassembler = Cs(CS_ARCH_X86, CS_MODE_64)
+    disassembler.detail = True
+    below_rsp = below_rbp = frame_reserved = False
+    for insn in disassembler.disasm(code, address):
+        if insn.mnemonic == "call":
+            return False
+        if insn.mnemonic == "sub" and len(insn.operands) == 2 and insn.operands[0].type != X86_OP_MEM \
+                and insn.operands[0].reg == X86_REG_RSP and insn.operands[1].type == X86_OP_IMM:
+            frame_reserved = True
+        for operand in insn.operands:
+            if operand.type == X86_OP_MEM and operand.mem.disp < 0:
+                below_rsp |= operand.mem.base == X86_REG_RSP
+                below_rbp |= operand.mem.base == X86_REG_RBP
+    return below_rsp or (below_rbp and not frame_reserved)
+
+
 class RedZoneWatch:
     def __init__(self, machine: "Machine") -> None:
         self.machine = machine
         self.hits: list[RedZoneHit] = []
+        self._candidates: dict[int, bool] = {}       # function address -> may_use_red_zone
         self._hook: int | None = None
         self._watch: dict | None = None
         self.expires_ns: int | None = None
@@ -54,6 +81,8 @@ class RedZoneWatch:
         if found is None or found[0].size == 0 or low >= old_rsp or len(self.hits) >= MAX_HITS:
             return
         function = found[0]
+        if not self._may_use(function):
+            return
         frame = self.machine.read_virtual(low, old_rsp - low)
         if frame is None:
             return
@@ -62,6 +91,14 @@ class RedZoneWatch:
         self._hook = self.machine.uc.hook_add(UC_HOOK_MEM_READ, self._on_read, begin=low, end=old_rsp - 1)
         self.machine.uc.ctl_remove_cache(function.address, function.address + function.size)
         self.expires_ns = now_ns + WATCH_WINDOW_NS
+
+    def _may_use(self, function) -> bool:
+        known = self._candidates.get(function.address)
+        if known is None:
+            code = self.machine.read_virtual(function.address, function.size)
+            known = code is not None and may_use_red_zone(code, function.address)
+            self._candidates[function.address] = known
+        return known
 
     def expire(self, now_ns: int) -> None:
         if self.expires_ns is not None and now_ns >= self.expires_ns:
