@@ -3,7 +3,7 @@ guest arithmetic does not depend on where they land.
 
 The guest counts with read-modify-write instructions on memory, the kind that
 a stop landing inside the instruction would run twice (docs/unicorn-quirks.md
-Q19), while the PIT interrupts it at 1 kHz; Python's own arithmetic is the
+Q19), while the PIT interrupts it at 100 Hz; Python's own arithmetic is the
 oracle for the sums.
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ from unikernel_sim.machine import Machine
 from unikernel_sim.stops import StopReason
 
 PIT_HZ = 1_193_182
-TIMER_HZ = 1_000
+TIMER_HZ = 100
 PIT_COUNT = PIT_HZ // TIMER_HZ
-ITERATIONS = 4_000_000
+ITERATIONS = 10_000_000
 COUNT_SLOT = COUNTER_SLOT + 8
 SUM_SLOT = COUNTER_SLOT + 16
 BIOS_IRQ0_VECTOR = 0x08                     # the PIC's power-on vector base (as a BIOS leaves it)
@@ -80,9 +80,9 @@ def test_fast_mode_delivers_the_programmed_rate_and_exact_sums(image_path, timeo
     assert ticks == machine.interrupts.irq_count
     # Edges the PIT produced over the virtual time that passed (host time in fast mode).
     edges = machine.clock.now_ns() * TIMER_HZ // 1_000_000_000
-    assert edges > 50, "the run was too short to say anything about the rate"
-    # On an idle machine ticks/edges is 0.99-1.0 (bench/fast_mode_stress.py, docs/performance.md);
-    # when another process competes for the cores (pytest -n 2 on two cores) a late stop lets
-    # two edges coalesce in IRR, as on hardware with interrupts held off, and the ratio falls to
-    # ~0.75. A lost stop (the host-timer bug this guards against) gives no ticks at all.
+    assert edges >= 20, "the run was too short to say anything about the rate"
+    # A lost stop (the host-timer bug this guards against) gave no ticks at all. At 100 Hz a
+    # stop delivered late by the host's scheduling (other processes on the cores) still lands
+    # within its 10 ms period; the rate at 1-2 kHz is measured by bench/fast_mode_stress.py
+    # (docs/performance.md), not asserted here: a timing claim does not belong in a test.
     assert ticks >= 0.5 * edges, f"{ticks} timer interrupts for {edges} PIT periods"
