@@ -52,6 +52,18 @@ def test_controller_self_tests_and_configuration_byte():
     assert kbc.io_read(0x64, 1) & 0x04          # system flag set after POST
 
 
+def test_an_empty_output_buffer_reads_back_the_last_byte():
+    # QEMU (and the 8042's data register) keep the last byte: a kernel whose IRQ 1 handler
+    # swallowed the self-test reply still finds 0x55 when its init code reads the port.
+    kbc, _, _, _ = make_kbc()
+    assert kbc.io_read(0x60, 1) == 0x00                    # nothing read yet
+    cmd(kbc, 0xAA)
+    assert data_in(kbc) == 0x55                            # taken by "the IRQ handler"
+    assert not kbc.io_read(0x64, 1) & 0x01                 # the buffer is empty now ...
+    assert kbc.io_read(0x60, 1) == 0x55                    # ... and still reads 0x55
+    assert kbc.io_read(0x60, 1) == 0x55
+
+
 def test_keyboard_commands_ack_reset_identify_echo():
     kbc, _, _, _ = make_kbc()
     kbc.io_write(0x60, 1, 0xFF)

@@ -59,7 +59,7 @@ class I8042(Device):
     ports = (PortRange(DATA_PORT), PortRange(STATUS_PORT))
     irq_lines = (1,)
     saved_fields = ("config", "output_port", "output", "typed", "next_key_at", "obf", "last_was_command",
-                    "pending_command", "pending_keyboard", "scanning", "scancode_set", "leds")
+                    "pending_command", "pending_keyboard", "scanning", "scancode_set", "leds", "last_read")
 
     def __init__(self, now: Callable[[], int], irq1: Callable[[], None], reset: Callable[[], None],
                  keys_start_ns: int = DEFAULT_KEYS_START_NS,
@@ -75,6 +75,7 @@ class I8042(Device):
         self.typed: deque[int] = deque()    # host keystrokes, released over time
         self.next_key_at = keys_start_ns
         self.obf: int | None = None         # the byte in the output buffer
+        self.last_read = 0                  # what the data port returns when the buffer is empty
         self.last_was_command = False
         self.pending_command: int | None = None      # controller command awaiting its data byte
         self.pending_keyboard: int | None = None     # keyboard command awaiting its data byte
@@ -123,7 +124,11 @@ class I8042(Device):
                 status |= STATUS_COMMAND
             return status
         self._fill()
-        value = 0 if self.obf is None else self.obf
+        # An empty output buffer reads back the byte last read (the 8042 data register keeps it,
+        # and QEMU does the same): an IRQ 1 handler that took the self-test reply before the
+        # driver's poll leaves the driver reading 0x55 again, not 0.
+        value = self.last_read if self.obf is None else self.obf
+        self.last_read = value
         if self.obf is not None:
             was_key = not self.output
             self.obf = None
