@@ -189,17 +189,26 @@ def _plan_address_tag_image(header: mbh.Multiboot2Header, data: bytes, path: str
 
 
 def _place_elf_sections(elf: ElfImage, data: bytes, layout: PhysicalLayout, chunks: Chunks) -> ElfSectionsInfo | None:
-    """Section headers for tag 9; non-allocated sections are loaded too, as GRUB does."""
+    """Section headers for tag 9; non-allocated sections are loaded too, as GRUB does:
+    packed one after another from the end of the image, each at its own sh_addralign
+    (GRUB 2.06 on QEMU put a probe's .comment, .symtab, .strtab and .shstrtab at
+    0x102390, 0x1023b8, 0x102448, 0x10248d: tests/data/grub_reference), so the
+    first module lands on the page after them."""
     if not elf.sections:
         return None
     headers = []
     addr_offset, addr_format = (16, "<Q") if elf.elf_class == 64 else (12, "<I")
+    align_offset, align_format = (48, "<Q") if elf.elf_class == 64 else (32, "<I")
     for section in elf.sections:
         header = bytearray(section.header)
         if (section.sh_size and section.sh_addr == 0 and not section.sh_flags & SHF_ALLOC
                 and section.sh_type != SHT_NOBITS and section.sh_type != 0):
             contents = bytes(data[section.sh_offset:section.sh_offset + section.sh_size])
-            address = layout.place(len(contents), f"ELF section {section.name or '?'}", align=PAGE)
+            alignment = max(1, struct.unpack_from(align_format, header, align_offset)[0])
+            if alignment & (alignment - 1) or alignment > PAGE:
+                alignment = PAGE                 # not a power of two, or absurd: a page, as before
+            address = layout.place(len(contents), f"ELF section {section.name or '?'}", align=alignment,
+                                   above=layout.highest_end())
             chunks.append((address, contents))
             struct.pack_into(addr_format, header, addr_offset, address)
         headers.append(bytes(header))
