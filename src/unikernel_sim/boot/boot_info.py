@@ -11,6 +11,7 @@ import os
 import struct
 from dataclasses import dataclass
 
+from unikernel_sim.boot.bios_tables import apm_tag_payload, boot_device_payload
 from unikernel_sim.boot.layout import EBDA_START, EXTENDED_START, MemoryRegion
 
 TAG_END = 0
@@ -18,9 +19,12 @@ TAG_CMDLINE = 1
 TAG_BOOT_LOADER_NAME = 2
 TAG_MODULE = 3
 TAG_BASIC_MEMINFO = 4
+TAG_BOOTDEV = 5
 TAG_MMAP = 6
 TAG_FRAMEBUFFER = 8
 TAG_ELF_SECTIONS = 9
+TAG_APM = 10
+TAG_ACPI_OLD = 14
 TAG_LOAD_BASE_ADDR = 21
 
 MMAP_ENTRY_SIZE = 24
@@ -60,6 +64,13 @@ def _string(text: str | bytes) -> bytes:
     return data + b"\0"
 
 
+def _upper_memory_end(memory: list[MemoryRegion]) -> int:
+    """End of the available region that starts at 1 MiB (mem_upper counts up to the
+    first hole above 1 MiB, as the BIOS's INT 15h E801 answer does)."""
+    region = next((r for r in memory if r.base == EXTENDED_START and r.type == 1), None)
+    return region.end if region is not None else EXTENDED_START
+
+
 def build_boot_info(
     *,
     cmdline: str,
@@ -69,25 +80,34 @@ def build_boot_info(
     ram_size: int,
     load_base: int,
     elf_sections: ElfSectionsInfo | None,
+    rsdp: bytes | None = None,
 ) -> bytes:
+    """The tags in the order GRUB 2.06 writes them (multiboot_mbi2.c; recorded on
+    QEMU in tests/data/grub_reference): load base, command line, loader name, APM,
+    modules, memory map, ELF sections, basic memory, boot device, framebuffer,
+    ACPI 1.0 RSDP."""
     tags = [
         _tag(TAG_LOAD_BASE_ADDR, struct.pack("<I", load_base)),
         _tag(TAG_CMDLINE, _string(cmdline)),
         _tag(TAG_BOOT_LOADER_NAME, _string(loader_name)),
+        _tag(TAG_APM, apm_tag_payload()),
     ]
     for module in modules:
         tags.append(_tag(TAG_MODULE, struct.pack("<II", module.start, module.end) + _string(module.cmdline)))
-    mem_lower_kib = EBDA_START // 1024
-    mem_upper_kib = (ram_size - EXTENDED_START) // 1024
-    tags.append(_tag(TAG_BASIC_MEMINFO, struct.pack("<II", mem_lower_kib, mem_upper_kib)))
+    entries = b"".join(struct.pack("<QQII", r.base, r.length, r.type, 0) for r in memory)
+    tags.append(_tag(TAG_MMAP, struct.pack("<II", MMAP_ENTRY_SIZE, MMAP_ENTRY_VERSION) + entries))
     if elf_sections is not None:
         header = struct.pack("<III", len(elf_sections.headers), elf_sections.entry_size, elf_sections.shndx)
         tags.append(_tag(TAG_ELF_SECTIONS, header + b"".join(elf_sections.headers)))
-    entries = b"".join(struct.pack("<QQII", r.base, r.length, r.type, 0) for r in memory)
-    tags.append(_tag(TAG_MMAP, struct.pack("<II", MMAP_ENTRY_SIZE, MMAP_ENTRY_VERSION) + entries))
+    mem_lower_kib = EBDA_START // 1024
+    mem_upper_kib = (_upper_memory_end(memory) - EXTENDED_START) // 1024
+    tags.append(_tag(TAG_BASIC_MEMINFO, struct.pack("<II", mem_lower_kib, mem_upper_kib)))
+    tags.append(_tag(TAG_BOOTDEV, boot_device_payload()))
     tags.append(_tag(TAG_FRAMEBUFFER, struct.pack(
         "<QIIIBBH", EGA_TEXT_ADDRESS, EGA_TEXT_COLUMNS * 2, EGA_TEXT_COLUMNS, EGA_TEXT_ROWS,
         EGA_TEXT_BPP, FRAMEBUFFER_TYPE_EGA_TEXT, 0)))
+    if rsdp is not None:
+        tags.append(_tag(TAG_ACPI_OLD, rsdp))
     tags.append(struct.pack("<II", TAG_END, 8))
     body = b"".join(tags)
     return struct.pack("<II", 8 + len(body), 0) + body

@@ -1,8 +1,11 @@
 """Where things go in guest physical memory, and the memory map the guest sees.
 
-The map follows what GRUB reports on a BIOS PC: conventional memory up to the
-EBDA at 639 KiB, the BIOS ROM area reserved, the legacy VGA window absent, and
-extended memory from 1 MiB to the end of RAM. Everything the loader places
+The map is what SeaBIOS reports through GRUB on QEMU's PC (recorded in
+tests/data/grub_reference): conventional memory up to the EBDA at 639 KiB, the
+BIOS area reserved, the legacy VGA window absent, extended memory from 1 MiB to
+128 KiB below the end of RAM, that last block reserved (SeaBIOS keeps its ACPI
+tables there), the BIOS ROM at the top of the 4 GiB space, and the window QEMU
+reserves at 1012 GiB. Everything the loader places
 (segments, modules, boot information, the hand-off stub) is claimed here, so
 overlaps and out-of-RAM placements are caught with the names of both parties.
 """
@@ -17,6 +20,11 @@ EBDA_START = 0x9FC00
 CONVENTIONAL_END = 0xA0000
 BIOS_ROM_START = 0xF0000
 EXTENDED_START = 0x100000
+TOP_RESERVED_SIZE = 0x20000          # SeaBIOS's block at the end of RAM (ACPI tables, ...)
+BIOS_ROM_HIGH = 0xFFFC0000           # the BIOS ROM mapped below 4 GiB
+FOUR_GIB = 1 << 32
+HYPERTRANSPORT_BASE = 0xFD_0000_0000  # QEMU (7.1+) reserves 1012-1024 GiB: the AMD HyperTransport window
+HYPERTRANSPORT_SIZE = 0x3_0000_0000
 
 MEMORY_AVAILABLE = 1
 MEMORY_RESERVED = 2
@@ -33,13 +41,22 @@ class MemoryRegion:
         return self.base + self.length
 
 
+def top_reserved_base(ram_size: int) -> int:
+    """Where SeaBIOS's reserved block at the end of RAM starts."""
+    return ram_size - TOP_RESERVED_SIZE
+
+
 def memory_map(ram_size: int) -> list[MemoryRegion]:
     """The E820-style map of a PC with ram_size bytes (at least 2 MiB)."""
+    top = top_reserved_base(ram_size)
     return [
         MemoryRegion(0, EBDA_START, MEMORY_AVAILABLE),
         MemoryRegion(EBDA_START, CONVENTIONAL_END - EBDA_START, MEMORY_RESERVED),
         MemoryRegion(BIOS_ROM_START, EXTENDED_START - BIOS_ROM_START, MEMORY_RESERVED),
-        MemoryRegion(EXTENDED_START, ram_size - EXTENDED_START, MEMORY_AVAILABLE),
+        MemoryRegion(EXTENDED_START, top - EXTENDED_START, MEMORY_AVAILABLE),
+        MemoryRegion(top, TOP_RESERVED_SIZE, MEMORY_RESERVED),
+        MemoryRegion(BIOS_ROM_HIGH, FOUR_GIB - BIOS_ROM_HIGH, MEMORY_RESERVED),
+        MemoryRegion(HYPERTRANSPORT_BASE, HYPERTRANSPORT_SIZE, MEMORY_RESERVED),
     ]
 
 

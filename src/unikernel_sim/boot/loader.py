@@ -19,7 +19,8 @@ from unikernel_sim.boot.boot_info import (
 from unikernel_sim.boot.elf_image import SHF_ALLOC, SHT_NOBITS, ElfImage, is_elf, read_elf
 from unikernel_sim.boot.input_files import read_input_file
 from unikernel_sim.boot.handoff import SCRATCH_SIZE, HandoffStub, enter_multiboot2_state
-from unikernel_sim.boot.layout import CONVENTIONAL_END, PAGE, PhysicalLayout, memory_map
+from unikernel_sim.boot.bios_tables import acpi_tables
+from unikernel_sim.boot.layout import CONVENTIONAL_END, PAGE, PhysicalLayout, memory_map, top_reserved_base
 from unikernel_sim.errors import ImageError, UsageError
 
 if TYPE_CHECKING:
@@ -107,10 +108,12 @@ def load_kernel(
 
     elf_sections = _place_elf_sections(elf, data, layout, chunks) if elf is not None and header.address is None else None
     module_infos = _place_modules(modules or [], layout, chunks, deadline)
+    tables = acpi_tables(top_reserved_base(machine.ram.size))
+    chunks.extend(tables.chunks())                  # what the BIOS would have left in RAM
     boot_info = build_boot_info(
         cmdline=cmdline, loader_name=f"{BOOT_LOADER_NAME} {__version__}", modules=module_infos,
         memory=memory_map(machine.ram.size), ram_size=machine.ram.size, load_base=load_base,
-        elf_sections=elf_sections,
+        elf_sections=elf_sections, rsdp=tables.rsdp,
     )
     boot_info_address = layout.place(len(boot_info), "boot information", align=PAGE)
     if boot_info_address + len(boot_info) > FOUR_GIB:
