@@ -86,3 +86,62 @@ def test_the_rsdp_in_the_tag_is_in_memory_with_a_valid_rsdt(dumps):
     length = struct.unpack_from("<I", machine.ram.read(rsdt_address + 4, 4))[0]
     rsdt = machine.ram.read(rsdt_address, length)
     assert rsdt[:4] == b"RSDT" and length == 36 and sum(rsdt) % 256 == 0
+
+
+# --- the header walk: accept what GRUB accepts, refuse what it refuses ---------------------
+HEADER_OFFSET = 0x1000                   # probe.elf's .multiboot2 section in the file
+HEADER_ROOM = 32                         # the section and the padding before .text
+WALK_RECORDING = DATA / "header_walk.txt"
+
+
+def _end(size: int = 8, flags: int = 0) -> bytes:
+    return struct.pack("<HHI", 0, flags, size)
+
+
+def header_variants() -> dict[str, bytes]:
+    """probe.elf with its header replaced: (header_length, tags) per variant."""
+    unknown = 0x63
+    shapes = {
+        "end_size0": (24, _end(size=0)),
+        "end_flags": (24, _end(flags=1)),
+        "no_end_in_length": (16, _end()),
+        "end_past_length": (20, _end()),
+        "unknown_required": (32, struct.pack("<HHI", unknown, 0, 8) + _end()),
+        "unknown_optional": (32, struct.pack("<HHI", unknown, 1, 8) + _end()),
+        "tag_size_unaligned": (32, struct.pack("<HHI", unknown, 1, 4) + _end()),
+    }
+    original = (DATA / "probe.elf").read_bytes()
+    variants = {}
+    for name, (length, tags) in shapes.items():
+        magic = 0xE85250D6
+        header = struct.pack("<IIII", magic, 0, length, (-(magic + length)) & 0xFFFFFFFF) + tags
+        assert len(header) <= HEADER_ROOM
+        image = bytearray(original)
+        image[HEADER_OFFSET:HEADER_OFFSET + len(header)] = header
+        variants[name] = bytes(image)
+    return variants
+
+
+def grub_outcomes() -> dict[str, str]:
+    outcomes = {}
+    for line in WALK_RECORDING.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, outcome = line.split(None, 1)
+            outcomes[name] = outcome
+    return outcomes
+
+
+@pytest.mark.parametrize("name", sorted(grub_outcomes()))
+def test_the_header_walk_follows_grub(capfd, tmp_path, name):
+    from unikernel_sim.cli import main
+
+    path = tmp_path / f"{name}.elf"
+    path.write_bytes(header_variants()[name])
+    code = main(["boot", str(path), "--max-instructions", "2000000"])
+    out, err = capfd.readouterr()
+    if grub_outcomes()[name] == "booted":
+        assert code == 0 and out.startswith("magic 36d76289"), err
+        if name != "unknown_optional":
+            assert "unisim: warning:" in err                  # accepted, but said what is off
+    else:
+        assert code == 68 and "tag type 99" in err and "not marked optional" in err

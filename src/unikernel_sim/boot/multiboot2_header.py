@@ -49,6 +49,9 @@ TAG_NAMES = {
 }
 
 # Exact tag sizes (section 3.1.x); the information request is 8 + 4n.
+MINIMAL_HEADER_LENGTH = 24          # the fixed part (16) and an end tag (8)
+MAX_HEADER_WALK = 64 * 1024          # how far past the search window the tag walk may go
+
 TAG_SIZES = {
     TAG_END: 8,
     TAG_ADDRESS: 24,
@@ -123,6 +126,7 @@ class Multiboot2Header:
     framebuffer: FramebufferRequest | None = None
     module_align: bool = False
     relocatable: RelocatableTag | None = None
+    warnings: list[str] = field(default_factory=list)   # what GRUB accepts but is off (printed, not fatal)
 
 
 def _checksum_ok(magic: int, arch: int, length: int, checksum: int) -> bool:
@@ -191,45 +195,59 @@ def parse(data: bytes, offset: int, where: str) -> Multiboot2Header:
             where=where,
             hint="unisim boots i386 (architecture 0) kernels",
         )
-    if length < 24:
-        raise ImageError(
-            f"Multiboot2 header_length {length} is too small (the fixed part and an end tag take 24)",
-            where=where,
-        )
-    if offset + length > len(data):
-        raise ImageError(
-            f"Multiboot2 header_length {length} runs past the end of the file ({len(data)} bytes)",
-            where=where,
-            hint="the file looks truncated",
-        )
+    if length < MINIMAL_HEADER_LENGTH:
+        header.warnings.append(f"Multiboot2 header_length {length} is smaller than the fixed part and an end "
+                               f"tag ({MINIMAL_HEADER_LENGTH}); GRUB reads the tags anyway, and so does unisim")
     _parse_tags(header, data, offset + 16, offset + length, where)
     return header
 
 
 def _parse_tags(header: Multiboot2Header, data: bytes, position: int, end: int, where: str) -> None:
+    """The tags as GRUB 2.06 walks them (multiboot_mbi2.c, checked on QEMU: tests/data/
+    grub_reference/RECIPE.md): from the end of the fixed part until a tag of type 0,
+    each next tag at the previous one's size rounded up to 8. GRUB does not bound the
+    walk by header_length, nor check the end tag's size or a tag's own size; it refuses
+    only a required tag it does not know. Those oddities become warnings here. A tag of
+    size 0 other than the end would make GRUB walk in place forever: refused."""
+    limit = min(len(data), header.offset + SEARCH_LIMIT + MAX_HEADER_WALK)
     while True:
-        if position + 8 > end:
+        if position + 8 > limit:
             raise ImageError(
-                f"Multiboot2 header has no end tag (tags run to offset {position:#x}, header ends at {end:#x})",
+                f"Multiboot2 header has no end tag (tags run to offset {position:#x}, past the end of the file)"
+                if limit == len(data) else f"Multiboot2 header has no end tag before offset {limit:#x}",
                 where=where,
             )
         tag_type, flags, size = struct.unpack_from("<HHI", data, position)
-        if size < 8 or position + size > end:
-            raise ImageError(
-                f"Multiboot2 header tag type {tag_type} at offset {position:#x} has a malformed size {size}",
-                where=where,
-                hint=f"a tag is at least 8 bytes and must end within the header (offset {end:#x})",
-            )
-        tag = HeaderTag(tag_type, flags, size, position, bytes(data[position + 8: position + size]))
-        _check_tag_size(tag, where)
-        header.tags.append(tag)
+        if position + 8 > end:
+            header.warnings.append(f"Multiboot2 header tag type {tag_type} at offset {position:#x} lies past "
+                                   f"header_length (the header ends at {end:#x})")
         if tag_type == TAG_END:
+            if size != TAG_SIZES[TAG_END] or flags:
+                header.warnings.append(f"Multiboot2 end tag at offset {position:#x} has size {size} and flags "
+                                       f"{flags:#x} (the specification says 8 and 0)")
+            header.tags.append(HeaderTag(tag_type, flags, size, position, b""))
             return
+        if size == 0:
+            raise ImageError(
+                f"Multiboot2 header tag type {tag_type} at offset {position:#x} has size 0",
+                where=where,
+                hint="GRUB would read this tag forever; a tag is at least 8 bytes",
+            )
+        body_end = min(position + max(size, _needed_size(tag_type)), len(data))
+        tag = HeaderTag(tag_type, flags, size, position, bytes(data[position + 8: body_end]))
+        _check_tag_size(header, tag)
+        header.tags.append(tag)
         _decode_tag(header, tag, where)
         position += (size + 7) & ~7
 
 
-def _check_tag_size(tag: HeaderTag, where: str) -> None:
+def _needed_size(tag_type: int) -> int:
+    """Bytes a fixed-size tag's fields take: GRUB reads them whatever the size says."""
+    return TAG_SIZES.get(tag_type, 8)
+
+
+def _check_tag_size(header: Multiboot2Header, tag: HeaderTag) -> None:
+    """A size the specification does not give is a warning: GRUB reads on regardless."""
     if tag.type == TAG_INFORMATION_REQUEST:
         valid = tag.size >= 8 and (tag.size - 8) % 4 == 0
         expected = "8 + 4 x (number of requests)"
@@ -237,19 +255,17 @@ def _check_tag_size(tag: HeaderTag, where: str) -> None:
         valid = tag.size == TAG_SIZES[tag.type]
         expected = str(TAG_SIZES[tag.type])
     else:
-        return
+        valid, expected = tag.size >= 8, "at least 8"
     if not valid:
-        raise ImageError(
-            f"Multiboot2 {tag.name} tag at offset {tag.offset:#x} has a malformed size {tag.size}",
-            where=where,
-            hint=f"the specification defines its size as {expected}",
-        )
+        header.warnings.append(f"Multiboot2 {tag.name} tag at offset {tag.offset:#x} has size {tag.size} "
+                               f"(the specification says {expected})")
 
 
 def _decode_tag(header: Multiboot2Header, tag: HeaderTag, where: str) -> None:
     body = tag.body
     if tag.type == TAG_INFORMATION_REQUEST:
-        types = list(struct.unpack_from(f"<{len(body) // 4}I", body))
+        count = max(0, tag.size - 8) // 4                     # GRUB's count: the size, rounded down
+        types = list(struct.unpack_from(f"<{count}I", body))
         (header.optional_info if tag.optional else header.requested_info).extend(types)
         unknown = [t for t in types if t > HIGHEST_KNOWN_INFO_TAG]
         if unknown and not tag.optional:

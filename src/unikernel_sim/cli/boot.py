@@ -42,6 +42,10 @@ def run_boot(args: argparse.Namespace) -> int:
     def watch_stdout(machine) -> None:
         stdout.on_error = lambda writer: machine.request_stop(_output_stop(writer))
 
+    def warn_about_header(machine) -> None:
+        for warning in machine.kernel.header.warnings:
+            say(f"unisim: warning: {args.image}: {warning}")
+
     def stream_serial_in(machine) -> None:
         machine.stream_serial_input(open_input_stream(args.serial_in, "serial input"))
 
@@ -69,7 +73,7 @@ def run_boot(args: argparse.Namespace) -> int:
             trace=tuple(args.trace),
             alignment="strict" if args.strict_alignment else ("check" if args.check_alignment else None),
             check_returns=args.check_returns,
-            on_loaded=[watch_stdout] + ([open_serial_out] if args.serial_out else [])
+            on_loaded=[warn_about_header, watch_stdout] + ([open_serial_out] if args.serial_out else [])
             + ([stream_serial_in] if streamed else []),
             output_history=OUTPUT_HISTORY,
         )
