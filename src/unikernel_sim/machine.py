@@ -40,7 +40,6 @@ from unikernel_sim.devices.board import BoardWiring, PcBoard
 from unikernel_sim.devices.bus import IoBus
 from unikernel_sim.devices.cmos_rtc import DEFAULT_START
 from unikernel_sim.devices.mmio import MmioBus
-from unikernel_sim.devices.scancodes import text_scancodes
 from unikernel_sim.errors import UsageError
 from unikernel_sim.memory import paging
 from unikernel_sim.memory.guest_memory import GuestMemory
@@ -185,8 +184,26 @@ class Machine:
         self.panic_message = text.decode("utf-8", errors="replace") if text is not None else "?"
 
     def type_keys(self, text: str) -> None:
-        """Type text on the PS/2 keyboard (``{enter}``, ``{up}``... for named keys)."""
-        self.board.keyboard.type_bytes(text_scancodes(text))
+        """Type text on the PS/2 keyboard (``{enter}``, ``{up}``... for named keys;
+        ``{wait:TEXT}`` holds the rest back until the guest has printed TEXT)."""
+        from unikernel_sim.keys import KeyScript, parse_key_script
+
+        steps = parse_key_script(text)
+        if all(step.wait_for is None for step in steps):
+            for step in steps:
+                self.board.keyboard.type_bytes(step.scancodes)
+            return
+        script = KeyScript(steps, self._type_now, self.board.vga.text)
+        self.serial.listeners.append(script)
+        self.debugcon.listeners.append(script)
+        self.loop.key_scripts.append(script)
+
+    def _type_now(self, scancodes: list[int]) -> None:
+        """Keys released by a {wait:} step: typed from now on, at the usual pace."""
+        keyboard = self.board.keyboard
+        if not keyboard.typed:
+            keyboard.next_key_at = max(keyboard.next_key_at, self.clock.now_ns())
+        keyboard.type_bytes(scancodes)
 
     # --- running ---------------------------------------------------------------------
     def run(self, *, max_instructions: int | None = None, timeout: float | None = None,

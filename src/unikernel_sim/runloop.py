@@ -77,6 +77,7 @@ class RunLoop:
         self._service_requested = False
         self._host_timed_stop = False
         self.serial_stream: SerialInputStream | None = None    # --serial-in from a FIFO or pipe
+        self.key_scripts: list = []                              # --keys with {wait:TEXT} steps
         self._unmapped: tuple[int, int, int] | None = None
         uc = self.uc
         uart = self.board.uart
@@ -133,6 +134,10 @@ class RunLoop:
         #    delivered there would land at a different instruction in every run)
         self._pending = None
         self._feed_serial_input()
+        if not self._host_timed_stop:
+            for script in self.key_scripts:
+                script.poll_screen(self.clock.now_ns())
+                script.release()
         self.advance_devices()
         if not self._host_timed_stop:
             self._inject_interrupt()
@@ -230,6 +235,9 @@ class RunLoop:
         red_zone = self.machine.red_zone
         if red_zone is not None:
             earliest = _earlier(earliest, red_zone.expires_ns)
+        for script in self.key_scripts:
+            if script.waiting_for is not None:          # look at the screen for its prompt
+                earliest = _earlier(earliest, script.next_poll_ns)
         return earliest
 
     def reschedule(self) -> None:

@@ -133,3 +133,50 @@ def test_cli_screenshot_and_vga_flags(firmware_elf, tmp_path, capfd):
     assert code == 0
     assert "--- VGA text screen ---\nunikernel_sim reference firmware" in err
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- {wait:TEXT}: typing at a prompt ----------------------------------------------------
+def test_keys_wait_for_text_before_they_are_typed(firmware_elf):
+    """The firmware prints its tsc line, then echoes what it is typed: keys held back
+    until "tsc: " appeared are typed after it, at the same instruction in every
+    deterministic run."""
+    runs = [run_firmware(firmware_elf, deterministic=True, keys="{wait:tsc: }late{enter}") for _ in range(2)]
+    first = runs[0].serial
+    assert "keyboard: late\n" in first
+    assert first.index("tsc: ") < first.index("keyboard: late")
+    assert runs[1].serial == first and runs[1].instructions == runs[0].instructions
+
+
+def test_keys_waiting_for_text_that_never_comes_are_not_typed(firmware_elf):
+    result = run_firmware(firmware_elf, deterministic=True, keys="early {wait:no such prompt}never")
+    assert "keyboard: early" in result.serial and "never" not in result.serial
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_a_prompt_on_the_vga_screen_only_releases_the_keys(make_guest, deterministic):
+    # The guest writes "OK>" to the text screen (nothing on serial), then polls the i8042
+    # for a scancode and prints it in hex on COM1.
+    screen = "".join(f"mov word ptr [{0xB8000 + 2 * i:#x}], {0x0700 | ord(c):#x}\n" for i, c in enumerate("OK>"))
+    guest = screen + """
+    wait_key:
+        in al, 0x64
+        test al, 1
+        jz wait_key
+        in al, 0x60
+        mov dx, 0x3f8
+        out dx, al
+        mov al, 0
+        out 0xf4, al
+    """
+    result = boot(make_guest(guest), keys="{wait:OK>}a", deterministic=deterministic, timeout=30)
+    assert result.exit_code == 0, result.stop.summary
+    assert result.serial_bytes == b"\x1e"          # set-1 make code of 'a', typed after the prompt
+
+
+def test_bad_key_scripts_are_usage_errors(capfd, firmware_elf):
+    from unikernel_sim.cli import main
+
+    for script, fragment in (("{wait:prompt", "no closing brace"), ("{wait:}x", "needs the text")):
+        assert main(["boot", firmware_elf, "--keys", script]) == 64
+        err = capfd.readouterr().err
+        assert fragment in err and err.count("\n") == 1
