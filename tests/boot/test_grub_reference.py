@@ -145,3 +145,47 @@ def test_the_header_walk_follows_grub(capfd, tmp_path, name):
             assert "unisim: warning:" in err                  # accepted, but said what is off
     else:
         assert code == 68 and "tag type 99" in err and "not marked optional" in err
+
+
+# --- Multiboot 1 -------------------------------------------------------------------------
+MB1_RECORDING = DATA / "grub-2.06_qemu-7.2_512M_multiboot1.txt"
+MB1_INFO = struct.Struct("<IIIIIIIIIIIIIIIIIIIIHHHHQIIIBB6s")     # specification 3.3, 116 bytes
+MB1_VBE_FLAG = 1 << 11
+
+
+def parse_mb1_dump(text: str) -> dict:
+    fields = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0] in ("magic", "info", "cmdline", "mods", "modcmd", "mmap", "loader", "apm"):
+            fields[parts[0]] = parts[1] if parts[0] == "magic" else bytes.fromhex(parts[1] if len(parts) > 1 else "")
+    return {**fields, "magic": int(fields["magic"], 16), "info": MB1_INFO.unpack(fields["info"])}
+
+
+def test_a_multiboot1_kernel_gets_what_grub_gives_it():
+    grub = parse_mb1_dump(MB1_RECORDING.read_text(errors="replace"))
+    result = boot(str(DATA / "probe1.elf"), cmdline="probe1 cmdline",
+                  modules=[ModuleSpec(str(DATA / "module.txt"), "module-one")], max_instructions=10_000_000)
+    assert result.stop.reason.value == "guest-exit", result.stop.summary
+    ours = parse_mb1_dump(result.serial)
+    assert ours["magic"] == grub["magic"] == 0x2BADB002
+    g, o = grub["info"], ours["info"]
+    assert o[0] == g[0] & ~MB1_VBE_FLAG          # the flags GRUB sets, but VBE (no VBE BIOS here)
+    assert o[1:4] == g[1:4]                      # mem_lower, mem_upper, boot_device
+    assert o[5] == g[5] == 1                     # mods_count
+    assert o[7:9] == g[7:9] and o[10] == g[10]    # ELF sections: num, size (addr differs), shndx
+    assert o[11] == g[11]                        # mmap_length
+    assert o[-7:] == g[-7:]                      # the framebuffer: the EGA text console
+    for key in ("cmdline", "modcmd", "mmap"):
+        assert ours[key] == grub[key], key
+    assert ours["mods"][:8] == grub["mods"][:8]  # module start and end: the page after the kernel
+    assert grub["loader"].startswith(b"GRUB 2.06") and ours["loader"].startswith(b"unikernel_sim")
+
+
+def test_info_shows_a_multiboot1_header(capfd):
+    from unikernel_sim.cli import main
+
+    assert main(["info", str(DATA / "probe1.elf")]) == 0
+    out = capfd.readouterr().out
+    assert "multiboot (version 1) header: offset 0x1000, flags 0x00000003 (page-align modules, memory " \
+           "information), checksum valid" in out

@@ -8,10 +8,12 @@ placements are refused before anything runs.
 """
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from unikernel_sim.boot import multiboot1 as mb1
 from unikernel_sim.boot import multiboot2_header as mbh
 from unikernel_sim.boot.boot_info import (
     BOOT_LOADER_NAME, ElfSectionsInfo, ModuleInfo, build_boot_info,
@@ -20,7 +22,9 @@ from unikernel_sim.boot.elf_image import SHF_ALLOC, SHT_NOBITS, ElfImage, is_elf
 from unikernel_sim.boot.input_files import read_input_file
 from unikernel_sim.boot.handoff import SCRATCH_SIZE, HandoffStub, enter_multiboot2_state
 from unikernel_sim.boot.bios_tables import acpi_tables
-from unikernel_sim.boot.layout import CONVENTIONAL_END, PAGE, PhysicalLayout, memory_map, top_reserved_base
+from unikernel_sim.boot.layout import (
+    CONVENTIONAL_END, EBDA_START, EXTENDED_START, PAGE, PhysicalLayout, memory_map, top_reserved_base,
+)
 from unikernel_sim.errors import ImageError, UsageError
 
 if TYPE_CHECKING:
@@ -83,6 +87,10 @@ def load_kernel(
     try:
         header_offset = mbh.find_header(data, path)
     except ImageError as error:
+        mb1_offset = mb1.find_header(data)
+        if mb1_offset is not None:
+            return _load_multiboot1(machine, path, data, elf, mb1.parse(data, mb1_offset, path),
+                                    cmdline, modules or [], deadline)
         if elf is None:
             error.message = f"not an ELF file, and {error.message}"
         raise ImageError(error.message, where=error.where, hint=error.hint) from None
@@ -129,6 +137,69 @@ def load_kernel(
     enter_multiboot2_state(machine.uc, stub, entry, boot_info_address, mbh.BOOTLOADER_MAGIC)
     return LoadedKernel(path, header, elf, entry, boot_info_address, boot_info, load_base,
                         module_infos, layout, data)
+
+
+@dataclass
+class _AddressFields:
+    """Multiboot 1's address fields in the shape of Multiboot2's address tag."""
+
+    offset: int
+    address: mbh.AddressTag
+    entry_address: int
+
+
+def _load_multiboot1(machine: "Machine", path: str, data: bytes, elf: ElfImage | None,
+                     header: mb1.Multiboot1Header, cmdline: str, modules: list[ModuleSpec],
+                     deadline: float | None) -> LoadedKernel:
+    """Multiboot 1 (specification 0.6.96, section 3): the address fields when flag 16 is set
+    (as GRUB, even for an ELF file), the ELF program headers otherwise; EAX = 0x2BADB002 and
+    EBX = the information structure, in low memory as GRUB puts it."""
+    layout = PhysicalLayout(machine.ram.size, path)
+    if header.has_address_fields:
+        fields = _AddressFields(header.offset, mbh.AddressTag(header.header_addr, header.load_addr,
+                                                               header.load_end_addr, header.bss_end_addr),
+                                header.entry_addr)
+        entry, load_base, chunks = _plan_address_tag_image(fields, data, path, layout)
+    elif elf is not None:
+        entry, load_base, chunks = _plan_elf_image(elf, path, layout)
+    else:
+        raise ImageError("not an ELF file, and its Multiboot header has no address fields (flag 16) to load it by",
+                         where=path, hint="boot an ELF kernel, or set flag 16 and the address fields")
+    layout.image_end = layout.highest_end()
+    if not any(p.start <= entry < p.end for p in layout.placements):
+        raise ImageError(f"entry point {entry:#x} is not inside the loaded image", where=path)
+    sections = None
+    if elf is not None and not header.has_address_fields:
+        info = _place_elf_sections(elf, data, layout, chunks)
+        if info is not None:
+            sections = (len(info.headers), info.entry_size, info.shndx, b"".join(info.headers))
+    module_infos = _place_modules(modules, layout, chunks, deadline)
+    chunks.extend(acpi_tables(top_reserved_base(machine.ram.size)).chunks())
+    memory = memory_map(machine.ram.size)
+    upper = next(r for r in memory if r.base == EXTENDED_START)
+    draft = mb1.build_info(base=0, cmdline=os.fsencode(cmdline), loader_name=_loader_name(), modules=[],
+                           memory=memory, mem_lower_kib=EBDA_START // 1024, mem_upper_kib=0,
+                           elf_sections=sections)
+    size = len(draft) + sum(len(os.fsencode(m.cmdline)) + 1 + 3 + 16 for m in module_infos)
+    base = layout.place(size, "Multiboot information", above=mb1.INFO_BASE, below=CONVENTIONAL_END)
+    boot_info = mb1.build_info(
+        base=base, cmdline=os.fsencode(cmdline), loader_name=_loader_name(),
+        modules=[mb1.Multiboot1Module(m.start, m.end, os.fsencode(m.cmdline)) for m in module_infos],
+        memory=memory, mem_lower_kib=EBDA_START // 1024, mem_upper_kib=(upper.end - EXTENDED_START) // 1024,
+        elf_sections=sections)
+    scratch = _place_scratch(layout)
+    for address, blob in chunks:
+        machine.ram.write(address, blob)
+    machine.ram.write(base, boot_info)
+    stub = HandoffStub(scratch)
+    machine.ram.write(scratch, stub.image())
+    machine.uc.ctl_flush_tb()
+    enter_multiboot2_state(machine.uc, stub, entry, base, mb1.BOOTLOADER_MAGIC)
+    return LoadedKernel(path, header, elf, entry, base, boot_info, load_base, module_infos, layout, data)
+
+
+def _loader_name() -> bytes:
+    return f"{BOOT_LOADER_NAME} {__version__}".encode()
 
 
 def _check_framebuffer_request(header: mbh.Multiboot2Header, path: str) -> None:

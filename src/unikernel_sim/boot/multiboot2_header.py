@@ -180,7 +180,7 @@ def find_header(data: bytes, where: str) -> int:
     raise ImageError(
         "no Multiboot2 header (magic 0xe85250d6, 8-byte aligned) in the first 32 KiB",
         where=where,
-        hint="is this a Multiboot2 kernel? Multiboot1 (0x1badb002) is not supported",
+        hint="no Multiboot 1 header (0x1badb002, 4-byte aligned, first 8 KiB) either: is this a Multiboot kernel?",
     )
 
 

@@ -1,6 +1,7 @@
 """`unisim info IMAGE`: what a loader sees in a kernel image."""
 from __future__ import annotations
 
+from unikernel_sim.boot import multiboot1 as mb1
 from unikernel_sim.boot import multiboot2_header as mbh
 from unikernel_sim.boot.elf_image import is_elf, read_elf
 from unikernel_sim.boot.input_files import read_input_file
@@ -24,13 +25,39 @@ def describe_image(path: str) -> list[str]:
         lines += _describe_elf(data, path)
     else:
         lines.append("format: not ELF (a flat binary needs a Multiboot2 address tag)")
-    offset = mbh.find_header(data, path)
+    try:
+        offset = mbh.find_header(data, path)
+    except ImageError as missing:
+        mb1_offset = mb1.find_header(data)
+        if mb1_offset is not None:
+            return lines + _describe_multiboot1(mb1.parse(data, mb1_offset, path))
+        if not is_elf(data):
+            raise
+        return lines + [f"multiboot: none ({missing.message}); an ELF file without a header boots under "
+                        "neither GRUB's multiboot2 nor multiboot command"]
     header = mbh.parse(data, offset, path)
     lines.append(f"multiboot2 header: offset {offset:#x}, architecture {header.architecture} (i386), "
                  f"header_length {header.header_length}, checksum {header.checksum:#010x} (valid)")
     for tag in header.tags:
         lines.append(f"  tag {tag.type} {tag.name}{' (optional)' if tag.optional else ''}, size {tag.size}"
                      f"{_tag_detail(header, tag)}")
+    return lines
+
+
+MB1_FLAG_NAMES = {0: "page-align modules", 1: "memory information", 2: "video mode", 16: "address fields"}
+
+
+def _describe_multiboot1(header: mb1.Multiboot1Header) -> list[str]:
+    named = ", ".join(name for bit, name in MB1_FLAG_NAMES.items() if header.flags & (1 << bit)) or "none"
+    lines = [f"multiboot (version 1) header: offset {header.offset:#x}, flags {header.flags:#010x} ({named}), "
+             "checksum valid"]
+    if header.has_address_fields:
+        lines.append(f"  header_addr {header.header_addr:#x}, load_addr {header.load_addr:#x}, "
+                     f"load_end_addr {header.load_end_addr:#x}, bss_end_addr {header.bss_end_addr:#x}, "
+                     f"entry_addr {header.entry_addr:#x}")
+    if header.video is not None:
+        mode, width, height, depth = header.video
+        lines.append(f"  video: mode type {mode}, {width}x{height}x{depth}")
     return lines
 
 
