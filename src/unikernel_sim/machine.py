@@ -74,6 +74,7 @@ class Machine:
         rtc_start: dt.datetime | None = None,
         check_red_zone: bool = True,
         check_returns: bool = False,
+        cpu_model: str | None = None,
     ) -> None:
         if not isinstance(memory_mb, int) or not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
             raise UsageError(f"memory size {memory_mb} MiB is out of range", where="--memory",
@@ -118,7 +119,7 @@ class Machine:
         self.alignment_violations: list[tuple[int, int, str]] = []    # (rip, operand address, text)
         self.check_returns = check_returns
         self._caller = None
-        cpuid.install(uc, deterministic=deterministic)
+        cpuid.install(uc, deterministic=deterministic, model=cpu_model)
         self.fast_syscall = FastSystemCall(uc, self.memory, raise_fault=self.interrupts.raise_fault)
         self.control_registers = ControlRegisterGuard(uc, self.clock, self.interrupts.raise_fault)
 

@@ -71,6 +71,7 @@ def boot(
     check_returns: bool = False,
     on_loaded: Iterable[Callable[[Machine], None]] = (),
     output_history: int | None = None,
+    cpu: str | None = None,
 ) -> BootResult:
     """Boot image as a Multiboot2 loader would and run it to its end.
 
@@ -84,7 +85,8 @@ def boot(
     specs = [m if isinstance(m, ModuleSpec) else ModuleSpec.parse(m) for m in modules]
     options = {"tsc_hz": tsc_hz} if tsc_hz else {}
     machine = Machine(memory_mb, deterministic=deterministic, serial_input=serial_input,
-                      strict_io=strict_io, rtc_start=rtc_start, check_returns=check_returns, **options)
+                      strict_io=strict_io, rtc_start=rtc_start, check_returns=check_returns, cpu_model=cpu,
+                      **options)
     machine.interrupts.trace = trace_interrupts
     if keys:
         try:

@@ -189,3 +189,24 @@ def test_info_shows_a_multiboot1_header(capfd):
     out = capfd.readouterr().out
     assert "multiboot (version 1) header: offset 0x1000, flags 0x00000003 (page-align modules, memory " \
            "information), checksum valid" in out
+
+
+# --- CPU models -------------------------------------------------------------------------------
+@pytest.mark.parametrize("model,recording", [("qemu64", "cpuid_qemu-7.2_qemu64.txt"),
+                                             ("haswell", "cpuid_qemu-7.2_Haswell.txt")])
+def test_cpu_models_answer_cpuid_as_qemu_did(model, recording):
+    """The CPUID probe under --cpu MODEL prints what it printed under QEMU's -cpu MODEL."""
+    result = boot(str(DATA / "probe_cpuid.elf"), cpu=model, max_instructions=10_000_000)
+    assert result.stop.reason.value == "guest-exit", result.stop.summary
+    expected = [line for line in (DATA / recording).read_text().splitlines() if line.startswith("cpuid ")]
+    assert result.serial.splitlines() == expected
+
+
+def test_the_default_model_hides_the_apic_qemu64_shows_it():
+    def leaf1_edx(**options) -> int:
+        serial = boot(str(DATA / "probe_cpuid.elf"), max_instructions=10_000_000, **options).serial
+        line = next(line for line in serial.splitlines() if line.startswith("cpuid 00000001 00000000"))
+        return int(line.split()[-1], 16)
+
+    apic = 1 << 9
+    assert leaf1_edx(cpu="qemu64") & apic and not leaf1_edx() & apic

@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "into nowhere (slows function returns)")
     boot.add_argument("--check-alignment", action="store_true",
                       help="record misaligned SSE operands for the report without faulting")
+    boot.add_argument("--cpu", choices=("qemu64", "haswell"), metavar="MODEL",
+                      help="answer CPUID as QEMU 7.2's qemu64 or Haswell model does (recorded tables; default: "
+                           "QEMU's answers without the local APIC, which unisim does not emulate yet)")
     boot.add_argument("--verbose", "-v", action="store_true", help="print run statistics and unknown ports")
 
     info = commands.add_parser("info", help="describe a kernel image: ELF facts and its Multiboot2 header")

@@ -76,6 +76,7 @@ def run_boot(args: argparse.Namespace) -> int:
             on_loaded=[warn_about_header, watch_stdout] + ([open_serial_out] if args.serial_out else [])
             + ([stream_serial_in] if streamed else []),
             output_history=OUTPUT_HISTORY,
+            cpu=args.cpu,
         )
     finally:
         if serial_file is not None:

@@ -73,9 +73,73 @@ def _on_cpuid(uc: Uc, deterministic: bool) -> int:
     return HANDLED                              # Unicorn still moves RIP past the CPUID
 
 
-def install(uc: Uc, *, deterministic: bool) -> None:
-    """Answer CPUID leaf 1 for this platform (a Python hook on CPUID only: a rare instruction)."""
-    uc.hook_add(UC_HOOK_INSN, _on_cpuid, deterministic, 1, 0, UC_X86_INS_CPUID)
+def install(uc: Uc, *, deterministic: bool, model: str | None = None) -> None:
+    """Answer CPUID for this platform (a Python hook on CPUID only: a rare instruction):
+    leaf 1 adjusted as above, or, with a model, every leaf from that model's table."""
+    if model is None:
+        uc.hook_add(UC_HOOK_INSN, _on_cpuid, deterministic, 1, 0, UC_X86_INS_CPUID)
+        return
+    table = CpuModel.load(model)
+    uc.hook_add(UC_HOOK_INSN, lambda uc, _user: table.answer(uc, deterministic), None, 1, 0, UC_X86_INS_CPUID)
+
+
+MODELS = ("qemu64", "haswell")
+"""--cpu choices: QEMU 7.2's default CPU and its Haswell model (TCG), recorded from QEMU itself
+(cpu/models/*.txt). qemu64 reports a local APIC, which unisim does not emulate yet: a kernel
+that trusts the bit will touch 0xFEE00000 and the report will name the device."""
+SUBLEAF_LEAVES = frozenset({4, 7, 0xB, 0xD})
+EXTENDED_BASE = 0x80000000
+
+
+class CpuModel:
+    """A CPUID table: (leaf, subleaf) -> (eax, ebx, ecx, edx), answered as QEMU's
+    cpu_x86_cpuid does: a leaf above the highest basic or extended one gets the
+    highest basic leaf's answer; leaves without subleaves ignore ECX."""
+
+    def __init__(self, leaves: dict[tuple[int, int], Registers]) -> None:
+        self.leaves = leaves
+        self.max_basic = leaves[(0, 0)][0]
+        self.max_extended = leaves.get((EXTENDED_BASE, 0), (0, 0, 0, 0))[0]
+
+    @classmethod
+    @lru_cache(maxsize=None)
+    def load(cls, name: str) -> "CpuModel":
+        from importlib import resources
+
+        if name not in MODELS:
+            raise ValueError(f"unknown CPU model {name!r}; models: {', '.join(MODELS)}")
+        text = (resources.files("unikernel_sim.cpu") / "models" / f"{name}.txt").read_text()
+        leaves = {}
+        for line in text.splitlines():
+            fields = line.split()
+            if fields[:1] == ["cpuid"]:
+                leaf, sub, *registers = (int(value, 16) for value in fields[1:])
+                leaves[(leaf, sub)] = tuple(registers)
+        return cls(leaves)
+
+    def lookup(self, leaf: int, subleaf: int, cr4: int, deterministic: bool) -> Registers:
+        if leaf >= EXTENDED_BASE:
+            if leaf > self.max_extended:
+                leaf = self.max_basic
+        elif leaf > self.max_basic:
+            leaf = self.max_basic
+        if leaf not in SUBLEAF_LEAVES:
+            subleaf = 0
+        eax, ebx, ecx, edx = self.leaves.get((leaf, subleaf), (0, 0, 0, 0))
+        if leaf == LEAF_FEATURES:
+            ecx &= ~ECX_OSXSAVE                         # the recording was made with CR4.OSXSAVE clear
+            if ecx & ECX_XSAVE and cr4 & CR4.OSXSAVE:
+                ecx |= ECX_OSXSAVE
+            if deterministic:
+                ecx &= ~ECX_RDRAND
+        return eax, ebx, ecx, edx
+
+    def answer(self, uc: Uc, deterministic: bool) -> int:
+        registers = self.lookup(uc.reg_read(UC_X86_REG_EAX) & 0xFFFFFFFF, uc.reg_read(UC_X86_REG_ECX) & 0xFFFFFFFF,
+                                uc.reg_read(UC_X86_REG_CR4), deterministic)
+        for register, value in zip((UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX, UC_X86_REG_EDX), registers):
+            uc.reg_write(register, value)
+        return HANDLED
 
 
 def _probe_engine() -> Uc:
