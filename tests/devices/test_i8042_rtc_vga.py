@@ -176,3 +176,42 @@ def test_vga_text_and_cursor_registers():
     assert vga.cursor is None
     vga.io_write(0x3D4, 1, 0x0F)
     assert vga.io_read(0x3D5, 1) == 85
+
+
+def test_the_ps2_mouse_answers_a_driver_init_on_port_2():
+    # The sequence an OSDev-style PS/2 mouse driver sends (via 0xD4), checked against the
+    # PS/2 mouse protocol: reset -> ACK, BAT 0xAA, ID 0x00; defaults; enable reporting.
+    kbc, _, irqs, _ = make_kbc()
+    mouse_irqs = []
+    kbc.irq12 = lambda: mouse_irqs.append(True)
+    cmd(kbc, 0xA8)                                          # enable port 2
+    cmd(kbc, 0x20)
+    config = data_in(kbc)
+    cmd(kbc, 0x60)
+    kbc.io_write(0x60, 1, config | 0x02)                    # IRQ 12 on
+
+    def mouse(value):
+        cmd(kbc, 0xD4)
+        kbc.io_write(0x60, 1, value)
+
+    def aux_in():
+        status = kbc.io_read(0x64, 1)
+        assert status & 0x01 and status & 0x20, "a byte from the mouse (status bit 5)"
+        return kbc.io_read(0x60, 1)
+
+    mouse(0xFF)
+    assert [aux_in(), aux_in(), aux_in()] == [0xFA, 0xAA, 0x00]
+    mouse(0xF2)
+    assert [aux_in(), aux_in()] == [0xFA, 0x00]
+    mouse(0xF3)
+    assert aux_in() == 0xFA
+    mouse(200)
+    assert aux_in() == 0xFA
+    mouse(0xF4)
+    assert aux_in() == 0xFA
+    mouse(0xE9)
+    assert [aux_in(), aux_in(), aux_in(), aux_in()] == [0xFA, 0x20, 2, 200]
+    assert mouse_irqs and not irqs[1:]                      # IRQ 12, not IRQ 1, for mouse bytes
+    cmd(kbc, 0xD3)
+    kbc.io_write(0x60, 1, 0x5A)
+    assert aux_in() == 0x5A                                 # 0xD3: as if the mouse sent it

@@ -34,6 +34,7 @@ from unikernel_sim.devices.vga_text import VgaText
 
 IRQ_TIMER = 0
 IRQ_KEYBOARD = 1
+IRQ_MOUSE = 12
 
 
 @dataclass
@@ -70,7 +71,8 @@ class PcBoard:
         self.pit.power_on_state()
         self.rtc = self.attach(CmosRtc(now, start=rtc_start, ram_bytes=ram_size))
         self.keyboard = self.attach(I8042(now, irq1=lambda: self.pic.pulse_irq(IRQ_KEYBOARD),
-                                          reset=lambda: wiring.reset("keyboard controller")))
+                                          reset=lambda: wiring.reset("keyboard controller"),
+                                          irq12=lambda: self.pic.pulse_irq(IRQ_MOUSE)))
         self.port_a = self.attach(SystemControlPortA(on_reset=lambda: wiring.reset("port 0x92 fast reset")))
         self.vga = self.attach(VgaText(wiring.read_ram, now))
         self.uart = self.attach(Uart16550(COM1_BASE, transmit=wiring.serial_out,

@@ -16,6 +16,13 @@ Keyboard commands (write 0x60): 0xFF reset (0xFA 0xAA), 0xF4/0xF5 enable/disable
 scanning, 0xF2 identify (0xFA 0xAB 0x83), 0xF0 scancode set, 0xED LEDs,
 0xF3 typematic, 0xEE echo, 0xF6 defaults; anything else -> 0xFE (resend).
 
+A PS/2 mouse sits on the second port, as on QEMU's PC: 0xD4 sends it a byte, 0xD3 puts a
+byte in the output buffer as if it came from it; its replies carry status bit 5 and raise
+IRQ 12 when configuration bit 1 is set. It answers the command set a driver uses at
+initialisation (0xFF reset -> 0xFA 0xAA 0x00, 0xF2 identify -> 0xFA 0x00, 0xF4/0xF5 enable/
+disable reporting, 0xF6 defaults, 0xF3 sample rate and 0xE8 resolution with their data byte,
+0xE6/0xE7 scaling, 0xEA stream mode, 0xE9 status -> 0xFA + 3 bytes); it never moves.
+
 Typed keys become available one byte at a time, ``key_interval_ns`` of virtual
 time apart and no sooner than ``keys_start_ns`` after power-on, so a driver
 that flushes the buffer during initialisation does not eat them.
@@ -50,6 +57,10 @@ RESEND = 0xFE
 BAT_OK = 0xAA
 ECHO = 0xEE
 KEYBOARD_ID = (0xAB, 0x83)
+MOUSE_ID = 0x00                      # a standard PS/2 mouse
+MOUSE_DEFAULT_SAMPLE_RATE = 100
+MOUSE_DEFAULT_RESOLUTION = 2         # 4 counts/mm
+MOUSE_STATUS_REPORTING = 0x20
 DEFAULT_KEYS_START_NS = 50_000_000   # 50 ms after power-on
 DEFAULT_KEY_INTERVAL_NS = 1_000_000  # one byte per millisecond
 
@@ -59,13 +70,17 @@ class I8042(Device):
     ports = (PortRange(DATA_PORT), PortRange(STATUS_PORT))
     irq_lines = (1,)
     saved_fields = ("config", "output_port", "output", "typed", "next_key_at", "obf", "last_was_command",
-                    "pending_command", "pending_keyboard", "scanning", "scancode_set", "leds", "last_read")
+                    "pending_command", "pending_keyboard", "scanning", "scancode_set", "leds", "last_read",
+                    "aux_output", "obf_aux", "pending_mouse", "mouse_reporting", "mouse_sample_rate",
+                    "mouse_resolution")
 
     def __init__(self, now: Callable[[], int], irq1: Callable[[], None], reset: Callable[[], None],
                  keys_start_ns: int = DEFAULT_KEYS_START_NS,
-                 key_interval_ns: int = DEFAULT_KEY_INTERVAL_NS) -> None:
+                 key_interval_ns: int = DEFAULT_KEY_INTERVAL_NS,
+                 irq12: Callable[[], None] = lambda: None) -> None:
         self.now = now
         self.irq1 = irq1
+        self.irq12 = irq12
         self.request_reset = reset
         self.keys_start_ns = keys_start_ns
         self.key_interval_ns = key_interval_ns
@@ -76,6 +91,12 @@ class I8042(Device):
         self.next_key_at = keys_start_ns
         self.obf: int | None = None         # the byte in the output buffer
         self.last_read = 0                  # what the data port returns when the buffer is empty
+        self.aux_output: deque[int] = deque()   # mouse replies, ready now
+        self.obf_aux = False                # the output buffer's byte came from the mouse
+        self.pending_mouse: int | None = None   # mouse command awaiting its data byte
+        self.mouse_reporting = False
+        self.mouse_sample_rate = MOUSE_DEFAULT_SAMPLE_RATE
+        self.mouse_resolution = MOUSE_DEFAULT_RESOLUTION
         self.last_was_command = False
         self.pending_command: int | None = None      # controller command awaiting its data byte
         self.pending_keyboard: int | None = None     # keyboard command awaiting its data byte
@@ -101,6 +122,12 @@ class I8042(Device):
             return
         if self.output:
             self.obf = self.output.popleft()
+        elif self.aux_output:
+            self.obf = self.aux_output.popleft()
+            self.obf_aux = True
+            if self.config & CONFIG_IRQ12:
+                self.irq12()
+            return
         elif (self.typed and self.scanning and not self.config & CONFIG_PORT1_DISABLED
               and (now if now is not None else self.now()) >= self.next_key_at):
             self.obf = self.typed.popleft()
@@ -120,6 +147,8 @@ class I8042(Device):
             status = STATUS_SYSTEM | STATUS_UNLOCKED
             if self.obf is not None:
                 status |= STATUS_OUTPUT_FULL
+                if self.obf_aux:
+                    status |= STATUS_AUX_DATA
             if self.last_was_command:
                 status |= STATUS_COMMAND
             return status
@@ -130,7 +159,8 @@ class I8042(Device):
         value = self.last_read if self.obf is None else self.obf
         self.last_read = value
         if self.obf is not None:
-            was_key = not self.output
+            was_key = not self.output and not self.obf_aux
+            self.obf_aux = False
             self.obf = None
             if was_key:
                 self.next_key_at = max(self.next_key_at, self.now()) + self.key_interval_ns
@@ -182,6 +212,51 @@ class I8042(Device):
                 self.request_reset()
         elif command == 0xD2:
             self._reply(value)
+        elif command == 0xD3:
+            self._aux_reply(value)
+        elif command == 0xD4:
+            self._mouse_command(value)
+
+    # --- the PS/2 mouse on port 2 -------------------------------------------------------
+    def _aux_reply(self, *data: int) -> None:
+        self.aux_output.extend(data)
+        self._fill()
+
+    def _mouse_command(self, value: int) -> None:
+        if self.pending_mouse is not None:
+            command, self.pending_mouse = self.pending_mouse, None
+            if command == 0xF3:
+                self.mouse_sample_rate = value
+            else:
+                self.mouse_resolution = value & 3
+            self._aux_reply(ACK)
+            return
+        if value in (0xF3, 0xE8):
+            self.pending_mouse = value
+            self._aux_reply(ACK)
+        elif value == 0xFF:
+            self._mouse_defaults()
+            self._aux_reply(ACK, BAT_OK, MOUSE_ID)
+        elif value == 0xF2:
+            self._aux_reply(ACK, MOUSE_ID)
+        elif value in (0xF4, 0xF5):
+            self.mouse_reporting = value == 0xF4
+            self._aux_reply(ACK)
+        elif value == 0xF6:
+            self._mouse_defaults()
+            self._aux_reply(ACK)
+        elif value == 0xE9:
+            status = MOUSE_STATUS_REPORTING if self.mouse_reporting else 0
+            self._aux_reply(ACK, status, self.mouse_resolution, self.mouse_sample_rate)
+        elif value in (0xE6, 0xE7, 0xEA, 0xF0):
+            self._aux_reply(ACK)
+        else:
+            self._aux_reply(RESEND)
+
+    def _mouse_defaults(self) -> None:
+        self.mouse_reporting = False
+        self.mouse_sample_rate = MOUSE_DEFAULT_SAMPLE_RATE
+        self.mouse_resolution = MOUSE_DEFAULT_RESOLUTION
 
     def _keyboard_command(self, value: int) -> None:
         if self.pending_keyboard is not None:
