@@ -210,3 +210,24 @@ def test_the_default_model_hides_the_apic_qemu64_shows_it():
 
     apic = 1 << 9
     assert leaf1_edx(cpu="qemu64") & apic and not leaf1_edx() & apic
+
+
+# --- PCI configuration space -------------------------------------------------------------
+def test_pci_bus_0_reads_as_qemus_pc_did():
+    """probe_pci enumerates bus 0 through 0xCF8/0xCFC (dwords, words, BAR sizing with all
+    ones and restore, an absent function) and prints the same lines as under QEMU 7.2."""
+    result = boot(str(DATA / "probe_pci.elf"), max_instructions=20_000_000)
+    assert result.stop.reason.value == "guest-exit", result.stop.summary
+    recorded = [line for line in (DATA / "pci_qemu-7.2_pc_net-none.txt").read_text().splitlines()
+                if line and not line.startswith("#")]
+    assert result.serial.splitlines() == recorded
+    assert "pci 02.0 11111234" in result.serial                 # std VGA, BAR0 at 0xFD000000
+
+
+def test_0xcf9_resets_and_a_dword_at_0xcf8_does_not(make_guest):
+    latch_only = "mov dx, 0xcf8\nmov eax, 0x80001000\nout dx, eax\nin eax, dx\nmov dx, 0x3f8\nout dx, al\n" \
+                 "mov al, 0\nout 0xf4, al"
+    result = boot(make_guest(latch_only))
+    assert result.stop.reason.value == "guest-exit" and result.serial_bytes == b"\x00"   # latch low byte
+    reset = boot(make_guest("mov dx, 0xcf9\nmov al, 6\nout dx, al\nhlt"))
+    assert reset.stop.reason.value == "reset" and "0xCF9" in reset.stop.summary

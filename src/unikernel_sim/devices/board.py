@@ -27,6 +27,7 @@ from unikernel_sim.devices.i8042 import I8042
 from unikernel_sim.devices.i8254 import Pit8254
 from unikernel_sim.devices.i8259 import PicPair
 from unikernel_sim.devices.mmio import MmioBus
+from unikernel_sim.devices.pci.host_bridge import PciHostBridge, PiixResetControl
 from unikernel_sim.devices.post_port import PostPort
 from unikernel_sim.devices.system_control_a import SystemControlPortA
 from unikernel_sim.devices.uart16550 import COM1_BASE, COM1_IRQ, Uart16550
@@ -83,6 +84,8 @@ class PcBoard:
         self.attach(DebugConsole(wiring.debugcon_out))
         self.post = self.attach(PostPort())
         self.attach(AcpiPowerControl(wiring.power_off))
+        self.pci = self.attach(PciHostBridge())
+        self.attach(PiixResetControl(reset=wiring.reset))
 
     def attach(self, device: Device):
         """Put device on its ports and MMIO windows; returns it."""
