@@ -138,10 +138,11 @@ class InterruptDelivery:
         cr0 = self.uc.reg_read(x86.UC_X86_REG_CR0)
         if not cr0 & CR0.PE:
             raise DeliveryFault(Vector.GP, 0, "real-mode interrupt delivery is not emulated")
-        if self.uc.msr_read(MSR.EFER) & EFER.LMA:
-            self._deliver_long(event)
-        else:
-            self._deliver_protected(event)
+        with self.memory.batch():                       # one walk per page for the whole delivery
+            if self.uc.msr_read(MSR.EFER) & EFER.LMA:
+                self._deliver_long(event)
+            else:
+                self._deliver_protected(event)
 
     # --- helpers ------------------------------------------------------------------
     def _ext(self, event: Event) -> int:
