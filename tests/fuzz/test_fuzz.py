@@ -123,3 +123,17 @@ def test_the_report_survives_any_machine_state(values, long_mode, memory, serial
     text = report.text()
     assert text and all(ch.isprintable() or ch == "\n" for ch in text)
     report.to_json()
+
+
+@FAST
+@given(flags=st.sampled_from([0, 1, 2, 3, 1 << 16, (1 << 16) | 3, 1 << 15, 0xFFFFFFFF]) | st.integers(0, 0xFFFFFFFF),
+       fields=st.lists(st.sampled_from(EXTREMES) | st.integers(0, 0xFFFFFFFF), min_size=5, max_size=5),
+       padding=st.integers(0, 64))
+def test_arbitrary_multiboot1_headers_load_or_say_why(tmp_path, flags, fields, padding):
+    magic = 0x1BADB002
+    header = struct.pack("<III", magic, flags, (-(magic + flags)) & 0xFFFFFFFF)
+    header += struct.pack("<5I", *(value & 0xFFFFFFFF for value in fields))
+    try:
+        load_bytes(tmp_path, b"\0" * (4 * padding) + header + b"\xf4" * 64)
+    except SimError as error:
+        assert "\n" not in error.line()
