@@ -224,3 +224,15 @@ def test_q19_a_stop_requested_inside_a_store_runs_the_storing_instruction_again(
     assert struct.unpack("<Q", uc.mem_read(0x5000, 8))[0] == 1
     uc.emu_start(CODE, 1 << 63)
     assert struct.unpack("<Q", uc.mem_read(0x5000, 8))[0] == 2         # one inc, counted twice
+
+
+def test_q22_rdmsr_hooks_are_refused_and_ia32_apic_base_reads_zero():
+    # mov ecx, 0x1b ; rdmsr ; hlt -- no hook can see RDMSR/WRMSR, and with no APIC model
+    # IA32_APIC_BASE reads 0 (a write to it vanishes)
+    uc = engine(b"\xb9\x1b\x00\x00\x00\x0f\x32" + HLT)
+    with pytest.raises(UcError) as refused:
+        uc.hook_add(UC_HOOK_INSN, lambda uc, _user: 1, None, 1, 0, x86.UC_X86_INS_RDMSR)
+    assert refused.value.errno == UC_ERR_ARG
+    uc.msr_write(0x1B, 0xFEE00900)
+    uc.emu_start(CODE, 1 << 63)
+    assert uc.reg_read(x86.UC_X86_REG_RAX) == 0 and uc.msr_read(0x1B) == 0
