@@ -24,9 +24,7 @@ class ConsoleOutput:
 
     def write(self, byte: int) -> None:
         self.data.append(byte)
-        self.total += 1
-        if self.keep is not None and len(self.data) > 2 * self.keep:
-            self._trim()
+        self._account(1)
         for listener in self.listeners:
             listener(byte)
 
@@ -34,9 +32,7 @@ class ConsoleOutput:
         """Many bytes at once (the C port path's buffer): listeners with a
         write_chunk method get the chunk, the others each byte."""
         self.data += chunk
-        self.total += len(chunk)
-        if self.keep is not None and len(self.data) > 2 * self.keep:
-            self._trim()
+        self._account(len(chunk))
         for listener in self.listeners:
             write_chunk = getattr(listener, "write_chunk", None)
             if write_chunk is not None:
@@ -45,9 +41,12 @@ class ConsoleOutput:
                 for byte in chunk:
                     listener(byte)
 
-    def _trim(self) -> None:
-        # a new object: `del data[:n]` only moves a bytearray's start, keeping the memory
-        self.data = self.data[-self.keep:]
+    def _account(self, count: int) -> None:
+        """Count what arrived; beyond twice the tail kept, trim to the tail. A new object:
+        `del data[:n]` only moves a bytearray's start, keeping the memory."""
+        self.total += count
+        if self.keep is not None and len(self.data) > 2 * self.keep:
+            self.data = self.data[-self.keep:]
 
     def text(self) -> str:
         return self.data.decode("utf-8", errors="replace")

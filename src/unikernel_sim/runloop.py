@@ -133,15 +133,13 @@ class RunLoop:
         #    drain output in deterministic mode: its timing is the host's, and an IRQ
         #    delivered there would land at a different instruction in every run)
         self._pending = None
+        host_timed, self._host_timed_stop = self._host_timed_stop, False
         self._feed_serial_input()
-        if not self._host_timed_stop:
-            for script in self.key_scripts:
-                script.poll_screen(self.clock.now_ns())
-                script.release()
+        if not host_timed:
+            self._release_keys()
         self.advance_devices()
-        if not self._host_timed_stop:
+        if not host_timed:
             self._inject_interrupt()
-        self._host_timed_stop = False
         if self._pending is not None:                     # delivery ended in a triple fault
             return self._pending
         # 2. arm the next stop
@@ -199,6 +197,13 @@ class RunLoop:
         room = SERIAL_UNREAD_LIMIT - len(uart.input)
         if room > 0:
             uart.feed(stream.take(room))
+
+    def _release_keys(self) -> None:
+        """--keys steps whose {wait:} text has appeared (on the screen, or in output)."""
+        now = self.clock.now_ns()
+        for script in self.key_scripts:
+            script.poll_screen(now)
+            script.release()
 
     def advance_devices(self) -> None:
         now = self.clock.now_ns()

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 
 from unikernel_sim.boot.bios_tables import apm_tag_payload, boot_device_payload
-from unikernel_sim.boot.layout import EBDA_START, EXTENDED_START, MemoryRegion
+from unikernel_sim.boot.layout import MemoryRegion, basic_memory_kib
 
 TAG_END = 0
 TAG_CMDLINE = 1
@@ -64,13 +64,6 @@ def _string(text: str | bytes) -> bytes:
     return data + b"\0"
 
 
-def _upper_memory_end(memory: list[MemoryRegion]) -> int:
-    """End of the available region that starts at 1 MiB (mem_upper counts up to the
-    first hole above 1 MiB, as the BIOS's INT 15h E801 answer does)."""
-    region = next((r for r in memory if r.base == EXTENDED_START and r.type == 1), None)
-    return region.end if region is not None else EXTENDED_START
-
-
 def build_boot_info(
     *,
     cmdline: str,
@@ -99,9 +92,7 @@ def build_boot_info(
     if elf_sections is not None:
         header = struct.pack("<III", len(elf_sections.headers), elf_sections.entry_size, elf_sections.shndx)
         tags.append(_tag(TAG_ELF_SECTIONS, header + b"".join(elf_sections.headers)))
-    mem_lower_kib = EBDA_START // 1024
-    mem_upper_kib = (_upper_memory_end(memory) - EXTENDED_START) // 1024
-    tags.append(_tag(TAG_BASIC_MEMINFO, struct.pack("<II", mem_lower_kib, mem_upper_kib)))
+    tags.append(_tag(TAG_BASIC_MEMINFO, struct.pack("<II", *basic_memory_kib(memory))))
     tags.append(_tag(TAG_BOOTDEV, boot_device_payload()))
     tags.append(_tag(TAG_FRAMEBUFFER, struct.pack(
         "<QIIIBBH", EGA_TEXT_ADDRESS, EGA_TEXT_COLUMNS * 2, EGA_TEXT_COLUMNS, EGA_TEXT_ROWS,

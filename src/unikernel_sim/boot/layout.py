@@ -60,6 +60,15 @@ def memory_map(ram_size: int) -> list[MemoryRegion]:
     ]
 
 
+def basic_memory_kib(memory: list[MemoryRegion]) -> tuple[int, int]:
+    """(mem_lower, mem_upper) in KiB as Multiboot 1 and 2 report them: conventional
+    memory below the EBDA, and the available region from 1 MiB up to its first hole
+    (as the BIOS's INT 15h E801 answer counts it)."""
+    upper = next((r for r in memory if r.base == EXTENDED_START and r.type == MEMORY_AVAILABLE), None)
+    upper_end = upper.end if upper is not None else EXTENDED_START
+    return EBDA_START // 1024, (upper_end - EXTENDED_START) // 1024
+
+
 def align_up(value: int, alignment: int) -> int:
     return (value + alignment - 1) // alignment * alignment
 

@@ -22,9 +22,7 @@ from unikernel_sim.boot.elf_image import SHF_ALLOC, SHT_NOBITS, ElfImage, is_elf
 from unikernel_sim.boot.input_files import read_input_file
 from unikernel_sim.boot.handoff import SCRATCH_SIZE, HandoffStub, enter_multiboot2_state
 from unikernel_sim.boot.bios_tables import acpi_tables
-from unikernel_sim.boot.layout import (
-    CONVENTIONAL_END, EBDA_START, EXTENDED_START, PAGE, PhysicalLayout, memory_map, top_reserved_base,
-)
+from unikernel_sim.boot.layout import CONVENTIONAL_END, PAGE, PhysicalLayout, memory_map, top_reserved_base
 from unikernel_sim.errors import ImageError, UsageError
 
 if TYPE_CHECKING:
@@ -111,30 +109,22 @@ def load_kernel(
     layout.image_end = layout.highest_end()
     if header.entry_address is not None:
         entry = header.entry_address
-    if not any(p.start <= entry < p.end for p in layout.placements):
-        raise ImageError(f"entry point {entry:#x} is not inside the loaded image", where=path)
+    _check_entry(entry, layout, path)
 
     elf_sections = _place_elf_sections(elf, data, layout, chunks) if elf is not None and header.address is None else None
     module_infos = _place_modules(modules or [], layout, chunks, deadline)
     tables = acpi_tables(top_reserved_base(machine.ram.size))
     chunks.extend(tables.chunks())                  # what the BIOS would have left in RAM
     boot_info = build_boot_info(
-        cmdline=cmdline, loader_name=f"{BOOT_LOADER_NAME} {__version__}", modules=module_infos,
+        cmdline=cmdline, loader_name=_loader_name(), modules=module_infos,
         memory=memory_map(machine.ram.size), ram_size=machine.ram.size, load_base=load_base,
         elf_sections=elf_sections, rsdp=tables.rsdp,
     )
     boot_info_address = layout.place(len(boot_info), "boot information", align=PAGE)
     if boot_info_address + len(boot_info) > FOUR_GIB:
         raise ImageError("boot information would lie above 4 GiB", where=path)
-    scratch = _place_scratch(layout)
-
-    for address, blob in chunks:
-        machine.ram.write(address, blob)
-    machine.ram.write(boot_info_address, boot_info)
-    stub = HandoffStub(scratch)
-    machine.ram.write(scratch, stub.image())
-    machine.uc.ctl_flush_tb()
-    enter_multiboot2_state(machine.uc, stub, entry, boot_info_address, mbh.BOOTLOADER_MAGIC)
+    _hand_over(machine, layout, chunks + [(boot_info_address, boot_info)], entry, boot_info_address,
+               mbh.BOOTLOADER_MAGIC)
     return LoadedKernel(path, header, elf, entry, boot_info_address, boot_info, load_base,
                         module_infos, layout, data)
 
@@ -166,8 +156,7 @@ def _load_multiboot1(machine: "Machine", path: str, data: bytes, elf: ElfImage |
         raise ImageError("not an ELF file, and its Multiboot header has no address fields (flag 16) to load it by",
                          where=path, hint="boot an ELF kernel, or set flag 16 and the address fields")
     layout.image_end = layout.highest_end()
-    if not any(p.start <= entry < p.end for p in layout.placements):
-        raise ImageError(f"entry point {entry:#x} is not inside the loaded image", where=path)
+    _check_entry(entry, layout, path)
     sections = None
     if elf is not None and not header.has_address_fields:
         info = _place_elf_sections(elf, data, layout, chunks)
@@ -176,30 +165,39 @@ def _load_multiboot1(machine: "Machine", path: str, data: bytes, elf: ElfImage |
     module_infos = _place_modules(modules, layout, chunks, deadline)
     chunks.extend(acpi_tables(top_reserved_base(machine.ram.size)).chunks())
     memory = memory_map(machine.ram.size)
-    upper = next(r for r in memory if r.base == EXTENDED_START)
-    draft = mb1.build_info(base=0, cmdline=os.fsencode(cmdline), loader_name=_loader_name(), modules=[],
-                           memory=memory, mem_lower_kib=EBDA_START // 1024, mem_upper_kib=0,
-                           elf_sections=sections)
-    size = len(draft) + sum(len(os.fsencode(m.cmdline)) + 1 + 3 + 16 for m in module_infos)
+    mb1_modules = [mb1.Multiboot1Module(m.start, m.end, os.fsencode(m.cmdline)) for m in module_infos]
+
+    def info_at(base: int) -> bytes:
+        return mb1.build_info(base=base, cmdline=os.fsencode(cmdline), loader_name=_loader_name().encode(),
+                              modules=mb1_modules, memory=memory, elf_sections=sections)
+
+    size = len(info_at(0))                          # the pointers' values do not change the size
     base = layout.place(size, "Multiboot information", above=mb1.INFO_BASE, below=CONVENTIONAL_END)
-    boot_info = mb1.build_info(
-        base=base, cmdline=os.fsencode(cmdline), loader_name=_loader_name(),
-        modules=[mb1.Multiboot1Module(m.start, m.end, os.fsencode(m.cmdline)) for m in module_infos],
-        memory=memory, mem_lower_kib=EBDA_START // 1024, mem_upper_kib=(upper.end - EXTENDED_START) // 1024,
-        elf_sections=sections)
-    scratch = _place_scratch(layout)
-    for address, blob in chunks:
-        machine.ram.write(address, blob)
-    machine.ram.write(base, boot_info)
-    stub = HandoffStub(scratch)
-    machine.ram.write(scratch, stub.image())
-    machine.uc.ctl_flush_tb()
-    enter_multiboot2_state(machine.uc, stub, entry, base, mb1.BOOTLOADER_MAGIC)
+    boot_info = info_at(base)
+    _hand_over(machine, layout, chunks + [(base, boot_info)], entry, base, mb1.BOOTLOADER_MAGIC)
     return LoadedKernel(path, header, elf, entry, base, boot_info, load_base, module_infos, layout, data)
 
 
-def _loader_name() -> bytes:
-    return f"{BOOT_LOADER_NAME} {__version__}".encode()
+def _check_entry(entry: int, layout: PhysicalLayout, path: str) -> None:
+    if not any(p.start <= entry < p.end for p in layout.placements):
+        raise ImageError(f"entry point {entry:#x} is not inside the loaded image", where=path)
+
+
+def _hand_over(machine: "Machine", layout: PhysicalLayout, chunks: Chunks, entry: int, boot_info_address: int,
+               magic: int) -> None:
+    """Place the hand-off stub, write everything into RAM, and run the stub into the
+    32-bit entry state with EAX = magic and EBX = the boot information."""
+    scratch = _place_scratch(layout)
+    for address, blob in chunks:
+        machine.ram.write(address, blob)
+    stub = HandoffStub(scratch)
+    machine.ram.write(scratch, stub.image())
+    machine.uc.ctl_flush_tb()
+    enter_multiboot2_state(machine.uc, stub, entry, boot_info_address, magic)
+
+
+def _loader_name() -> str:
+    return f"{BOOT_LOADER_NAME} {__version__}"
 
 
 def _check_framebuffer_request(header: mbh.Multiboot2Header, path: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from unikernel_sim.boot.layout import MemoryRegion
+from unikernel_sim.boot.layout import MemoryRegion, basic_memory_kib
 from unikernel_sim.errors import ImageError
 
 HEADER_MAGIC = 0x1BADB002
@@ -87,8 +87,7 @@ class Multiboot1Module:
 
 
 def build_info(*, base: int, cmdline: bytes, loader_name: bytes, modules: list[Multiboot1Module],
-               memory: list[MemoryRegion], mem_lower_kib: int, mem_upper_kib: int,
-               elf_sections: tuple[int, int, int, bytes] | None) -> bytes:
+               memory: list[MemoryRegion], elf_sections: tuple[int, int, int, bytes] | None) -> bytes:
     """The structure (section 3.3) at base, followed by what its pointers point at, in
     GRUB's order: command line, loader name, module command lines, the module list,
     the memory map, the ELF section headers. elf_sections: (count, entry size,
@@ -115,6 +114,7 @@ def build_info(*, base: int, cmdline: bytes, loader_name: bytes, modules: list[M
         count, entry_size, shndx, headers = elf_sections
         syms = struct.pack("<IIII", count, entry_size, put(headers), shndx)
         flags |= INFO_ELF_SECTIONS
+    mem_lower_kib, mem_upper_kib = basic_memory_kib(memory)
     info = struct.pack("<IIIIII", flags, mem_lower_kib, mem_upper_kib, BOOT_DEVICE_CDROM, cmdline_address,
                        len(modules))
     info += struct.pack("<I", mods_address) + syms

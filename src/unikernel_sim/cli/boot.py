@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from unikernel_sim.boot.loader import ModuleSpec
 from unikernel_sim.cli.files import (
     is_stream, open_input_stream, open_output_stream, read_optional_input, refuse_clobbering, write_output_file,
 )
@@ -98,7 +99,7 @@ def run_boot(args: argparse.Namespace) -> int:
 
 def _inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
     inputs = [("the kernel image", args.image)]
-    inputs += [("--module", spec.partition("=")[0]) for spec in args.module]
+    inputs += [("--module", ModuleSpec.parse(spec).path) for spec in args.module]
     if args.serial_in:
         inputs.append(("--serial-in", args.serial_in))
     return inputs
