@@ -1,8 +1,6 @@
 """The Multiboot2 boot information structure (specification section 3.6).
 
-Built in the order GRUB emits its tags: load base address, command line, boot
-loader name, modules, basic memory information, ELF sections, memory map,
-framebuffer, end. Every tag starts 8-byte aligned; total_size counts the fixed
+Built in the order GRUB emits its tags (see build_boot_info). Every tag starts 8-byte aligned; total_size counts the fixed
 part, all tags with their padding, and the end tag.
 """
 from __future__ import annotations
@@ -13,6 +11,7 @@ from dataclasses import dataclass
 
 from unikernel_sim.boot.bios_tables import apm_tag_payload, boot_device_payload
 from unikernel_sim.boot.layout import MemoryRegion, basic_memory_kib
+from unikernel_sim.boot.vbe_bios import MODE_LFB, VbeMode, control_info, framebuffer_fields, interface_fields, mode_info
 
 TAG_END = 0
 TAG_CMDLINE = 1
@@ -21,6 +20,7 @@ TAG_MODULE = 3
 TAG_BASIC_MEMINFO = 4
 TAG_BOOTDEV = 5
 TAG_MMAP = 6
+TAG_VBE = 7
 TAG_FRAMEBUFFER = 8
 TAG_ELF_SECTIONS = 9
 TAG_APM = 10
@@ -74,11 +74,13 @@ def build_boot_info(
     load_base: int,
     elf_sections: ElfSectionsInfo | None,
     rsdp: bytes | None = None,
+    video: VbeMode | None = None,
 ) -> bytes:
     """The tags in the order GRUB 2.06 writes them (multiboot_mbi2.c; recorded on
     QEMU in tests/data/grub_reference): load base, command line, loader name, APM,
-    modules, memory map, ELF sections, basic memory, boot device, framebuffer,
-    ACPI 1.0 RSDP."""
+    modules, memory map, ELF sections, basic memory, boot device, [VBE], framebuffer,
+    ACPI 1.0 RSDP. video: the graphics mode set for a framebuffer tag (tags 7 and 8
+    describe it), or None for the EGA text console (tag 8 only)."""
     tags = [
         _tag(TAG_LOAD_BASE_ADDR, struct.pack("<I", load_base)),
         _tag(TAG_CMDLINE, _string(cmdline)),
@@ -94,9 +96,14 @@ def build_boot_info(
         tags.append(_tag(TAG_ELF_SECTIONS, header + b"".join(elf_sections.headers)))
     tags.append(_tag(TAG_BASIC_MEMINFO, struct.pack("<II", *basic_memory_kib(memory))))
     tags.append(_tag(TAG_BOOTDEV, boot_device_payload()))
-    tags.append(_tag(TAG_FRAMEBUFFER, struct.pack(
-        "<QIIIBBH", EGA_TEXT_ADDRESS, EGA_TEXT_COLUMNS * 2, EGA_TEXT_COLUMNS, EGA_TEXT_ROWS,
-        EGA_TEXT_BPP, FRAMEBUFFER_TYPE_EGA_TEXT, 0)))
+    if video is None:
+        tags.append(_tag(TAG_FRAMEBUFFER, struct.pack(
+            "<QIIIBBH", EGA_TEXT_ADDRESS, EGA_TEXT_COLUMNS * 2, EGA_TEXT_COLUMNS, EGA_TEXT_ROWS,
+            EGA_TEXT_BPP, FRAMEBUFFER_TYPE_EGA_TEXT, 0)))
+    else:
+        tags.append(_tag(TAG_VBE, interface_fields(video.number | MODE_LFB) + control_info() + mode_info(video)))
+        fields, colours = framebuffer_fields(video)
+        tags.append(_tag(TAG_FRAMEBUFFER, fields + struct.pack("<H", 0) + colours))
     if rsdp is not None:
         tags.append(_tag(TAG_ACPI_OLD, rsdp))
     tags.append(struct.pack("<II", TAG_END, 8))

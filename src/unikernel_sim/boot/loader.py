@@ -22,6 +22,7 @@ from unikernel_sim.boot.elf_image import SHF_ALLOC, SHT_NOBITS, ElfImage, is_elf
 from unikernel_sim.boot.input_files import read_input_file
 from unikernel_sim.boot.handoff import SCRATCH_SIZE, HandoffStub, enter_multiboot2_state
 from unikernel_sim.boot.bios_tables import acpi_tables
+from unikernel_sim.boot.vbe_bios import VbeMode, choose_mode
 from unikernel_sim.boot.layout import CONVENTIONAL_END, PAGE, PhysicalLayout, memory_map, top_reserved_base
 from unikernel_sim.errors import ImageError, UsageError
 
@@ -32,7 +33,6 @@ from unikernel_sim.version import __version__
 
 LOW_SCRATCH_START = 0x1000          # keep page 0 free: null pointers stay visible
 FOUR_GIB = 1 << 32
-FRAMEBUFFER_TEXT_DEPTH = 0
 KERNEL_FILE_ALLOWANCE = 256 << 20    # a kernel file may exceed a small RAM with its debug info
 
 
@@ -93,7 +93,7 @@ def load_kernel(
             error.message = f"not an ELF file, and {error.message}"
         raise ImageError(error.message, where=error.where, hint=error.hint) from None
     header = mbh.parse(data, header_offset, path)
-    _check_framebuffer_request(header, path)
+    video = _framebuffer_mode(header.framebuffer, header.warnings)
 
     layout = PhysicalLayout(machine.ram.size, path)
     if header.address is not None:
@@ -118,13 +118,14 @@ def load_kernel(
     boot_info = build_boot_info(
         cmdline=cmdline, loader_name=_loader_name(), modules=module_infos,
         memory=memory_map(machine.ram.size), ram_size=machine.ram.size, load_base=load_base,
-        elf_sections=elf_sections, rsdp=tables.rsdp,
+        elf_sections=elf_sections, rsdp=tables.rsdp, video=video,
     )
     boot_info_address = layout.place(len(boot_info), "boot information", align=PAGE)
     if boot_info_address + len(boot_info) > FOUR_GIB:
         raise ImageError("boot information would lie above 4 GiB", where=path)
     _hand_over(machine, layout, chunks + [(boot_info_address, boot_info)], entry, boot_info_address,
                mbh.BOOTLOADER_MAGIC)
+    _set_video_mode(machine, video)
     return LoadedKernel(path, header, elf, entry, boot_info_address, boot_info, load_base,
                         module_infos, layout, data)
 
@@ -167,14 +168,17 @@ def _load_multiboot1(machine: "Machine", path: str, data: bytes, elf: ElfImage |
     memory = memory_map(machine.ram.size)
     mb1_modules = [mb1.Multiboot1Module(m.start, m.end, os.fsencode(m.cmdline)) for m in module_infos]
 
+    video = choose_mode(*header.video[1:]) if header.wants_graphics else None
+
     def info_at(base: int) -> bytes:
         return mb1.build_info(base=base, cmdline=os.fsencode(cmdline), loader_name=_loader_name().encode(),
-                              modules=mb1_modules, memory=memory, elf_sections=sections)
+                              modules=mb1_modules, memory=memory, elf_sections=sections, video=video)
 
     size = len(info_at(0))                          # the pointers' values do not change the size
     base = layout.place(size, "Multiboot information", above=mb1.INFO_BASE, below=CONVENTIONAL_END)
     boot_info = info_at(base)
     _hand_over(machine, layout, chunks + [(base, boot_info)], entry, base, mb1.BOOTLOADER_MAGIC)
+    _set_video_mode(machine, video)
     return LoadedKernel(path, header, elf, entry, base, boot_info, load_base, module_infos, layout, data)
 
 
@@ -200,17 +204,24 @@ def _loader_name() -> str:
     return f"{BOOT_LOADER_NAME} {__version__}"
 
 
-def _check_framebuffer_request(header: mbh.Multiboot2Header, path: str) -> None:
-    request = header.framebuffer
-    if request is None or request.depth == FRAMEBUFFER_TEXT_DEPTH or request.optional:
-        return
-    raise ImageError(
-        f"the Multiboot2 header requires a {request.width}x{request.height}x{request.depth} "
-        "graphics framebuffer",
-        where=path,
-        hint="unisim emulates the 80x25 EGA text console only; request depth 0 or mark the "
-        "framebuffer tag optional",
-    )
+def _framebuffer_mode(request: mbh.FramebufferRequest | None, warnings: list[str]) -> VbeMode | None:
+    """The graphics mode GRUB sets for a framebuffer tag (vbe_bios.choose_mode), or
+    None for the EGA text console (no tag). A size GRUB cannot set is a warning."""
+    if request is None:
+        return None
+    mode = choose_mode(request.width, request.height, request.depth)
+    asked = (request.width, request.height, request.depth)
+    if any(asked) and asked != (mode.width, mode.height, mode.bpp) and not (
+            request.depth == 0 and (request.width, request.height) == (mode.width, mode.height)):
+        warnings.append(f"framebuffer tag asks for {request.width}x{request.height}x{request.depth}, which the "
+                        f"VBE BIOS does not offer; GRUB sets {mode.width}x{mode.height}x{mode.bpp} instead")
+    return mode
+
+
+def _set_video_mode(machine: "Machine", mode: VbeMode | None) -> None:
+    """Leave the display as the loader's VBE mode set did."""
+    if mode is not None:
+        machine.board.vbe.set_mode(mode.width, mode.height, mode.bpp)
 
 
 Chunks = list[tuple[int, bytes]]

@@ -11,6 +11,7 @@ from unikernel_sim.cli.files import (
 from unikernel_sim.cli.terminal import say, stdout_writer
 from unikernel_sim.console import StreamWriter
 from unikernel_sim.diagnostics.report import build_report
+from unikernel_sim.errors import OutputError
 from unikernel_sim.exit_codes import ExitCode
 from unikernel_sim.memory.ram import MIB
 from unikernel_sim.run import BootResult, boot
@@ -116,13 +117,24 @@ def _output_stop(writer: StreamWriter) -> Stop:
 
 
 def show_screen(result: BootResult, *, vga: bool, screenshot: str | None) -> None:
+    """--vga prints the text screen (or says which graphics mode hides it);
+    --screenshot saves what the monitor shows: the framebuffer in a graphics mode."""
+    board = result.machine.board
     if vga:
-        say("--- VGA text screen ---")
-        say(result.machine.board.vga.text())
+        if board.vbe.enabled:
+            width, height, bpp = board.vbe.mode
+            say(f"--- VGA: in a {width}x{height}x{bpp} graphics mode (see --screenshot); text memory was ---")
+        else:
+            say("--- VGA text screen ---")
+        say(board.vga.text())
     if screenshot:
         from unikernel_sim.devices.vga_render import png_bytes
 
-        write_output_file(screenshot, png_bytes(result.machine.board.vga), "screenshot")
+        try:
+            image = png_bytes(board.vga, board.vbe)
+        except ValueError as error:
+            raise OutputError(f"cannot render the screenshot: {error}", where=screenshot) from None
+        write_output_file(screenshot, image, "screenshot")
 
 
 def print_interrupt_trace(result: BootResult) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from unikernel_sim.devices.acpi_power import AcpiPowerControl
+from unikernel_sim.devices.bochs_vbe import BochsVbe
 from unikernel_sim.devices.bus import IoBus
 from unikernel_sim.devices.cmos_rtc import CmosRtc
 from unikernel_sim.devices.debug_exit import DebugConsole, DebugExit
@@ -76,6 +77,7 @@ class PcBoard:
                                           irq12=lambda: self.pic.pulse_irq(IRQ_MOUSE)))
         self.port_a = self.attach(SystemControlPortA(on_reset=lambda: wiring.reset("port 0x92 fast reset")))
         self.vga = self.attach(VgaText(wiring.read_ram, now))
+        self.vbe = self.attach(BochsVbe(mmio.uc))          # std VGA's graphics modes and framebuffer
         self.uart = self.attach(Uart16550(COM1_BASE, transmit=wiring.serial_out,
                                           irq_line=lambda level: self.pic.set_irq(COM1_IRQ, level)))
         self.uart.fast_path = wiring.uart_fast_path

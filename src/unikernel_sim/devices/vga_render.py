@@ -4,8 +4,12 @@ bright backgrounds as on hardware with blinking disabled)."""
 from __future__ import annotations
 
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from unikernel_sim.devices.vga_text import COLUMNS, ROWS, VgaText
+
+if TYPE_CHECKING:
+    from unikernel_sim.devices.bochs_vbe import BochsVbe
 
 GLYPH_WIDTH = 8
 GLYPH_HEIGHT = 16
@@ -49,18 +53,24 @@ def render_rgb(vga: VgaText) -> tuple[int, int, bytes]:
     return width, height, bytes(pixels)
 
 
-def png_bytes(vga: VgaText) -> bytes:
-    """The screen as a PNG file's bytes."""
+def png_bytes(vga: VgaText, vbe: "BochsVbe | None" = None) -> bytes:
+    """The screen as a PNG file's bytes: the graphics framebuffer when the Bochs VBE
+    display is enabled (ValueError for a paletted mode), the text screen otherwise."""
     import io
 
     from PIL import Image
 
-    width, height, rgb = render_rgb(vga)
+    if vbe is not None and vbe.enabled:
+        from unikernel_sim.devices.framebuffer_render import framebuffer_rgb
+
+        width, height, rgb = framebuffer_rgb(vbe)
+    else:
+        width, height, rgb = render_rgb(vga)
     buffer = io.BytesIO()
     Image.frombytes("RGB", (width, height), rgb).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def save_png(vga: VgaText, path: str) -> None:
+def save_png(vga: VgaText, path: str, vbe: "BochsVbe | None" = None) -> None:
     with open(path, "wb") as handle:
-        handle.write(png_bytes(vga))
+        handle.write(png_bytes(vga, vbe))
