@@ -60,6 +60,21 @@ def test_what_already_agrees_with_grub(dumps):
         assert payload(ours, tag_type) == payload(grub, tag_type), tag_type
 
 
+def test_a_segment_at_0xff000_loads_as_under_grub(capfd):
+    """probe_low.elf (probe.c linked by probe_low.ld: the header's segment at 0xFF000, the
+    code at 1 MiB): GRUB reports load base 0xFF000 and places the module as usual."""
+    grub = parse_dump((DATA / "grub-2.06_qemu-7.2_512M_segment_at_0xff000.txt").read_text())
+    result = boot(str(DATA / "probe_low.elf"), cmdline="probe cmdline",
+                  modules=[ModuleSpec(str(DATA / "module.txt"), "module-one")], max_instructions=10_000_000)
+    assert result.stop.reason.value == "guest-exit", result.stop.summary
+    ours = parse_dump(result.serial)
+    assert [kind for kind, _ in ours[1]] == [kind for kind, _ in grub[1]]
+    for (kind, data), (_, theirs) in zip(ours[1], grub[1]):
+        if kind != TAG_LOADER_NAME:
+            assert data == theirs, kind
+    assert "0xff000..0xff018" in result.machine.kernel.header.warnings[0]
+
+
 def test_tag_set_and_order_match_grub(dumps):
     (_, grub), (_, ours) = dumps
     assert [kind for kind, _ in ours] == [kind for kind, _ in grub] == [21, 1, 2, 10, 3, 6, 9, 4, 5, 8, 14, 0]

@@ -88,8 +88,10 @@ class PhysicalLayout:
         self.placements: list[Placement] = []
         self.image_end = EXTENDED_START      # set by the loader once the kernel is claimed
 
-    def claim(self, start: int, size: int, name: str) -> Placement:
-        """Reserve [start, start+size) for name; ImageError if it does not fit."""
+    def claim(self, start: int, size: int, name: str, *, anywhere_below_1mib: bool = False) -> Placement:
+        """Reserve [start, start+size) for name; ImageError if it does not fit.
+        anywhere_below_1mib: the part below 1 MiB may lie anywhere there, reserved or
+        not (GRUB 2.06 loads kernel segments at 0x500, 0x9FC00, 0xA0000, 0xFF000...)."""
         end = start + max(size, 1)
         if end > self.ram_size:
             raise ImageError(
@@ -99,7 +101,8 @@ class PhysicalLayout:
                 hint=f"give the machine more memory (--memory {max(2, -(-end // (1 << 20)) + 1)}) "
                 "or link the kernel lower",
             )
-        if not any(r.base <= start and end <= r.end for r in self.available):
+        checked_start = max(start, EXTENDED_START) if anywhere_below_1mib else start
+        if checked_start < end and not any(r.base <= checked_start and end <= r.end for r in self.available):
             raise ImageError(
                 f"{name} at {start:#x}..{end:#x} is not in available memory "
                 f"(the BIOS area {EBDA_START:#x}..{EXTENDED_START:#x} is reserved)",

@@ -23,7 +23,9 @@ from unikernel_sim.boot.input_files import read_input_file
 from unikernel_sim.boot.handoff import SCRATCH_SIZE, HandoffStub, enter_multiboot2_state
 from unikernel_sim.boot.bios_tables import acpi_tables
 from unikernel_sim.boot.vbe_bios import VbeMode, choose_mode
-from unikernel_sim.boot.layout import CONVENTIONAL_END, PAGE, PhysicalLayout, memory_map, top_reserved_base
+from unikernel_sim.boot.layout import (
+    CONVENTIONAL_END, EXTENDED_START, PAGE, PhysicalLayout, memory_map, top_reserved_base,
+)
 from unikernel_sim.errors import ImageError, UsageError
 
 if TYPE_CHECKING:
@@ -97,9 +99,9 @@ def load_kernel(
 
     layout = PhysicalLayout(machine.ram.size, path)
     if header.address is not None:
-        entry, load_base, chunks = _plan_address_tag_image(header, data, path, layout)
+        entry, load_base, chunks = _plan_address_tag_image(header, data, path, layout, header.warnings)
     elif elf is not None:
-        entry, load_base, chunks = _plan_elf_image(elf, path, layout)
+        entry, load_base, chunks = _plan_elf_image(elf, path, layout, header.warnings)
     else:
         raise ImageError(
             "not an ELF file, and its Multiboot2 header has no address tag to load it by",
@@ -150,9 +152,9 @@ def _load_multiboot1(machine: "Machine", path: str, data: bytes, elf: ElfImage |
         fields = _AddressFields(header.offset, mbh.AddressTag(header.header_addr, header.load_addr,
                                                                header.load_end_addr, header.bss_end_addr),
                                 header.entry_addr)
-        entry, load_base, chunks = _plan_address_tag_image(fields, data, path, layout)
+        entry, load_base, chunks = _plan_address_tag_image(fields, data, path, layout, header.warnings)
     elif elf is not None:
-        entry, load_base, chunks = _plan_elf_image(elf, path, layout)
+        entry, load_base, chunks = _plan_elf_image(elf, path, layout, header.warnings)
     else:
         raise ImageError("not an ELF file, and its Multiboot header has no address fields (flag 16) to load it by",
                          where=path, hint="boot an ELF kernel, or set flag 16 and the address fields")
@@ -227,19 +229,47 @@ def _set_video_mode(machine: "Machine", mode: VbeMode | None) -> None:
 Chunks = list[tuple[int, bytes]]
 
 
-def _plan_elf_image(elf: ElfImage, path: str, layout: PhysicalLayout) -> tuple[int, int, Chunks]:
+def _plan_elf_image(elf: ElfImage, path: str, layout: PhysicalLayout,
+                    warnings: list[str]) -> tuple[int, int, Chunks]:
     chunks: Chunks = []
     for seg in elf.segments:
-        layout.claim(seg.paddr, seg.memsz, f"ELF segment {seg.index}")
-        chunks.append((seg.paddr, seg.data + b"\0" * (seg.memsz - seg.filesz)))
+        name = f"ELF segment {seg.index}"
+        layout.claim(seg.paddr, seg.memsz, name, anywhere_below_1mib=True)
+        chunks.extend(_outside_legacy_hole(seg.paddr, seg.data + b"\0" * (seg.memsz - seg.filesz), name, warnings))
     entry = elf.physical_entry()
     if entry is None:
         raise ImageError(f"ELF entry point {elf.entry:#x} is not inside any loadable segment", where=path)
-    return entry, min(seg.paddr for seg in elf.segments), chunks
+    return entry, _load_base(min(seg.paddr for seg in elf.segments)), chunks
+
+
+def _load_base(lowest: int) -> int:
+    """Tag 21's value: the lowest load address rounded down to a page, as GRUB 2.06
+    reported it for segments at 0x500 (0) and 0x9FC00 (0x9F000) (recorded)."""
+    return lowest & ~(PAGE - 1)
+
+
+def _outside_legacy_hole(address: int, blob: bytes, name: str, warnings: list[str]) -> Chunks:
+    """The parts of a kernel chunk a PC keeps. GRUB 2.06 copies a segment into
+    0xA0000-0xFFFFF without complaint, but there the PC has VGA memory and the
+    write-protected video and system BIOS; on QEMU the kernel then reads 0xFFFFFFFF,
+    the VGA ROM, zeros or BIOS code instead of its bytes (recorded with probes at
+    0xA0000, 0xC0000, 0xE0000 and 0xFF000). So those bytes are dropped, with a warning."""
+    end = address + len(blob)
+    if end <= CONVENTIONAL_END or address >= EXTENDED_START:
+        return [(address, blob)]
+    lost_from, lost_to = max(address, CONVENTIONAL_END), min(end, EXTENDED_START)
+    warnings.append(f"{name} puts {lost_to - lost_from} bytes at {lost_from:#x}..{lost_to:#x}, where a PC has VGA "
+                    "memory and BIOS ROM: GRUB copies them, but on QEMU they do not arrive (dropped here too)")
+    kept = []
+    if address < CONVENTIONAL_END:
+        kept.append((address, blob[:CONVENTIONAL_END - address]))
+    if end > EXTENDED_START:
+        kept.append((EXTENDED_START, blob[EXTENDED_START - address:]))
+    return kept
 
 
 def _plan_address_tag_image(header: mbh.Multiboot2Header, data: bytes, path: str,
-                            layout: PhysicalLayout) -> tuple[int, int, Chunks]:
+                            layout: PhysicalLayout, warnings: list[str]) -> tuple[int, int, Chunks]:
     """The a.out kludge (section 3.1.5): load a flat file by the address tag."""
     tag = header.address
     assert tag is not None
@@ -265,10 +295,11 @@ def _plan_address_tag_image(header: mbh.Multiboot2Header, data: bytes, path: str
     if bss_end < tag.load_addr + load_size:
         raise ImageError("address tag: bss_end_addr lies below the end of the loaded data", where=path)
     total = bss_end - tag.load_addr
-    layout.claim(tag.load_addr, total, "kernel image (address tag)")
+    name = "kernel image (address tag)"
+    layout.claim(tag.load_addr, total, name, anywhere_below_1mib=True)
     blob = bytes(data[file_start:file_start + load_size]) + b"\0" * (total - load_size)
     entry = header.entry_address if header.entry_address is not None else tag.load_addr
-    return entry, tag.load_addr, [(tag.load_addr, blob)]
+    return entry, _load_base(tag.load_addr), _outside_legacy_hole(tag.load_addr, blob, name, warnings)
 
 
 def _place_elf_sections(elf: ElfImage, data: bytes, layout: PhysicalLayout, chunks: Chunks) -> ElfSectionsInfo | None:
