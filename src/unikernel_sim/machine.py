@@ -26,6 +26,7 @@ from unikernel_sim.boot.symbols import SymbolTable
 from unikernel_sim.breakpoints import Breakpoints
 from unikernel_sim.console import ConsoleOutput
 from unikernel_sim.cpu import cpuid
+from unikernel_sim.cpu.alignment_guard import AlignmentGuard, code_regions
 from unikernel_sim.cpu.code_cache import CodeCache
 from unikernel_sim.cpu.engine import CpuState, create_engine, read_cpu_state
 from unikernel_sim.cpu.fast_syscall import FastSystemCall
@@ -75,6 +76,7 @@ class Machine:
         check_red_zone: bool = True,
         check_returns: bool = False,
         cpu_model: str | None = None,
+        alignment: str = "hardware",
     ) -> None:
         if not isinstance(memory_mb, int) or not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
             raise UsageError(f"memory size {memory_mb} MiB is out of range", where="--memory",
@@ -116,12 +118,12 @@ class Machine:
         self.loop.strict_io = strict_io
         self.breakpoints = Breakpoints(self)
         self.red_zone = RedZoneWatch(self) if check_red_zone else None
-        self.alignment_violations: list[tuple[int, int, str]] = []    # (rip, operand address, text)
         self.check_returns = check_returns
         self._caller = None
         cpuid.install(uc, deterministic=deterministic, model=cpu_model)
         self.fast_syscall = FastSystemCall(uc, self.memory, raise_fault=self.interrupts.raise_fault)
         self.control_registers = ControlRegisterGuard(uc, self.clock, self.interrupts.raise_fault)
+        self.alignment = AlignmentGuard(uc, self.clock, self.interrupts.raise_fault, mode=alignment)
 
     def stream_serial_input(self, fd: int) -> None:
         """Type what arrives on fd (a FIFO, pipe or terminal) on COM1 while the guest runs."""
@@ -151,6 +153,9 @@ class Machine:
         else:
             start, end = self.kernel.load_base, self.kernel.layout.image_end
             self.control_registers.watch(start, self.ram.read(start, end - start))
+        kernel = self.kernel
+        self.alignment.watch(*code_regions(kernel.elf, self.symbols, kernel.entry, self.ram.read,
+                                           kernel.layout.image_end))
         if self.check_returns:
             self._watch_returns()
         for name in PANIC_SYMBOLS:
@@ -159,6 +164,11 @@ class Machine:
                 self.uc.hook_add(UC_HOOK_CODE, self._on_panic_call, begin=address, end=address)
                 break
         return self.kernel
+
+    @property
+    def alignment_violations(self) -> list[tuple[int, int, str]]:
+        """(rip, operand address, instruction) of each misaligned SSE operand met."""
+        return self.alignment.violations
 
     def _watch_returns(self) -> None:
         """A C hook on every `ret` of every function (for naming a return into nowhere).

@@ -67,7 +67,7 @@ def boot(
     tsc_hz: int | None = None,
     trace_interrupts: bool = False,
     trace: tuple[str, ...] = (),
-    alignment: str | None = None,
+    alignment: str = "hardware",
     check_returns: bool = False,
     on_loaded: Iterable[Callable[[Machine], None]] = (),
     output_history: int | None = None,
@@ -86,7 +86,7 @@ def boot(
     options = {"tsc_hz": tsc_hz} if tsc_hz else {}
     machine = Machine(memory_mb, deterministic=deterministic, serial_input=serial_input,
                       strict_io=strict_io, rtc_start=rtc_start, check_returns=check_returns, cpu_model=cpu,
-                      **options)
+                      alignment=alignment, **options)
     machine.interrupts.trace = trace_interrupts
     if keys:
         try:
@@ -116,10 +116,6 @@ def boot(
         from unikernel_sim.tracing import trace_calls
 
         trace_calls(machine)
-    if alignment is not None:
-        from unikernel_sim.diagnostics.alignment import AlignmentWatch
-
-        AlignmentWatch(machine, strict=alignment == "strict")
     stop = machine.run(max_instructions=max_instructions, timeout=timeout, catch_sigint=catch_sigint)
     matched = watcher.check() if watcher is not None else None
     return BootResult(

@@ -161,6 +161,7 @@ class RunLoop:
         guarded = self.clock.take_guard_hit()
         if guarded is not None and not self.machine.control_registers.check_at(guarded):
             self.clock.let_guarded_run(guarded)           # a legal MOV to CR: run it once
+        misaligned = self.machine.alignment.take_hit()    # #GP(0) raised, or recorded and let run
         # 4. why did it stop?
         if self._pending is not None:
             return self._pending
@@ -178,7 +179,8 @@ class RunLoop:
             return self._stop_here(StopReason.BUDGET, f"instruction budget of {self.budget_end} reached")
         timer_fired = self.host_timer.take_fired()
         output_drained = self.host_timer.take_fired(OUTPUT)          # drained above
-        if self._service_requested or self.clock.stopped_by_clock or timer_fired or guarded is not None:
+        if (self._service_requested or self.clock.stopped_by_clock or timer_fired or guarded is not None
+                or misaligned):
             return GO_ON
         if self._after_hlt():
             return self._on_hlt()

@@ -107,12 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
                            "calls: function entries by symbol (costs a hook per function)")
     boot.add_argument("--report-json", metavar="FILE", help="write the crash report (if any) as JSON")
     boot.add_argument("--strict-alignment", action="store_true",
-                      help="raise #GP(0) on misaligned movaps/movdqa and m128 SSE operands, as hardware does")
+                      help="raise #GP(0) on misaligned movaps/movdqa and m128 SSE operands, as hardware does "
+                           "(the default)")
+    boot.add_argument("--no-alignment-check", action="store_true",
+                      help="let misaligned SSE operands pass, as Unicorn alone would")
     boot.add_argument("--check-returns", action="store_true",
                       help="remember which function executed each `ret`, to name the culprit of a return "
                            "into nowhere (slows function returns)")
     boot.add_argument("--check-alignment", action="store_true",
-                      help="record misaligned SSE operands for the report without faulting")
+                      help="record misaligned SSE operands for the report and let them pass")
     boot.add_argument("--cpu", choices=("qemu64", "haswell"), metavar="MODEL",
                       help="answer CPUID as QEMU 7.2's qemu64 or Haswell model does (recorded tables; default: "
                            "QEMU's answers without the local APIC, which unisim does not emulate yet)")

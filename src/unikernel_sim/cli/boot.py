@@ -73,7 +73,7 @@ def run_boot(args: argparse.Namespace) -> int:
             tsc_hz=args.tsc_mhz * 1_000_000,
             trace_interrupts="int" in args.trace,
             trace=tuple(args.trace),
-            alignment="strict" if args.strict_alignment else ("check" if args.check_alignment else None),
+            alignment=_alignment_mode(args),
             check_returns=args.check_returns,
             on_loaded=[warn_about_header, watch_stdout] + ([open_serial_out] if args.serial_out else [])
             + ([stream_serial_in] if streamed else []),
@@ -96,6 +96,15 @@ def run_boot(args: argparse.Namespace) -> int:
             say(f"unisim: {line}")
         return int(ExitCode.OUTPUT_FAILED)
     return result.exit_code
+
+
+def _alignment_mode(args: argparse.Namespace) -> str:
+    """--check-alignment and --no-alignment-check loosen the default (hardware's #GP)."""
+    if args.check_alignment:
+        return "check"
+    if args.no_alignment_check and not args.strict_alignment:
+        return "off"
+    return "hardware"
 
 
 def _inputs(args: argparse.Namespace) -> list[tuple[str, str]]:

@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "_alignment.h"
 #include "_vclock.h"
 
 static uint64_t host_monotonic_ns(void)
@@ -86,6 +87,10 @@ void vclock_count(void *uc, uint64_t address, uint32_t size, void *user_data)
             vc->emu_stop(uc);
             return;
         }
+    }
+    if (vc->align && align_is_site(vc->align, address) && align_check(uc, vc->align, address)) {
+        vc->stop_requested = 1;               /* misaligned SSE operand: the host raises #GP */
+        return;
     }
     if (vc->instructions >= vc->stop_at) {
         vc->stopped = 1;

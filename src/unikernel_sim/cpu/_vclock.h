@@ -47,6 +47,7 @@ struct vclock {
     uint64_t guard_addresses[GUARD_MAX];
     uint64_t guard_hit;               /* the guarded address reached; UINT64_MAX: none     */
     uint64_t guard_skip;              /* let this guarded address run once (checked)       */
+    void *align;                      /* struct align_table of the SSE alignment guard, or NULL */
 };
 
 uint64_t vclock_now_ns(const struct vclock *vc);

@@ -38,6 +38,7 @@ from unikernel_sim.arch import Vector
 
 __all__ = [
     "RUN_UNTIL_NEVER", "UcContext", "add_native_hook", "clear_exception_in_flight", "context_offsets",
+    "delete_native_hook",
     "in_64bit_mode", "interrupt_shadow", "native_function_address", "set_cpl", "take_exception_info",
 ]
 
@@ -57,7 +58,8 @@ def add_native_hook(uc: Uc, htype: int, callback: ctypes.c_void_p, user_data: ct
                     begin: int, end: int, *extra: int) -> int:
     """uc_hook_add with a C function pointer, through the library itself: the
     binding refuses UC_HOOK_INSN + RDTSC although the C core accepts it (Q8), and
-    a C callback costs no Python per call. Returns the hook handle (hook_del takes it)."""
+    a C callback costs no Python per call. Returns the hook handle (delete_native_hook
+    takes it: the binding's hook_del knows only the hooks it added)."""
     handle = ctypes.c_size_t()
     args = [ctypes.c_int(x) for x in extra]
     status = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), htype, callback, user_data,
@@ -65,6 +67,13 @@ def add_native_hook(uc: Uc, htype: int, callback: ctypes.c_void_p, user_data: ct
     if status != 0:
         raise RuntimeError(f"uc_hook_add({htype}) failed with Unicorn error {status}")
     return handle.value
+
+
+def delete_native_hook(uc: Uc, handle: int) -> None:
+    """uc_hook_del for a hook add_native_hook added."""
+    status = uclib.uc_hook_del(uc._uch, ctypes.c_size_t(handle))
+    if status != 0:
+        raise RuntimeError(f"uc_hook_del failed with Unicorn error {status}")
 
 
 PROBE_CODE_ADDRESS = 0x1000

@@ -59,6 +59,7 @@ class VClockState(ctypes.Structure):
         ("guard_addresses", ctypes.c_uint64 * GUARD_MAX),
         ("guard_hit", ctypes.c_uint64),
         ("guard_skip", ctypes.c_uint64),
+        ("align", ctypes.c_void_p),
     ]
 
 

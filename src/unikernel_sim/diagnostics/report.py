@@ -120,7 +120,7 @@ class Evidence:
         return None
 
     def aligned_operand(self, address: int) -> int | None:
-        from unikernel_sim.diagnostics.alignment import effective_address, requires_alignment
+        from unikernel_sim.cpu.alignment_guard import operand_address, requires_alignment
 
         instruction = self._decode(address)
         if instruction is None:
@@ -128,7 +128,7 @@ class Evidence:
         index = requires_alignment(instruction)
         if index is None:
             return None
-        return effective_address(self.machine, instruction, instruction.operands[index])
+        return operand_address(instruction, instruction.operands[index], self.machine.uc.reg_read)
 
 
 @dataclass

@@ -1,0 +1,272 @@
+"""SSE instructions that need a 16-byte-aligned memory operand, checked as hardware
+checks them: a misaligned movaps/movdqa/movntdq, or legacy-SSE arithmetic on an
+m128 operand (xorps xmm0, [rcx]...), raises #GP(0) (SDM vol. 1 11.4.1; QEMU 7.2
+does the same). Unicorn 2.1.4 executes them (docs/unicorn-quirks.md Q17), so a
+kernel whose stack is misaligned by 8 ran here and crashed on QEMU.
+
+Finding the instructions: each sized function symbol (STT_FUNC, st_size > 0: what
+a compiler emits) is decoded in the ELF's own mode - a straight sweep of the
+executable segments stops at the Multiboot header or at the 32-bit entry code of
+an x86-64 kernel. A function that does not decode to its last byte is left out
+(32-bit code in a 64-bit image, or data). Decoding is capstone's lite mode; only
+instructions with an xmmword operand are decoded again in detail (4 ms against
+90 ms for the whole firmware in detail).
+
+Checking: an operand addressed by RIP or by an absolute address has a known
+address at load time (aligned ones are dropped, misaligned ones always fault);
+the others go to the C check (_alignment.c), a native code hook on each in fast
+mode, the counting hook's bitmap in deterministic mode. Modes: "hardware" (the
+default: #GP(0) at the instruction, which does not run), "check" (record it for
+the report and let it run, as Unicorn would), "off". Code the guest writes or
+loads later (modules, JIT) is not covered.
+"""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from unicorn import UC_HOOK_CODE, Uc
+from unicorn import x86_const as x86
+
+from unikernel_sim.arch import Vector
+from unikernel_sim.cpu import _vclock
+from unikernel_sim.cpu.unicorn_compat import add_native_hook, delete_native_hook, native_function_address
+from unikernel_sim.cpu.vclock import NEVER, VirtualClock
+
+if TYPE_CHECKING:
+    from unikernel_sim.boot.elf_image import ElfImage
+    from unikernel_sim.boot.symbols import SymbolTable
+
+MODES = ("hardware", "check", "off")
+OPERAND_BYTES = 16
+UNALIGNED_OK = frozenset({"movups", "movupd", "movdqu", "lddqu", "movq", "movd", "movss", "movsd",
+                          "movhps", "movlps", "movhpd", "movlpd", "pinsrb", "pinsrw", "pinsrd", "pinsrq",
+                          "pextrb", "pextrw", "pextrd", "pextrq", "insertps", "extractps", "cvtss2sd",
+                          "cvtsd2ss", "comiss", "comisd", "ucomiss", "ucomisd", "movddup", "fxsave",
+                          "fxsave64", "fxrstor", "fxrstor64", "ldmxcsr", "stmxcsr", "pcmpestri",
+                          "pcmpestrm", "pcmpistri", "pcmpistrm"})
+_SEGMENT_BASES = {"fs": x86.UC_X86_REG_FS_BASE, "gs": x86.UC_X86_REG_GS_BASE}
+
+
+class AlignSite(ctypes.Structure):
+    """Mirror of struct align_site (_alignment.h)."""
+
+    _fields_ = [("address", ctypes.c_uint64), ("base_reg", ctypes.c_int64), ("index_reg", ctypes.c_int64),
+                ("segment_base_reg", ctypes.c_int64), ("displacement", ctypes.c_int64),
+                ("scale", ctypes.c_uint64), ("address_mask", ctypes.c_uint64)]
+
+
+class AlignTable(ctypes.Structure):
+    """Mirror of struct align_table (_alignment.h)."""
+
+    _fields_ = [("count", ctypes.c_uint64), ("sites", ctypes.POINTER(AlignSite)), ("lo", ctypes.c_uint64),
+                ("hi", ctypes.c_uint64), ("bitmap", ctypes.POINTER(ctypes.c_uint8)),
+                ("hit_address", ctypes.c_uint64), ("hit_operand", ctypes.c_uint64),
+                ("skip_address", ctypes.c_uint64), ("checked", ctypes.c_uint64),
+                ("reg_read", ctypes.c_void_p), ("emu_stop", ctypes.c_void_p)]
+
+
+_HOOK = ctypes.cast(ctypes.CDLL(_vclock.__file__).align_hook, ctypes.c_void_p)
+
+
+def requires_alignment(instruction) -> int | None:
+    """Index of the m128 operand that must be 16-byte aligned (capstone detail), or None."""
+    from capstone import x86 as cs_x86
+
+    if instruction.mnemonic.startswith("v") or instruction.mnemonic in UNALIGNED_OK:
+        return None
+    for index, operand in enumerate(instruction.operands):
+        if operand.type == cs_x86.X86_OP_MEM and operand.size == OPERAND_BYTES:
+            return index
+    return None
+
+
+def operand_address(instruction, operand, read_register: Callable[[int], int]) -> int:
+    """The operand's address from the registers (read_register takes a Unicorn id)."""
+    memory = operand.mem
+
+    def value(register: int) -> int:
+        if register == 0:
+            return 0
+        name = instruction.reg_name(register)
+        if name == "rip":
+            return instruction.address + instruction.size
+        return read_register(getattr(x86, f"UC_X86_REG_{name.upper()}"))
+
+    return (value(memory.base) + value(memory.index) * memory.scale + memory.disp) & ((1 << 64) - 1)
+
+
+@dataclass(frozen=True)
+class Site:
+    address: int
+    text: str
+    base_reg: int             # Unicorn ids, 0 for none
+    index_reg: int
+    segment_base_reg: int
+    displacement: int
+    scale: int
+    address_mask: int
+    fixed_operand: int | None  # the operand's address when no register but RIP takes part
+
+
+def code_regions(elf: "ElfImage | None", symbols: "SymbolTable", entry: int,
+                 read: Callable[[int, int], bytes], image_end: int) -> tuple[list[tuple[int, bytes, bool]], int]:
+    """(regions as (address, bytes, must decode whole), bits) to search: every sized
+    function, or - for an image without them (a stripped or hand-written kernel, a
+    flat binary) - a straight sweep from the entry point in 32-bit mode, the mode a
+    Multiboot kernel starts in (it ends where decoding fails)."""
+    bits = 64 if elf is not None and elf.elf_class == 64 else 32
+    functions = [s for s in symbols.symbols if s.kind == "STT_FUNC" and s.size > 0]
+    if elf is not None and functions:
+        regions = []
+        for symbol in functions:
+            code = _function_bytes(elf, symbol.address, symbol.size)
+            if code is not None:
+                regions.append((symbol.address, code, True))
+        return regions, bits
+    if bits == 64:
+        return [], bits                 # a 64-bit kernel starts in 32-bit code: no safe sweep
+    if elf is not None:
+        segment = next((s for s in elf.segments if s.executable and s.paddr <= entry < s.paddr + s.filesz), None)
+        if segment is None:
+            return [], bits
+        start = entry - segment.paddr
+        return [(segment.vaddr + start, bytes(segment.data[start:segment.filesz]), False)], bits
+    return [(entry, read(entry, max(0, image_end - entry)), False)], bits
+
+
+def find_sites(regions: list[tuple[int, bytes, bool]], bits: int) -> list[Site]:
+    """Every instruction in regions that needs an aligned m128 operand."""
+    from capstone import CS_ARCH_X86, CS_MODE_32, CS_MODE_64, Cs
+
+    mode = CS_MODE_64 if bits == 64 else CS_MODE_32
+    decoder, detailed = Cs(CS_ARCH_X86, mode), Cs(CS_ARCH_X86, mode)
+    detailed.detail = True
+    sites = []
+    for start, code, whole in regions:
+        candidates, decoded = [], 0
+        for address, size, mnemonic, op_str in decoder.disasm_lite(code, start):
+            decoded += size
+            if "xmmword ptr" in op_str and not mnemonic.startswith("v") and mnemonic not in UNALIGNED_OK:
+                candidates.append((address, size))
+        if whole and decoded != len(code):
+            continue                                  # not code of this mode all the way through
+        for address, size in candidates:
+            offset = address - start
+            instruction = next(detailed.disasm(code[offset:offset + size], address), None)
+            index = None if instruction is None else requires_alignment(instruction)
+            if index is not None:
+                sites.append(_site(instruction, instruction.operands[index], bits))
+    return sites
+
+
+def _function_bytes(elf: "ElfImage", address: int, size: int) -> bytes | None:
+    for segment in elf.segments:
+        if segment.vaddr <= address and address + size <= segment.vaddr + segment.filesz:
+            start = address - segment.vaddr
+            return bytes(segment.data[start:start + size])
+    return None
+
+
+def _site(instruction, operand, bits: int) -> Site:
+    memory = operand.mem
+
+    def unicorn_id(register: int) -> int:
+        return 0 if register == 0 else getattr(x86, f"UC_X86_REG_{instruction.reg_name(register).upper()}")
+
+    base_name = instruction.reg_name(memory.base) if memory.base else None
+    segment = instruction.reg_name(memory.segment) if memory.segment else None
+    mask = (1 << 64) - 1 if bits == 64 and not (base_name or "r").startswith("e") else 0xFFFFFFFF
+    text = f"{instruction.mnemonic} {instruction.op_str}"
+    fixed = None
+    if memory.index == 0 and (memory.base == 0 or base_name == "rip") and segment not in _SEGMENT_BASES:
+        fixed = operand_address(instruction, operand, lambda register: 0) & mask
+    return Site(instruction.address, text, 0 if base_name == "rip" else unicorn_id(memory.base),
+                unicorn_id(memory.index), _SEGMENT_BASES.get(segment or "", 0), memory.disp, memory.scale, mask,
+                fixed)
+
+
+class AlignmentGuard:
+    def __init__(self, uc: Uc, clock: VirtualClock, raise_fault: Callable[[int, int | None, int], None],
+                 mode: str = "hardware") -> None:
+        if mode not in MODES:
+            raise ValueError(f"alignment mode {mode!r}: give one of {', '.join(MODES)}")
+        self.uc = uc
+        self.clock = clock
+        self.raise_fault = raise_fault
+        self.mode = mode
+        self.sites: dict[int, Site] = {}
+        self.violations: list[tuple[int, int, str]] = []     # (rip, operand address, instruction)
+        self.table = AlignTable()
+        self.table.hit_address = self.table.skip_address = NEVER
+        self.table.reg_read = native_function_address("uc_reg_read")
+        self.table.emu_stop = native_function_address("uc_emu_stop")
+        self._arrays: tuple = ()
+        self._hooks: list[int] = []
+        clock.on_counting.append(self._move_to_counting_hook)
+
+    def watch(self, regions: list[tuple[int, bytes, bool]], bits: int) -> None:
+        """Check every site in regions (code_regions) from now on."""
+        if self.mode == "off":
+            return
+        dynamic = []
+        for site in find_sites(regions, bits):
+            if site.fixed_operand is None or site.fixed_operand % OPERAND_BYTES:
+                self.sites[site.address] = site
+                dynamic.append(site)
+        if not dynamic:
+            return
+        self._fill_table(sorted(dynamic, key=lambda s: s.address))
+        if self.clock.counting:
+            self._move_to_counting_hook()
+        else:
+            pointer = ctypes.cast(ctypes.pointer(self.table), ctypes.c_void_p)
+            self._hooks = [add_native_hook(self.uc, UC_HOOK_CODE, _HOOK, pointer, s.address, s.address)
+                           for s in dynamic]
+        self.uc.ctl_flush_tb()
+
+    def _fill_table(self, sites: list[Site]) -> None:
+        array = (AlignSite * len(sites))()
+        for slot, site in zip(array, sites):
+            slot.address, slot.base_reg, slot.index_reg = site.address, site.base_reg, site.index_reg
+            slot.segment_base_reg, slot.scale, slot.address_mask = site.segment_base_reg, site.scale, site.address_mask
+            slot.displacement = site.fixed_operand if site.fixed_operand is not None else site.displacement
+        lo, hi = sites[0].address, sites[-1].address
+        bitmap = (ctypes.c_uint8 * ((hi - lo) // 8 + 1))()
+        for site in sites:
+            bitmap[(site.address - lo) >> 3] |= 1 << ((site.address - lo) & 7)
+        self._arrays = (array, bitmap)                     # keep them alive while C points at them
+        self.table.count, self.table.lo, self.table.hi = len(sites), lo, hi
+        self.table.sites = ctypes.cast(array, ctypes.POINTER(AlignSite))
+        self.table.bitmap = ctypes.cast(bitmap, ctypes.POINTER(ctypes.c_uint8))
+
+    def _move_to_counting_hook(self) -> None:
+        """Once the C counting hook runs before every instruction, it checks the bitmap
+        itself: one-address hooks would then cost a bounds walk on every instruction."""
+        for handle in self._hooks:
+            delete_native_hook(self.uc, handle)
+        self._hooks = []
+        if self.table.count:
+            self.clock.state.align = ctypes.cast(ctypes.pointer(self.table), ctypes.c_void_p)
+
+    # --- after a slice ------------------------------------------------------------------
+    def take_hit(self) -> bool:
+        """Act on a misaligned operand the C check stopped at: #GP(0) (hardware) or a
+        record and one free run (check). True if there was one."""
+        address = self.table.hit_address
+        if address == NEVER:
+            return False
+        self.table.hit_address = NEVER
+        site = self.sites[address]
+        self.violations.append((address, self.table.hit_operand, site.text))
+        if self.mode == "hardware":
+            self.raise_fault(Vector.GP, 0, address)
+        else:
+            self.table.skip_address = address
+        return True
+
+    @property
+    def checked(self) -> int:
+        """Site executions the C check has looked at."""
+        return self.table.checked
