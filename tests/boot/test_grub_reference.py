@@ -87,20 +87,15 @@ def test_only_the_loader_name_differs(dumps):
     assert payload(grub, TAG_LOADER_NAME).startswith(b"GRUB 2.06")
 
 
-def test_the_rsdp_in_the_tag_is_in_memory_with_a_valid_rsdt(dumps):
-    """ACPI 6.5 5.2.5.3 / 5.2.7: the RSDP a kernel finds by searching the BIOS area is
-    the one in tag 14, its checksum is right, and so is the RSDT's it points to."""
+def test_the_rsdp_in_the_tag_is_the_one_in_the_bios_area(dumps):
+    """The RSDP a kernel finds by searching the BIOS area is the one in tag 14 (the
+    tables themselves: tests/platform/test_acpi_tables.py)."""
     (_, _), (_, ours) = dumps
     rsdp = payload(ours, TAG_ACPI_OLD)
-    assert rsdp[:8] == b"RSD PTR " and sum(rsdp) % 256 == 0
     machine = boot(str(DATA / "probe.elf"), max_instructions=10_000).machine
     bios_area = machine.ram.read(0xE0000, 0x20000)
     found = [offset for offset in range(0, len(bios_area), 16) if bios_area[offset:offset + 8] == b"RSD PTR "]
     assert len(found) == 1 and bios_area[found[0]:found[0] + 20] == rsdp
-    rsdt_address = struct.unpack_from("<I", rsdp, 16)[0]
-    length = struct.unpack_from("<I", machine.ram.read(rsdt_address + 4, 4))[0]
-    rsdt = machine.ram.read(rsdt_address, length)
-    assert rsdt[:4] == b"RSDT" and length == 36 and sum(rsdt) % 256 == 0
 
 
 # --- the header walk: accept what GRUB accepts, refuse what it refuses ---------------------

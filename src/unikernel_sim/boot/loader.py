@@ -21,7 +21,7 @@ from unikernel_sim.boot.boot_info import (
 from unikernel_sim.boot.elf_image import SHF_ALLOC, SHT_NOBITS, ElfImage, is_elf, read_elf
 from unikernel_sim.boot.input_files import read_input_file
 from unikernel_sim.boot.handoff import SCRATCH_SIZE, HandoffStub, enter_multiboot2_state
-from unikernel_sim.boot.bios_tables import acpi_tables
+from unikernel_sim.boot.acpi_tables import acpi_tables
 from unikernel_sim.boot.vbe_bios import VbeMode, choose_mode
 from unikernel_sim.boot.layout import (
     CONVENTIONAL_END, EXTENDED_START, PAGE, PhysicalLayout, memory_map, top_reserved_base,
