@@ -103,8 +103,8 @@ class Machine:
             serial_out=self.serial.write, debugcon_out=self.debugcon.write,
             guest_exit=lambda value: self.request_stop(
                 Stop(StopReason.GUEST_EXIT, f"guest exit with value {value}", exit_value=value)),
-            power_off=lambda value: self.request_stop(
-                Stop(StopReason.POWER_OFF, f"guest powered off (ACPI PM1a control {value:#06x})")),
+            power_off=lambda value, state: self.request_stop(
+                Stop(StopReason.POWER_OFF, f"guest powered off (ACPI PM1a control {value:#06x}: {state})")),
             reset=lambda source: self.request_stop(
                 Stop(StopReason.RESET, f"guest requested a system reset ({source})")),
             interrupt_changed=lambda: self.loop.interrupt_line_changed(),

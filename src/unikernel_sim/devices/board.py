@@ -18,7 +18,6 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Callable
 
-from unikernel_sim.devices.acpi_power import AcpiPowerControl
 from unikernel_sim.devices.bochs_vbe import BochsVbe
 from unikernel_sim.devices.bus import IoBus
 from unikernel_sim.devices.cmos_rtc import CmosRtc
@@ -29,6 +28,7 @@ from unikernel_sim.devices.i8254 import Pit8254
 from unikernel_sim.devices.i8259 import PicPair
 from unikernel_sim.devices.mmio import MmioBus
 from unikernel_sim.devices.pci.host_bridge import PciHostBridge, PiixResetControl
+from unikernel_sim.devices.piix4_pm import SCI_IRQ, Piix4PowerManagement
 from unikernel_sim.devices.post_port import PostPort
 from unikernel_sim.devices.system_control_a import SystemControlPortA
 from unikernel_sim.devices.uart16550 import COM1_BASE, COM1_IRQ, Uart16550
@@ -48,7 +48,7 @@ class BoardWiring:
     serial_out: Callable[[int], None]                 # a byte COM1 transmitted
     debugcon_out: Callable[[int], None]               # a byte written to port 0xE9
     guest_exit: Callable[[int], None]                 # value written to the debug-exit port
-    power_off: Callable[[int], None]                  # ACPI PM1a control value with SLP_EN
+    power_off: Callable[[int, str], None]             # ACPI PM1a control value with SLP_EN, sleep state
     reset: Callable[[str], None]                      # the guest asked for a reset (names the source)
     interrupt_changed: Callable[[], None]             # the PIC's INTR output may have changed
     events_moved: Callable[[], None]                  # the next device event may have moved
@@ -85,7 +85,8 @@ class PcBoard:
         self.attach(DebugExit(wiring.guest_exit))
         self.attach(DebugConsole(wiring.debugcon_out))
         self.post = self.attach(PostPort())
-        self.attach(AcpiPowerControl(wiring.power_off))
+        self.pm = self.attach(Piix4PowerManagement(now, wiring.power_off,
+                                                   sci=lambda level: self.pic.set_irq(SCI_IRQ, level)))
         self.pci = self.attach(PciHostBridge())
         self.attach(PiixResetControl(reset=wiring.reset))
 

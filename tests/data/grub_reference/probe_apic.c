@@ -3,7 +3,7 @@
  * then every table the RSDT lists, and the DSDT and FACS the FADT points at, as bytes), the
  * local APIC's registers at reset, IA32_APIC_BASE, the I/O APIC's identification and
  * redirection table, the HPET's registers, and how many LAPIC timer and HPET ticks pass in
- * 10 ms measured with PIT channel 2 - over COM1, then exits through isa-debug-exit.
+ * 10 ms measured with PIT channel 2, and the PIIX4 power-management registers - over COM1, then exits through isa-debug-exit.
  * Booted by GRUB 2.06 on QEMU 7.2 (RECIPE.md) and by unisim, the two dumps must agree. */
 #include <stdint.h>
 
@@ -52,6 +52,12 @@
 #define PORT_B_GATE2 0x01
 #define PORT_B_SPEAKER 0x02
 #define PORT_B_OUT2 0x20
+#define PM1A_EVENT 0x600
+#define PM1A_CONTROL 0x604
+#define PM_TIMER 0x608
+#define PM_TIMER_MASK 0xFFFFFFu
+#define SMI_COMMAND 0xB2
+#define ACPI_ENABLE 0xF1
 
 static inline void outb(uint16_t port, uint8_t value) { __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port)); }
 static inline uint8_t inb(uint16_t port) { uint8_t v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
@@ -214,6 +220,29 @@ static void wait_10ms(void)
         ;
 }
 
+static inline uint16_t inw(uint16_t port) { uint16_t v; __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline uint32_t inl(uint16_t port) { uint32_t v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+
+/* The PIIX4 PM registers the FADT names, before and after the ACPI-enable SMI command. */
+static void dump_pm(void)
+{
+    puts_("pm1 ");
+    hex(inw(PM1A_EVENT), 4);
+    put(' ');
+    hex(inw(PM1A_EVENT + 2), 4);
+    put(' ');
+    hex(inw(PM1A_CONTROL), 4);
+    outb(SMI_COMMAND, ACPI_ENABLE);
+    put(' ');
+    hex(inw(PM1A_CONTROL), 4);
+    uint32_t first = inl(PM_TIMER) & PM_TIMER_MASK;
+    wait_10ms();
+    uint32_t second = inl(PM_TIMER) & PM_TIMER_MASK;
+    puts_(" pm-timer-per-10ms ");
+    hex((second - first) & PM_TIMER_MASK, 8);
+    put('\n');
+}
+
 static void measure_timers(void)
 {
     mmio_write(LAPIC_BASE + LAPIC_TIMER_DIVIDE, DIVIDE_BY_16);
@@ -241,6 +270,7 @@ void probe_main(uint32_t magic, const uint8_t *info)
     dump_ioapic();
     dump_hpet();
     measure_timers();
+    dump_pm();
     puts_("end\n");
     outb(DEBUG_EXIT, 0);
     for (;;)
