@@ -34,6 +34,7 @@ from unikernel_sim.cpu.control_register_guard import ControlRegisterGuard
 from unikernel_sim.cpu.host_limits import check_address_space
 from unikernel_sim.cpu.host_timer import HostTimer
 from unikernel_sim.cpu.interrupts import InterruptPath
+from unikernel_sim.cpu.msr_emulation import ModelSpecificRegisters
 from unikernel_sim.cpu.red_zone_watch import RedZoneWatch
 from unikernel_sim.cpu.unicorn_compat import context_offsets
 from unikernel_sim.cpu.vclock import VirtualClock
@@ -120,9 +121,11 @@ class Machine:
         self.red_zone = RedZoneWatch(self) if check_red_zone else None
         self.check_returns = check_returns
         self._caller = None
-        cpuid.install(uc, deterministic=deterministic, model=cpu_model)
+        cpuid.install(uc, deterministic=deterministic, model=cpu_model,
+                      apic_enabled=lambda: self.board.lapic.globally_enabled)
         self.fast_syscall = FastSystemCall(uc, self.memory, raise_fault=self.interrupts.raise_fault)
-        self.control_registers = ControlRegisterGuard(uc, self.clock, self.interrupts.raise_fault)
+        self.msrs = ModelSpecificRegisters(self.board.lapic)
+        self.control_registers = ControlRegisterGuard(uc, self.clock, self.interrupts.raise_fault, self.msrs)
         self.alignment = AlignmentGuard(uc, self.clock, self.interrupts.raise_fault, mode=alignment)
 
     def stream_serial_input(self, fd: int) -> None:

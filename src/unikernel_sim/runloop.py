@@ -214,11 +214,11 @@ class RunLoop:
             self.machine.red_zone.expire(now)
 
     def _inject_interrupt(self) -> None:
-        if not self.board.pic.interrupt_pending:            # the common case: read no registers
+        if not self.board.interrupt_pending:            # the common case: read no registers
             return
         old_rsp = self.uc.reg_read(x86.UC_X86_REG_RSP)
         return_rip = self.machine.rip
-        if not self.interrupts.inject_pending_irq(self.board.pic):
+        if not self.interrupts.inject_pending_irq(self.board):
             return
         red_zone = self.machine.red_zone
         new_rsp = self.uc.reg_read(x86.UC_X86_REG_RSP)
@@ -228,7 +228,7 @@ class RunLoop:
 
     def interrupt_line_changed(self) -> None:
         """The PIC's output changed (called from device code, maybe inside a hook)."""
-        if self.board.pic.interrupt_pending:
+        if self.board.interrupt_pending:
             self._request_service()
         self.reschedule()
 
@@ -237,7 +237,7 @@ class RunLoop:
         """When the guest must next be stopped for a device, or None (asked every
         slice and, in deterministic mode, on every port access)."""
         earliest = self.board.next_event_ns()
-        if self.board.pic.interrupt_pending:
+        if self.board.interrupt_pending:
             earliest = _earlier(earliest, self.clock.now_ns() + PENDING_POLL_NS)
         red_zone = self.machine.red_zone
         if red_zone is not None:
@@ -257,7 +257,7 @@ class RunLoop:
                       if x is not None]
             self.clock.arm_stop(min(limits) if limits else None, keep_request=True)
             # the C port path re-arms the same way, unless the next event moves with time (a poll)
-            self.fast_ports.set_schedule(0 if self.board.pic.interrupt_pending else event_ns, budget_end)
+            self.fast_ports.set_schedule(0 if self.board.interrupt_pending else event_ns, budget_end)
         else:
             self.clock.arm_stop(budget_end, keep_request=True)
             self.host_timer.arm(None if event_ns is None else self.clock.host_ns_at(event_ns))
@@ -296,7 +296,7 @@ class RunLoop:
         """hlt: sleep until the next interrupt (virtual time jumps), or end the run."""
         if not self.uc.reg_read(x86.UC_X86_REG_RFLAGS) & RFLAGS_IF:
             return self._stop_here(StopReason.HALT, "halted (hlt with interrupts disabled)")
-        if self.board.pic.interrupt_pending:
+        if self.board.interrupt_pending:
             return GO_ON
         wake = self.next_event_ns()
         stream = self.serial_stream
@@ -307,7 +307,7 @@ class RunLoop:
             self._feed_serial_input()
             self.advance_devices()
             if wake is None or self.clock.now_ns() < wake:
-                if not self.board.pic.interrupt_pending:
+                if not self.board.interrupt_pending:
                     self.uc.reg_write(x86.UC_X86_REG_RIP, self.machine.rip - 1)   # still halted: hlt again
                 return GO_ON
         if wake is None:

@@ -74,7 +74,7 @@ def test_budget_counts_to_a_clean_stop(make_guest):
     ("ud2", ["missing IDT: #UD", "triple fault", "chain: #UD -> #GP error 0x33 -> "]),
     ("int3", ["missing IDT: #BP", "triple fault", "chain: INT 0x3 (#BP) -> #GP error 0x1a -> "]),
     ("xor ecx, ecx\nmov eax, 1\ndiv ecx", ["missing IDT: #DE", "triple fault", "chain: #DE -> #GP error 0x3 -> #DF"]),
-    ("mov eax, dword ptr [0xfffffff0]", ["outside RAM", "read of 0xfffffff0 outside guest RAM"]),
+    ("mov eax, dword ptr [0xf0000000]", ["outside RAM", "read of 0xf0000000 outside guest RAM"]),
 ])
 def test_crash_stops_with_a_named_cause(capfd, make_guest, source, fragments):
     code, _, err = cli(capfd, make_guest(source))

@@ -125,14 +125,14 @@ def test_outside_ram(unisim_machine):
     assert hint.message.endswith(f"wrote {UNMAPPED:#x}, but guest RAM ends at 0x20000000 (512 MiB)")
 
 
-def test_local_apic_access_names_the_device(make_guest):
-    """A kernel written for a PC with an APIC reads its version register: the report says
+def test_an_access_to_a_device_this_pc_lacks_names_the_device(make_guest):
+    """A kernel written for q35 reads PCI Express configuration space: the report says
     which device it wanted, not only that the address is past RAM."""
-    result = boot(make_guest("mov eax, [0xfee00030]"))
+    result = boot(make_guest("mov eax, [0xb0000000]"))
     hint = build_report(result.machine, result.stop).hints[0]
     assert hint.checker == "device-not-emulated"
-    assert hint.message.startswith("device not emulated: 0x101000 accessed 0xfee00030, the local APIC")
-    assert "8259 PIC" in hint.message
+    assert hint.message.startswith("device not emulated: 0x101000 accessed 0xb0000000, PCI Express configuration")
+    assert "0xcf8" in hint.message
 
 
 # 32-bit paging with 4 MiB pages (SDM vol. 3A 4.3, table 4-4): PDE = base | PS | RW | P.
@@ -141,10 +141,10 @@ APIC_PAGE_VIRTUAL = 0xC0000000
 
 
 def test_device_window_found_through_the_guests_own_mapping(make_guest):
-    """The kernel maps the I/O APIC at a virtual address of its choosing; the report
+    """The kernel maps the BIOS ROM at a virtual address of its choosing; the report
     looks through its page tables to the physical window."""
     page_directory = 0x300000
-    io_apic_4m_frame = 0xFEC00000
+    io_apic_4m_frame = 0xFFC00000
     result = boot(make_guest(f"""
         mov dword ptr [{page_directory:#x}], {PDE_4M:#x}
         mov dword ptr [{page_directory + 4 * (APIC_PAGE_VIRTUAL >> 22):#x}], {io_apic_4m_frame | PDE_4M:#x}
@@ -156,11 +156,11 @@ def test_device_window_found_through_the_guests_own_mapping(make_guest):
         mov eax, cr0
         or eax, 0x80000000
         mov cr0, eax
-        mov dword ptr [{APIC_PAGE_VIRTUAL:#x}], 1
+        mov dword ptr [{APIC_PAGE_VIRTUAL + 0x3FF000:#x}], 1
     """))
     hint = build_report(result.machine, result.stop).hints[0]
     assert hint.checker == "device-not-emulated"
-    assert "the I/O APIC (registers at 0xfec00000)" in hint.message
+    assert "the BIOS ROM below 4 GiB" in hint.message
 
 
 def test_return_into_nowhere(booted_1g):

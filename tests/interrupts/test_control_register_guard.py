@@ -64,4 +64,5 @@ def test_the_rules_and_the_scan():
     assert refused_write(0, pe, pg | pe, pae, lme | lma, True)           # PG cleared in 64-bit mode
     assert refused_write(0, pe, pg | pe, pae, lme | lma, False) is None  # ... but allowed in compatibility mode
     # mov cr4, rax (0F 22 E0) and mov cr0, r8 (41 0F 22 C0)
-    assert candidate_offsets(b"\x90\x0f\x22\xe0\x41\x0f\x22\xc0") == [1, 5, 4]
+    assert candidate_offsets(b"\x90\x0f\x22\xe0\x41\x0f\x22\xc0") == [1, 4, 5]
+    assert candidate_offsets(b"\x0f\x32\x90\x0f\x30") == [0, 3]                 # RDMSR, WRMSR

@@ -1,6 +1,7 @@
 """CPUID as a guest sees it, checked against the SDM (vol. 2A, CPUID, tables 3-10
-and 3-11): the platform emulates no local APIC, so leaf 1 must not advertise one,
-while everything a 64-bit kernel checks before entering long mode stays set."""
+and 3-11): leaf 1 advertises the local APIC while IA32_APIC_BASE enables it (and
+not after a global disable, as QEMU answers), and everything a 64-bit kernel
+checks before entering long mode stays set."""
 from __future__ import annotations
 
 import struct
@@ -45,13 +46,13 @@ def bit(value: int, number: int) -> bool:
     return bool(value >> number & 1)
 
 
-def test_leaf1_has_no_apic_and_osxsave_follows_cr4(make_guest):
+def test_leaf1_has_the_apic_and_osxsave_follows_cr4(make_guest):
     result = boot(make_guest(PROBE))
     assert result.stop.reason.value == "halt"
     ecx_off, edx_off, ecx_on, edx_on, *vendor_words, ext_edx = struct.unpack(
         "<8I", result.machine.ram.read(RESULTS, 32))
 
-    assert not bit(edx_off, EDX_APIC) and not bit(edx_on, EDX_APIC)
+    assert bit(edx_off, EDX_APIC) and bit(edx_on, EDX_APIC)
     for feature in (EDX_FPU, EDX_TSC, EDX_MSR, EDX_PAE, EDX_CX8, EDX_PGE, EDX_CMOV, EDX_FXSR, EDX_SSE,
                     EDX_SSE2):
         assert bit(edx_off, feature), f"leaf 1 EDX bit {feature} missing"
@@ -76,3 +77,19 @@ def test_rdrand_is_advertised_only_outside_deterministic_mode(make_guest):
     assert bit(fast, ECX_RDRAND)
     assert not bit(deterministic, ECX_RDRAND)
     assert deterministic == fast & ~(1 << ECX_RDRAND)
+
+
+def test_the_apic_bit_follows_the_global_enable_in_ia32_apic_base(make_guest):
+    """SDM vol. 3A 11.4.3: clearing IA32_APIC_BASE bit 11 disables the local APIC;
+    QEMU then reports CPUID.01H:EDX.APIC = 0, and so does unisim."""
+    result = boot(make_guest(f"""
+        mov ecx, 0x1b
+        rdmsr
+        and eax, 0xfffff7ff
+        wrmsr
+        mov eax, 1
+        cpuid
+        mov [{RESULTS:#x}], edx
+        hlt
+    """))
+    assert not bit(result.machine.ram.u32(RESULTS), EDX_APIC)

@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="record misaligned SSE operands for the report and let them pass")
     boot.add_argument("--cpu", choices=("qemu64", "haswell"), metavar="MODEL",
                       help="answer CPUID as QEMU 7.2's qemu64 or Haswell model does (recorded tables; default: "
-                           "QEMU's answers without the local APIC, which unisim does not emulate yet)")
+                           "QEMU's own answers with leaf 1 following the machine)")
     boot.add_argument("--verbose", "-v", action="store_true", help="print run statistics and unknown ports")
 
     info = commands.add_parser("info", help="describe a kernel image: ELF facts and its Multiboot2 header")

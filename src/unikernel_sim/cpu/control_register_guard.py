@@ -17,10 +17,14 @@ deterministic mode 2x slower). The check reads the value about to be written and
 raises #GP(0) at the instruction, which then never executes, as on hardware;
 an allowed write runs once. Code the guest writes or copies later is not
 covered.
+
+The same stops serve RDMSR (0F 32) and WRMSR (0F 30), which Unicorn cannot hook:
+an MSR a device owns (cpu/msr_emulation.py: IA32_APIC_BASE) is read or written
+there and the instruction skipped; any other runs in Unicorn.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from unicorn import UC_HOOK_CODE, Uc
 from unicorn import x86_const as x86
@@ -29,7 +33,12 @@ from unikernel_sim.arch import CR0, CR4, EFER, GPR_NAMES, MSR, Vector
 from unikernel_sim.cpu.unicorn_compat import in_64bit_mode
 from unikernel_sim.cpu.vclock import VirtualClock
 
+if TYPE_CHECKING:
+    from unikernel_sim.cpu.msr_emulation import ModelSpecificRegisters
+
 MOV_TO_CR = b"\x0f\x22"
+RDMSR, WRMSR = b"\x0f\x32", b"\x0f\x30"
+MSR_INSTRUCTION_LENGTH = 2
 REX_FIRST, REX_LAST = 0x40, 0x4F
 REX_R, REX_B = 0x4, 0x1
 MODRM_REGISTER_FORM = 0b11
@@ -54,7 +63,7 @@ def refused_write(control: int, value: int, cr0: int, cr4: int, efer: int, long_
 def candidate_offsets(code: bytes) -> list[int]:
     """Offsets where a `mov crN, reg` may start: each 0F 22, and the byte before it
     when that could be a REX prefix (in 32-bit code it is an inc/dec instead, and
-    the hook there simply finds no MOV to CR)."""
+    the hook there simply finds no MOV to CR); and each RDMSR/WRMSR."""
     offsets = []
     position = code.find(MOV_TO_CR)
     while position != -1:
@@ -62,12 +71,19 @@ def candidate_offsets(code: bytes) -> list[int]:
         if position > 0 and REX_FIRST <= code[position - 1] <= REX_LAST:
             offsets.append(position - 1)
         position = code.find(MOV_TO_CR, position + 1)
-    return offsets
+    for opcode in (RDMSR, WRMSR):
+        position = code.find(opcode)
+        while position != -1:
+            offsets.append(position)
+            position = code.find(opcode, position + 1)
+    return sorted(offsets)
 
 
 class ControlRegisterGuard:
-    def __init__(self, uc: Uc, clock: VirtualClock, raise_fault: Callable[[int, int | None, int], None]) -> None:
+    def __init__(self, uc: Uc, clock: VirtualClock, raise_fault: Callable[[int, int | None, int], None],
+                 msrs: "ModelSpecificRegisters | None" = None) -> None:
         self.uc = uc
+        self.msrs = msrs
         self.clock = clock
         self.raise_fault = raise_fault
         self.hooked: set[int] = set()                   # every address watched, either way
@@ -95,8 +111,13 @@ class ControlRegisterGuard:
         self.check_at(address)
 
     def check_at(self, address: int) -> bool:
-        """Raise #GP(0) at address if the MOV to CR there must fault; True if it did."""
-        decoded = self._decode(self.uc.mem_read(address, 4))
+        """Raise #GP(0) at address if the MOV to CR there must fault, or carry out the
+        RDMSR/WRMSR there if a device owns its MSR; True if the instruction must not
+        run in Unicorn (RIP has been moved past it, or to the fault)."""
+        raw = bytes(self.uc.mem_read(address, 4))
+        if raw[:2] in (RDMSR, WRMSR):
+            return self._emulate_msr(address, raw[:2] == RDMSR)
+        decoded = self._decode(raw)
         if decoded is None:
             return False
         uc = self.uc
@@ -111,6 +132,26 @@ class ControlRegisterGuard:
             return False
         self.refusals.append((address, why))
         self.raise_fault(Vector.GP, 0, address)
+        return True
+
+    def _emulate_msr(self, address: int, read: bool) -> bool:
+        if self.msrs is None:
+            return False
+        uc = self.uc
+        msr = uc.reg_read(x86.UC_X86_REG_ECX) & 0xFFFFFFFF
+        if read:
+            value = self.msrs.read(msr)
+            if value is None:
+                return False
+            uc.reg_write(x86.UC_X86_REG_RAX, value & 0xFFFFFFFF)
+            uc.reg_write(x86.UC_X86_REG_RDX, value >> 32)
+        else:
+            value = (uc.reg_read(x86.UC_X86_REG_EDX) & 0xFFFFFFFF) << 32 | uc.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
+            if not self.msrs.write(msr, value):
+                return False
+        if self.clock.counting:
+            self.clock.state.instructions += 1            # it ran, here instead of in Unicorn
+        uc.reg_write(x86.UC_X86_REG_RIP, address + MSR_INSTRUCTION_LENGTH)
         return True
 
     def _decode(self, raw: bytes) -> tuple[int, int] | None:

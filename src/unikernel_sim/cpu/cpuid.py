@@ -1,11 +1,9 @@
-"""CPUID as this platform answers it: QEMU's model, minus what is not emulated.
+"""CPUID as this platform answers it: QEMU's model, with leaf 1 following the machine.
 
-Unicorn answers CPUID with QEMU's qemu64-style model, whose leaf 1 reports an
-on-chip local APIC (EDX bit 9). unisim emulates the 8259 PIC and 8254 PIT but
-no local APIC, so a kernel that asks CPUID before choosing between the APIC and
-the PIC (as the SDM vol. 3A 11.4.2 says it should) would choose the APIC and
-fault at 0xFEE00000. Leaf 1 is therefore answered here with the APIC bit clear,
-the same answer QEMU gives for `-cpu qemu64,-apic`; every other leaf is QEMU's.
+Unicorn answers CPUID with QEMU's qemu64-style model. Leaf 1 is answered here:
+the on-chip local APIC bit (EDX bit 9) follows IA32_APIC_BASE's global enable as
+QEMU's does (the local APIC is devices/local_apic.py), OSXSAVE mirrors CR4, and
+every other leaf is QEMU's.
 
 Deterministic mode also clears RDRAND (ECX bit 30): QEMU fills RDRAND from the
 host's random source, and the seeding that makes it repeatable (`-seed`) is not
@@ -16,6 +14,7 @@ checking still gets host randomness.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable
 
 from unicorn import UC_HOOK_INSN, Uc
 from unicorn.x86_const import (
@@ -52,41 +51,45 @@ def _qemu_leaf1() -> Registers:
                                                          UC_X86_REG_EDX))
 
 
-def leaf1(cr4: int, *, deterministic: bool = False) -> Registers:
-    """Leaf 1 for a CPU whose CR4 is cr4: QEMU's bits, no APIC, OSXSAVE mirroring CR4,
-    and no RDRAND in deterministic mode."""
+def leaf1(cr4: int, *, deterministic: bool = False, apic_enabled: bool = True) -> Registers:
+    """Leaf 1 for a CPU whose CR4 is cr4: QEMU's bits, APIC only while IA32_APIC_BASE
+    enables it, OSXSAVE mirroring CR4, and no RDRAND in deterministic mode."""
     eax, ebx, ecx, edx = _qemu_leaf1()
     ecx &= ~ECX_OSXSAVE
     if deterministic:
         ecx &= ~ECX_RDRAND
     if ecx & ECX_XSAVE and cr4 & CR4.OSXSAVE:
         ecx |= ECX_OSXSAVE
-    return eax, ebx, ecx, edx & ~EDX_APIC
+    return eax, ebx, ecx, edx if apic_enabled else edx & ~EDX_APIC
 
 
-def _on_cpuid(uc: Uc, deterministic: bool) -> int:
-    if uc.reg_read(UC_X86_REG_EAX) & 0xFFFFFFFF != LEAF_FEATURES:
-        return NOT_HANDLED
-    for register, value in zip((UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX, UC_X86_REG_EDX),
-                               leaf1(uc.reg_read(UC_X86_REG_CR4), deterministic=deterministic)):
-        uc.reg_write(register, value)           # a 32-bit result zero-extends, as CPUID does
-    return HANDLED                              # Unicorn still moves RIP past the CPUID
-
-
-def install(uc: Uc, *, deterministic: bool, model: str | None = None) -> None:
+def install(uc: Uc, *, deterministic: bool, model: str | None = None,
+            apic_enabled: Callable[[], bool] = lambda: True) -> None:
     """Answer CPUID for this platform (a Python hook on CPUID only: a rare instruction):
-    leaf 1 adjusted as above, or, with a model, every leaf from that model's table."""
-    if model is None:
-        uc.hook_add(UC_HOOK_INSN, _on_cpuid, deterministic, 1, 0, UC_X86_INS_CPUID)
-        return
-    table = CpuModel.load(model)
-    uc.hook_add(UC_HOOK_INSN, lambda uc, _user: table.answer(uc, deterministic), None, 1, 0, UC_X86_INS_CPUID)
+    leaf 1 as above, or, with a model, every leaf from that model's table."""
+    table = CpuModel.load(model) if model is not None else None
+
+    def on_cpuid(uc: Uc, _user) -> int:
+        leaf = uc.reg_read(UC_X86_REG_EAX) & 0xFFFFFFFF
+        cr4 = uc.reg_read(UC_X86_REG_CR4)
+        if table is not None:
+            registers = table.lookup(leaf, uc.reg_read(UC_X86_REG_ECX) & 0xFFFFFFFF, cr4, deterministic)
+        elif leaf == LEAF_FEATURES:
+            registers = leaf1(cr4, deterministic=deterministic)
+        else:
+            return NOT_HANDLED
+        if leaf == LEAF_FEATURES and not apic_enabled():
+            registers = (*registers[:3], registers[3] & ~EDX_APIC)   # QEMU clears it with the APIC off
+        for register, value in zip((UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX, UC_X86_REG_EDX), registers):
+            uc.reg_write(register, value)       # a 32-bit result zero-extends, as CPUID does
+        return HANDLED                          # Unicorn still moves RIP past the CPUID
+
+    uc.hook_add(UC_HOOK_INSN, on_cpuid, None, 1, 0, UC_X86_INS_CPUID)
 
 
 MODELS = ("qemu64", "haswell")
 """--cpu choices: QEMU 7.2's default CPU and its Haswell model (TCG), recorded from QEMU itself
-(cpu/models/*.txt). qemu64 reports a local APIC, which unisim does not emulate yet: a kernel
-that trusts the bit will touch 0xFEE00000 and the report will name the device."""
+(cpu/models/*.txt)."""
 SUBLEAF_LEAVES = frozenset({4, 7, 0xB, 0xD})
 EXTENDED_BASE = 0x80000000
 
@@ -133,13 +136,6 @@ class CpuModel:
             if deterministic:
                 ecx &= ~ECX_RDRAND
         return eax, ebx, ecx, edx
-
-    def answer(self, uc: Uc, deterministic: bool) -> int:
-        registers = self.lookup(uc.reg_read(UC_X86_REG_EAX) & 0xFFFFFFFF, uc.reg_read(UC_X86_REG_ECX) & 0xFFFFFFFF,
-                                uc.reg_read(UC_X86_REG_CR4), deterministic)
-        for register, value in zip((UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX, UC_X86_REG_EDX), registers):
-            uc.reg_write(register, value)
-        return HANDLED
 
 
 def _probe_engine() -> Uc:

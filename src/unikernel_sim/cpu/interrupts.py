@@ -28,7 +28,7 @@ from unikernel_sim.stops import ExceptionRecord, FaultStep, Stop, StopReason
 RECEIVED_HISTORY = 32                 # exceptions the report can list
 
 if TYPE_CHECKING:
-    from unikernel_sim.devices.i8259 import PicPair
+    from unikernel_sim.devices.board import PcBoard
 
 
 class InterruptPath:
@@ -52,17 +52,17 @@ class InterruptPath:
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid_instruction)
 
     # --- from the run loop ------------------------------------------------------------
-    def inject_pending_irq(self, pic: "PicPair") -> bool:
-        """Deliver the PIC's request if the CPU accepts interrupts now: IF set, and
-        not in the one-instruction shadow of STI / MOV SS (Q14; the request then
-        waits for the next slice or for the `hlt` stop)."""
-        if not pic.interrupt_pending:
+    def inject_pending_irq(self, board: "PcBoard") -> bool:
+        """Deliver the interrupt controllers' request if the CPU accepts interrupts now:
+        IF set, and not in the one-instruction shadow of STI / MOV SS (Q14; the request
+        then waits for the next slice or for the `hlt` stop)."""
+        if not board.interrupt_pending:
             return False
         if not self.uc.reg_read(x86.UC_X86_REG_RFLAGS) & RFLAGS_IF:
             return False
         if interrupt_shadow(self.uc):
             return False
-        vector, _irq = pic.acknowledge()
+        vector, _irq = board.acknowledge()
         self.irq_count += 1
         self.deliver(Event(vector, KIND_EXTERNAL, None, self.uc.reg_read(x86.UC_X86_REG_RIP)))
         return True

@@ -8,9 +8,14 @@ restoring state, and the device lines of the crash report. Adding a device is
 one file plus one line here.
 
 Devices never import each other: the board connects their interrupt outputs
-to the 8259 pair, and hands each the few machine services it needs (the clock,
-RAM reads, output sinks, "the guest asked for X") as plain callables in
-``BoardWiring``.
+to the interrupt controllers, and hands each the few machine services it needs
+(the clock, RAM reads, output sinks, "the guest asked for X") as plain callables
+in ``BoardWiring``.
+
+Interrupt wiring, as on QEMU's `pc`: every ISA IRQ line goes to the 8259 pair and
+to the I/O APIC (IRQ 0 on pin 2, the others on their own pin, as the MADT says);
+the I/O APIC sends to the local APIC; the CPU takes the local APIC's vector first,
+then the 8259's request if the local APIC lets it through LINT0 (virtual wire).
 """
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ from unikernel_sim.devices.device import Device, State
 from unikernel_sim.devices.i8042 import I8042
 from unikernel_sim.devices.i8254 import Pit8254
 from unikernel_sim.devices.i8259 import PicPair
+from unikernel_sim.devices.io_apic import IoApic, isa_pin
+from unikernel_sim.devices.local_apic import LocalApic
 from unikernel_sim.devices.mmio import MmioBus
 from unikernel_sim.devices.pci.host_bridge import PciHostBridge, PiixResetControl
 from unikernel_sim.devices.piix4_pm import SCI_IRQ, Piix4PowerManagement
@@ -68,25 +75,30 @@ class PcBoard:
         self.pic.power_on_state()
         self.pic.sync = self.catch_up
         self.pic.on_mask_change = wiring.events_moved       # an unmasked timer needs a deadline
-        self.pit = self.attach(Pit8254(now, irq0=lambda: self.pic.pulse_irq(IRQ_TIMER)))
+        self.lapic = self.attach(LocalApic(now, on_change=wiring.interrupt_changed,
+                                           on_level_eoi=lambda vector: self.ioapic.end_of_interrupt(vector),
+                                           on_reprogram=wiring.events_moved))
+        self.ioapic = self.attach(IoApic(self.lapic))
+        self.ioapic.on_mask_change = wiring.events_moved
+        self.pit = self.attach(Pit8254(now, irq0=lambda: self.pulse_irq(IRQ_TIMER)))
         self.pit.on_reprogram = wiring.events_moved
         self.pit.power_on_state()
         self.rtc = self.attach(CmosRtc(now, start=rtc_start, ram_bytes=ram_size))
-        self.keyboard = self.attach(I8042(now, irq1=lambda: self.pic.pulse_irq(IRQ_KEYBOARD),
+        self.keyboard = self.attach(I8042(now, irq1=lambda: self.pulse_irq(IRQ_KEYBOARD),
                                           reset=lambda: wiring.reset("keyboard controller"),
-                                          irq12=lambda: self.pic.pulse_irq(IRQ_MOUSE)))
+                                          irq12=lambda: self.pulse_irq(IRQ_MOUSE)))
         self.port_a = self.attach(SystemControlPortA(on_reset=lambda: wiring.reset("port 0x92 fast reset")))
         self.vga = self.attach(VgaText(wiring.read_ram, now))
         self.vbe = self.attach(BochsVbe(mmio.uc))          # std VGA's graphics modes and framebuffer
         self.uart = self.attach(Uart16550(COM1_BASE, transmit=wiring.serial_out,
-                                          irq_line=lambda level: self.pic.set_irq(COM1_IRQ, level)))
+                                          irq_line=lambda level: self.set_irq(COM1_IRQ, level)))
         self.uart.fast_path = wiring.uart_fast_path
         self.uart.feed(serial_input)
         self.attach(DebugExit(wiring.guest_exit))
         self.attach(DebugConsole(wiring.debugcon_out))
         self.post = self.attach(PostPort())
         self.pm = self.attach(Piix4PowerManagement(now, wiring.power_off,
-                                                   sci=lambda level: self.pic.set_irq(SCI_IRQ, level)))
+                                                   sci=lambda level: self.set_irq(SCI_IRQ, level)))
         self.pci = self.attach(PciHostBridge())
         self.attach(PiixResetControl(reset=wiring.reset))
 
@@ -101,6 +113,37 @@ class PcBoard:
             self._timed.append(device)
         return device
 
+    # --- interrupts --------------------------------------------------------------------
+    def set_irq(self, irq: int, level: bool) -> None:
+        """ISA IRQ line irq at level, to both controllers."""
+        self.pic.set_irq(irq, level)
+        self.ioapic.set_line(isa_pin(irq), level)
+
+    def pulse_irq(self, irq: int) -> None:
+        """An edge on ISA IRQ line irq (rise and fall)."""
+        self.pic.pulse_irq(irq)
+        pin = isa_pin(irq)
+        self.ioapic.set_line(pin, True)
+        self.ioapic.set_line(pin, False)
+
+    @property
+    def interrupt_pending(self) -> bool:
+        """Whether the CPU would take an external interrupt now if IF were set."""
+        return self.lapic.interrupt_pending or (self.pic.interrupt_pending and self.lapic.accepts_pic)
+
+    def acknowledge(self) -> tuple[int, int | None]:
+        """INTA: (vector, ISA IRQ or None): the local APIC's vector first, else the 8259's
+        (as QEMU's cpu_get_pic_interrupt)."""
+        vector = self.lapic.acknowledge()
+        if vector is not None:
+            return vector, None
+        return self.pic.acknowledge()
+
+    def irq_masked(self, irq: int) -> bool:
+        """Whether ISA IRQ irq cannot reach the CPU by either controller."""
+        through_pic = self.lapic.accepts_pic and not self.pic.irq_masked(irq)
+        return not through_pic and self.ioapic.pin_masked(isa_pin(irq))
+
     # --- time ----------------------------------------------------------------------
     def advance(self, now_ns: int) -> None:
         """Bring every timed device up to now_ns (timer edges, typed keys...)."""
@@ -112,9 +155,9 @@ class PcBoard:
 
     def next_event_ns(self) -> int | None:
         """The earliest time a device must act on its own, or None. A device whose
-        events only raise IRQ lines that are all masked at the PIC is left out."""
+        events only raise IRQ lines that are all masked (at the PIC and the I/O APIC) is left out."""
         earliest = None
-        masked = self.pic.irq_masked
+        masked = self.irq_masked
         for device in self._timed:
             if device.interrupt_only_events and all(map(masked, device.irq_lines)):
                 continue

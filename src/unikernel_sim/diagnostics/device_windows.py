@@ -1,9 +1,11 @@
-"""The fixed physical windows where a PC has device registers instead of RAM.
+"""The fixed physical windows where a PC has device registers instead of RAM, and
+which unisim does not emulate.
 
-A kernel written for QEMU's or a real PC's platform often reaches for these
-without asking first; unisim emulates the legacy ISA devices only (docs/platform.md),
-so an access there ends the run, and the report should say which device the
-kernel was looking for rather than only "outside RAM"."""
+unisim's PC has QEMU `pc`'s local APIC, I/O APIC, HPET and std VGA framebuffer
+(docs/platform.md). A kernel written for another machine or a fuller device set
+reaches for these without asking first; an access there ends the run, and the
+report should say which device the kernel was looking for rather than only
+"outside RAM"."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,15 +20,19 @@ class DeviceWindow:
 
 
 WINDOWS = (
-    # SDM vol. 3A 11.4.1: IA32_APIC_BASE's power-on value puts the xAPIC page here.
-    DeviceWindow(0xFEE00000, 0xFEF00000, "the local APIC (xAPIC registers at 0xfee00000)",
-                 "use the 8259 PIC and the 8254 PIT; CPUID.01H:EDX.APIC reads 0 here"),
-    # 82093AA I/O APIC datasheet, default base; where QEMU's ACPI MADT puts it.
-    DeviceWindow(0xFEC00000, 0xFEC01000, "the I/O APIC (registers at 0xfec00000)",
-                 "route IRQs through the 8259 PIC"),
-    # IA-PC HPET specification 1.0a, the base QEMU's ACPI HPET table announces.
-    DeviceWindow(0xFED00000, 0xFED00400, "the HPET (registers at 0xfed00000)",
-                 "time with the 8254 PIT or rdtsc"),
+    # PCI Express enhanced configuration access (ECAM): QEMU's q35 machine puts it here;
+    # the i440FX `pc` has configuration mechanism #1 (ports 0xCF8/0xCFC) only.
+    DeviceWindow(0xB0000000, 0xC0000000, "PCI Express configuration space (q35's ECAM at 0xb0000000)",
+                 "use PCI configuration mechanism #1 at ports 0xcf8/0xcfc"),
+    # QEMU std VGA BAR2 (PCI 00:02.0): the Bochs display registers as MMIO at offset 0x500.
+    DeviceWindow(0xFEBF0000, 0xFEBF1000, "the std VGA's MMIO registers (BAR2 at 0xfebf0000)",
+                 "program the Bochs display through ports 0x1ce/0x1cf"),
+    # The Q35/ICH9 root complex register block (chipset configuration).
+    DeviceWindow(0xFED1C000, 0xFED20000, "the ICH9 root complex register block (q35)",
+                 "this is an i440FX/PIIX PC"),
+    # The BIOS ROM's top copy below 4 GiB (the reset vector); no BIOS code here.
+    DeviceWindow(0xFFFC0000, 0x100000000, "the BIOS ROM below 4 GiB",
+                 "unisim runs no BIOS: nothing to call or read there"),
 )
 
 
