@@ -28,6 +28,7 @@ from unikernel_sim.devices.bus import IoBus
 from unikernel_sim.devices.cmos_rtc import CmosRtc
 from unikernel_sim.devices.debug_exit import DebugConsole, DebugExit
 from unikernel_sim.devices.device import Device, State
+from unikernel_sim.devices.hpet import Hpet
 from unikernel_sim.devices.i8042 import I8042
 from unikernel_sim.devices.i8254 import Pit8254
 from unikernel_sim.devices.i8259 import PicPair
@@ -80,7 +81,9 @@ class PcBoard:
                                            on_reprogram=wiring.events_moved))
         self.ioapic = self.attach(IoApic(self.lapic))
         self.ioapic.on_mask_change = wiring.events_moved
-        self.pit = self.attach(Pit8254(now, irq0=lambda: self.pulse_irq(IRQ_TIMER)))
+        self.hpet = self.attach(Hpet(now, set_isa_irq=self.set_irq, set_ioapic_pin=self.ioapic.set_line,
+                                     on_reprogram=wiring.events_moved))
+        self.pit = self.attach(Pit8254(now, irq0=self._pit_output))
         self.pit.on_reprogram = wiring.events_moved
         self.pit.power_on_state()
         self.rtc = self.attach(CmosRtc(now, start=rtc_start, ram_bytes=ram_size))
@@ -114,6 +117,11 @@ class PcBoard:
         return device
 
     # --- interrupts --------------------------------------------------------------------
+    def _pit_output(self) -> None:
+        """PIT channel 0's tick, unless the HPET's legacy replacement has taken IRQ 0."""
+        if not self.hpet.legacy_replacement:
+            self.pulse_irq(IRQ_TIMER)
+
     def set_irq(self, irq: int, level: bool) -> None:
         """ISA IRQ line irq at level, to both controllers."""
         self.pic.set_irq(irq, level)

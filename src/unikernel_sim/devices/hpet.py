@@ -1,0 +1,251 @@
+"""The High Precision Event Timer (IA-PC HPET specification 1.0a) at 0xFED00000, as
+QEMU 7.2's `pc` has it: a 64-bit main counter at 100 MHz and three comparators.
+
+Register table (64-bit registers; the guest may access each 32-bit half):
+
+  0x000 GCAP_ID  (RO) 0x009896808086A201: period 10,000,000 fs (32-63), vendor 0x8086
+                 (16-31), legacy replacement capable (15), 64-bit counter (13), three
+                 timers (NUM_TIM_CAP 2, bits 8-12), revision 1
+  0x010 GEN_CONF bit 0 ENABLE_CNF (the counter runs), bit 1 LEG_RT_CNF (timer 0 drives
+                 IRQ 0 and I/O APIC pin 2 instead of the PIT, timer 1 IRQ 8 instead of the RTC)
+  0x020 GINTR_STA bit n: timer n's level interrupt is active (write 1 to clear)
+  0x0F0 MAIN_CNT the counter (writable while halted)
+  0x100 + 0x20n  Tn_CONF: bit 1 level, 2 interrupt enable, 3 periodic, 4 periodic capable
+                 (RO), 5 64-bit capable (RO), 6 VAL_SET, 8 32-bit mode, 9-13 I/O APIC pin,
+                 14 FSB delivery (not offered); bits 32-63 the pins it may use (RO: pin 2,
+                 as recorded)
+  0x108 + 0x20n  Tn_COMPARATOR: fires when the counter reaches it; in periodic mode a
+                 write sets the period (and with VAL_SET the comparator too), as QEMU does
+  0x110 + 0x20n  Tn_FSB_ROUTE (stored; FSB delivery is not offered)
+
+Power-on values as recorded after SeaBIOS: counter halted at 0, timers' configuration
+0x30 (capabilities only), comparators all ones. Time is the machine's virtual clock,
+so a deterministic run sees the same counts every time.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from unikernel_sim.devices.device import Device, MmioWindow
+
+HPET_BASE = 0xFED00000
+WINDOW = 0x1000
+CAPABILITIES, CONFIGURATION, INTERRUPT_STATUS, MAIN_COUNTER = 0x000, 0x010, 0x020, 0x0F0
+TIMER_BASE, TIMER_STRIDE, TIMERS = 0x100, 0x20, 3
+TIMER_CONFIG, TIMER_COMPARATOR, TIMER_FSB = 0x00, 0x08, 0x10
+CAPABILITIES_VALUE = 0x009896808086A201
+PERIOD_FS = 10_000_000                         # femtoseconds per tick: 100 MHz
+FS_PER_NS = 1_000_000
+ENABLE = 1 << 0
+LEGACY_ROUTE = 1 << 1
+LEVEL = 1 << 1
+INTERRUPT_ENABLE = 1 << 2
+PERIODIC = 1 << 3
+PERIODIC_CAPABLE = 1 << 4
+SIZE_64_CAPABLE = 1 << 5
+VALUE_SET = 1 << 6
+MODE_32 = 1 << 8
+ROUTE_SHIFT, ROUTE_MASK = 9, 0x1F
+TIMER_CONFIG_WRITABLE = LEVEL | INTERRUPT_ENABLE | PERIODIC | VALUE_SET | MODE_32 | (ROUTE_MASK << ROUTE_SHIFT)
+ROUTE_CAPABILITY = 0x00000004 << 32            # recorded: each timer may use I/O APIC pin 2
+TIMER_POWER_ON = PERIODIC_CAPABLE | SIZE_64_CAPABLE | ROUTE_CAPABILITY
+ALL_ONES = (1 << 64) - 1
+LEGACY_LINES = {0: 0, 1: 8}                    # timer -> ISA IRQ under LEG_RT_CNF
+
+
+def _merge(old: int, offset: int, size: int, value: int) -> int:
+    """A 64-bit register after a write of size bytes at byte offset 0 or 4."""
+    shift = 8 * (offset & 7)
+    mask = ((1 << (8 * size)) - 1) << shift
+    return (old & ~mask) | ((value << shift) & mask)
+
+
+class Hpet(Device):
+    name = "hpet"
+    mmio = (MmioWindow(HPET_BASE, WINDOW),)
+    saved_fields = ("config", "status", "counter_at_start", "start_ns", "timer_config", "comparator", "period",
+                    "fsb_route", "_checked_ns", "_lines")
+
+    def __init__(self, now_ns: Callable[[], int], set_isa_irq: Callable[[int, bool], None],
+                 set_ioapic_pin: Callable[[int, bool], None], on_reprogram: Callable[[], None] = lambda: None) -> None:
+        self.now_ns = now_ns
+        self.set_isa_irq = set_isa_irq                  # legacy replacement: the PIC and the I/O APIC
+        self.set_ioapic_pin = set_ioapic_pin            # otherwise the pin Tn_INT_ROUTE_CNF names
+        self.on_reprogram = on_reprogram
+        self.reset()
+
+    def reset(self) -> None:
+        self.config = self.status = 0
+        self.counter_at_start = 0          # the counter's value when it last started (or its frozen value)
+        self.start_ns = 0
+        self.timer_config = [TIMER_POWER_ON] * TIMERS
+        self.comparator = [ALL_ONES] * TIMERS
+        self.period = [0] * TIMERS
+        self.fsb_route = [0] * TIMERS
+        self._checked_ns = 0               # time up to which comparator matches have been handled
+        self._lines = 0                    # timers whose level interrupt is asserted
+
+    @property
+    def legacy_replacement(self) -> bool:
+        """Timer 0 and 1 have taken over IRQ 0 and IRQ 8 (the PIT and RTC lose them)."""
+        return bool(self.config & ENABLE and self.config & LEGACY_ROUTE)
+
+    # --- the counter --------------------------------------------------------------------
+    def counter(self, now_ns: int) -> int:
+        if not self.config & ENABLE:
+            return self.counter_at_start
+        return (self.counter_at_start + (now_ns - self.start_ns) * FS_PER_NS // PERIOD_FS) & ALL_ONES
+
+    def _time_of(self, count: int) -> int:
+        """The virtual ns at which the running counter reaches count (ceiling)."""
+        ticks = count - self.counter_at_start
+        return self.start_ns + -(-ticks * PERIOD_FS // FS_PER_NS)
+
+    # --- time -----------------------------------------------------------------------------
+    def _next_match(self, timer: int) -> int | None:
+        """The counter value at which timer n fires next, from the counter at _checked_ns."""
+        config = self.timer_config[timer]
+        if not (self.config & ENABLE and config & INTERRUPT_ENABLE):
+            return None
+        now_count = self.counter(self._checked_ns)
+        target = self.comparator[timer]
+        if config & MODE_32:
+            # compare the low 32 bits: the next time the low half equals the comparator
+            low = target & 0xFFFFFFFF
+            base = now_count & ~0xFFFFFFFF
+            target = base | low
+            if target <= now_count:
+                target += 1 << 32
+            return target
+        return target if target > now_count else None
+
+    def next_event_ns(self) -> int | None:
+        times = [self._time_of(match) for match in map(self._next_match, range(TIMERS)) if match is not None]
+        return min(times) if times else None
+
+    def advance(self, now_ns: int) -> None:
+        if not self.config & ENABLE:
+            self._checked_ns = now_ns
+            return
+        now_count = self.counter(now_ns)
+        for timer in range(TIMERS):
+            match = self._next_match(timer)
+            if match is None or match > now_count:
+                continue
+            if self.timer_config[timer] & PERIODIC and self.period[timer]:
+                period = self.period[timer]
+                behind = (now_count - match) // period + 1
+                self.comparator[timer] = (match + behind * period) & ALL_ONES
+            self._fire(timer)
+        self._checked_ns = now_ns
+
+    def _fire(self, timer: int) -> None:
+        if self.timer_config[timer] & LEVEL:
+            self.status |= 1 << timer
+            self._drive(timer, True)
+        else:
+            self._drive(timer, True)
+            self._drive(timer, False)
+
+    def _drive(self, timer: int, level: bool) -> None:
+        bit = 1 << timer
+        self._lines = self._lines | bit if level else self._lines & ~bit
+        if self.legacy_replacement and timer in LEGACY_LINES:
+            self.set_isa_irq(LEGACY_LINES[timer], level)
+        else:
+            self.set_ioapic_pin((self.timer_config[timer] >> ROUTE_SHIFT) & ROUTE_MASK, level)
+
+    # --- guest accesses -------------------------------------------------------------------
+    def mmio_read(self, offset: int, size: int) -> int:
+        register, half = offset & ~7, offset & 7
+        value = self._read(register)
+        return (value >> (8 * half)) & ((1 << (8 * size)) - 1)
+
+    def _read(self, register: int) -> int:
+        if register == CAPABILITIES:
+            return CAPABILITIES_VALUE
+        if register == CONFIGURATION:
+            return self.config
+        if register == INTERRUPT_STATUS:
+            return self.status
+        if register == MAIN_COUNTER:
+            return self.counter(self.now_ns())
+        timer, field = self._timer_field(register)
+        if timer is None:
+            return 0
+        if field == TIMER_CONFIG:
+            return self.timer_config[timer]
+        if field == TIMER_COMPARATOR:
+            return self.comparator[timer]
+        return self.fsb_route[timer]
+
+    def mmio_write(self, offset: int, size: int, value: int) -> None:
+        register, half = offset & ~7, offset & 7
+        now = self.now_ns()
+        self.advance(now)
+        if register == CONFIGURATION:
+            self._write_configuration(_merge(self.config, half, size, value) & (ENABLE | LEGACY_ROUTE), now)
+        elif register == INTERRUPT_STATUS:
+            cleared = _merge(0, half, size, value) & self.status
+            self.status &= ~cleared
+            for timer in range(TIMERS):
+                if cleared >> timer & 1:
+                    self._drive(timer, False)
+        elif register == MAIN_COUNTER and not self.config & ENABLE:
+            self.counter_at_start = _merge(self.counter_at_start, half, size, value)
+            self._checked_ns = now
+        else:
+            timer, field = self._timer_field(register)
+            if timer is not None:
+                self._write_timer(timer, field, half, size, value)
+        self.on_reprogram()
+
+    def _write_configuration(self, new: int, now: int) -> None:
+        if new & ENABLE and not self.config & ENABLE:
+            self.start_ns = now                            # the counter resumes from its value
+            self._checked_ns = now
+        elif not new & ENABLE and self.config & ENABLE:
+            self.counter_at_start = self.counter(now)      # the counter stops where it is
+        for timer in range(TIMERS):                        # lines move with LEG_RT_CNF: drop them first
+            if self._lines >> timer & 1:
+                self._drive(timer, False)
+        self.config = new
+        for timer in range(TIMERS):
+            if self.status >> timer & 1:
+                self._drive(timer, True)
+
+    def _write_timer(self, timer: int, field: int, half: int, size: int, value: int) -> None:
+        if field == TIMER_CONFIG:
+            old = self.timer_config[timer]
+            new = _merge(old, half, size, value) & TIMER_CONFIG_WRITABLE
+            self.timer_config[timer] = (old & ~TIMER_CONFIG_WRITABLE) | new
+            if not new & LEVEL and self.status >> timer & 1:     # back to edge: drop the level
+                self.status &= ~(1 << timer)
+                self._drive(timer, False)
+        elif field == TIMER_COMPARATOR:
+            config = self.timer_config[timer]
+            written = _merge(self.comparator[timer], half, size, value)
+            if config & MODE_32:
+                written &= 0xFFFFFFFF
+            if not config & PERIODIC or config & VALUE_SET:
+                self.comparator[timer] = written
+            if config & PERIODIC:
+                self.period[timer] = _merge(self.period[timer], half, size, value) & (
+                    0x7FFFFFFF if config & MODE_32 else ALL_ONES >> 1)
+            self.timer_config[timer] &= ~VALUE_SET
+        else:
+            self.fsb_route[timer] = _merge(self.fsb_route[timer], half, size, value)
+
+    @staticmethod
+    def _timer_field(register: int) -> tuple[int | None, int]:
+        if TIMER_BASE <= register < TIMER_BASE + TIMERS * TIMER_STRIDE:
+            timer, field = divmod(register - TIMER_BASE, TIMER_STRIDE)
+            return timer, field
+        return None, 0
+
+    def describe_state(self) -> str:
+        running = "running" if self.config & ENABLE else "halted"
+        timers = ", ".join(f"T{n} cfg={self.timer_config[n] & 0xFFFF:#x} cmp={self.comparator[n]:#x}"
+                           for n in range(TIMERS))
+        legacy = ", legacy replacement" if self.config & LEGACY_ROUTE else ""
+        return f"{self.name}: {running}{legacy}, {timers}"
