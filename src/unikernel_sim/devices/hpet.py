@@ -53,6 +53,10 @@ ALL_ONES = (1 << 64) - 1
 LEGACY_LINES = {0: 0, 1: 8}                    # timer -> ISA IRQ under LEG_RT_CNF
 
 
+def _signed(value: int, bits: int) -> int:
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
 def _merge(old: int, offset: int, size: int, value: int) -> int:
     """A 64-bit register after a write of size bytes at byte offset 0 or 4."""
     shift = 8 * (offset & 7)
@@ -64,7 +68,7 @@ class Hpet(Device):
     name = "hpet"
     mmio = (MmioWindow(HPET_BASE, WINDOW),)
     saved_fields = ("config", "status", "counter_at_start", "start_ns", "timer_config", "comparator", "period",
-                    "fsb_route", "_checked_ns", "_lines")
+                    "fsb_route", "match", "_lines")
 
     def __init__(self, now_ns: Callable[[], int], set_isa_irq: Callable[[int, bool], None],
                  set_ioapic_pin: Callable[[int, bool], None], on_reprogram: Callable[[], None] = lambda: None) -> None:
@@ -82,7 +86,7 @@ class Hpet(Device):
         self.comparator = [ALL_ONES] * TIMERS
         self.period = [0] * TIMERS
         self.fsb_route = [0] * TIMERS
-        self._checked_ns = 0               # time up to which comparator matches have been handled
+        self.match: list[int | None] = [None] * TIMERS   # the counter value each timer fires at
         self._lines = 0                    # timers whose level interrupt is asserted
 
     @property
@@ -102,42 +106,42 @@ class Hpet(Device):
         return self.start_ns + -(-ticks * PERIOD_FS // FS_PER_NS)
 
     # --- time -----------------------------------------------------------------------------
-    def _next_match(self, timer: int) -> int | None:
-        """The counter value at which timer n fires next, from the counter at _checked_ns."""
+    def _arm(self, timer: int, now_ns: int) -> None:
+        """Compute when timer n next fires, as QEMU's hpet_set_timer: a comparator at or
+        behind the counter (a signed 64-bit difference, or 32-bit in 32-bit mode) fires
+        one tick from now; a one-shot timer fires once per programming."""
         config = self.timer_config[timer]
         if not (self.config & ENABLE and config & INTERRUPT_ENABLE):
-            return None
-        now_count = self.counter(self._checked_ns)
-        target = self.comparator[timer]
-        if config & MODE_32:
-            # compare the low 32 bits: the next time the low half equals the comparator
-            low = target & 0xFFFFFFFF
-            base = now_count & ~0xFFFFFFFF
-            target = base | low
-            if target <= now_count:
-                target += 1 << 32
-            return target
-        return target if target > now_count else None
+            self.match[timer] = None
+            return
+        now_count = self.counter(now_ns)
+        bits = 32 if config & MODE_32 else 64
+        difference = _signed((self.comparator[timer] - now_count) & ((1 << bits) - 1), bits)
+        self.match[timer] = now_count + max(difference, 1)
 
     def next_event_ns(self) -> int | None:
-        times = [self._time_of(match) for match in map(self._next_match, range(TIMERS)) if match is not None]
+        times = [self._time_of(match) for match in self.match if match is not None]
         return min(times) if times else None
 
     def advance(self, now_ns: int) -> None:
         if not self.config & ENABLE:
-            self._checked_ns = now_ns
             return
         now_count = self.counter(now_ns)
         for timer in range(TIMERS):
-            match = self._next_match(timer)
+            match = self.match[timer]
             if match is None or match > now_count:
                 continue
-            if self.timer_config[timer] & PERIODIC and self.period[timer]:
+            config = self.timer_config[timer]
+            if config & PERIODIC and self.period[timer]:
                 period = self.period[timer]
-                behind = (now_count - match) // period + 1
-                self.comparator[timer] = (match + behind * period) & ALL_ONES
+                cmp = self.comparator[timer]
+                while _signed((cmp - now_count) & ALL_ONES, 64) <= 0:
+                    cmp = (cmp + period) & ALL_ONES
+                self.comparator[timer] = cmp & (0xFFFFFFFF if config & MODE_32 else ALL_ONES)
+                self.match[timer] = now_count + _signed((cmp - now_count) & ALL_ONES, 64)
+            else:
+                self.match[timer] = None
             self._fire(timer)
-        self._checked_ns = now_ns
 
     def _fire(self, timer: int) -> None:
         if self.timer_config[timer] & LEVEL:
@@ -193,17 +197,19 @@ class Hpet(Device):
                     self._drive(timer, False)
         elif register == MAIN_COUNTER and not self.config & ENABLE:
             self.counter_at_start = _merge(self.counter_at_start, half, size, value)
-            self._checked_ns = now
         else:
             timer, field = self._timer_field(register)
             if timer is not None:
                 self._write_timer(timer, field, half, size, value)
+                self._arm(timer, now)
+        if register in (CONFIGURATION, MAIN_COUNTER):
+            for timer in range(TIMERS):
+                self._arm(timer, now)
         self.on_reprogram()
 
     def _write_configuration(self, new: int, now: int) -> None:
         if new & ENABLE and not self.config & ENABLE:
             self.start_ns = now                            # the counter resumes from its value
-            self._checked_ns = now
         elif not new & ENABLE and self.config & ENABLE:
             self.counter_at_start = self.counter(now)      # the counter stops where it is
         for timer in range(TIMERS):                        # lines move with LEG_RT_CNF: drop them first
