@@ -124,3 +124,19 @@ def test_the_hpet_table_points_at_the_hpet(ram):
     block_id, space = struct.unpack_from("<IB", hpet, 36)
     address = struct.unpack_from("<Q", hpet, 44)[0]
     assert (block_id >> 16, space, address) == (0x8086, 0, 0xFED00000)        # vendor, memory space
+
+
+def test_unisim_info_acpi_prints_the_tables_the_guest_finds(capfd, ram):
+    """The same addresses and decoded fields a guest reads from RAM."""
+    from unikernel_sim.cli import main
+
+    assert main(["info", "--acpi"]) == 0
+    out = capfd.readouterr().out.splitlines()
+    found = tables(ram)
+    assert out[0] == f"RSDP at {found['rsdp'][0]:#x}: revision 0, OEM 'BOCHS ', RSDT at {found['RSDT'][0]:#x}"
+    for name in ("FACP", "APIC", "HPET", "WAET", "RSDT", "DSDT"):
+        assert any(line.startswith(f"{name} at {found[name][0]:#x}: {len(found[name][1])} bytes") for line in out)
+    assert "  override: ISA IRQ 0 -> GSI 2, flags 0x0000" in out
+    assert main(["info"]) == 64
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "give a kernel image, or --acpi" in err[0]

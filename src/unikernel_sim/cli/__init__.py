@@ -121,8 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "QEMU's own answers with leaf 1 following the machine)")
     boot.add_argument("--verbose", "-v", action="store_true", help="print run statistics and unknown ports")
 
-    info = commands.add_parser("info", help="describe a kernel image: ELF facts and its Multiboot2 header")
-    info.add_argument("image")
+    info = commands.add_parser("info", help="describe a kernel image (ELF facts, its Multiboot header), or the "
+                                            "ACPI tables a guest finds (--acpi)")
+    info.add_argument("image", nargs="?")
+    info.add_argument("--acpi", action="store_true", help="print the ACPI tables the guest will see")
+    info.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB",
+                      help="RAM in MiB the tables are laid out for (default 512)")
 
     demo = commands.add_parser("demo", help="TinyLlama in the bundled unikernel, beside the numpy reference "
                                              "(a synthetic model: nothing to download)")
@@ -195,7 +199,7 @@ def _dispatch(argv: list[str] | None) -> int:
     if args.command == "info":
         from unikernel_sim.cli.info import run_info
 
-        return run_info(args.image)
+        return run_info(args.image, acpi=args.acpi, memory_mb=args.memory)
     if args.command == "demo":
         from unikernel_sim.cli.llama import run_demo
 

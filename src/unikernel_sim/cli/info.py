@@ -1,11 +1,14 @@
-"""`unisim info IMAGE`: what a loader sees in a kernel image."""
+"""`unisim info IMAGE`: what a loader sees in a kernel image; `unisim info --acpi`:
+the ACPI tables a guest finds."""
 from __future__ import annotations
+
+import struct
 
 from unikernel_sim.boot import multiboot1 as mb1
 from unikernel_sim.boot import multiboot2_header as mbh
 from unikernel_sim.boot.elf_image import is_elf, read_elf
 from unikernel_sim.boot.input_files import read_input_file
-from unikernel_sim.errors import ImageError
+from unikernel_sim.errors import ImageError, UsageError
 
 INFO_TAG_NAMES = {
     1: "command line", 2: "boot loader name", 3: "modules", 4: "basic memory info", 5: "BIOS boot device",
@@ -102,7 +105,81 @@ def _tag_detail(header: mbh.Multiboot2Header, tag: mbh.HeaderTag) -> str:
     return ""
 
 
-def run_info(path: str) -> int:
-    for line in describe_image(path):
+def run_info(path: str | None, *, acpi: bool = False, memory_mb: int = 512) -> int:
+    """`unisim info IMAGE` and/or `unisim info --acpi`; UsageError when given neither."""
+    if path is None and not acpi:
+        raise UsageError("nothing to describe", where="info", hint="give a kernel image, or --acpi")
+    lines = describe_image(path) if path is not None else []
+    if acpi:
+        lines += describe_acpi(memory_mb << 20)
+    for line in lines:
         print(line)
     return 0
+
+
+def describe_acpi(ram_size: int) -> list[str]:
+    """The tables as a guest finds them, decoded field by field from their bytes (the
+    ACPI 6.5 layouts), one line per table and per MADT record."""
+    from unikernel_sim.boot.acpi_tables import acpi_tables
+    from unikernel_sim.boot.layout import top_reserved_base
+
+    tables = acpi_tables(top_reserved_base(ram_size))
+    rsdp = tables.rsdp
+    lines = [f"RSDP at {tables.rsdp_address:#x}: revision {rsdp[15]}, OEM {rsdp[9:15].decode()!r}, "
+             f"RSDT at {struct.unpack_from('<I', rsdp, 16)[0]:#x}"]
+    for address, data in tables.tables:
+        signature = data[:4].decode()
+        if signature == "FACS":
+            lines.append(f"FACS at {address:#x}: {len(data)} bytes")
+            continue
+        length, revision, checksum = struct.unpack_from("<IBB", data, 4)
+        valid = "valid" if sum(data) % 256 == 0 else "BAD"
+        lines.append(f"{signature} at {address:#x}: {length} bytes, revision {revision}, checksum {valid}, "
+                     f"OEM {data[10:16].decode()!r} {data[16:24].decode()!r}")
+        lines += ["  " + line for line in _acpi_table_fields(signature, data)]
+    return lines
+
+
+def _acpi_table_fields(signature: str, data: bytes) -> list[str]:
+    if signature == "RSDT":
+        return ["entries " + ", ".join(f"{p:#x}" for (p,) in struct.iter_unpack("<I", data[36:]))]
+    if signature == "FACP":
+        facs, dsdt, _, _, sci, smi, enable, disable = struct.unpack_from("<IIBBHIBB", data, 36)
+        pm1a_event, _, pm1a_control, _, _, pm_timer, gpe0 = struct.unpack_from("<IIIIIII", data, 56)
+        return [f"FACS {facs:#x}, DSDT {dsdt:#x}, SCI IRQ {sci}, SMI command {smi:#x} (enable {enable:#x}, "
+                f"disable {disable:#x})",
+                f"PM1a event {pm1a_event:#x}, PM1a control {pm1a_control:#x}, PM timer {pm_timer:#x}, "
+                f"GPE0 {gpe0:#x}, century index {data[108]:#x}, flags {struct.unpack_from('<I', data, 112)[0]:#x}"]
+    if signature == "APIC":
+        return _madt_records(data)
+    if signature == "HPET":
+        block, address = struct.unpack_from("<I", data, 36)[0], struct.unpack_from("<Q", data, 44)[0]
+        return [f"event timer block {block:#x}, registers at {address:#x}"]
+    if signature == "DSDT":
+        found = [name for name in ("_S3_", "_S4_", "_S5_") if name.encode() in data]
+        return [f"sleep packages {', '.join(found)}"]
+    return []
+
+
+def _madt_records(data: bytes) -> list[str]:
+    lapic, flags = struct.unpack_from("<II", data, 36)
+    lines = [f"local APIC at {lapic:#x}, flags {flags:#x}"]
+    offset = 44
+    while offset + 2 <= len(data):
+        kind, length = data[offset], data[offset + 1]
+        body = data[offset + 2:offset + length]
+        if kind == 0:
+            lines.append(f"processor {body[0]}: APIC ID {body[1]}, flags {struct.unpack_from('<I', body, 2)[0]:#x}")
+        elif kind == 1:
+            ioapic_id, _, address, gsi = struct.unpack("<BBII", body)
+            lines.append(f"I/O APIC {ioapic_id} at {address:#x}, GSI base {gsi}")
+        elif kind == 2:
+            bus, irq, gsi, inti = struct.unpack("<BBIH", body)
+            lines.append(f"override: ISA IRQ {irq} -> GSI {gsi}, flags {inti:#06x}")
+        elif kind == 4:
+            processor, inti, lint = struct.unpack("<BHB", body)
+            lines.append(f"local APIC NMI: processor {processor:#x}, LINT{lint}, flags {inti:#06x}")
+        else:
+            lines.append(f"record type {kind}, {length} bytes")
+        offset += max(length, 2)
+    return lines
