@@ -5,10 +5,12 @@ Intel SDM vol. 3A section 3.4.5 segment-descriptor layout."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 
 import guestkit
+from unikernel_sim.boot.loader import ModuleSpec
 from unikernel_sim.run import boot
 from unikernel_sim.stops import StopReason
 
@@ -74,8 +76,8 @@ def test_entry_state(make_guest, kind):
     assert cr0 == 0x00000011                 # PE set, PG clear (ET is hard-wired to 1)
     assert cr4 == 0
     assert (efer_hi << 32) | efer_lo == 0    # LME/LMA clear
-    assert eflags == 0x00000002              # IF and VM clear; bit 1 reads as one
-    assert (cs, ds, es, ss, fs, gs) == (0x08, 0x10, 0x10, 0x10, 0x10, 0x10)
+    assert eflags == 0x00000046              # IF and VM clear; ZF and PF as GRUB leaves them
+    assert (cs, ds, es, ss, fs, gs) == (0x10, 0x18, 0x18, 0x18, 0x18, 0x18)   # GRUB's selectors
 
     code = decode_descriptor(ram.u64(gdt_base + cs))
     assert code == {"base": 0, "limit_bytes": 1 << 32, "type": 0xA, "s": 1, "present": 1,
@@ -133,3 +135,55 @@ def test_kernel_enters_long_mode_and_64_bit_registers_stay_readable(make_guest):
     assert state.gpr["r15"] == 0x0123456789ABCDEF
     assert state.gpr["rax"] == 0xFEDCBA9876543210
     assert long_entry < state.rip <= long_entry + 0x40
+
+
+# --- against GRUB 2.06 on QEMU ----------------------------------------------------------------
+DATA = Path(__file__).resolve().parents[1] / "data" / "grub_reference"
+NOT_COMPARED = ("gdt-base", "esp")                 # where GRUB's own memory happened to be
+
+
+def entry_dumps() -> dict[str, dict[str, str]]:
+    """{probe: {field: value}} from entry_state_grub-2.06_qemu-7.2.txt."""
+    dumps: dict[str, dict[str, str]] = {}
+    current = None
+    for line in (DATA / "entry_state_grub-2.06_qemu-7.2.txt").read_text().splitlines():
+        if line.startswith("== "):
+            current = dumps.setdefault(line[3:], {})
+        elif current is not None and line != "end":
+            name, _, value = line.partition(" ")
+            current[name] = value
+    return dumps
+
+
+@pytest.mark.parametrize("probe", ["probe_entry.elf", "probe1_entry.elf"])
+def test_entry_registers_and_gdt_as_grub_leaves_them(probe):
+    """probe_entry.c saves every register before touching any (entry_state.S) and prints
+    them with the GDT they select from; Multiboot2 and Multiboot 1 alike."""
+    grub = entry_dumps()[probe]
+    result = boot(str(DATA / probe), cmdline="probe cmdline",
+                  modules=[ModuleSpec(str(DATA / "module.txt"), "module-one")], max_instructions=1_000_000)
+    assert result.stop.reason == StopReason.GUEST_EXIT, result.stop.summary
+    ours = dict(line.partition(" ")[::2] for line in result.serial.splitlines() if line != "end")
+    assert {k: v for k, v in ours.items() if k not in NOT_COMPARED} == \
+        {k: v for k, v in grub.items() if k not in NOT_COMPARED}
+
+
+NO_GDT_OF_ITS_OWN = """
+    mov dword ptr [0x300000 + 0x21 * 8], 0x00080000 + 0x1000
+    mov dword ptr [0x300000 + 0x21 * 8 + 4], 0x00108E00
+    mov word ptr [0x301000], 0x7ff
+    mov dword ptr [0x301002], 0x300000
+    lidt [0x301000]
+    int 0x21
+    mov al, 0
+    out 0xf4, al
+"""
+
+
+def test_an_idt_gate_with_selector_8_faults_under_grubs_gdt(make_guest):
+    """A kernel that fills its IDT with selector 0x08 but never loads a GDT of its own
+    (a popular tutorial does) triple-faults on its first interrupt under GRUB + QEMU
+    (recorded: #GP error 0x8, then #DF) because GRUB's descriptor 1 is null; so here."""
+    result = boot(make_guest(NO_GDT_OF_ITS_OWN))
+    assert result.stop.reason == StopReason.TRIPLE_FAULT
+    assert [(step.vector, step.error_code) for step in result.stop.chain[:2]] == [(0x21, None), (13, 0x8)]

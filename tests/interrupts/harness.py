@@ -231,10 +231,22 @@ def _stub32(vector: int) -> bytes:
     return code.ljust(STUB_SIZE, b"\x90")
 
 
+RELOAD_CS = f"""
+    push {CODE64_SEL:#x}
+    call reload_cs
+reload_cs:
+    add dword ptr [esp], 5
+    retf
+"""
+"""Far return to the next instruction (push selector; push EIP+5; retf): the GDT just
+loaded has its code at 0x08, the loader's CS is GRUB's 0x10."""
+
+
 def protected_setup(cr0_extra: int) -> str:
     extra = f"mov eax, cr0\nor eax, {cr0_extra:#x}\nmov cr0, eax\n" if cr0_extra else ""
     return f"""
     lgdt [{GDTR:#x}]
+    {RELOAD_CS}
     mov ax, {DATA_SEL:#x}
     mov ds, ax
     mov es, ax

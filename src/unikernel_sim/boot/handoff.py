@@ -1,4 +1,4 @@
-"""Reaching the Multiboot2 i386 entry state from a UC_MODE_64 engine.
+"""Reaching the Multiboot i386 entry state from a UC_MODE_64 engine.
 
 Multiboot2 section 3.3 (I386 machine state): 32-bit protected mode, paging
 off, CS a flat 4 GiB 32-bit code segment, DS/ES/FS/GS/SS flat 4 GiB data
@@ -6,6 +6,15 @@ segments, A20 on, EFLAGS.IF and VM clear, EAX = 0x36d76289, EBX = the boot
 information's physical address. ESP is undefined; we leave it at the top of the
 stub's scratch page so that a kernel that pushes before loading its own stack
 does not fault.
+
+What the specification leaves open is as GRUB 2.06 leaves it on QEMU (recorded by
+tests/data/grub_reference/probe_entry.c, both Multiboot versions): CS = 0x10 and
+the data segments 0x18 in a GDT of [null, null, flat code, flat data (accessed)]
+with limit 0x20, EFLAGS 0x46, IDTR limit 0 base 0, TR and LDTR 0. It matters: a
+kernel that builds its IDT with selector 0x08 without loading its own GDT finds a
+null descriptor there and triple-faults on its first interrupt under GRUB - and
+here. Not reproduced: the GDT's address (GRUB's is 0x10B0, unisim's in its stub
+page) and ESP (GRUB's 0x7FF00).
 
 Unicorn starts a UC_MODE_64 engine in "paging-less long mode" (CR0.PG=0 but
 EFER.LMA=1), and writing CS only stores a selector. The recipe (docs/unicorn-quirks.md, Q0):
@@ -22,16 +31,18 @@ from dataclasses import dataclass
 from unicorn import Uc
 from unicorn import x86_const as x86
 
-from unikernel_sim.arch import CR0, CR4, MSR, PTE, RFLAGS
+from unikernel_sim.arch import CR0, CR4, MSR, PTE
 
-CODE32_SELECTOR = 0x08
-DATA32_SELECTOR = 0x10
+CODE32_SELECTOR = 0x10
+DATA32_SELECTOR = 0x18
 FLAT_CODE32 = 0x00CF9A000000FFFF     # base 0, limit 4 GiB, 32-bit, execute/read
-FLAT_DATA32 = 0x00CF92000000FFFF     # base 0, limit 4 GiB, read/write
+FLAT_DATA32 = 0x00CF93000000FFFF     # base 0, limit 4 GiB, read/write, accessed (as GRUB's)
+GDT_ENTRIES = (0, 0, FLAT_CODE32, FLAT_DATA32)
+GDT_LIMIT = 0x20                     # GRUB's: one byte past its four descriptors
 PTE_PRESENT_WRITABLE = PTE.P | PTE.RW
 PDE_HUGE_PRESENT_WRITABLE = PTE.P | PTE.RW | PTE.PS
 CR0_PE_ET = CR0.PE | CR0.ET
-EFLAGS_AT_ENTRY = RFLAGS.RESERVED_1      # only the always-one bit: IF, VM, TF clear
+EFLAGS_AT_ENTRY = 0x46                   # ZF, PF and the always-one bit, as GRUB leaves them; IF, VM, TF clear
 
 SCRATCH_SIZE = 0x5000
 # Scratch layout (offsets): page tables, GDT, code, stack.
@@ -39,7 +50,7 @@ PML4_OFFSET = 0x0000
 PDPT_OFFSET = 0x1000
 PD_OFFSET = 0x2000
 GDT_OFFSET = 0x3000
-GDTR_OFFSET = 0x3020
+GDTR_OFFSET = 0x3040                 # past the GDT and the byte its limit still covers
 STUB64_OFFSET = 0x3100
 STUB32_OFFSET = 0x3200
 STACK_TOP_OFFSET = 0x5000
@@ -100,8 +111,8 @@ class HandoffStub:
         struct.pack_into("<Q", area, PDPT_OFFSET, (s + PD_OFFSET) | PTE_PRESENT_WRITABLE)
         for i in range(512):
             struct.pack_into("<Q", area, PD_OFFSET + 8 * i, (i << 21) | PDE_HUGE_PRESENT_WRITABLE)
-        struct.pack_into("<QQQ", area, GDT_OFFSET, 0, FLAT_CODE32, FLAT_DATA32)
-        struct.pack_into("<HQ", area, GDTR_OFFSET, 3 * 8 - 1, s + GDT_OFFSET)
+        struct.pack_into(f"<{len(GDT_ENTRIES)}Q", area, GDT_OFFSET, *GDT_ENTRIES)
+        struct.pack_into("<HQ", area, GDTR_OFFSET, GDT_LIMIT, s + GDT_OFFSET)
         code64 = _stub64(s + GDTR_OFFSET, s + STUB32_OFFSET)
         area[STUB64_OFFSET:STUB64_OFFSET + len(code64)] = code64
         code32 = _stub32()
@@ -128,4 +139,5 @@ def enter_multiboot2_state(uc: Uc, stub: HandoffStub, entry: int, boot_info: int
     uc.reg_write(x86.UC_X86_REG_EBX, boot_info)
     uc.reg_write(x86.UC_X86_REG_RSP, stub.stack_top)
     uc.reg_write(x86.UC_X86_REG_RFLAGS, EFLAGS_AT_ENTRY)
+    uc.reg_write(x86.UC_X86_REG_IDTR, (0, 0, 0, 0))
     uc.reg_write(x86.UC_X86_REG_RIP, entry)

@@ -71,6 +71,7 @@ class PcBoard:
         self.devices: list[Device] = []
         self._timed: list[Device] = []          # the devices that act on their own over time
         self._now = now = wiring.now_ns
+        self._events_moved = wiring.events_moved
 
         self.pic = self.attach(PicPair(on_change=wiring.interrupt_changed))
         self.pic.power_on_state()
@@ -111,6 +112,7 @@ class PcBoard:
             self.io.attach(ports.first, ports.count, device)
         for window in device.mmio:
             self.mmio.map(window, device)
+        device.events_moved = self._events_moved
         self.devices.append(device)
         if _is_timed(device):
             self._timed.append(device)

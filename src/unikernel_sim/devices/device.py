@@ -94,6 +94,12 @@ class Device(Stateful):
     def reset(self) -> None:
         """Back to the power-on state."""
 
+    def events_moved(self) -> None:
+        """Tell the machine this device's next_event_ns() may have changed because of a
+        guest access (the board wires it to the scheduler; a device that computes its
+        events from registers the guest writes must call it, or a run that is already
+        past its last deadline never stops for the new one)."""
+
     # --- time --------------------------------------------------------------------
     def advance(self, now_ns: int) -> None:
         """Bring the device up to virtual time now_ns (raise what is due)."""

@@ -165,6 +165,7 @@ class I8042(Device):
             if was_key:
                 self.next_key_at = max(self.next_key_at, self.now()) + self.key_interval_ns
             self._fill()
+            self.events_moved()                    # the next typed key is due at a new time
         return value
 
     def io_write(self, port: int, size: int, value: int) -> None:
@@ -172,13 +173,14 @@ class I8042(Device):
         if port == STATUS_PORT:
             self.last_was_command = True
             self._controller_command(value)
-            return
-        self.last_was_command = False
-        if self.pending_command is not None:
-            command, self.pending_command = self.pending_command, None
-            self._controller_data(command, value)
         else:
-            self._keyboard_command(value)
+            self.last_was_command = False
+            if self.pending_command is not None:
+                command, self.pending_command = self.pending_command, None
+                self._controller_data(command, value)
+            else:
+                self._keyboard_command(value)
+        self.events_moved()                        # scanning, the port or its IRQ may have changed
 
     def _controller_command(self, command: int) -> None:
         if command == 0x20:

@@ -105,6 +105,10 @@ class Piix4PowerManagement(Device):
         return 0
 
     def io_write(self, port: int, size: int, value: int) -> None:
+        self._write(port, size, value)
+        self.events_moved()                        # TMR_EN or SCI_EN may have changed
+
+    def _write(self, port: int, size: int, value: int) -> None:
         if PM1_EVENT <= port < PM1_EVENT + 4:
             shifted = value << (8 * (port - PM1_EVENT))
             width = (1 << (8 * size)) - 1 << (8 * (port - PM1_EVENT))
