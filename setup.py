@@ -1,5 +1,5 @@
-"""Build the one C extension: the virtual clock's hooks, the COM1 fast path and the SSE
-alignment guard.
+"""Build the one C extension: the virtual clock's hooks, the COM1 fast path, the SSE
+alignment guard and the common case of interrupt delivery.
 
 Everything else is declared in pyproject.toml."""
 from setuptools import Extension, setup
@@ -9,8 +9,9 @@ setup(
         Extension(
             "unikernel_sim.cpu._vclock",
             sources=["src/unikernel_sim/cpu/_vclock.c", "src/unikernel_sim/cpu/_fast_ports.c",
-                     "src/unikernel_sim/cpu/_alignment.c"],
-            depends=["src/unikernel_sim/cpu/_vclock.h", "src/unikernel_sim/cpu/_alignment.h"],
+                     "src/unikernel_sim/cpu/_alignment.c", "src/unikernel_sim/cpu/_irq_delivery.c"],
+            depends=["src/unikernel_sim/cpu/_vclock.h", "src/unikernel_sim/cpu/_alignment.h",
+                     "src/unikernel_sim/cpu/_irq_delivery.h"],
             extra_compile_args=["-O2"],
         )
     ]

@@ -33,7 +33,7 @@ from unicorn import x86_const as x86
 from unikernel_sim.arch import EFER_LMA, MSR, OPCODE_HLT, RFLAGS_IF
 from unikernel_sim.cpu.fast_ports import FastPorts
 from unikernel_sim.cpu.host_timer import OUTPUT, TIMEOUT
-from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER, clear_exception_in_flight
+from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER
 from unikernel_sim.cpu.vclock import host_ns
 from unikernel_sim.errors import UsageError
 from unikernel_sim.limits import MAX_INSTRUCTIONS, MAX_TIMEOUT_SECONDS
@@ -76,6 +76,7 @@ class RunLoop:
         self._pending: Stop | None = None
         self._service_requested = False
         self._host_timed_stop = False
+        self._running = False                      # inside emu_start (device code may run in hooks)
         self.serial_stream: SerialInputStream | None = None    # --serial-in from a FIFO or pipe
         self.key_scripts: list = []                              # --keys with {wait:TEXT} steps
         self._unmapped: tuple[int, int, int] | None = None
@@ -147,13 +148,16 @@ class RunLoop:
         self._service_requested = False
         self.clock.arm_stop(None)
         self._arm(self.next_event_ns(), self.budget_end)
-        clear_exception_in_flight(self.uc)               # Q2
+        self.interrupts.fast.clear_exception_in_flight()  # Q2
         # 3. run
         error = None
+        self._running = True
         try:
             self.uc.emu_start(self.machine.rip, RUN_UNTIL_NEVER)
         except UcError as exc:
             error = exc
+        finally:
+            self._running = False
         self.fast_ports.drain()
         handler_error = self.fast_ports.take_error()
         if handler_error is not None:
@@ -216,18 +220,28 @@ class RunLoop:
     def _inject_interrupt(self) -> None:
         if not self.board.interrupt_pending:            # the common case: read no registers
             return
-        old_rsp = self.uc.reg_read(x86.UC_X86_REG_RSP)
-        return_rip = self.machine.rip
-        if not self.interrupts.inject_pending_irq(self.board):
+        interrupts, red_zone = self.interrupts, self.machine.red_zone
+        if red_zone is None:
+            interrupts.inject_pending_irq(self.board)
             return
-        red_zone = self.machine.red_zone
-        new_rsp = self.uc.reg_read(x86.UC_X86_REG_RSP)
-        if (red_zone is not None and self._pending is None and self.uc.msr_read(MSR.EFER) & EFER_LMA
-                and 0 < old_rsp - new_rsp <= RED_ZONE_FRAME_REACH):
+        old_rsp = self.uc.reg_read(x86.UC_X86_REG_RSP)
+        if not interrupts.inject_pending_irq(self.board):
+            return
+        if interrupts.delivered_in_c:                    # the C path says where the frame went
+            fast = interrupts.fast.context
+            long_mode, return_rip, new_rsp = fast.last_long_mode, fast.last_return_rip, fast.last_new_rsp
+        else:
+            long_mode = self.uc.msr_read(MSR.EFER) & EFER_LMA
+            return_rip, new_rsp = interrupts.fast.context.last_return_rip, self.uc.reg_read(x86.UC_X86_REG_RSP)
+        if (self._pending is None and long_mode and 0 < old_rsp - new_rsp <= RED_ZONE_FRAME_REACH):
             red_zone.interrupt_delivered(old_rsp, new_rsp, return_rip, self.clock.now_ns())
 
     def interrupt_line_changed(self) -> None:
-        """The PIC's output changed (called from device code, maybe inside a hook)."""
+        """The controllers' output changed (from device code, maybe inside a hook). Between
+        slices there is nothing to do: the next slice delivers and arms anyway (this
+        saves two reschedules per IRQ: the edge, and the acknowledge)."""
+        if not self._running:
+            return
         if self.board.interrupt_pending:
             self._request_service()
         self.reschedule()

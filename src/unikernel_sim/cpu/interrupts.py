@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Callable
 from unicorn import UC_HOOK_INSN_INVALID, UC_HOOK_INTR, Uc
 from unicorn import x86_const as x86
 
-from unikernel_sim.arch import OPCODE_INT_IMM8, RFLAGS_IF, Vector, short_name
+from unikernel_sim.arch import OPCODE_INT_IMM8, Vector, short_name
 from unikernel_sim.cpu.delivery import (
     KIND_EXCEPTION, KIND_EXTERNAL, KIND_SOFTWARE, DeliveryOutcome, Event, InterruptDelivery, error_code_for,
 )
 from unikernel_sim.cpu.engine import read_cpu_state
-from unikernel_sim.cpu.unicorn_compat import interrupt_shadow, take_exception_info
+from unikernel_sim.cpu.fast_delivery import FastDelivery
+from unikernel_sim.cpu.unicorn_compat import take_exception_info
 from unikernel_sim.cpu.vclock import VirtualClock
 from unikernel_sim.memory.guest_memory import GuestMemory
 from unikernel_sim.stops import ExceptionRecord, FaultStep, Stop, StopReason
@@ -40,6 +41,8 @@ class InterruptPath:
         self.describe = describe
         self.stop = stop
         self.delivery = InterruptDelivery(uc, memory)
+        self.fast = FastDelivery(uc, memory.ram.size)   # the common case in C; Python for the rest
+        self.delivered_in_c = False                     # how the latest IRQ went in (fast.context has its stack)
         self.last_exception: ExceptionRecord | None = None
         # Exceptions delivered to the guest's own handlers, oldest first (the report lists
         # them: a #DF taken on an IST stack and handled by the guest is still evidence).
@@ -56,15 +59,13 @@ class InterruptPath:
         """Deliver the interrupt controllers' request if the CPU accepts interrupts now:
         IF set, and not in the one-instruction shadow of STI / MOV SS (Q14; the request
         then waits for the next slice or for the `hlt` stop)."""
-        if not board.interrupt_pending:
-            return False
-        if not self.uc.reg_read(x86.UC_X86_REG_RFLAGS) & RFLAGS_IF:
-            return False
-        if interrupt_shadow(self.uc):
+        if not board.interrupt_pending or not self.fast.ready():
             return False
         vector, _irq = board.acknowledge()
         self.irq_count += 1
-        self.deliver(Event(vector, KIND_EXTERNAL, None, self.uc.reg_read(x86.UC_X86_REG_RIP)))
+        self.delivered_in_c = not self.trace and self.fast.deliver(vector)
+        if not self.delivered_in_c:
+            self.deliver(Event(vector, KIND_EXTERNAL, None, self.uc.reg_read(x86.UC_X86_REG_RIP)))
         return True
 
     def deliver_pending_fault(self) -> bool:

@@ -38,7 +38,7 @@ from unikernel_sim.arch import Vector
 
 __all__ = [
     "RUN_UNTIL_NEVER", "UcContext", "add_native_hook", "clear_exception_in_flight", "context_offsets",
-    "delete_native_hook",
+    "context_address", "delete_native_hook", "engine_handle",
     "in_64bit_mode", "interrupt_shadow", "native_function_address", "set_cpl", "take_exception_info",
 ]
 
@@ -67,6 +67,16 @@ def add_native_hook(uc: Uc, htype: int, callback: ctypes.c_void_p, user_data: ct
     if status != 0:
         raise RuntimeError(f"uc_hook_add({htype}) failed with Unicorn error {status}")
     return handle.value
+
+
+def engine_handle(uc: Uc):
+    """The uc_engine pointer, for C code that calls the library directly."""
+    return uc._uch
+
+
+def context_address(context: UcContext) -> int:
+    """Where a saved context's bytes are (the offsets of context_offsets() are from here)."""
+    return ctypes.cast(context.context, ctypes.c_void_p).value
 
 
 def delete_native_hook(uc: Uc, handle: int) -> None:
@@ -191,7 +201,7 @@ def _saved_context(uc: Uc):
     """The CPU context and the address of its bytes, where the fields located by
     context_offsets() are read and patched (patches need uc.context_restore)."""
     context = uc.context_save()
-    return context, ctypes.cast(context.context, ctypes.c_void_p).value
+    return context, context_address(context)
 
 
 def take_exception_info(uc: Uc) -> ExceptionInfo:

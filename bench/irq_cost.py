@@ -1,0 +1,90 @@
+"""Host time per delivered IRQ: a compute loop under the PIT at --hz, in 32-bit protected
+mode and in 64-bit long mode, against the same loop with the timer off, in one process.
+
+    python bench/irq_cost.py [--mode 32|64] [--hz 10000] [--iterations 300000000] [--runs 3] [--deterministic]
+Prints, per mode, the loop's time without and with the timer, the IRQs delivered and
+(with - without) / IRQs: what one interrupt costs the host, run loop included.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from interrupts.harness import IdtGuest, build_long, build_protected  # noqa: E402
+
+from unikernel_sim.machine import Machine  # noqa: E402
+from unikernel_sim.stops import StopReason  # noqa: E402
+
+PIT_HZ = 1_193_182
+EOI_32 = "push eax\nmov al, 0x20\nout 0x20, al\npop eax\niretd"
+EOI_64 = "push rax\nmov al, 0x20\nout 0x20, al\npop rax\niretq"
+LOOP_32 = """
+    mov ecx, {n}
+    xor eax, eax
+work:
+    imul eax, eax, 3
+    add eax, ecx
+    dec ecx
+    jnz work
+    mov al, 0
+    out 0xf4, al
+"""
+LOOP_64 = LOOP_32.replace("eax", "rax").replace("ecx", "rcx")
+
+
+def guest(mode: int, iterations: int, hz: int | None) -> IdtGuest:
+    setup = ""
+    if hz:
+        count = PIT_HZ // hz
+        setup = (f"mov al, 0x34\nout 0x43, al\nmov al, {count & 0xFF}\nout 0x40, al\n"
+                 f"mov al, {count >> 8}\nout 0x40, al\nmov al, 0xfe\nout 0x21, al")
+    loop = (LOOP_32 if mode == 32 else LOOP_64).format(n=iterations)
+    return IdtGuest(before=setup, fault="nop", flags=0x202 if hz else 0x2, after=loop,
+                    handlers={8: EOI_32 if mode == 32 else EOI_64})
+
+
+def run_once(mode: int, iterations: int, hz: int | None, deterministic: bool = False) -> tuple[float, int]:
+    build = build_protected if mode == 32 else build_long
+    image, _ = build(guest(mode, iterations, hz))
+    with tempfile.NamedTemporaryFile(suffix=".bin") as handle:
+        handle.write(image)
+        handle.flush()
+        machine = Machine(16, deterministic=deterministic)
+        machine.load(handle.name)
+        start = time.perf_counter()
+        stop = machine.run()
+        elapsed = time.perf_counter() - start
+    assert stop.reason is StopReason.GUEST_EXIT, stop.summary
+    return elapsed, machine.interrupts.irq_count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", type=int, choices=(32, 64), action="append")
+    parser.add_argument("--hz", type=int, default=10_000)
+    parser.add_argument("--iterations", type=int, default=300_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--deterministic", action="store_true")
+    args = parser.parse_args()
+    for mode in args.mode or [32, 64]:
+        quiet, loaded, irqs = [], [], []
+        for _ in range(args.runs):                      # interleaved: without, with
+            quiet.append(run_once(mode, args.iterations, None, args.deterministic)[0])
+            seconds, count = run_once(mode, args.iterations, args.hz, args.deterministic)
+            loaded.append(seconds)
+            irqs.append(count)
+        without, with_timer = statistics.median(quiet), statistics.median(loaded)
+        count = statistics.median(irqs)
+        print(f"{mode}-bit: {without:.3f} s without the timer, {with_timer:.3f} s with {count:.0f} IRQs at "
+              f"{args.hz} Hz: {(with_timer - without) / count * 1e6:.1f} us per IRQ "
+              f"({(with_timer / without - 1) * 100:.1f} % slower)")
+
+
+if __name__ == "__main__":
+    main()
