@@ -16,36 +16,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from interrupts.harness import IdtGuest, build_long, build_protected  # noqa: E402
+from interrupts.harness import IdtGuest, build_long, build_protected, compute_loop, program_pit  # noqa: E402
 
 from unikernel_sim.machine import Machine  # noqa: E402
 from unikernel_sim.stops import StopReason  # noqa: E402
 
-PIT_HZ = 1_193_182
 EOI_32 = "push eax\nmov al, 0x20\nout 0x20, al\npop eax\niretd"
 EOI_64 = "push rax\nmov al, 0x20\nout 0x20, al\npop rax\niretq"
-LOOP_32 = """
-    mov ecx, {n}
-    xor eax, eax
-work:
-    imul eax, eax, 3
-    add eax, ecx
-    dec ecx
-    jnz work
-    mov al, 0
-    out 0xf4, al
-"""
-LOOP_64 = LOOP_32.replace("eax", "rax").replace("ecx", "rcx")
 
 
 def guest(mode: int, iterations: int, hz: int | None) -> IdtGuest:
-    setup = ""
-    if hz:
-        count = PIT_HZ // hz
-        setup = (f"mov al, 0x34\nout 0x43, al\nmov al, {count & 0xFF}\nout 0x40, al\n"
-                 f"mov al, {count >> 8}\nout 0x40, al\nmov al, 0xfe\nout 0x21, al")
-    loop = (LOOP_32 if mode == 32 else LOOP_64).format(n=iterations)
-    return IdtGuest(before=setup, fault="nop", flags=0x202 if hz else 0x2, after=loop,
+    return IdtGuest(before=program_pit(hz) if hz else "", fault="nop", flags=0x202 if hz else 0x2,
+                    after=compute_loop(iterations, mode),
                     handlers={8: EOI_32 if mode == 32 else EOI_64})
 
 

@@ -19,38 +19,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from interrupts.harness import IdtGuest, build_protected  # noqa: E402
+from interrupts.harness import IdtGuest, build_protected, compute_loop, program_pit  # noqa: E402
 
 from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER  # noqa: E402
 from unikernel_sim.machine import Machine  # noqa: E402
 from unikernel_sim.stops import StopReason  # noqa: E402
 
-PIT_1KHZ = 1193
 TIMER_HANDLER = "push eax\nmov al, 0x20\nout 0x20, al\npop eax\niretd"
 
 
 def guest(iterations: int, timer: bool) -> IdtGuest:
-    setup = ""
-    if timer:
-        setup = (f"mov al, 0x34\nout 0x43, al\nmov al, {PIT_1KHZ & 0xFF}\nout 0x40, al\n"
-                 f"mov al, {PIT_1KHZ >> 8}\nout 0x40, al\nmov al, 0xfe\nout 0x21, al")
-    return IdtGuest(
-        before=setup,
-        fault="nop",
-        flags=0x202 if timer else 0x2,
-        after=f"""
-            mov ecx, {iterations}
-            xor eax, eax
-        work:
-            imul eax, eax, 3
-            add eax, ecx
-            dec ecx
-            jnz work
-            mov al, 0
-            out 0xf4, al
-        """,
-        handlers={8: TIMER_HANDLER},
-    )
+    return IdtGuest(before=program_pit(1000) if timer else "", fault="nop", flags=0x202 if timer else 0x2,
+                    after=compute_loop(iterations), handlers={8: TIMER_HANDLER})
 
 
 def run_case(path: str, case: str) -> float:

@@ -15,19 +15,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from interrupts.harness import IdtGuest, build_protected  # noqa: E402
+from interrupts.harness import IdtGuest, build_protected, compute_loop, program_pit  # noqa: E402
 
 from unikernel_sim.machine import Machine  # noqa: E402
 from unikernel_sim.stops import StopReason  # noqa: E402
 
-PIT_1KHZ = 1193
 LAPIC_1KHZ = 62499                        # divide 16: (62,499 + 1) x 16 ns = 1 ms
 PIC_EOI = "push eax\nmov al, 0x20\nout 0x20, al\npop eax\niretd"
 LAPIC_EOI = "mov dword ptr [0xfee000b0], 0\niretd"
-PIT_1KHZ_SETUP = (f"mov al, 0x34\nout 0x43, al\nmov al, {PIT_1KHZ & 0xFF}\nout 0x40, al\n"
-                  f"mov al, {PIT_1KHZ >> 8}\nout 0x40, al\n")
+PIT_1KHZ_SETUP = program_pit(1000).rsplit("\nmov al, 0xfe", 1)[0] + "\n"     # the 8259 left masked
 SETUP = {
-    "pit": PIT_1KHZ_SETUP + "mov al, 0xfe\nout 0x21, al",
+    "pit": program_pit(1000),
     "lapic": ("mov dword ptr [0xfee003e0], 3\nmov dword ptr [0xfee00320], 0x20040\n"
               f"mov dword ptr [0xfee00380], {LAPIC_1KHZ}"),
     "ioapic": ("mov dword ptr [0xfec00000], 0x15\nmov dword ptr [0xfec00010], 0\n"
@@ -37,17 +35,8 @@ HANDLERS = {"pit": {0x08: PIC_EOI}, "lapic": {0x40: LAPIC_EOI}, "ioapic": {0x30:
 
 
 def guest(source: str, iterations: int) -> IdtGuest:
-    return IdtGuest(before=SETUP[source], fault="nop", flags=0x202, handlers=HANDLERS[source], after=f"""
-        mov ecx, {iterations}
-        xor eax, eax
-    work:
-        imul eax, eax, 3
-        add eax, ecx
-        dec ecx
-        jnz work
-        mov al, 0
-        out 0xf4, al
-    """)
+    return IdtGuest(before=SETUP[source], fault="nop", flags=0x202, handlers=HANDLERS[source],
+                    after=compute_loop(iterations))
 
 
 def main() -> None:

@@ -311,3 +311,30 @@ def run_protected(guest: IdtGuest, tmp_path) -> tuple[Frame | None, int, object]
     words = list(struct.unpack("<6I", machine.ram.read(esp, 24)))
     frame = Frame(machine.ram.u8(VECTOR_SLOT), esp, words, machine.ram.u32(FLAGS_SLOT))
     return frame, fault_address, result
+
+
+# --- shared by the benches (bench/*.py) ---------------------------------------------------
+PIT_HZ = 1_193_182
+
+
+def program_pit(hz: int) -> str:
+    """PIT channel 0 in mode 2 at hz, and IRQ 0 unmasked at the 8259 (32-bit code)."""
+    count = PIT_HZ // hz
+    return (f"mov al, 0x34\nout 0x43, al\nmov al, {count & 0xFF}\nout 0x40, al\n"
+            f"mov al, {count >> 8}\nout 0x40, al\nmov al, 0xfe\nout 0x21, al")
+
+
+def compute_loop(iterations: int, bits: int = 32) -> str:
+    """A loop of four integer instructions per iteration, then the debug exit."""
+    a, c = ("eax", "ecx") if bits == 32 else ("rax", "rcx")
+    return f"""
+    mov {c}, {iterations}
+    xor eax, eax
+work:
+    imul {a}, {a}, 3
+    add {a}, {c}
+    dec {c}
+    jnz work
+    mov al, 0
+    out 0xf4, al
+"""

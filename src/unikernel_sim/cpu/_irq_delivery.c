@@ -186,17 +186,28 @@ static void load_handler(void *uc, const struct irq_ctx *c, uint16_t selector, i
     c->reg_write(uc, (int)c->reg_rip, &target);
 }
 
-static int deliver_long(void *uc, struct irq_ctx *c, const struct paging *p, uint32_t vector, uint64_t return_rip)
+/* The gate of vector (size 8 or 16 bytes): within the IDT limit, readable, a present
+ * 32/64-bit interrupt or trap gate. Returns its type, or 0 (Python raises the fault;
+ * 16-bit and task gates go there too). */
+static unsigned fetch_gate(void *uc, const struct irq_ctx *c, const struct paging *p, uint32_t vector,
+                           uint8_t *gate, uint32_t size)
 {
     struct uc_x86_mmr idtr;
-    uint8_t gate[16];
     memset(&idtr, 0, sizeof idtr);
     c->reg_read(uc, (int)c->reg_idtr, &idtr);
-    if (vector * 16u + 15 > idtr.limit || read_virtual(uc, c, p, idtr.base + vector * 16u, gate, 16))
-        return IRQ_DECLINED_GATE;
-    unsigned attributes = gate[5];
-    unsigned type = attributes & 0xF;
+    if (vector * size + size - 1 > idtr.limit || read_virtual(uc, c, p, idtr.base + vector * size, gate, size))
+        return 0;
+    unsigned attributes = gate[5], type = attributes & 0xF;
     if ((type != GATE_INTERRUPT_32 && type != GATE_TRAP_32) || !(attributes & 0x80))
+        return 0;
+    return type;
+}
+
+static int deliver_long(void *uc, struct irq_ctx *c, const struct paging *p, uint32_t vector, uint64_t return_rip)
+{
+    uint8_t gate[16];
+    unsigned type = fetch_gate(uc, c, p, vector, gate, sizeof gate);
+    if (!type)
         return IRQ_DECLINED_GATE;
     uint16_t selector = (uint16_t)(gate[2] | gate[3] << 8);
     uint64_t target = (uint64_t)(gate[0] | gate[1] << 8) | (uint64_t)(gate[6] | gate[7] << 8) << 16
@@ -234,16 +245,10 @@ static int deliver_long(void *uc, struct irq_ctx *c, const struct paging *p, uin
 static int deliver_protected(void *uc, struct irq_ctx *c, const struct paging *p, uint32_t vector,
                              uint64_t return_rip)
 {
-    struct uc_x86_mmr idtr;
     uint8_t gate[8];
-    memset(&idtr, 0, sizeof idtr);
-    c->reg_read(uc, (int)c->reg_idtr, &idtr);
-    if (vector * 8u + 7 > idtr.limit || read_virtual(uc, c, p, idtr.base + vector * 8u, gate, 8))
+    unsigned type = fetch_gate(uc, c, p, vector, gate, sizeof gate);
+    if (!type)
         return IRQ_DECLINED_GATE;
-    unsigned attributes = gate[5];
-    unsigned type = attributes & 0xF;
-    if ((type != GATE_INTERRUPT_32 && type != GATE_TRAP_32) || !(attributes & 0x80))
-        return IRQ_DECLINED_GATE;                      /* 16-bit and task gates: Python */
     uint16_t selector = (uint16_t)(gate[2] | gate[3] << 8);
     uint64_t target = (uint64_t)(gate[0] | gate[1] << 8) | (uint64_t)(gate[6] | gate[7] << 8) << 16;
     uint64_t cs = reg(uc, c, c->reg_cs);
