@@ -111,3 +111,13 @@ def test_the_framebuffer_survives_snapshots(make_guest):
     machine.restore(snapshot)
     assert bytes(machine.uc.mem_read(LFB, 4)) == b"\0" * 4
     assert machine.board.vbe.mode == (640, 480, 32)
+
+
+def test_the_crash_report_names_the_framebuffer_mode(make_guest):
+    from unikernel_sim.diagnostics.report import build_report
+
+    tag = guestkit.header_tag(TAG_FRAMEBUFFER, struct.pack("<III", 800, 600, 16))
+    result = boot(make_guest("ud2", elf=True, extra_tags=[tag]))
+    report = build_report(result.machine, result.stop)
+    assert "bochs-vbe: 800x600x16 linear framebuffer at 0xfd000000, line 1600 bytes, offset (0, 0)" in report.devices
+    assert "bochs-vbe: 800x600x16" in report.text()
