@@ -36,6 +36,9 @@ class F32(float):
     """A float argument passed as a single-precision value (C `float`)."""
 
 
+PAGE = 4096                        # the C write covers at most two pages: frames up to one page
+
+
 class GuestCallError(Exception):
     """A guest function did not return normally; str() is the crash report."""
 
@@ -99,7 +102,9 @@ class GuestCaller:
         rsp &= ~0xF                                      # aligned at the call instruction
         frame = b"".join(self._stack_word(a) for a in stack_args)
         rsp -= 8                                         # the return address
-        if not machine.write_virtual(rsp, struct.pack("<Q", self.sentinel) + frame):
+        frame = struct.pack("<Q", self.sentinel) + frame
+        if not (len(frame) <= PAGE and machine.interrupts.fast.write_virtual(rsp, frame)
+                or machine.write_virtual(rsp, frame)):
             raise RuntimeError(f"the guest stack at {rsp:#x} is not mapped")
         self._arm_sentinel()
         for register, value in zip(INTEGER_REGISTERS, integers):

@@ -353,7 +353,7 @@ class RunLoop:
         return Stop(reason, f"{summary} at {where}", rip=rip, where=where)
 
     def _finish(self, stop: Stop) -> Stop:
-        if not stop.where:
+        if not stop.where and stop.reason is not StopReason.RETURNED:     # a guest call needs no location
             stop.rip = self.machine.rip
             stop.where = self.machine.describe(stop.rip)
         panic = self.machine.panic_message

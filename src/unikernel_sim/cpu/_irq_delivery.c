@@ -265,6 +265,22 @@ static int deliver_protected(void *uc, struct irq_ctx *c, const struct paging *p
     return IRQ_DELIVERED;
 }
 
+/* Write length bytes at virtual through the guest's page tables, as the host does for
+ * a guest call's return address and stack arguments (no protection check: the host,
+ * not the guest, writes). 0 on success; 1 with nothing written if a page is absent. */
+int guest_write_virtual(void *uc, struct irq_ctx *c, uint64_t virtual, const void *data, uint64_t length)
+{
+    struct paging p = {reg(uc, c, c->reg_cr0), reg(uc, c, c->reg_cr3), reg(uc, c, c->reg_cr4), 0};
+    struct uc_x86_msr_value efer = {0xC0000080u, 0};
+    c->reg_read(uc, (int)c->reg_msr, &efer);
+    p.efer = efer.value;
+    uint64_t saved_cr0 = p.cr0;
+    p.cr0 &= ~CR0_WP;                                   /* the host's write: no write protection */
+    int result = write_stack(uc, c, &p, virtual, data, length);
+    p.cr0 = saved_cr0;
+    return result;
+}
+
 /* Whether the CPU takes an external interrupt now: IF set and not in the one-instruction
  * shadow of STI / MOV SS (QEMU's HF_INHIBIT_IRQ, read from a saved context: Q14). */
 int irq_ready(void *uc, struct irq_ctx *c)

@@ -46,6 +46,7 @@ struct paging {
 
 int irq_deliver(void *uc, struct irq_ctx *c, uint32_t vector);
 int irq_ready(void *uc, struct irq_ctx *c);
+int guest_write_virtual(void *uc, struct irq_ctx *c, uint64_t virtual, const void *data, uint64_t length);
 void irq_clear_exception_in_flight(void *uc, struct irq_ctx *c);
 
 #endif

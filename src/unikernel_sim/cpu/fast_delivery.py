@@ -47,6 +47,10 @@ _irq_deliver.argtypes = [ctypes.c_void_p, ctypes.POINTER(IrqContext), ctypes.c_u
 _irq_ready = _lib.irq_ready
 _irq_ready.restype = ctypes.c_int
 _irq_ready.argtypes = [ctypes.c_void_p, ctypes.POINTER(IrqContext)]
+_guest_write_virtual = _lib.guest_write_virtual
+_guest_write_virtual.restype = ctypes.c_int
+_guest_write_virtual.argtypes = [ctypes.c_void_p, ctypes.POINTER(IrqContext), ctypes.c_uint64, ctypes.c_char_p,
+                                 ctypes.c_uint64]
 _irq_clear_exception_in_flight = _lib.irq_clear_exception_in_flight
 _irq_clear_exception_in_flight.restype = None
 _irq_clear_exception_in_flight.argtypes = [ctypes.c_void_p, ctypes.POINTER(IrqContext)]
@@ -84,6 +88,11 @@ class FastDelivery:
     def clear_exception_in_flight(self) -> None:
         """unicorn_compat.clear_exception_in_flight (Q2) without Python's context copy."""
         _irq_clear_exception_in_flight(self._handle, self._pointer)
+
+    def write_virtual(self, virtual: int, data: bytes) -> bool:
+        """Write data at virtual through the guest's page tables (at most two pages, e.g.
+        a guest call's return address); False, with nothing written, if unmapped."""
+        return _guest_write_virtual(self._handle, self._pointer, virtual, data, len(data)) == 0
 
     def deliver(self, vector: int) -> bool:
         """Deliver external interrupt vector at the current RIP; False if the C path

@@ -40,6 +40,8 @@ class HostTimer:
     def watch_output(self, pending: Callable[[], bool] | None) -> None:
         """While set, every OUTPUT_PERIOD_NS: if pending(), fire OUTPUT (stop the guest
         so the run loop drains it). None stops watching."""
+        if pending is None and self._output_pending is None:
+            return
         with self._condition:
             self._output_pending = pending
             if pending is not None:
@@ -56,7 +58,12 @@ class HostTimer:
             self._thread.start()
 
     def arm(self, deadline_host_ns: int | None, kind: str = EVENT) -> None:
-        """Stop the guest at deadline_host_ns (CLOCK_MONOTONIC ns); None disarms."""
+        """Stop the guest at deadline_host_ns (CLOCK_MONOTONIC ns); None disarms.
+        Disarming what is not armed takes no lock: only this (the guest's) thread
+        arms, and the timer thread only ever adds to _fired, so both reads are safe
+        (a run arms and disarms several kinds; each notify costs ~5 us)."""
+        if deadline_host_ns is None and kind not in self._deadlines and kind not in self._fired:
+            return
         with self._condition:
             self._fired.discard(kind)
             if deadline_host_ns is None:
