@@ -20,6 +20,16 @@ class Breakpoints:
     def __init__(self, machine: "Machine") -> None:
         self.machine = machine
         self._hooks: dict[int, int] = {}           # address -> Unicorn hook handle
+        self._resume_address: int | None = None    # the breakpoint a run starts on: passed over once
+
+    @property
+    def addresses(self) -> list[int]:
+        return sorted(self._hooks)
+
+    def resume_from(self, rip: int) -> None:
+        """A run starts at rip: if a breakpoint is there, execute its instruction instead
+        of stopping on it again (as a debugger steps over the breakpoint it stopped at)."""
+        self._resume_address = rip if rip in self._hooks else None
 
     def add(self, where: str | int) -> int:
         """Stop the run (StopReason.BREAKPOINT) when execution reaches where; returns the address."""
@@ -42,4 +52,7 @@ class Breakpoints:
         return self.machine.symbols.resolve(where) in self._hooks
 
     def _on_hit(self, uc, address: int, size: int, _user) -> None:
+        if address == self._resume_address:
+            self._resume_address = None
+            return
         self.machine.request_stop(Stop(StopReason.BREAKPOINT, f"breakpoint at {self.machine.describe(address)}"))

@@ -225,6 +225,13 @@ class Machine:
         """Run the guest until it stops; returns why (runloop.py)."""
         return self.loop.run(max_instructions=max_instructions, timeout=timeout, catch_sigint=catch_sigint)
 
+    def step(self) -> Stop:
+        """Execute one instruction (StopReason.STEP), or less if something stops it first.
+        Unicorn's emu_start(count=1) counts only code translated after its counting hook
+        appeared (docs/unicorn-quirks.md Q23), so the translation cache is dropped first."""
+        self.uc.ctl_flush_tb()
+        return self.loop.run(step=True)
+
     def request_stop(self, stop: Stop) -> None:
         """End the run with stop at the next opportunity (callable from hooks)."""
         self.loop.request_stop(stop)

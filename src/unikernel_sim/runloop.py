@@ -77,6 +77,7 @@ class RunLoop:
         self._service_requested = False
         self._host_timed_stop = False
         self._running = False                      # inside emu_start (device code may run in hooks)
+        self._stepping = False                     # this run executes one instruction
         self.serial_stream: SerialInputStream | None = None    # --serial-in from a FIFO or pipe
         self.key_scripts: list = []                              # --keys with {wait:TEXT} steps
         self._unmapped: tuple[int, int, int] | None = None
@@ -91,10 +92,14 @@ class RunLoop:
 
     # --- the loop ------------------------------------------------------------------
     def run(self, *, max_instructions: int | None = None, timeout: float | None = None,
-            catch_sigint: bool = False) -> Stop:
-        """Run the guest until it stops; returns why. UsageError for a budget or
-        timeout out of range (limits.py)."""
+            catch_sigint: bool = False, step: bool = False) -> Stop:
+        """Run the guest until it stops; returns why. step: execute one instruction
+        (an interrupt that is due is delivered first, as on hardware, so the step may
+        land in its handler). A breakpoint at the RIP the run starts from is passed
+        over, not hit again. UsageError for a budget or timeout out of range (limits.py)."""
         _check_limits(max_instructions, timeout)
+        self._stepping = step
+        self.machine.breakpoints.resume_from(self.machine.rip)
         if max_instructions is not None:
             self.clock.start_counting()
             self.budget_end = self.clock.instructions + max_instructions
@@ -153,7 +158,7 @@ class RunLoop:
         error = None
         self._running = True
         try:
-            self.uc.emu_start(self.machine.rip, RUN_UNTIL_NEVER)
+            self.uc.emu_start(self.machine.rip, RUN_UNTIL_NEVER, count=1 if self._stepping else 0)
         except UcError as exc:
             error = exc
         finally:
@@ -186,6 +191,8 @@ class RunLoop:
         if (self._service_requested or self.clock.stopped_by_clock or timer_fired or guarded is not None
                 or misaligned):
             return GO_ON
+        if self._stepping:
+            return self._stop_here(StopReason.STEP, "stepped one instruction")
         if self._after_hlt():
             return self._on_hlt()
         if output_drained or (self.serial_stream is not None and self.serial_stream.ready):

@@ -27,6 +27,8 @@ class StopReason(enum.Enum):
     RESET = "reset"                  # the guest asked for a system reset (8042 pulse)
     BREAKPOINT = "breakpoint"        # execution reached an address the host asked to stop at
     POWER_OFF = "power-off"          # ACPI soft power-off (SLP_EN), as kernels do under QEMU
+    STEP = "step"                    # one instruction executed, as asked (Machine.step, gdb's `s`)
+    WATCHPOINT = "watchpoint"        # a watched memory range was written or read (gdb's Z2-Z4)
 
 
 EXIT_CODES = {
@@ -47,6 +49,8 @@ EXIT_CODES = {
     StopReason.RESET: ExitCode.OK,
     StopReason.BREAKPOINT: ExitCode.OK,
     StopReason.POWER_OFF: ExitCode.OK,
+    StopReason.STEP: ExitCode.OK,
+    StopReason.WATCHPOINT: ExitCode.OK,
 }
 
 ABNORMAL = frozenset({

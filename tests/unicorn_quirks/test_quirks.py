@@ -236,3 +236,15 @@ def test_q22_rdmsr_hooks_are_refused_and_ia32_apic_base_reads_zero():
     uc.msr_write(0x1B, 0xFEE00900)
     uc.emu_start(CODE, 1 << 63)
     assert uc.reg_read(x86.UC_X86_REG_RAX) == 0 and uc.msr_read(0x1B) == 0
+
+
+def test_q23_a_counted_run_does_not_count_code_translated_before():
+    # nop x4 ; hlt -- translated once by a plain run, then emu_start(count=1) from the start
+    # runs all four nops: the counting hook only reaches code translated after it appeared
+    uc = engine(b"\x90" * 4 + HLT)
+    uc.emu_start(CODE, 1 << 63)                                        # runs to the hlt (Q5)
+    uc.emu_start(CODE, 1 << 63, count=1)
+    assert uc.reg_read(x86.UC_X86_REG_RIP) == CODE + 5                 # all of it again, not CODE + 1
+    uc.ctl_flush_tb()
+    uc.emu_start(CODE, 1 << 63, count=1)
+    assert uc.reg_read(x86.UC_X86_REG_RIP) == CODE + 1                 # after a flush, one instruction
