@@ -124,9 +124,12 @@ bad_magic:
     jmp 4b
     .size _start, . - _start
 
+    .cfi_sections .debug_frame                  /* unwind info for debuggers only: nothing loaded */
     .code64
     .type long_mode_entry, @function
 long_mode_entry:
+    .cfi_startproc                              /* for debuggers: the outermost frame, */
+    .cfi_undefined rip                          /* nothing to unwind to from here      */
     mov $GDT_DATA_SELECTOR, %ax
     mov %ax, %ds
     mov %ax, %es
@@ -153,4 +156,5 @@ long_mode_entry:
 5:  cli
     hlt
     jmp 5b
+    .cfi_endproc
     .size long_mode_entry, . - long_mode_entry

@@ -24,6 +24,7 @@ from unikernel_sim.arch import OPCODE_RET
 from unikernel_sim.boot.layout import BIOS_ROM_START
 from unikernel_sim.boot.symbols import SymbolTable
 from unikernel_sim.breakpoints import Breakpoints
+from unikernel_sim.watchpoints import Watchpoints
 from unikernel_sim.console import ConsoleOutput
 from unikernel_sim.cpu import cpuid
 from unikernel_sim.cpu.alignment_guard import AlignmentGuard, code_regions
@@ -118,6 +119,7 @@ class Machine:
         self.loop = RunLoop(self)
         self.loop.strict_io = strict_io
         self.breakpoints = Breakpoints(self)
+        self.watchpoints = Watchpoints(self)
         self.red_zone = RedZoneWatch(self) if check_red_zone else None
         self.check_returns = check_returns
         self._caller = None

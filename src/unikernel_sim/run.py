@@ -72,6 +72,8 @@ def boot(
     on_loaded: Iterable[Callable[[Machine], None]] = (),
     output_history: int | None = None,
     cpu: str | None = None,
+    gdb: tuple[str, int, bool] | None = None,
+    say: Callable[[str], None] = lambda line: None,
 ) -> BootResult:
     """Boot image as a Multiboot2 loader would and run it to its end.
 
@@ -116,7 +118,10 @@ def boot(
         from unikernel_sim.tracing import trace_calls
 
         trace_calls(machine)
-    stop = machine.run(max_instructions=max_instructions, timeout=timeout, catch_sigint=catch_sigint)
+    if gdb is not None:
+        stop = _run_under_gdb(machine, gdb, say)
+    else:
+        stop = machine.run(max_instructions=max_instructions, timeout=timeout, catch_sigint=catch_sigint)
     matched = watcher.check() if watcher is not None else None
     return BootResult(
         stop=stop,
@@ -128,6 +133,22 @@ def boot(
         machine=machine,
         expect_matched=matched,
     )
+
+
+def _run_under_gdb(machine: Machine, gdb: tuple[str, int, bool], say: Callable[[str], None]) -> Stop:
+    """gdb = (host, port, wait for the client before the first instruction)."""
+    from unikernel_sim.debug.gdbstub import GdbServer, run_with_gdb
+
+    host, port, wait = gdb
+    try:
+        server = GdbServer(machine, host, port, say=say)
+    except OSError as error:
+        raise UsageError(f"cannot listen for gdb on {host}:{port}: {error.strerror}", where="--gdb",
+                         hint="give a free port, e.g. --gdb 127.0.0.1:1235") from None
+    try:
+        return run_with_gdb(machine, server, wait=wait, say=say)
+    finally:
+        server.close()
 
 
 def exit_status(stop: Stop, exit_style: str, expect_matched: bool | None) -> int:

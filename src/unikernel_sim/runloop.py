@@ -78,6 +78,7 @@ class RunLoop:
         self._host_timed_stop = False
         self._running = False                      # inside emu_start (device code may run in hooks)
         self._stepping = False                     # this run executes one instruction
+        self._interrupt_requested = False          # interrupt() from another thread
         self.serial_stream: SerialInputStream | None = None    # --serial-in from a FIFO or pipe
         self.key_scripts: list = []                              # --keys with {wait:TEXT} steps
         self._unmapped: tuple[int, int, int] | None = None
@@ -182,6 +183,9 @@ class RunLoop:
             return self._pending
         if watch.interrupted:
             return self._stop_here(*SIGNAL_STOPS[watch.signal_received])
+        if self._interrupt_requested:
+            self._interrupt_requested = False
+            return self._stop_here(StopReason.INTERRUPTED, "interrupted by the debugger")
         if self.host_timer.take_fired(TIMEOUT):
             return self._stop_here(StopReason.TIMEOUT, f"wall-clock timeout of {self.timeout:g} s expired")
         if self.budget_end is not None and self.clock.instructions >= self.budget_end:
@@ -289,6 +293,23 @@ class RunLoop:
         if self._pending is None:
             self._pending = stop
         self._leave_emu_start()
+
+    def request_stop_after_instruction(self, stop: Stop) -> None:
+        """End the run with stop once the instruction now executing has finished (from a
+        memory hook, where emu_stop() would run the instruction twice: Q19). Exact when
+        the clock counts instructions, at the end of the basic block otherwise."""
+        if self._pending is None:
+            self._pending = stop
+        if self.clock.counting:
+            self.clock.arm_stop(self.clock.instructions, keep_request=True)
+        else:
+            self.clock.request_async_stop()
+
+    def interrupt(self) -> None:
+        """Stop the guest soon with StopReason.INTERRUPTED (from any thread: a debugger's
+        Ctrl-C); a request between two runs stops the next one at its first block."""
+        self._interrupt_requested = True
+        self.clock.request_async_stop()
 
     @property
     def pending_stop(self) -> Stop | None:

@@ -30,6 +30,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, hint=f"see `{self.prog} --help`")
 
 
+def _gdb_address(text: str) -> tuple[str, int]:
+    """[HOST:]PORT; loopback unless a host is given."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: give [HOST:]PORT with a port in 1..65535")
+    return host or "127.0.0.1", int(port)
+
+
 def _int_in(low: int, high: int):
     """An argparse type: a whole number (decimal, 0x.., 0o.., 0b..) in low..high."""
     def parse(text: str) -> int:
@@ -116,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "into nowhere (slows function returns)")
     boot.add_argument("--check-alignment", action="store_true",
                       help="record misaligned SSE operands for the report and let them pass")
+    boot.add_argument("--gdb", nargs="?", const="127.0.0.1:1234", metavar="[HOST:]PORT", type=_gdb_address,
+                      help="serve gdb's remote protocol (default 127.0.0.1:1234): target remote HOST:PORT")
+    boot.add_argument("--gdb-wait", action="store_true",
+                      help="with --gdb (implied): wait for gdb before the kernel's first instruction")
     boot.add_argument("--cpu", choices=("qemu64", "haswell"), metavar="MODEL",
                       help="answer CPUID as QEMU 7.2's qemu64 or Haswell model does (recorded tables; default: "
                            "QEMU's own answers with leaf 1 following the machine)")

@@ -78,6 +78,8 @@ def run_boot(args: argparse.Namespace) -> int:
             + ([stream_serial_in] if streamed else []),
             output_history=OUTPUT_HISTORY,
             cpu=args.cpu,
+            gdb=_gdb_option(args),
+            say=say,
         )
     finally:
         if serial_file is not None:
@@ -95,6 +97,13 @@ def run_boot(args: argparse.Namespace) -> int:
             say(f"unisim: {line}")
         return int(ExitCode.OUTPUT_FAILED)
     return result.exit_code
+
+
+def _gdb_option(args: argparse.Namespace) -> tuple[str, int, bool] | None:
+    if args.gdb is None and not args.gdb_wait:
+        return None
+    host, port = args.gdb or ("127.0.0.1", 1234)
+    return host, port, args.gdb_wait
 
 
 def _alignment_mode(args: argparse.Namespace) -> str:

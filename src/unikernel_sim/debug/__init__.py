@@ -1,0 +1,1 @@
+"""Debugging a guest from outside: the GDB remote stub (gdbstub.py)."""

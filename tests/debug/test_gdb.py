@@ -1,0 +1,166 @@
+"""The real gdb against the stub: gdb (the Debian package) in batch mode drives a
+boot of the reference firmware (an x86-64 ELF with DWARF whose Multiboot entry is
+32-bit code): it attaches before the first instruction, follows the kernel into 64-bit
+C, reads registers, memory, a backtrace and monitor output, watches a write, steps,
+and kills or detaches. The oracle is gdb's own parsing of our replies (registers
+by name, symbols from the ELF)."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import threading
+
+import pytest
+
+from unikernel_sim.debug.rsp import PacketReader, frame
+from unikernel_sim.firmware import build_firmware
+from unikernel_sim.run import boot
+
+GDB = shutil.which("gdb")
+needs_gdb = pytest.mark.skipif(GDB is None, reason="gdb is not installed (apt-get install gdb)")
+
+
+def start_stub(kernel: str, **options):
+    """Boot kernel under the stub (waiting for gdb) in a thread; returns (port, thread, result box)."""
+    lines, ready, box = [], threading.Event(), {}
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if "waiting for gdb" in line:
+            ready.set()
+
+    def run() -> None:
+        box["result"] = boot(kernel, gdb=("127.0.0.1", 0, True), say=say, **options)
+        ready.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(30), lines
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", lines[0]).group(1))
+    return port, thread, box, lines
+
+
+def gdb_batch(port: int, kernel: str, *commands: str) -> str:
+    arguments = [GDB, "-batch", "-nx", "-ex", "set confirm off", "-ex", "set pagination off",
+                 "-ex", f"target remote 127.0.0.1:{port}"]
+    for command in commands:
+        arguments += ["-ex", command]
+    completed = subprocess.run(arguments + ([kernel] if kernel else []), capture_output=True, text=True,
+                               timeout=120)
+    return completed.stdout + completed.stderr
+
+
+@pytest.fixture(scope="module")
+def kernel() -> str:
+    return str(build_firmware())
+
+
+@needs_gdb
+def test_gdb_follows_the_kernel_from_its_32_bit_entry_into_64_bit_c(kernel):
+    port, thread, box, _ = start_stub(kernel)
+    out = gdb_batch(port, kernel, "info registers rip", "break kernel_main", "continue", "bt",
+                    "info registers rip cs", "x/i $pc", "stepi", "info registers rip", "monitor devices",
+                    "monitor icount", "kill")
+    thread.join(60)
+    assert "_start" in out                                         # stopped before the first instruction
+    assert re.search(r"Breakpoint 1, kernel_main \(", out), out
+    assert re.search(r"#0\s+kernel_main \(", out), out             # backtrace from DWARF...
+    assert re.search(r"#1\s+0x[0-9a-f]+ in long_mode_entry \(\)", out) and "#2" not in out, out   # ...ending there
+    assert re.search(r"rip\s+0x1001d0\s+0x1001d0 <kernel_main>", out), out
+    assert "push   %rbp" in out                                     # 64-bit code decoded as such
+    assert re.search(r"rip\s+0x1001d1\s+0x1001d1 <kernel_main\+1>", out), out   # stepi: one instruction
+    assert "local-apic: enabled" in out and "i8259:" in out        # monitor devices
+    assert box["result"].stop.summary == "killed by the debugger"
+
+
+@needs_gdb
+def test_a_write_watchpoint_stops_right_after_the_writing_instruction(kernel):
+    """watch a global the firmware writes during boot; gdb reports old and new value and
+    the stop is right after the store (the stub counts instructions while watching)."""
+    port, thread, box, _ = start_stub(kernel)
+    out = gdb_batch(port, kernel, "watch -l heap_next", "continue", "info registers rip", "detach")
+    thread.join(120)
+    assert "Hardware watchpoint 1: -location heap_next" in out, out
+    assert re.search(r"Old value = \d+\s+New value = \d+", out), out
+    assert box["result"].stop.reason.value in ("guest-exit", "halt"), box["result"].stop.summary  # ran on
+
+
+def test_framing_escapes_and_checksums():
+    """gdb manual, "Overview": escape #, $, } and * as } then byte ^ 0x20; checksum mod 256."""
+    packet = frame(b"a#b}")
+    assert packet == b"$a}\x03b}]#" + f"{(sum(b'a}' + bytes([3]) + b'b}]')) & 0xFF:02x}".encode()
+    reader = PacketReader()
+    events = reader.feed(b"+$qC#b4\x03$g#00")
+    assert [(e.kind, e.payload) for e in events] == [("ack", b""), ("packet", b"qC"), ("interrupt", b""), ("bad", b"")]
+
+
+def raw_client(port: int):
+    import socket
+
+    connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+    reader = PacketReader()
+
+    def request(payload: bytes | None = None, raw: bytes | None = None) -> list:
+        connection.sendall(raw if raw is not None else frame(payload))
+        events = []
+        while not any(e.kind == "packet" for e in events) and not any(e.kind == "nak" for e in events):
+            data = connection.recv(65536)
+            if not data:
+                break
+            events += reader.feed(data)
+            for event in events:
+                if event.kind == "packet":
+                    connection.sendall(b"+")
+        return events
+
+    return connection, request
+
+
+def packets(events) -> list[bytes]:
+    return [e.payload for e in events if e.kind == "packet"]
+
+
+def test_ctrl_c_stops_a_spinning_guest_and_bad_packets_get_one_answer_each(make_guest):
+    """Protocol edge cases with a client of our own (gdb manual, "Interrupts",
+    "Packet Acknowledgment"): a bad checksum gets '-', an unknown packet an empty
+    reply, a malformed one E22; Ctrl-C while the guest spins stops it with SIGINT;
+    the guest state is intact throughout (the spin counter keeps counting)."""
+    spin = make_guest("xor ecx, ecx\nspin:\ninc ecx\njmp spin")
+    port, thread, box, lines = start_stub(spin)
+    connection, request = raw_client(port)
+    assert [e.kind for e in request(raw=b"$qC#00")] == ["nak"]                 # bad checksum
+    assert packets(request(b"qC")) == [b"QC1"]
+    assert packets(request(b"qNoSuchThing")) == [b""]
+    assert packets(request(b"p;;;")) == [b"E22"]
+    assert packets(request(b"m100000,4"))[0] != b"E14"                         # the image is mapped
+    connection.sendall(frame(b"c"))
+    import time
+    time.sleep(0.3)
+    events = request(raw=b"\x03")
+    reply = packets(events)[-1]
+    assert reply.startswith(b"T02"), reply
+    rcx = int.from_bytes(bytes.fromhex(packets(request(b"p2"))[0].decode()), "little")
+    assert rcx > 1000                                                           # it did spin
+    connection.sendall(frame(b"k"))
+    connection.close()
+    thread.join(30)
+    assert box["result"].stop.summary == "killed by the debugger"
+
+
+def test_a_client_that_vanishes_mid_run_leaves_the_guest_running_to_its_end(make_guest):
+    port, thread, box, lines = start_stub(make_guest("mov ecx, 20000000\nspin:\ndec ecx\njnz spin\nmov al, 3\nout 0xf4, al"))
+    connection, request = raw_client(port)
+    connection.sendall(frame(b"c"))
+    connection.close()                                                           # gone while it runs
+    thread.join(60)
+    assert box["result"].stop.exit_value == 3 and "unisim: gdb disconnected" in lines
+
+
+@needs_gdb
+def test_a_triple_fault_is_a_stop_and_monitor_report_explains_it(make_guest):
+    port, thread, box, _ = start_stub(make_guest("ud2"))
+    out = gdb_batch(port, "", "continue", "monitor report", "kill")
+    thread.join(60)
+    assert "Program received signal SIGSEGV" in out, out
+    assert "triple fault" in out and "missing IDT: #UD" in out, out
