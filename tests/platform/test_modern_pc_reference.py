@@ -44,14 +44,18 @@ def test_acpi_lapic_ioapic_and_hpet_registers_as_qemu_shows_them(lines):
         assert mine == qemus
 
 
-def test_timer_rates_against_the_pit(lines):
+def test_timer_rates_against_the_pit(lines, request):
+    """Deterministic mode: within 3 % (QEMU was within 0.2-0.5 %). Fast mode reads host
+    time, and a host that deschedules the guest between the PIT's last poll and the
+    timer reads adds to the count: only a loose bound (25 %) there."""
     ours, _ = lines
+    tolerance = 0.03 if "deterministic" in request.node.name else 0.25
     fields = by_first_words(ours)["ticks-per-10ms"].split()
     lapic, hpet = int(fields[2], 16), int(fields[4], 16)
     pm = int(by_first_words(ours)["pm1"].split()[-1], 16)
     for measured, rate in ((lapic, LAPIC_HZ_DIVIDED_BY_16), (hpet, HPET_HZ), (pm, PM_TIMER_HZ)):
         expected = rate * TEN_MS_OF_PIT
-        assert abs(measured - expected) < expected * 0.03, (measured, expected)   # QEMU: within 0.2-0.5 %
+        assert abs(measured - expected) < expected * tolerance, (measured, expected)
 
 
 def test_the_pm_registers_but_the_overflow_status(lines):
