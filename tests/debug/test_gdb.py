@@ -99,6 +99,7 @@ def raw_client(port: int):
     import socket
 
     connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)       # as gdb does
     reader = PacketReader()
 
     def request(payload: bytes | None = None, raw: bytes | None = None) -> list:

@@ -289,6 +289,7 @@ class _InterruptWatcher:
         self.gone = False
         self.leftover = b""
         self._done = threading.Event()
+        self._wake_reader, self._wake_writer = socket.socketpair()     # finish() wakes the select at once
         self._thread = threading.Thread(target=self._watch, name="unisim-gdb", daemon=True)
 
     def start(self) -> None:
@@ -298,8 +299,8 @@ class _InterruptWatcher:
         import select
 
         while not self._done.is_set():
-            readable, _, _ = select.select([self.connection], [], [], 0.05)
-            if not readable:
+            readable, _, _ = select.select([self.connection, self._wake_reader], [], [])
+            if self._done.is_set() or self.connection not in readable:
                 continue
             try:
                 data = self.connection.recv(PACKET_SIZE)
@@ -316,7 +317,10 @@ class _InterruptWatcher:
 
     def finish(self) -> None:
         self._done.set()
+        self._wake_writer.send(b"\0")
         self._thread.join()
+        self._wake_reader.close()
+        self._wake_writer.close()
 
 
 class GdbServer:
