@@ -165,3 +165,15 @@ def test_a_triple_fault_is_a_stop_and_monitor_report_explains_it(make_guest):
     thread.join(60)
     assert "Program received signal SIGSEGV" in out, out
     assert "triple fault" in out and "missing IDT: #UD" in out, out
+
+
+@needs_gdb
+def test_monitor_snapshot_and_restore_go_back_in_time(kernel):
+    port, thread, box, _ = start_stub(kernel)
+    out = gdb_batch(port, kernel, "break kernel_main", "continue", "monitor snapshot here", "break heap_init",
+                    "continue", "monitor restore here", "maintenance flush register-cache", "info registers rip",
+                    "monitor physical on", "x/2xb 0x100000", "monitor physical off", "kill")
+    thread.join(60)
+    assert "Breakpoint 2, heap_init" in out and "restored 'here': at kernel_main" in out, out
+    assert re.search(r"rip\s+0x1001d0\s+0x1001d0 <kernel_main>", out.split("restored")[1]), out
+    assert "memory packets use physical addresses" in out

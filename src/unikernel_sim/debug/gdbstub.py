@@ -37,7 +37,8 @@ ERROR_MEMORY = b"E14"            # EFAULT, as gdbserver answers for unreadable m
 ERROR_ARGUMENT = b"E22"          # EINVAL
 EXITED = (StopReason.GUEST_EXIT, StopReason.HALT, StopReason.POWER_OFF, StopReason.RESET)
 WATCH_KINDS = {2: ("write", "watch"), 3: ("read", "rwatch"), 4: ("access", "awatch")}
-MONITOR_HELP = ("monitor commands: report (the crash report so far), pagewalk ADDR, devices, icount, help\n")
+MONITOR_HELP = ("monitor commands: report (the crash report so far), pagewalk ADDR, devices, icount, "
+                "snapshot NAME, restore NAME, physical on|off (memory packets use physical addresses), help\n")
 
 
 class ClientGone(Exception):
@@ -58,6 +59,8 @@ class GdbSession:
         self.software_breakpoints: set[int] = set()
         self.ended = False                  # the guest exited: nothing more to run
         self.detached = False
+        self.physical = False               # `monitor physical on`: m/M/X address guest RAM directly
+        self.snapshots: dict = {}           # `monitor snapshot NAME` -> Snapshot
 
     # --- the conversation ----------------------------------------------------------
     def serve(self, stop: Stop | None = None) -> str:
@@ -170,7 +173,11 @@ class GdbSession:
 
     def _read_memory(self, arguments: bytes) -> bytes:
         address, length = (int(x, 16) for x in arguments.split(b","))
-        data = self.machine.read_virtual(address, min(length, PACKET_SIZE // 2))
+        length = min(length, PACKET_SIZE // 2)
+        if self.physical:
+            data = self.machine.ram.read(address, length) if self.machine.ram.contains(address, length) else None
+        else:
+            data = self.machine.read_virtual(address, length)
         return data.hex().encode() if data is not None else ERROR_MEMORY
 
     def _write_memory(self, packet: bytes) -> bytes:
@@ -179,7 +186,11 @@ class GdbSession:
         payload = bytes.fromhex(data.decode()) if packet[:1] == b"M" else data
         if len(payload) != length:
             return ERROR_ARGUMENT
-        if length and not self.machine.write_virtual(address, payload):
+        if self.physical:
+            if not self.machine.ram.contains(address, length):
+                return ERROR_MEMORY
+            self.machine.ram.write(address, payload)
+        elif length and not self.machine.write_virtual(address, payload):
             return ERROR_MEMORY
         self.machine.uc.ctl_remove_cache(address, address + max(length, 1))   # code may have changed
         return b"OK"
@@ -264,6 +275,19 @@ class GdbSession:
             steps = "\n".join(f"  {step.level} [{step.index}] = {step.entry:#x}" for step in walk.steps)
             target = f"{walk.physical:#x}" if walk.physical is not None else "not mapped"
             return self._output(f"{int(words[1], 0):#x} [{walk.mode}] -> {target}\n{steps}\n".replace("\n\n", "\n"))
+        if words[0] == "snapshot" and len(words) == 2:
+            self.snapshots[words[1]] = self.machine.snapshot()
+            return self._output(f"snapshot {words[1]!r} taken at {self.machine.describe(self.machine.rip)}\n")
+        if words[0] == "restore" and len(words) == 2:
+            if words[1] not in self.snapshots:
+                return self._output(f"no snapshot {words[1]!r}; taken: {', '.join(self.snapshots) or 'none'}\n")
+            self.machine.restore(self.snapshots[words[1]])
+            self.ended = False
+            return self._output(f"restored {words[1]!r}: at {self.machine.describe(self.machine.rip)} "
+                                "(gdb: `maintenance flush register-cache` to re-read the registers)\n")
+        if words[0] == "physical" and len(words) == 2 and words[1] in ("on", "off"):
+            self.physical = words[1] == "on"
+            return self._output(f"memory packets use {'physical' if self.physical else 'virtual'} addresses\n")
         if words[0] == "devices":
             return self._output("\n".join(self.machine.board.describe()) + "\n")
         if words[0] == "icount":
