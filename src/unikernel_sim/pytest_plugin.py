@@ -79,3 +79,46 @@ def unisim_scratch(unisim_machine):
     from unikernel_sim.kernel_lib.scratch import GuestScratch
 
     return GuestScratch.after_heap(unisim_machine)
+
+
+# --- a failed guest test, kept for gdb ---------------------------------------------------
+GDB_OPTION = "--unisim-gdb-on-failure"
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(GDB_OPTION, metavar="[HOST:]PORT", default=None,
+                     help="when a test using unisim_machine fails, keep its machine where it stopped and "
+                          "wait for gdb on HOST:PORT (docs/debugging.md) before going on")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    address = item.config.getoption(GDB_OPTION)
+    if address is None or report.when != "call" or not report.failed:
+        return
+    machine = item.funcargs.get("unisim_machine") if hasattr(item, "funcargs") else None
+    if machine is None:
+        return
+    _serve_failed_machine(item, machine, address)
+
+
+def _serve_failed_machine(item, machine, address: str) -> None:
+    """Wait for one gdb client on the failed test's machine; the session ends when gdb
+    detaches, kills or disconnects, and the test run goes on."""
+    import sys
+
+    from unikernel_sim.debug.gdbstub import GdbServer
+
+    host, _, port = address.rpartition(":")
+    server = GdbServer(machine, host or "127.0.0.1", int(port))
+    where = f"{server.address[0]}:{server.address[1]}"
+    print(f"\nunisim: {item.nodeid} failed; its machine waits for gdb on {where}: "
+          f"gdb {machine.kernel.path if machine.kernel else ''} -ex 'target remote {where}'",
+          file=sys.__stderr__, flush=True)
+    try:
+        outcome, _ = server.serve_one()
+    finally:
+        server.close()
+    print(f"unisim: gdb {outcome}; the test run goes on", file=sys.__stderr__, flush=True)

@@ -178,3 +178,32 @@ def test_monitor_snapshot_and_restore_go_back_in_time(kernel):
     after_heap_init = out.split("Breakpoint 2, heap_init")[1]
     assert re.search(r"rip\s+0x1001d0\s+0x1001d0 <kernel_main>", after_heap_init), out    # back where it was
     assert "memory packets use physical addresses" in out
+
+
+def test_a_failed_guest_test_waits_for_gdb_with_the_machine_where_it_stopped(tmp_path):
+    """pytest --unisim-gdb-on-failure: the failing test's machine is served; a client
+    reads its registers (the failed call's state) and detaches; the run goes on."""
+    import os
+    import socket
+    import sys
+
+    test = tmp_path / "test_fails.py"
+    test.write_text("def test_strlen_is_wrong(unisim_machine):\n"
+                    "    assert unisim_machine.call('strlen', 0x100000) == 12345\n")
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test),
+                                "--unisim-gdb-on-failure", "127.0.0.1:0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=tmp_path, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    line = process.stderr.readline()
+    while "waits for gdb" not in line:
+        assert line, "pytest ended without waiting for gdb"
+        line = process.stderr.readline()
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
+    connection, request = raw_client(port)
+    rip = bytes.fromhex(packets(request(b"p10"))[0].decode())
+    assert len(rip) == 8
+    assert packets(request(b"D")) == [b"OK"]
+    connection.close()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1 and "1 failed" in out, (out, err)
+    assert "gdb detached; the test run goes on" in err
