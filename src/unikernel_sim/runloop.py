@@ -52,7 +52,7 @@ SIGNAL_STOPS = {
     signal.SIGHUP: (StopReason.HANGUP, "hung up (SIGHUP)"),
 }
 MAX_UNEXPLAINED_RETURNS = 10_000      # emu_start returns in a row with no reason at all
-PENDING_POLL_NS = 20_000              # IRQ pending but IF=0: look again this soon
+PENDING_POLL_NS = 20_000              # IRQ pending but IF=0: look again at the next multiple of this
 STREAM_WAIT_SECONDS = 0.05           # hlt with streamed serial input: look again this often
 IO_ACCESS_NS = 1_000                  # deterministic mode: virtual time per port access
 RED_ZONE_FRAME_REACH = 64             # a frame pushed on the interrupted stack lies within this
@@ -113,6 +113,13 @@ class RunLoop:
             self.host_timer.arm(host_ns() + int(timeout * 1e9), TIMEOUT)
         self.host_timer.watch_output(lambda: self.fast_ports.state.length > 0)
         unexplained = 0
+        # Deterministic mode: a run's start is a boundary the caller chose (a budget, a
+        # breakpoint, a debugger's step, a guest call), not one the guest caused. An IRQ
+        # waiting there is left to the next point the guest's own execution makes (a
+        # device event, an I/O access, the pending-poll grid), so that where interrupts
+        # land does not depend on how a run was cut into runs: reverse execution replays
+        # from checkpoints and must meet the interrupts where the first run met them.
+        self._host_timed_stop = self.clock.deterministic
         try:
             with InterruptWatch(self.clock.request_async_stop, enabled=catch_sigint) as watch:
                 while True:
@@ -262,8 +269,8 @@ class RunLoop:
         """When the guest must next be stopped for a device, or None (asked every
         slice and, in deterministic mode, on every port access)."""
         earliest = self.board.next_event_ns()
-        if self.board.interrupt_pending:
-            earliest = _earlier(earliest, self.clock.now_ns() + PENDING_POLL_NS)
+        if self.board.interrupt_pending:                # the next point of a fixed grid: see run()
+            earliest = _earlier(earliest, (self.clock.now_ns() // PENDING_POLL_NS + 1) * PENDING_POLL_NS)
         red_zone = self.machine.red_zone
         if red_zone is not None:
             earliest = _earlier(earliest, red_zone.expires_ns)
