@@ -21,15 +21,24 @@ class Breakpoints:
         self.machine = machine
         self._hooks: dict[int, int] = {}           # address -> Unicorn hook handle
         self._resume_address: int | None = None    # the breakpoint a run starts on: passed over once
+        self._last_hit: int | None = None          # the breakpoint the latest run stopped on
 
     @property
     def addresses(self) -> list[int]:
         return sorted(self._hooks)
 
     def resume_from(self, rip: int) -> None:
-        """A run starts at rip: if a breakpoint is there, execute its instruction instead
-        of stopping on it again (as a debugger steps over the breakpoint it stopped at)."""
-        self._resume_address = rip if rip in self._hooks else None
+        """A run starts at rip: if the previous run stopped on the breakpoint there,
+        execute its instruction instead of stopping on it again (as a debugger steps over
+        the breakpoint it stopped at). A run that merely ended there (a budget, a step, a
+        restored snapshot) stops on it."""
+        self._resume_address = rip if rip in self._hooks and rip == self._last_hit else None
+        self._last_hit = None
+
+    def stopped_on(self, address: int | None) -> None:
+        """Say the machine now stands on the breakpoint at address as if it had just been
+        hit (reverse execution arrives at hits this way), or on none (a restore)."""
+        self._last_hit = address
 
     def add(self, where: str | int) -> int:
         """Stop the run (StopReason.BREAKPOINT) when execution reaches where; returns the address."""
@@ -55,4 +64,5 @@ class Breakpoints:
         if address == self._resume_address:
             self._resume_address = None
             return
+        self._last_hit = address
         self.machine.request_stop(Stop(StopReason.BREAKPOINT, f"breakpoint at {self.machine.describe(address)}"))

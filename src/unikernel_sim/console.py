@@ -21,10 +21,21 @@ class ConsoleOutput:
         self.keep = keep
         self.total = 0                       # bytes written, kept or not
         self.listeners: list[Callable[[int], None]] = []
+        self.shown = 0                       # bytes already handed to listeners (see rewind)
+
+    def rewind(self, total: int, kept: int) -> None:
+        """Back to a snapshot taken when total bytes had been written (kept of them in
+        data). What comes again up to the furthest point shown is not handed to the
+        listeners a second time: a terminal does not print a replayed past twice."""
+        self.shown = max(self.shown, self.total)
+        del self.data[kept:]
+        self.total = total
 
     def write(self, byte: int) -> None:
         self.data.append(byte)
         self._account(1)
+        if self.total <= self.shown:
+            return                           # a replay of what was shown before a rewind
         for listener in self.listeners:
             listener(byte)
 
@@ -33,6 +44,11 @@ class ConsoleOutput:
         write_chunk method get the chunk, the others each byte."""
         self.data += chunk
         self._account(len(chunk))
+        replayed = len(chunk) - (self.total - self.shown) if self.total > self.shown else len(chunk)
+        if replayed > 0:
+            chunk = chunk[replayed:]
+        if not chunk:
+            return
         for listener in self.listeners:
             write_chunk = getattr(listener, "write_chunk", None)
             if write_chunk is not None:

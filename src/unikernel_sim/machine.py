@@ -282,6 +282,7 @@ class Machine:
         from unikernel_sim.snapshot import restore_snapshot
 
         restore_snapshot(self, snapshot, flush=flush)
+        self.breakpoints.stopped_on(None)
 
     # --- state -----------------------------------------------------------------------
     @property

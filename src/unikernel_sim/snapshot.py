@@ -39,6 +39,8 @@ class Snapshot:
     clock: tuple[bytes, int]
     serial_length: int
     debugcon_length: int
+    serial_total: int
+    debugcon_total: int
     panic_message: str | None
     irq_count: int
     last_exception: ExceptionRecord | None      # never mutated once made, so shared
@@ -61,6 +63,8 @@ def take_snapshot(machine: "Machine") -> Snapshot:
         clock=machine.clock.snapshot(),
         serial_length=len(machine.serial.data),
         debugcon_length=len(machine.debugcon.data),
+        serial_total=machine.serial.total,
+        debugcon_total=machine.debugcon.total,
         panic_message=machine.panic_message,
         irq_count=machine.interrupts.irq_count,
         last_exception=machine.interrupts.last_exception,
@@ -79,8 +83,8 @@ def restore_snapshot(machine: "Machine", snapshot: Snapshot, *, flush: bool = Fa
         machine.code_cache.flush()
     machine.board.load_state(snapshot.devices)
     machine.clock.restore(snapshot.clock)
-    del machine.serial.data[snapshot.serial_length:]
-    del machine.debugcon.data[snapshot.debugcon_length:]
+    machine.serial.rewind(snapshot.serial_total, snapshot.serial_length)
+    machine.debugcon.rewind(snapshot.debugcon_total, snapshot.debugcon_length)
     machine.panic_message = snapshot.panic_message
     machine.interrupts.irq_count = snapshot.irq_count
     machine.interrupts.last_exception = snapshot.last_exception
