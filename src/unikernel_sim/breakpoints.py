@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from unicorn import UC_HOOK_CODE
 
+from unikernel_sim.cpu.vclock import HOOK_ORDER
 from unikernel_sim.stops import Stop, StopReason
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ class Breakpoints:
     def __init__(self, machine: "Machine") -> None:
         self.machine = machine
         self._hooks: dict[int, int] = {}           # address -> Unicorn hook handle
+        self._order: dict[int, int] = {}           # address -> when its hook was added (vclock.HOOK_ORDER)
         self._resume_address: int | None = None    # the breakpoint a run starts on: passed over once
         self._last_hit: int | None = None          # the breakpoint the latest run stopped on
 
@@ -46,6 +48,7 @@ class Breakpoints:
         if address not in self._hooks:
             uc = self.machine.uc
             self._hooks[address] = uc.hook_add(UC_HOOK_CODE, self._on_hit, begin=address, end=address)
+            self._order[address] = next(HOOK_ORDER)
             uc.ctl_remove_cache(address, address + 1)
         return address
 
@@ -53,6 +56,7 @@ class Breakpoints:
         """Remove the breakpoint at a symbol or address (nothing happens if there is none)."""
         address = self.machine.symbols.resolve(where)
         handle = self._hooks.pop(address, None)
+        self._order.pop(address, None)
         if handle is not None:
             self.machine.uc.hook_del(handle)
             self.machine.uc.ctl_remove_cache(address, address + 1)
@@ -65,4 +69,5 @@ class Breakpoints:
             self._resume_address = None
             return
         self._last_hit = address
+        self.machine.clock.uncount_stopped_instruction(self._order[address])
         self.machine.request_stop(Stop(StopReason.BREAKPOINT, f"breakpoint at {self.machine.describe(address)}"))

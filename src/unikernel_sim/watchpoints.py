@@ -59,6 +59,11 @@ class Watchpoints:
     def __len__(self) -> int:
         return len(self._hooks)
 
+    @property
+    def keys(self) -> list[tuple[int, int, str]]:
+        """(address, length, kind) of every watchpoint."""
+        return list(self._hooks)
+
     def _on_access(self, uc, access: int, accessed: int, size: int, value: int, key) -> None:
         address, _, kind = key
         rip = self.machine.rip

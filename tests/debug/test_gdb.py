@@ -207,3 +207,19 @@ def test_a_failed_guest_test_waits_for_gdb_with_the_machine_where_it_stopped(tmp
     out, err = process.communicate(timeout=60)
     assert process.returncode == 1 and "1 failed" in out, (out, err)
     assert "gdb detached; the test run goes on" in err
+
+
+@needs_gdb
+def test_reverse_execution_finds_the_write_that_changed_a_variable(kernel):
+    """--deterministic, the classic use: at the end of the boot, watch a global and
+    reverse-continue to the instruction that last wrote it (gdb shows the value going
+    back), reverse-stepi once more, then forward again to the same write."""
+    port, thread, box, _ = start_stub(kernel, deterministic=True)
+    out = gdb_batch(port, kernel, "break debug_exit", "continue", "p heap_next", "watch -l heap_next",
+                    "reverse-continue", "x/i $pc", "p heap_next", "reverse-stepi", "stepi", "stepi", "p heap_next",
+                    "kill")
+    thread.join(60)
+    final = re.search(r"\$1 = (\d+)", out).group(1)
+    assert re.search(rf"Old value = {final}\s+New value = (\d+)", out), out          # the write, undone
+    assert re.search(r"=> 0x[0-9a-f]+ <\w+\+\d+>:\s+mov\s+%\w+,0x[0-9a-f]+\(%rip\)\s+# 0x[0-9a-f]+ <heap_next>", out), out
+    assert re.search(rf"\$3 = {final}\b", out), out                                  # and done again

@@ -12,6 +12,7 @@ on every run.
 from __future__ import annotations
 
 import ctypes
+import itertools
 
 from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN, Uc
 from unicorn.x86_const import (
@@ -22,6 +23,10 @@ from unikernel_sim.cpu import _vclock
 from unikernel_sim.cpu.unicorn_compat import add_native_hook, native_function_address
 
 NEVER = (1 << 64) - 1
+HOOK_ORDER = itertools.count()
+"""Unicorn runs the code hooks of an instruction in the order they were added. A hook
+that stops before an instruction runs (a breakpoint) must know whether the counting
+hook, if added before it, has already counted that instruction: both draw from here."""
 RETURN_HISTORY = 16
 GUARD_MAX = 32                      # addresses the counting hook can guard (_vclock.h)
 NS_PER_SECOND = 1_000_000_000
@@ -123,6 +128,7 @@ class VirtualClock:
         self._pointer = ctypes.pointer(self.state)
         self._user_data = ctypes.cast(self._pointer, ctypes.c_void_p)
         self._count_hook: int | None = None
+        self._count_hook_order: int | None = None
         self._add_hook(UC_HOOK_INSN, _RDTSC_HOOK, 1, 0, UC_X86_INS_RDTSC)
         self._add_hook(UC_HOOK_INSN, _RDTSCP_HOOK, 1, 0, UC_X86_INS_RDTSCP)
         self._add_hook(UC_HOOK_BLOCK, _BLOCK_HOOK, 1, 0)          # Q19: where async stops land
@@ -156,6 +162,7 @@ class VirtualClock:
         translation cache is flushed."""
         if self._count_hook is None:
             self._count_hook = self._add_hook(UC_HOOK_CODE, _COUNT_HOOK, 1, 0)
+            self._count_hook_order = next(HOOK_ORDER)
             self.uc.ctl_flush_tb()
         self.counting = True
         for callback in self.on_counting:
@@ -204,6 +211,13 @@ class VirtualClock:
         if not keep_request:
             self.state.stopped = 0
             self.state.stop_requested = 0
+
+    def uncount_stopped_instruction(self, hook_order: int) -> None:
+        """A code hook added at hook_order stops before its instruction runs: if the
+        counting hook came first it has counted that instruction; take it back, so a
+        breakpoint stop reports the count a budget to the same instruction would."""
+        if self.counting and self._count_hook_order is not None and self._count_hook_order < hook_order:
+            self.state.instructions -= 1
 
     def request_async_stop(self) -> None:
         """Stop the guest at its next block boundary; safe from any thread, and a

@@ -61,6 +61,19 @@ class GdbSession:
         self.detached = False
         self.physical = False               # `monitor physical on`: m/M/X address guest RAM directly
         self.snapshots: dict = {}           # `monitor snapshot NAME` -> Snapshot
+        self._history = None                # reverse execution (deterministic machines only)
+
+    @property
+    def reversible(self) -> bool:
+        return self.machine.clock.deterministic
+
+    @property
+    def history(self):
+        if self._history is None:
+            from unikernel_sim.debug.history import History
+
+            self._history = History(self.machine)
+        return self._history
 
     # --- the conversation ----------------------------------------------------------
     def serve(self, stop: Stop | None = None) -> str:
@@ -111,8 +124,9 @@ class GdbSession:
         command = packet[:1]
         try:
             if packet.startswith(b"qSupported"):
+                reverse = ";ReverseStep+;ReverseContinue+" if self.reversible else ""
                 return (f"PacketSize={PACKET_SIZE:x};qXfer:features:read+;swbreak+;hwbreak+;"
-                        "vContSupported+").encode()
+                        f"vContSupported+{reverse}").encode()
             if packet.startswith(b"qXfer:features:read:target.xml:"):
                 return self._target_xml(packet)
             if packet == b"?":
@@ -137,6 +151,8 @@ class GdbSession:
                 return self._write_memory(packet)
             if command in (b"c", b"s"):
                 return self._resume(step=command == b"s")
+            if packet in (b"bs", b"bc"):
+                return self._reverse(step=packet == b"bs")
             if packet.startswith(b"vCont?"):
                 return b"vCont;c;C;s;S"
             if packet.startswith(b"vCont;"):
@@ -146,6 +162,7 @@ class GdbSession:
                 return self._breakpoint(packet)
             if command == b"D":
                 self.detached = True
+                self._history = None                     # the checkpoints go with the session
                 return b"OK"
             if command == b"k":
                 return None
@@ -219,6 +236,20 @@ class GdbSession:
             return b"OK"
         return b""
 
+    def _reverse(self, *, step: bool) -> bytes:
+        """bs / bc (gdb manual, "Packets"): back one instruction, or to the previous
+        breakpoint or watchpoint hit; at the beginning of the recorded history the stop
+        reply says replaylog:begin."""
+        if not self.reversible:
+            return b"E01"
+        stop = self.history.reverse_step() if step else self.history.reverse_continue()
+        self.ended = False
+        if stop is None:
+            self.last_stop = Stop(StopReason.STEP, "at the beginning of the recorded history")
+            return self._stop_reply(self.last_stop, b"replaylog:begin;")
+        self.last_stop = stop
+        return self._stop_reply(stop)
+
     def _resume(self, *, step: bool) -> bytes:
         self.last_stop = self._run(step=step)
         return self._stop_reply(self.last_stop)
@@ -230,7 +261,10 @@ class GdbSession:
         watcher = _InterruptWatcher(self.connection, self.machine.loop.interrupt)
         watcher.start()
         try:
-            stop = self.machine.step() if step else self.machine.run()
+            if self.reversible:
+                stop = self.history.forward(step=step)       # takes the checkpoints on the way
+            else:
+                stop = self.machine.step() if step else self.machine.run()
         finally:
             watcher.finish()
         self.last_stop = stop
@@ -240,7 +274,7 @@ class GdbSession:
         self.reader.feed(watcher.leftover)
         return stop
 
-    def _stop_reply(self, stop: Stop | None) -> bytes:
+    def _stop_reply(self, stop: Stop | None, extra: bytes = b"") -> bytes:
         if stop is not None and stop.reason in EXITED:
             code = stop.exit_value if stop.exit_value is not None else 0
             return f"W{code & 0xFF:02x}".encode()
@@ -258,7 +292,7 @@ class GdbSession:
             reason = f"{name}:{hit.accessed:x};"
         elif stop.abnormal:
             signal = SIGSEGV
-        return f"T{signal:02x}{registers.RIP:02x}:{rip};{reason}thread:{THREAD_ID:x};".encode()
+        return f"T{signal:02x}{registers.RIP:02x}:{rip};{reason}".encode() + extra + f"thread:{THREAD_ID:x};".encode()
 
     # --- monitor ---------------------------------------------------------------------------
     def _monitor(self, command: str) -> bytes:
