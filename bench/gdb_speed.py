@@ -1,7 +1,10 @@
-"""The GDB stub's costs: single steps per second, and `continue` to a breakpoint 10 M
-instructions away against the same run with no gdb (a breakpoint set from Python).
+"""The GDB stub's costs: single steps per second, and `continue` to a breakpoint 100 M
+instructions away against the same run with no gdb (a breakpoint set from Python);
+with --deterministic also what reverse execution costs: the recorded continue (it
+counts instructions and takes a checkpoint every million), reverse steps per second,
+and a reverse-continue from the guest's exit back to the breakpoint.
 
-    python bench/gdb_speed.py [--steps 2000] [--runs 5]
+    python bench/gdb_speed.py [--steps 2000] [--runs 5] [--deterministic]
 A client of our own speaks the protocol (tests/debug/test_gdb.py drives the real gdb).
 """
 from __future__ import annotations
@@ -69,7 +72,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--deterministic", action="store_true")
     args = parser.parse_args()
+    if args.deterministic:
+        reverse(args)
+        return
     path = image()
     target = guestkit.code_address() + TARGET_OFFSET
     with_gdb, without, rates = [], [], []
@@ -99,6 +106,44 @@ def main() -> None:
           f"{statistics.median(without) * 1e3:.1f} ms without (ratio "
           f"{statistics.median(with_gdb) / statistics.median(without):.3f}); "
           f"single steps: {statistics.median(rates):.0f}/s (medians of {args.runs})")
+
+
+def reverse(args: argparse.Namespace) -> None:
+    path = image()
+    target = guestkit.code_address() + TARGET_OFFSET
+    recorded, plain, back_steps, back_continue = [], [], [], []
+    for _ in range(args.runs):
+        machine = Machine(16, deterministic=True)
+        machine.load(path)
+        machine.add_breakpoint(target)
+        start = time.perf_counter()
+        machine.run()
+        plain.append(time.perf_counter() - start)
+
+        machine = Machine(16, deterministic=True)
+        machine.load(path)
+        port, thread = serve(machine)
+        client = Client(port)
+        client.request(b"Z0," + f"{target:x}".encode() + b",1")
+        start = time.perf_counter()
+        client.request(b"c")                       # to the breakpoint, recorded
+        recorded.append(time.perf_counter() - start)
+        client.request(b"c")                       # on to the exit
+        start = time.perf_counter()
+        client.request(b"bc")                      # back to the breakpoint
+        back_continue.append(time.perf_counter() - start)
+        client.request(b"z0," + f"{target:x}".encode() + b",1")
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            client.request(b"bs")
+        back_steps.append(args.steps / (time.perf_counter() - start))
+        client.connection.sendall(frame(b"k"))
+        thread.join()
+    print(f"deterministic continue to a breakpoint 100 M instructions away: "
+          f"{statistics.median(recorded) * 1e3:.1f} ms recorded by gdb, {statistics.median(plain) * 1e3:.1f} ms "
+          f"without (ratio {statistics.median(recorded) / statistics.median(plain):.3f}); reverse-continue "
+          f"from the exit to it: {statistics.median(back_continue) * 1e3:.1f} ms; reverse steps: "
+          f"{statistics.median(back_steps):.0f}/s (medians of {args.runs})")
 
 
 if __name__ == "__main__":

@@ -223,3 +223,24 @@ def test_reverse_execution_finds_the_write_that_changed_a_variable(kernel):
     assert re.search(rf"Old value = {final}\s+New value = (\d+)", out), out          # the write, undone
     assert re.search(r"=> 0x[0-9a-f]+ <\w+\+\d+>:\s+mov\s+%\w+,0x[0-9a-f]+\(%rip\)\s+# 0x[0-9a-f]+ <heap_next>", out), out
     assert re.search(rf"\$3 = {final}\b", out), out                                  # and done again
+
+
+@needs_gdb
+def test_reverse_finish_returns_to_the_call_and_history_has_a_beginning(kernel):
+    """gdb's own reverse-finish (built from bs/bc and a breakpoint at the caller) lands on
+    the `call kernel_main` the ELF's symbols place in long_mode_entry; stepping back past
+    where gdb attached is refused with gdb's end-of-history message, not an error."""
+    port, thread, box, _ = start_stub(kernel, deterministic=True)
+    out = gdb_batch(port, kernel, "stepi", "reverse-stepi", "reverse-stepi", "break kernel_main", "continue",
+                    "delete", "next", "next", "reverse-finish", "x/i $pc", "kill")
+    thread.join(60)
+    assert "No more reverse-execution history." in out, out
+    assert re.search(r"=> 0x[0-9a-f]+ <long_mode_entry\+\d+>:\s+call\s+0x[0-9a-f]+ <kernel_main>", out), out
+
+
+@needs_gdb
+def test_reverse_execution_is_refused_without_deterministic_mode(kernel):
+    port, thread, box, _ = start_stub(kernel)
+    out = gdb_batch(port, kernel, "stepi", "reverse-stepi", "kill")
+    thread.join(60)
+    assert "Target remote does not support this command." in out, out

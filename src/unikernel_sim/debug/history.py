@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from unikernel_sim.watchpoints import Hit
 
 DEFAULT_INTERVAL = 1_000_000          # instructions between checkpoints
+CLOSE_FRACTION = 64                   # a replay also leaves one checkpoint within interval/64 of its end
 HITS = (StopReason.BREAKPOINT, StopReason.WATCHPOINT)
 
 
@@ -56,6 +57,7 @@ class History:
         machine.clock.start_counting()
         self.machine = machine
         self.interval = interval
+        self.close_interval = max(1, interval // CLOSE_FRACTION)
         self.checkpoints = [Checkpoint(self._now(), machine.snapshot())]
 
     def _now(self) -> int:
@@ -137,15 +139,25 @@ class History:
         return hits
 
     def _run_to(self, target: int) -> None:
-        """Replay from the latest checkpoint at or before target to exactly target."""
+        """Replay from the latest checkpoint at or before target to exactly target.
+
+        On the way it leaves one checkpoint at the last multiple of close_interval before
+        target: stepping back again and again (reverse-stepi held down) then replays at
+        most close_interval instructions per step instead of up to a whole interval."""
         index = max(i for i, checkpoint in enumerate(self.checkpoints) if checkpoint.instructions <= target)
         self._restore(index)
+        close = target - target % self.close_interval
         with self._stops_suspended():
             while self._now() < target:
-                stop = self.machine.run(max_instructions=min(target, self._next_boundary()) - self._now())
+                goal = min(target, self._next_boundary())
+                if self._now() < close < goal:
+                    goal = close
+                stop = self.machine.run(max_instructions=goal - self._now())
                 if stop.reason is not StopReason.BUDGET:
                     raise RuntimeError(f"replay diverged: {stop.summary} before instruction {target}")
                 self._checkpoint_if_due()
+                if self._now() == close and close > self.checkpoints[-1].instructions:
+                    self.checkpoints.append(Checkpoint(close, self.machine.snapshot()))
 
     def _restore(self, index: int) -> None:
         self.machine.restore(self.checkpoints[index].snapshot)
