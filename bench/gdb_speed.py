@@ -79,7 +79,8 @@ def main() -> None:
         return
     path = image()
     target = guestkit.code_address() + TARGET_OFFSET
-    with_gdb, without, rates = [], [], []
+    with_gdb, without, rates, ranged = [], [], [], []
+    spin = guestkit.code_address() + 5
     for _ in range(args.runs):
         machine = Machine(16)
         machine.load(path)
@@ -102,9 +103,22 @@ def main() -> None:
         rates.append(args.steps / (time.perf_counter() - start))
         client.connection.sendall(frame(b"k"))
         thread.join()
+
+        machine = Machine(16)                      # the whole loop as one range step (gdb's `next`)
+        machine.load(path)
+        port, thread = serve(machine)
+        client = Client(port)
+        client.request(b"s")                       # mov ecx
+        start = time.perf_counter()
+        reply = client.request(f"vCont;r{spin:x},{target:x}".encode())
+        ranged.append(time.perf_counter() - start)
+        assert f"10:{target.to_bytes(8, 'little').hex()}".encode() in reply, reply
+        client.connection.sendall(frame(b"k"))
+        thread.join()
     print(f"continue to a breakpoint 100 M instructions away: {statistics.median(with_gdb) * 1e3:.1f} ms with gdb, "
           f"{statistics.median(without) * 1e3:.1f} ms without (ratio "
           f"{statistics.median(with_gdb) / statistics.median(without):.3f}); "
+          f"the loop as one range step: {statistics.median(ranged) * 1e3:.1f} ms; "
           f"single steps: {statistics.median(rates):.0f}/s (medians of {args.runs})")
 
 

@@ -6,12 +6,15 @@ Breakpoints are named by symbol or address and removed the same way.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from unicorn import UC_HOOK_CODE
 
 from unikernel_sim.cpu.vclock import HOOK_ORDER
 from unikernel_sim.stops import Stop, StopReason
+
+ADDRESS_MAX = (1 << 64) - 1
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
@@ -60,6 +63,34 @@ class Breakpoints:
         if handle is not None:
             self.machine.uc.hook_del(handle)
             self.machine.uc.ctl_remove_cache(address, address + 1)
+
+    @contextmanager
+    def outside(self, start: int, end: int):
+        """While inside the with-block, stop (StopReason.STEP) before the first instruction
+        outside [start, end): gdb's range stepping. Two code hooks cover everything but
+        the range, so the instructions inside it run translated at full speed; the
+        translation cache is dropped on entry (code translated earlier would not call the
+        new hooks, Q23) and on exit (code translated meanwhile would keep calling dead ones)."""
+        uc, handles = self.machine.uc, []
+        order = next(HOOK_ORDER)
+
+        def left(uc, address: int, size: int, _user) -> None:
+            if self.machine.loop.inside_stepped_interrupt:
+                return                                    # a handler running inside the step
+            self.machine.clock.uncount_stopped_instruction(order)
+            self.machine.request_stop(Stop(StopReason.STEP, f"stepped out of [{start:#x}, {end:#x})"))
+
+        if start > 0:
+            handles.append(uc.hook_add(UC_HOOK_CODE, left, begin=0, end=start - 1))
+        if end <= ADDRESS_MAX:
+            handles.append(uc.hook_add(UC_HOOK_CODE, left, begin=end, end=ADDRESS_MAX))
+        uc.ctl_flush_tb()
+        try:
+            yield
+        finally:
+            for handle in handles:
+                uc.hook_del(handle)
+            uc.ctl_flush_tb()
 
     def __contains__(self, where: str | int) -> bool:
         return self.machine.symbols.resolve(where) in self._hooks

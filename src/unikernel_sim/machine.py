@@ -15,6 +15,7 @@ The machine never imports diagnostics: reports read the machine
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable
 
 from unicorn import UC_HOOK_CODE
@@ -227,12 +228,56 @@ class Machine:
         """Run the guest until it stops; returns why (runloop.py)."""
         return self.loop.run(max_instructions=max_instructions, timeout=timeout, catch_sigint=catch_sigint)
 
-    def step(self) -> Stop:
+    def step(self, *, over_interrupts: bool = False) -> Stop:
         """Execute one instruction (StopReason.STEP), or less if something stops it first.
+        A step of `hlt` (interrupts on) lasts until the CPU wakes: the waking interrupt's
+        handler runs, and the step ends after the hlt. over_interrupts: an interrupt that
+        arrives runs its whole handler first, as with the trap flag (gdb's stepi);
+        otherwise the step may land on the handler's first instruction.
         Unicorn's emu_start(count=1) counts only code translated after its counting hook
         appeared (docs/unicorn-quirks.md Q23), so the translation cache is dropped first."""
         self.uc.ctl_flush_tb()
-        return self.loop.run(step=True)
+        self.loop.step_over_interrupts = over_interrupts
+        try:
+            return self.loop.run(step=True)
+        finally:
+            self.loop.step_over_interrupts = False
+
+    def step_range(self, start: int, end: int) -> Stop:
+        """Step once, then go on while RIP stays in [start, end) (gdb's range stepping:
+        `next` over a source line in one request). Returns StopReason.STEP at the first
+        instruction outside the range, not executed; or whatever stopped the run first
+        (a breakpoint, a watchpoint, the guest's end). Interrupt handlers run whole
+        inside it, as in a step (they are outside the range, but not where it leads)."""
+        stop = self.step(over_interrupts=True)
+        if stop.reason is not StopReason.STEP or not start <= self.rip < end:
+            return stop
+        with self.range_stepping(start, end):
+            return self.run()
+
+    @contextmanager
+    def range_stepping(self, start: int, end: int):
+        """Runs inside the with-block stop before the first instruction outside [start,
+        end), interrupt handlers excepted (step_range; the reverse-execution history
+        runs it in budgets)."""
+        with self.breakpoints.outside(start, end):
+            self.loop.step_over_interrupts = True
+            try:
+                yield
+            finally:
+                self.loop.step_over_interrupts = False
+
+    def serve_gdb(self, host: str = "127.0.0.1", port: int = 1234, *, wait: bool = True,
+                  say=print) -> Stop:
+        """Run the guest with a gdb stub beside it (`unisim boot --gdb`, `--gdb-wait` with
+        wait): gdb may attach, detach and kill as with QEMU's -s -S. Returns the final stop."""
+        from unikernel_sim.debug.gdbstub import GdbServer, run_with_gdb
+
+        server = GdbServer(self, host, port, say=say)
+        try:
+            return run_with_gdb(self, server, wait=wait, say=say)
+        finally:
+            server.close()
 
     def request_stop(self, stop: Stop) -> None:
         """End the run with stop at the next opportunity (callable from hooks)."""

@@ -33,6 +33,7 @@ from unicorn import x86_const as x86
 from unikernel_sim.arch import EFER_LMA, MSR, OPCODE_HLT, RFLAGS_IF
 from unikernel_sim.cpu.fast_ports import FastPorts
 from unikernel_sim.cpu.host_timer import OUTPUT, TIMEOUT
+from unikernel_sim.cpu.return_watch import ReturnWatch
 from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER
 from unikernel_sim.cpu.vclock import host_ns
 from unikernel_sim.errors import UsageError
@@ -78,6 +79,11 @@ class RunLoop:
         self._host_timed_stop = False
         self._running = False                      # inside emu_start (device code may run in hooks)
         self._stepping = False                     # this run executes one instruction
+        self._step_from: int | None = None         # where the stepped instruction starts
+        self.step_over_interrupts = False          # a debugger's step: handlers run whole (return_watch.py)
+        self._interrupt_return: ReturnWatch | None = None   # the handler a step is running through
+        self._step_after_return = False            # then execute the stepped instruction
+        self._hlt_step = False                     # a step of hlt ends when the waking handler returns
         self._interrupt_requested = False          # interrupt() from another thread
         self.serial_stream: SerialInputStream | None = None    # --serial-in from a FIFO or pipe
         self.key_scripts: list = []                              # --keys with {wait:TEXT} steps
@@ -131,6 +137,7 @@ class RunLoop:
                         raise RuntimeError("Unicorn keeps returning without a reason at "
                                            f"{self.machine.describe(self.machine.rip)}")
         finally:
+            self._drop_step_state()
             self.fast_ports.drain()
             if self.machine.red_zone is not None:
                 self.machine.red_zone.retire()
@@ -166,6 +173,7 @@ class RunLoop:
         error = None
         self._running = True
         try:
+            self._step_from = self.machine.rip if self._stepping else None
             self.uc.emu_start(self.machine.rip, RUN_UNTIL_NEVER, count=1 if self._stepping else 0)
         except UcError as exc:
             error = exc
@@ -203,6 +211,8 @@ class RunLoop:
                 or misaligned):
             return GO_ON
         if self._stepping:
+            if self._stepped_hlt():
+                return self._finish_hlt_step()
             return self._stop_here(StopReason.STEP, "stepped one instruction")
         if self._after_hlt():
             return self._on_hlt()
@@ -239,11 +249,15 @@ class RunLoop:
         if not self.board.interrupt_pending:            # the common case: read no registers
             return
         interrupts, red_zone = self.interrupts, self.machine.red_zone
-        if red_zone is None:
+        if red_zone is None and not self.step_over_interrupts:
             interrupts.inject_pending_irq(self.board)
             return
-        old_rsp = self.uc.reg_read(x86.UC_X86_REG_RSP)
+        old_rip, old_rsp = self.machine.rip, self.uc.reg_read(x86.UC_X86_REG_RSP)
         if not interrupts.inject_pending_irq(self.board):
+            return
+        if self.step_over_interrupts and self._interrupt_return is None and self._pending is None:
+            self._run_handler_through(old_rip, old_rsp)
+        if red_zone is None:
             return
         if interrupts.delivered_in_c:                    # the C path says where the frame went
             fast = interrupts.fast.context
@@ -364,6 +378,56 @@ class RunLoop:
                                    "halted (hlt with interrupts enabled, but no unmasked interrupt source)")
         self.clock.skip_ns(wake - self.clock.now_ns())
         return GO_ON
+
+    # --- a debugger's step and interrupts (return_watch.py) ------------------------------------
+    def _run_handler_through(self, rip: int, rsp: int) -> None:
+        """An interrupt was delivered during a step: run its handler whole, then carry on
+        with the step where the guest was interrupted."""
+        self._step_after_return, self._stepping = self._stepping, False
+        self._interrupt_return = ReturnWatch(self.machine, rip, rsp, self._interrupt_returned)
+
+    def _interrupt_returned(self) -> None:
+        """From the return watch's hook, in front of the interrupted instruction."""
+        self._interrupt_return = None
+        if self._hlt_step:
+            self._hlt_step = False
+            self.request_stop(self._stop_here(StopReason.STEP, "stepped hlt (the interrupt that woke it ran)"))
+        elif self._step_after_return:
+            self._step_after_return, self._stepping = False, True
+            # no IRQ at this boundary in deterministic mode: a run would not have one here
+            self._host_timed_stop = self.clock.deterministic
+            self._request_service()
+
+    @property
+    def inside_stepped_interrupt(self) -> bool:
+        """A handler is running inside a step (range stepping lets it leave the range)."""
+        return self._interrupt_return is not None
+
+    def _stepped_hlt(self) -> bool:
+        start = self._step_from
+        if start is None or self.machine.rip != start + 1:
+            return False
+        data = self.machine.memory.read(start, 1)
+        return data is not None and data[0] == OPCODE_HLT
+
+    def _finish_hlt_step(self) -> Stop | object:
+        """A step of hlt completes when the CPU wakes: virtual time jumps to the next
+        interrupt, whose handler runs whole, and the step ends at the instruction after
+        hlt (as with the trap flag). With interrupts off it ends the run, as in a run."""
+        woken = self._on_hlt()
+        if isinstance(woken, Stop):
+            return woken
+        self._stepping, self._hlt_step = False, True
+        rip = self._step_from + 1
+        self._interrupt_return = ReturnWatch(self.machine, rip, self.uc.reg_read(x86.UC_X86_REG_RSP),
+                                             self._interrupt_returned)
+        return woken
+
+    def _drop_step_state(self) -> None:
+        if self._interrupt_return is not None:
+            self._interrupt_return.remove()
+            self._interrupt_return = None
+        self._step_after_return = self._hlt_step = False
 
     def _after_hlt(self) -> bool:
         rip = self.machine.rip

@@ -4,7 +4,8 @@ by the name they were set by, and step() executes exactly one instruction (check
 against capstone's lengths of the instructions stepped over)."""
 from __future__ import annotations
 
-from capstone import CS_ARCH_X86, CS_MODE_32, Cs
+import pytest
+from capstone import CS_ARCH_X86, CS_MODE_32, CS_MODE_64, Cs
 
 import guestkit
 from unikernel_sim.machine import Machine
@@ -61,3 +62,57 @@ def test_step_executes_one_instruction_at_a_time(make_guest):
             assert machine.rip == rip + instruction.size, instruction
     assert machine.rip == guestkit.code_address() + MOV_ECX_LENGTH     # the jnz went back
     assert machine.cpu_state().gpr["rcx"] & 0xFFFFFFFF == 2
+
+
+def test_range_stepping_runs_the_loop_and_stops_at_the_first_instruction_after_it(make_guest):
+    """step_range(start, end): the loop body [inc, after jnz) runs all its iterations in
+    one request; the stop is at `mov al, 0`, not executed (capstone gives the lengths)."""
+    machine = loaded(make_guest)
+    decoder = Cs(CS_ARCH_X86, CS_MODE_32)
+    start = guestkit.code_address() + MOV_ECX_LENGTH
+    code = bytes(machine.uc.mem_read(start, 16))
+    body = list(decoder.disasm(code, start))[:3]                  # inc, dec, jnz
+    end = body[-1].address + body[-1].size
+    machine.step()                                                 # mov ecx, 3
+    rbx = machine.cpu_state().gpr["rbx"]                           # the Multiboot information address
+    stop = machine.step_range(start, end)
+    assert stop.reason is StopReason.STEP and machine.rip == end
+    assert machine.cpu_state().gpr["rbx"] - rbx == 3 and machine.cpu_state().gpr["rcx"] & 0xFFFFFFFF == 0
+    assert machine.run(timeout=5).reason is StopReason.GUEST_EXIT   # the hooks are gone: runs to the end
+
+
+def test_range_stepping_stops_at_a_breakpoint_inside_the_range(make_guest):
+    machine = loaded(make_guest)
+    start = guestkit.code_address()
+    dec = start + MOV_ECX_LENGTH + 1                               # inc ebx is 1 byte
+    machine.add_breakpoint(dec)
+    stop = machine.step_range(start, start + 0x100)
+    assert stop.reason is StopReason.BREAKPOINT and machine.rip == dec
+
+
+def tick_wait_hlt(machine: Machine) -> int:
+    """The hlt of the firmware's tick wait (report_timer, inlined into kernel_main): the
+    one followed by a call of pit_ticks (capstone over the ELF's bytes)."""
+    start, pit_ticks = machine.symbols.resolve("kernel_main"), machine.symbols.resolve("pit_ticks")
+    code = list(Cs(CS_ARCH_X86, CS_MODE_64).disasm(bytes(machine.uc.mem_read(start, 4096)), start))
+    return next(this.address for this, after in zip(code, code[1:])
+                if this.mnemonic == "hlt" and after.mnemonic == "call" and after.op_str == hex(pit_ticks))
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_a_step_of_hlt_waits_for_the_interrupt_and_runs_its_handler(firmware_elf, deterministic):
+    """The firmware's report_timer waits for PIT ticks with hlt (interrupts on). A step of
+    that hlt lasts until the CPU wakes: exactly one tick is counted (the handler ran
+    whole) and the step ends on the instruction after the one-byte hlt, as the trap flag
+    would have it; the old step ended there at once, with no tick, and stepping the wait
+    loop never advanced."""
+    machine = Machine(deterministic=deterministic)
+    machine.load(firmware_elf)
+    hlt = tick_wait_hlt(machine)
+    machine.add_breakpoint(hlt)
+    assert machine.run(timeout=30).reason is StopReason.BREAKPOINT and machine.rip == hlt
+    ticks = machine.symbols.resolve("ticks")
+    before = int.from_bytes(machine.uc.mem_read(ticks, 8), "little")
+    stop = machine.step()
+    assert stop.reason is StopReason.STEP and machine.rip == hlt + 1
+    assert int.from_bytes(machine.uc.mem_read(ticks, 8), "little") == before + 1

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from unikernel_sim.firmware import build_firmware
 from unikernel_sim.run import boot
 
 GDB = shutil.which("gdb")
+FIRMWARE_SOURCE = Path(__file__).resolve().parents[2] / "firmware"
 needs_gdb = pytest.mark.skipif(GDB is None, reason="gdb is not installed (apt-get install gdb)")
 
 
@@ -244,3 +246,25 @@ def test_reverse_execution_is_refused_without_deterministic_mode(kernel):
     out = gdb_batch(port, kernel, "stepi", "reverse-stepi", "kill")
     thread.join(60)
     assert "Target remote does not support this command." in out, out
+
+
+@needs_gdb
+def test_next_range_steps_over_the_tick_wait_and_a_breakpoint_in_the_timer_handler(kernel):
+    """gdb range-steps `next` (vCont;r: one request per line, not one per instruction).
+    A `next` over the firmware's tick wait (an inlined sti; hlt) waits for the PIT
+    interrupt and runs its handler whole inside the step: one tick, no stop in the
+    handler. The next `next` (gdb now sees the inlined report_timer's call site) runs the
+    rest of the wait loop: gdb arrives at the following line with TICKS_TO_WAIT ticks
+    (the constant read from kernel.c). Then a breakpoint in the timer handler stops there
+    with the tick not yet counted, and `finish` leaves it with the tick counted."""
+    ticks_to_wait = int(re.search(r"#define TICKS_TO_WAIT\s+(\d+)",
+                                  (FIRMWARE_SOURCE / "kernel.c").read_text()).group(1))
+    port, thread, box, _ = start_stub(kernel, deterministic=True)
+    out = gdb_batch(port, kernel, "break report_timer", "continue", "delete",
+                    "p ticks", "set debug remote 1", "next", "set debug remote 0", "p ticks", "next", "p ticks",
+                    "break pit_tick", "continue", "p ticks", "finish", "p ticks", "kill")
+    thread.join(60)
+    values = [int(value) for value in re.findall(r"^\$\d+ = (\d+)", out, re.MULTILINE)]
+    assert values == [0, 1, ticks_to_wait, ticks_to_wait, ticks_to_wait + 1], out
+    assert re.search(r"Sending packet: \$vCont;r[0-9a-f]+,[0-9a-f]+", out), out
+    assert re.search(r"Breakpoint 2, pit_tick \(", out), out

@@ -154,10 +154,9 @@ class GdbSession:
             if packet in (b"bs", b"bc"):
                 return self._reverse(step=packet == b"bs")
             if packet.startswith(b"vCont?"):
-                return b"vCont;c;C;s;S"
+                return b"vCont;c;C;s;S;r"
             if packet.startswith(b"vCont;"):
-                action = packet[6:7]
-                return self._resume(step=action in (b"s", b"S"))
+                return self._vcont(packet[6:])
             if command in (b"Z", b"z"):
                 return self._breakpoint(packet)
             if command == b"D":
@@ -250,11 +249,22 @@ class GdbSession:
         self.last_stop = stop
         return self._stop_reply(stop)
 
-    def _resume(self, *, step: bool) -> bytes:
-        self.last_stop = self._run(step=step)
+    def _vcont(self, actions: bytes) -> bytes:
+        """vCont;ACTION[:thread][;ACTION...]: one thread here, so the first action is
+        ours. rSTART,END is range stepping: step until RIP leaves [START, END)."""
+        action = actions.split(b";", 1)[0].split(b":", 1)[0]
+        if action[:1] == b"r":
+            start, end = (int(field, 16) for field in action[1:].split(b","))
+            return self._resume(step=True, within=(start, end))
+        if action[:1] not in (b"c", b"C", b"s", b"S"):
+            return ERROR_ARGUMENT
+        return self._resume(step=action[:1] in (b"s", b"S"))
+
+    def _resume(self, *, step: bool, within: tuple[int, int] | None = None) -> bytes:
+        self.last_stop = self._run(step=step, within=within)
         return self._stop_reply(self.last_stop)
 
-    def _run(self, *, step: bool) -> Stop:
+    def _run(self, *, step: bool, within: tuple[int, int] | None = None) -> Stop:
         """Run (or step) the guest while a reader thread watches for Ctrl-C."""
         if self.ended:
             return self.last_stop
@@ -262,9 +272,11 @@ class GdbSession:
         watcher.start()
         try:
             if self.reversible:
-                stop = self.history.forward(step=step)       # takes the checkpoints on the way
+                stop = self.history.forward(step=step, within=within)   # takes the checkpoints on the way
+            elif within:
+                stop = self.machine.step_range(*within)
             else:
-                stop = self.machine.step() if step else self.machine.run()
+                stop = self.machine.step(over_interrupts=True) if step else self.machine.run()
         finally:
             watcher.finish()
         self.last_stop = stop
@@ -382,7 +394,7 @@ class _InterruptWatcher:
 
 
 class GdbServer:
-    """Listens on host:port; serve_until_done() runs the guest under gdb's control."""
+    """Listens on host:port for gdb; serve_one() serves one client, run_with_gdb() a whole run."""
 
     def __init__(self, machine: "Machine", host: str = "127.0.0.1", port: int = 1234, *, say=lambda line: None) -> None:
         self.machine = machine

@@ -68,13 +68,21 @@ class History:
         return self.checkpoints[0].instructions
 
     # --- forward ------------------------------------------------------------------------
-    def forward(self, *, step: bool = False) -> Stop:
-        """Run on (or step), taking the checkpoints on the way."""
+    def forward(self, *, step: bool = False, within: tuple[int, int] | None = None) -> Stop:
+        """Run on, step, or range-step (step, then on while RIP is in within = [start,
+        end): Machine.step_range), taking the checkpoints on the way."""
         machine = self.machine
-        if step:
-            stop = machine.step()
+        if step or within:
+            stop = machine.step(over_interrupts=True)
             self._checkpoint_if_due()
-            return stop
+            if not within or stop.reason is not StopReason.STEP or not within[0] <= machine.rip < within[1]:
+                return stop
+            with machine.range_stepping(*within):
+                return self._run_on()
+        return self._run_on()
+
+    def _run_on(self) -> Stop:
+        machine = self.machine
         while True:
             stop = machine.run(max_instructions=self._next_boundary() - self._now())
             if stop.reason is not StopReason.BUDGET:
