@@ -27,12 +27,12 @@ from unikernel_sim.debug.rsp import PacketReader, frame  # noqa: E402
 from unikernel_sim.machine import Machine  # noqa: E402
 
 LOOP_ITERATIONS = 50_000_000         # two instructions each: 100 M to the breakpoint
-GUEST = f"mov ecx, {LOOP_ITERATIONS}\nspin:\ndec ecx\njnz spin\ntarget:\nnop\nmov al, 0\nout 0xf4, al"
+GUEST = "mov ecx, {iterations}\nspin:\ndec ecx\njnz spin\ntarget:\nnop\nmov al, 0\nout 0xf4, al"
 TARGET_OFFSET = 5 + 1 + 2            # mov ecx, imm32; dec ecx; jnz rel8
 
 
-def image() -> str:
-    code = guestkit.assemble(GUEST, guestkit.code_address())
+def image(iterations: int = LOOP_ITERATIONS) -> str:
+    code = guestkit.assemble(GUEST.format(iterations=iterations), guestkit.code_address())
     handle = tempfile.NamedTemporaryFile(suffix=".bin", delete=False)
     handle.write(guestkit.flat_image(code))
     handle.close()
@@ -123,41 +123,54 @@ def main() -> None:
 
 
 def reverse(args: argparse.Namespace) -> None:
-    path = image()
     target = guestkit.code_address() + TARGET_OFFSET
-    recorded, plain, back_steps, back_continue = [], [], [], []
+    recorded, plain = [], []
+    back_continue = {1: [], 100: []}
+    first_back_step = {1: [], 100: []}
+    back_steps = {1: [], 100: []}
     for _ in range(args.runs):
-        machine = Machine(16, deterministic=True)
-        machine.load(path)
-        machine.add_breakpoint(target)
-        start = time.perf_counter()
-        machine.run()
-        plain.append(time.perf_counter() - start)
+        for millions in (100, 1):
+            path = image(millions * 500_000 - 10)     # the breakpoint just before a checkpoint: the worst case
+            if millions == 100:
+                machine = Machine(16, deterministic=True)
+                machine.load(path)
+                machine.add_breakpoint(target)
+                start = time.perf_counter()
+                machine.run()
+                plain.append(time.perf_counter() - start)
 
-        machine = Machine(16, deterministic=True)
-        machine.load(path)
-        port, thread = serve(machine)
-        client = Client(port)
-        client.request(b"Z0," + f"{target:x}".encode() + b",1")
-        start = time.perf_counter()
-        client.request(b"c")                       # to the breakpoint, recorded
-        recorded.append(time.perf_counter() - start)
-        client.request(b"c")                       # on to the exit
-        start = time.perf_counter()
-        client.request(b"bc")                      # back to the breakpoint
-        back_continue.append(time.perf_counter() - start)
-        client.request(b"z0," + f"{target:x}".encode() + b",1")
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            client.request(b"bs")
-        back_steps.append(args.steps / (time.perf_counter() - start))
-        client.connection.sendall(frame(b"k"))
-        thread.join()
+            machine = Machine(16, deterministic=True)
+            machine.load(path)
+            port, thread = serve(machine)
+            client = Client(port)
+            client.request(b"Z0," + f"{target:x}".encode() + b",1")
+            start = time.perf_counter()
+            client.request(b"c")                       # to the breakpoint, recorded
+            if millions == 100:
+                recorded.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            client.request(b"bs")                      # the first step back replays ~1 M instructions
+            first_back_step[millions].append(time.perf_counter() - start)
+            client.request(b"c")                       # on to the breakpoint again, and to the exit
+            client.request(b"c")
+            start = time.perf_counter()
+            client.request(b"bc")                      # back to the breakpoint
+            back_continue[millions].append(time.perf_counter() - start)
+            client.request(b"z0," + f"{target:x}".encode() + b",1")
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                client.request(b"bs")
+            back_steps[millions].append(args.steps / (time.perf_counter() - start))
+            client.connection.sendall(frame(b"k"))
+            thread.join()
     print(f"deterministic continue to a breakpoint 100 M instructions away: "
           f"{statistics.median(recorded) * 1e3:.1f} ms recorded by gdb, {statistics.median(plain) * 1e3:.1f} ms "
-          f"without (ratio {statistics.median(recorded) / statistics.median(plain):.3f}); reverse-continue "
-          f"from the exit to it: {statistics.median(back_continue) * 1e3:.1f} ms; reverse steps: "
-          f"{statistics.median(back_steps):.0f}/s (medians of {args.runs})")
+          f"without (ratio {statistics.median(recorded) / statistics.median(plain):.3f})")
+    for millions in (1, 100):
+        print(f"{millions} M instructions into the run: reverse-continue from the exit to the breakpoint "
+              f"{statistics.median(back_continue[millions]) * 1e3:.1f} ms, first reverse-stepi (1 M instructions replayed) "
+              f"{statistics.median(first_back_step[millions]) * 1e3:.2f} ms, then "
+              f"{statistics.median(back_steps[millions]):.0f} reverse steps/s (medians of {args.runs})")
 
 
 if __name__ == "__main__":
