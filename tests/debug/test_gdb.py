@@ -160,6 +160,22 @@ def test_a_client_that_vanishes_mid_run_leaves_the_guest_running_to_its_end(make
     assert box["result"].stop.exit_value == 3 and "unisim: gdb disconnected" in lines
 
 
+def test_a_second_client_is_hung_up_on_and_the_first_keeps_the_machine(make_guest):
+    """One debugger drives the machine: a second connection is closed at once with one
+    console line, while the first client goes on (its registers unchanged)."""
+    port, thread, box, lines = start_stub(make_guest("mov ecx, 7\nmov al, 5\nout 0xf4, al"))
+    connection, request = raw_client(port)
+    rip = packets(request(b"p10"))[0]
+    second, _ = raw_client(port)
+    assert second.recv(100) == b""                                              # closed by the stub
+    assert any("refused a second gdb client" in line for line in lines), lines
+    assert packets(request(b"p10")) == [rip]
+    assert packets(request(b"c")) == [b"W05"]
+    connection.close()
+    thread.join(30)
+    assert box["result"].stop.exit_value == 5
+
+
 @needs_gdb
 def test_a_triple_fault_is_a_stop_and_monitor_report_explains_it(make_guest):
     port, thread, box, _ = start_stub(make_guest("ud2"))

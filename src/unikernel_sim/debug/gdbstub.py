@@ -19,6 +19,7 @@ reply and the session goes on; a checksum error gets `-` (gdb resends).
 """
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from typing import TYPE_CHECKING
@@ -366,8 +367,6 @@ class _InterruptWatcher:
         self._thread.start()
 
     def _watch(self) -> None:
-        import select
-
         while not self._done.is_set():
             readable, _, _ = select.select([self.connection, self._wake_reader], [], [])
             if self._done.is_set() or self.connection not in readable:
@@ -393,6 +392,41 @@ class _InterruptWatcher:
         self._wake_writer.close()
 
 
+class _SecondClientRefuser:
+    """While a session runs: accept whoever else connects, say so, and hang up."""
+
+    def __init__(self, listener: socket.socket, say) -> None:
+        self.listener = listener
+        self.say = say
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._thread = threading.Thread(target=self._refuse, name="unisim-gdb-refuse", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _refuse(self) -> None:
+        while True:
+            try:
+                ready, _, _ = select.select([self.listener, self._wake_read], [], [])
+            except (OSError, ValueError):
+                return                                  # the listener was closed
+            if self._wake_read in ready:
+                return
+            try:
+                other, peer = self.listener.accept()
+            except OSError:
+                return
+            self.say(f"unisim: refused a second gdb client from {peer[0]}:{peer[1]} "
+                     "(one is attached; detach it first)")
+            other.close()
+
+    def finish(self) -> None:
+        self._wake_write.send(b"x")
+        self._thread.join()
+        self._wake_read.close()
+        self._wake_write.close()
+
+
 class GdbServer:
     """Listens on host:port for gdb; serve_one() serves one client, run_with_gdb() a whole run."""
 
@@ -410,13 +444,21 @@ class GdbServer:
 
     def serve_one(self, stop: Stop | None = None) -> tuple[str, Stop | None]:
         """Wait for a client and serve it; returns how the session ended and the last stop."""
-        connection = self.accept()
-        session = GdbSession(self.machine, connection, say=self.say)
-        try:
-            outcome = session.serve(stop)
-        finally:
-            connection.close()
+        session, outcome = self.serve(self.accept(), stop)
         return outcome, session.last_stop
+
+    def serve(self, connection: socket.socket, stop: Stop | None = None) -> tuple["GdbSession", str]:
+        """Serve one client to its end. A second client that connects meanwhile is
+        closed at once with one line on the console: one debugger drives the machine
+        (gdb then says "Remote connection closed")."""
+        session = GdbSession(self.machine, connection, say=self.say)
+        refuser = _SecondClientRefuser(self.listener, self.say)
+        refuser.start()
+        try:
+            return session, session.serve(stop)
+        finally:
+            refuser.finish()
+            connection.close()
 
     def close(self) -> None:
         self.listener.close()
@@ -442,11 +484,7 @@ def run_with_gdb(machine: "Machine", server: GdbServer, *, wait: bool, say=lambd
         connection.append(server.accept())
     while True:
         if connection:
-            session = GdbSession(machine, connection.pop(), say=say)
-            try:
-                outcome = session.serve(stop)
-            finally:
-                session.connection.close()
+            session, outcome = server.serve(connection.pop(), stop)
             stop = session.last_stop
             say(f"unisim: gdb {outcome}")
             if outcome == "killed":
