@@ -151,6 +151,29 @@ def test_ctrl_c_stops_a_spinning_guest_and_bad_packets_get_one_answer_each(make_
     assert box["result"].stop.summary == "killed by the debugger"
 
 
+@needs_gdb
+def test_ctrl_c_in_gdb_stops_a_spinning_guest(make_guest):
+    """The user's Ctrl-C: SIGINT to the gdb process while `continue` runs makes gdb send
+    \\x03; the guest stops with SIGINT where it spins, its counter shows it ran."""
+    import signal
+    import time
+
+    port, thread, box, lines = start_stub(make_guest("xor ecx, ecx\nspin:\ninc ecx\njmp spin"))
+    gdb = subprocess.Popen([GDB, "-batch", "-nx", "-ex", "set confirm off", "-ex", f"target remote 127.0.0.1:{port}",
+                            "-ex", "continue", "-ex", "p $rcx", "-ex", "kill"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while not any("gdb connected" in line for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)                                                  # `continue` is under way
+    gdb.send_signal(signal.SIGINT)
+    out, _ = gdb.communicate(timeout=60)
+    thread.join(30)
+    assert "Program received signal SIGINT, Interrupt." in out, out
+    assert int(re.search(r"\$1 = (\d+)", out).group(1)) > 1000, out
+    assert box["result"].stop.summary == "killed by the debugger"
+
+
 def test_a_client_that_vanishes_mid_run_leaves_the_guest_running_to_its_end(make_guest):
     port, thread, box, lines = start_stub(make_guest("mov ecx, 20000000\nspin:\ndec ecx\njnz spin\nmov al, 3\nout 0xf4, al"))
     connection, request = raw_client(port)
