@@ -167,6 +167,27 @@ def test_q13_code_hooks_are_skipped_while_a_stop_is_pending():
     assert uc.reg_read(x86.UC_X86_REG_RIP) == CODE + 3
 
 
+def test_q24_code_hooks_run_in_the_order_they_were_added():
+    # inc rbx; inc rcx; hlt -- a counting hook added first has counted `inc rcx` when a
+    # stopping hook added after it stops in front of it; added second, it has not
+    for counter_first in (True, False):
+        uc = engine(b"\x48\xff\xc3" + b"\x48\xff\xc1" + HLT)
+        counted: list[int] = []
+
+        def count(uc, address, size, _u):
+            counted.append(address)
+
+        def stop(uc, address, size, _u):
+            uc.emu_stop()
+
+        hooks = [(count, 1, 0), (stop, CODE + 3, CODE + 3)]
+        for callback, begin, end in hooks if counter_first else reversed(hooks):
+            uc.hook_add(UC_HOOK_CODE, callback, begin=begin, end=end)
+        uc.emu_start(CODE, 1 << 63)
+        assert uc.reg_read(x86.UC_X86_REG_RIP) == CODE + 3 and uc.reg_read(x86.UC_X86_REG_RCX) == 0
+        assert counted == ([CODE, CODE + 3] if counter_first else [CODE])
+
+
 def test_q15_emu_stop_from_a_block_hook_stops_before_the_block_runs():
     uc = engine(b"\x48\xff\xc3" + HLT)
     uc.hook_add(UC_HOOK_BLOCK, lambda uc, address, size, _u: uc.emu_stop())
