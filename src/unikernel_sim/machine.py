@@ -38,7 +38,7 @@ from unikernel_sim.cpu.host_timer import HostTimer
 from unikernel_sim.cpu.interrupts import InterruptPath
 from unikernel_sim.cpu.msr_emulation import ModelSpecificRegisters
 from unikernel_sim.cpu.red_zone_watch import RedZoneWatch
-from unikernel_sim.cpu.unicorn_compat import context_offsets
+from unikernel_sim.cpu.unicorn_compat import context_offsets, in_64bit_mode
 from unikernel_sim.cpu.vclock import VirtualClock
 from unikernel_sim.devices.board import BoardWiring, PcBoard
 from unikernel_sim.devices.bus import IoBus
@@ -91,6 +91,8 @@ class Machine:
         self.memory = GuestMemory(uc, self.ram)
         self.clock = VirtualClock(uc, deterministic=deterministic, tsc_hz=tsc_hz,
                                   instructions_per_second=instructions_per_second)
+        self._decoders: dict[int, object] = {}
+        self.clock.count_between = self._instructions_between
         if deterministic:
             self.clock.start_counting()
         self.host_timer = HostTimer(self.clock.request_async_stop)
@@ -278,6 +280,19 @@ class Machine:
             return run_with_gdb(self, server, wait=wait, say=say)
         finally:
             server.close()
+
+    def _instructions_between(self, start: int, end: int) -> int:
+        """How many instructions lie in [start, end) of the code now running (the clock
+        settles a stop inside a block with it): capstone's lengths, in the CPU's mode."""
+        from capstone import CS_ARCH_X86, CS_MODE_32, CS_MODE_64, Cs
+
+        code = self.memory.read(start, end - start)
+        if not code:
+            return 0
+        bits = 64 if in_64bit_mode(self.uc) else 32
+        if self._decoders.get(bits) is None:
+            self._decoders[bits] = Cs(CS_ARCH_X86, CS_MODE_64 if bits == 64 else CS_MODE_32)
+        return sum(1 for _ in self._decoders[bits].disasm_lite(code, start))
 
     def request_stop(self, stop: Stop) -> None:
         """End the run with stop at the next opportunity (callable from hooks)."""

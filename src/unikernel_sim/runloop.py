@@ -76,6 +76,7 @@ class RunLoop:
         self.timeout: float | None = None
         self._pending: Stop | None = None
         self._service_requested = False
+        self._in_port_access = False               # a device is serving an IN or OUT (Q25)
         self._host_timed_stop = False
         self._running = False                      # inside emu_start (device code may run in hooks)
         self._stepping = False                     # this run executes one instruction
@@ -179,6 +180,10 @@ class RunLoop:
             error = exc
         finally:
             self._running = False
+        self.clock.settle(self.machine.rip)               # a stop inside a block: count to RIP
+        covering = self.clock.cover_requested_block()     # a budget ends inside the next block
+        if covering:
+            self._host_timed_stop = self.clock.deterministic   # our stop, not the guest's: no IRQ here
         self.fast_ports.drain()
         handler_error = self.fast_ports.take_error()
         if handler_error is not None:
@@ -208,7 +213,7 @@ class RunLoop:
         timer_fired = self.host_timer.take_fired()
         output_drained = self.host_timer.take_fired(OUTPUT)          # drained above
         if (self._service_requested or self.clock.stopped_by_clock or timer_fired or guarded is not None
-                or misaligned):
+                or misaligned or covering):
             return GO_ON
         if self._stepping:
             if self._stepped_hlt():
@@ -298,14 +303,12 @@ class RunLoop:
         self._arm(self.next_event_ns(), self.budget_end)
 
     def _arm(self, event_ns: int | None, budget_end: int | None) -> None:
+        self.clock.arm_budget(budget_end)
         if self.clock.deterministic:
-            limits = [x for x in (budget_end, None if event_ns is None else self.clock.instruction_at(event_ns))
-                      if x is not None]
-            self.clock.arm_stop(min(limits) if limits else None, keep_request=True)
+            self.clock.arm_stop(None if event_ns is None else self.clock.instruction_at(event_ns), keep_request=True)
             # the C port path re-arms the same way, unless the next event moves with time (a poll)
-            self.fast_ports.set_schedule(0 if self.board.interrupt_pending else event_ns, budget_end)
+            self.fast_ports.set_schedule(0 if self.board.interrupt_pending else event_ns)
         else:
-            self.clock.arm_stop(budget_end, keep_request=True)
             self.host_timer.arm(None if event_ns is None else self.clock.host_ns_at(event_ns))
 
     # --- stop requests (callable from hooks) ------------------------------------------------
@@ -318,11 +321,11 @@ class RunLoop:
     def request_stop_after_instruction(self, stop: Stop) -> None:
         """End the run with stop once the instruction now executing has finished (from a
         memory hook, where emu_stop() would run the instruction twice: Q19). Exact when
-        the clock counts instructions, at the end of the basic block otherwise."""
+        the clock counts every instruction, at the end of the basic block otherwise."""
         if self._pending is None:
             self._pending = stop
-        if self.clock.counting:
-            self.clock.arm_stop(self.clock.instructions, keep_request=True)
+        if self.clock.per_instruction:
+            self.clock.arm_budget(self.clock.exact_instructions)   # in front of the next one
         else:
             self.clock.request_async_stop()
 
@@ -343,12 +346,14 @@ class RunLoop:
         self._leave_emu_start()
 
     def _leave_emu_start(self) -> None:
-        """Make emu_start return soon, from a hook. Port I/O and exception hooks stop
-        at once; a device serving an MMIO load or store must not: a stop requested
-        inside a memory access puts RIP back before the instruction after the
-        access is done, and the instruction (and the device access) would run
-        twice (Q19). That one stops at the next block boundary instead."""
-        if self.board.mmio.in_access:
+        """Make emu_start return soon, from a hook. Code and exception hooks stop at
+        once, in front of the hooked instruction. A device serving a port or MMIO
+        access stops at the end of the block instead (the block hook stops before the
+        next one), where QEMU takes an interrupt a port write raised. A stop requested
+        inside the access would land at the next memory access, after its store, with
+        RIP put back before it, so that it runs twice (Q19, Q25); and the block end is
+        the same instruction whichever way the clock counts."""
+        if self.board.mmio.in_access or self._in_port_access:
             self.clock.request_async_stop()
             return
         self.clock.note_stop_request()
@@ -377,6 +382,10 @@ class RunLoop:
             return self._stop_here(StopReason.HALT,
                                    "halted (hlt with interrupts enabled, but no unmasked interrupt source)")
         self.clock.skip_ns(wake - self.clock.now_ns())
+        self.advance_devices()
+        if not self.board.interrupt_pending:
+            # the event raised no interrupt (a masked line, a poll): only an interrupt ends hlt
+            self.uc.reg_write(x86.UC_X86_REG_RIP, self.machine.rip - 1)
         return GO_ON
 
     # --- a debugger's step and interrupts (return_watch.py) ------------------------------------
@@ -463,14 +472,22 @@ class RunLoop:
 
     # --- I/O instructions ----------------------------------------------------------------
     def _on_in(self, port: int, size: int) -> int:
-        self._io_cycle()
-        if self.serial_stream is not None and self.serial_stream.ready:
-            self._feed_serial_input()                    # the guest is reading: top the UART up
-        return self.board.io.read(port, size)
+        self._in_port_access = True
+        try:
+            self._io_cycle()
+            if self.serial_stream is not None and self.serial_stream.ready:
+                self._feed_serial_input()                # the guest is reading: top the UART up
+            return self.board.io.read(port, size)
+        finally:
+            self._in_port_access = False
 
     def _on_out(self, port: int, size: int, value: int) -> None:
-        self._io_cycle()
-        self.board.io.write(port, size, value)
+        self._in_port_access = True
+        try:
+            self._io_cycle()
+            self.board.io.write(port, size, value)
+        finally:
+            self._in_port_access = False
 
     def _io_cycle(self) -> None:
         """Deterministic mode: a port access takes IO_ACCESS_NS of virtual time, as

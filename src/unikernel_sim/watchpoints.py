@@ -44,6 +44,8 @@ class Watchpoints:
         if length < 1:
             raise ValueError(f"watchpoint length {length} must be at least 1")
         key = (address, length, kind)
+        if self.machine.clock.counting:
+            self.machine.clock.start_counting(per_instruction=True)   # stop right after the access
         if key not in self._hooks:
             self._hooks[key] = self.machine.uc.hook_add(
                 KINDS[kind], self._on_access, key, begin=address, end=address + length - 1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from capstone import CS_ARCH_X86, CS_MODE_32, Cs
 
+import guestkit
 from unikernel_sim.debug.history import History
 from unikernel_sim.machine import Machine
 from unikernel_sim.stops import StopReason
@@ -23,6 +24,7 @@ again:
     jnz again
     mov al, 0
     out 0xf4, al
+    hlt
 """
 INTERVAL = 1000                     # small, so that a replay crosses several checkpoints
 
@@ -90,12 +92,12 @@ def test_reverse_continue_to_a_breakpoint_and_with_nothing_to_find(make_guest):
     assert history.reverse_continue() is None and machine.clock.instructions == start
     history.forward()
     machine.watchpoints.remove(0x300000, 4, "write")
-    exit_instructions = machine.clock.instructions
-    stop_address = machine.rip - 2                            # `out 0xf4, al` is 2 bytes: the guest stopped after it
-    machine.add_breakpoint(stop_address)
+    exit_instructions = machine.clock.instructions             # the exit lands at its block's end, the hlt
+    out = guestkit.code_address() + len(guestkit.assemble(LOOP.split("out 0xf4")[0], guestkit.code_address()))
+    machine.add_breakpoint(out)
     stop = history.reverse_continue()
-    assert stop.reason is StopReason.BREAKPOINT and machine.rip == stop_address
-    assert machine.clock.instructions == exit_instructions - 1
+    assert stop.reason is StopReason.BREAKPOINT and machine.rip == out
+    assert machine.clock.instructions == exit_instructions - 2
 
 
 def test_reverse_execution_needs_a_deterministic_machine(make_guest):

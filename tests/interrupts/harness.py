@@ -99,7 +99,8 @@ def _stub64(vector: int) -> bytes:
     code = (b"\xc6\x04\x25" + struct.pack("<IB", VECTOR_SLOT, vector)     # mov byte [VECTOR_SLOT], v
             + b"\x9c"                                                      # pushfq
             + b"\x8f\x04\x25" + struct.pack("<I", FLAGS_SLOT)              # pop qword [FLAGS_SLOT]
-            + b"\xb0\x00\xe6\xf4")                                         # mov al, 0; out 0xf4, al
+            + b"\xb0\x00\xe6\xf4"                                          # mov al, 0; out 0xf4, al
+            + b"\xeb\xfe")                                                 # jmp $: the exit lands at the block's end
     return code.ljust(STUB_SIZE, b"\x90")
 
 
@@ -227,7 +228,8 @@ def _stub32(vector: int) -> bytes:
     code = (b"\xc6\x05" + struct.pack("<IB", VECTOR_SLOT, vector)        # mov byte [VECTOR_SLOT], v
             + b"\x9c"                                                      # pushfd
             + b"\x8f\x05" + struct.pack("<I", FLAGS_SLOT)                  # pop dword [FLAGS_SLOT]
-            + b"\xb0\x00\xe6\xf4")
+            + b"\xb0\x00\xe6\xf4"                                          # mov al, 0; out 0xf4, al
+            + b"\xeb\xfe")                                                 # jmp $: the exit lands at the block's end
     return code.ljust(STUB_SIZE, b"\x90")
 
 

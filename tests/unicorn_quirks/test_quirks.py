@@ -188,6 +188,19 @@ def test_q24_code_hooks_run_in_the_order_they_were_added():
         assert counted == ([CODE, CODE + 3] if counter_first else [CODE])
 
 
+def test_q25_a_stop_from_a_port_hook_lands_at_the_next_memory_access():
+    # out 0x80, al; inc ebx; mov byte [0x5000], 7; inc ecx; hlt -- the hook on `out` stops:
+    # `inc ebx` still runs, the store is made, and RIP is put back before the store
+    code = (b"\xe6\x80" + b"\xff\xc3" + b"\xc6\x04\x25\x00\x50\x00\x00\x07" + b"\xff\xc1" + HLT)
+    uc = engine(code)
+    uc.hook_add(UC_HOOK_INSN, lambda uc, port, size, value, _u: uc.emu_stop(), None, 1, 0, x86.UC_X86_INS_OUT)
+    uc.emu_start(CODE, 1 << 63)
+    assert uc.reg_read(x86.UC_X86_REG_RBX) == 1                         # ran after the stop request
+    assert uc.mem_read(0x5000, 1) == b"\x07"                            # the store is done...
+    assert uc.reg_read(x86.UC_X86_REG_RIP) == CODE + 4                  # ...and will run again
+    assert uc.reg_read(x86.UC_X86_REG_RCX) == 0
+
+
 def test_q15_emu_stop_from_a_block_hook_stops_before_the_block_runs():
     uc = engine(b"\x48\xff\xc3" + HLT)
     uc.hook_add(UC_HOOK_BLOCK, lambda uc, address, size, _u: uc.emu_stop())

@@ -11,10 +11,10 @@
  * output on the host is the order the guest wrote it.
  *
  * Deterministic mode: a port access takes io_ns of virtual time, as in
- * Python (runloop.py, IO_ACCESS_NS); the next stop is re-armed here the way
- * RunLoop._arm would (the earlier of the budget and the instruction at which
- * the next device event falls due), and when that event is due the access
- * takes the Python path instead, which delivers it. */
+ * Python (runloop.py, IO_ACCESS_NS); the next device stop is re-armed here the
+ * way RunLoop._arm would (the instruction at which the next device event falls
+ * due; the budget is the clock's own budget_at), and when that event is due the
+ * access takes the Python path instead, which delivers it. */
 #include <stddef.h>
 #include <stdint.h>
 #include "_vclock.h"
@@ -34,7 +34,6 @@ struct fast_ports {
     uint64_t lsr_value;
     uint64_t io_ns;                   /* deterministic mode: virtual ns per port access    */
     uint64_t event_ns;                /* next device event (virtual ns); NEVER: none       */
-    uint64_t budget_end;              /* instruction budget end; NEVER: none               */
     uint64_t length;                  /* bytes in buffer                                   */
     uint64_t capacity;
     uint8_t *buffer;
@@ -49,7 +48,7 @@ struct fast_ports {
 static int charge(struct fast_ports *fp)
 {
     struct vclock *vc = fp->clock;
-    uint64_t stop_at = fp->budget_end;
+    uint64_t stop_at = UINT64_MAX;    /* the budget is vc->budget_at, armed by the host */
     if (!vc->deterministic)
         return 1;
     if (vclock_now_ns(vc) + fp->io_ns >= fp->event_ns)

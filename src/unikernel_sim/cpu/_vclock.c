@@ -1,10 +1,8 @@
 /* The virtual clock's hot path, in C so that no Python runs per instruction.
  *
- * Unicorn calls vclock_count before every guest instruction when the machine
- * counts instructions (deterministic mode, budgets, guest calls); it stops
- * emu_start *before* instruction number stop_at, so a run that stops there has
- * executed exactly stop_at instructions (Unicorn emits its exit-request check
- * after the code hook, so the hooked instruction does not run).
+ * Instructions are counted per translated block by vclock_block (deterministic
+ * mode, budgets, guest calls), and per instruction by vclock_count only where a
+ * stop must land exactly (see "Instruction counting" below).
  *
  * vclock_rdtsc is a UC_HOOK_INSN hook for RDTSC. The Unicorn 2.1.4 Python
  * binding refuses that hook (UC_ERR_ARG) but the C core accepts it; the Python
@@ -30,6 +28,16 @@ static uint64_t host_monotonic_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The instruction count of the block at address (Unicorn's own translation). */
+static uint64_t block_icount(void *uc, struct vclock *vc, uint64_t address)
+{
+    struct { uint64_t pc; uint16_t icount; uint16_t size; } tb;      /* struct uc_tb, unicorn.h */
+    if (vc->ctl(uc, (int)vc->ctl_request_cache, address, &tb) == 0 && tb.icount > 0)
+        return tb.icount;
+    vc->block_lookups_failed++;
+    return 1;
+}
+
 /* Virtual nanoseconds since time zero. */
 uint64_t vclock_now_ns(const struct vclock *vc)
 {
@@ -50,10 +58,14 @@ uint64_t vclock_host_ns(void)
     return host_monotonic_ns();
 }
 
+static uint64_t tsc_at_ns(const struct vclock *vc, uint64_t ns)
+{
+    return vc->tsc_offset + (uint64_t)(((unsigned __int128)ns * vc->tsc_hz) / 1000000000ull);
+}
+
 uint64_t vclock_tsc(const struct vclock *vc)
 {
-    uint64_t ns = vclock_now_ns(vc);
-    return vc->tsc_offset + (uint64_t)(((unsigned __int128)ns * vc->tsc_hz) / 1000000000ull);
+    return tsc_at_ns(vc, vclock_now_ns(vc));
 }
 
 /* Whether address is one of the guarded instructions (a handful: linear). */
@@ -65,14 +77,31 @@ static int guarded(const struct vclock *vc, uint64_t address)
     return 0;
 }
 
-/* While counting, this hook runs before every instruction, and Unicorn walks every
- * other code hook's bounds for every instruction too (measured: five one-address
- * Python hooks made deterministic mode 2x slower). So the few addresses the
- * control-register guard watches are checked here instead. */
+/* Instruction counting.
+ *
+ * The count is kept per translated block: vclock_block (a UC_HOOK_BLOCK hook on
+ * all code) adds the block's instruction count when the block starts, asked of
+ * Unicorn itself (uc_ctl UC_CTL_TB_REQUEST_CACHE: the executing block answers,
+ * so the count cannot be stale after self-modifying code or a restore). That is
+ * one hash lookup per block instead of a helper call per instruction. While a
+ * block runs, the count (and so virtual time: RDTSC, the PIT) is the count at
+ * its end. A run that stops inside a block is settled by the host, which counts
+ * the instructions before RIP (VirtualClock.settle).
+ *
+ * Stops: a device deadline (stop_at) stops at the first block boundary at or
+ * after it (not at the start of the rest of a block a stop cut), in every mode, so interrupts land at the same instruction whatever
+ * counts them. A budget (budget_at) stops exactly: when a block would cross it,
+ * the block hook stops before the block and asks the host (exact_request_pc) to
+ * cover the block with vclock_count, which then runs before each of its
+ * instructions and stops in front of instruction number budget_at. With
+ * all_exact, vclock_count runs before every instruction (watchpoints, which must
+ * stop right after an access). */
+
+/* Runs before each instruction where the count must be exact (all_exact, or the
+ * exact range). Stops in front of instruction number budget_at. */
 void vclock_count(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
     struct vclock *vc = user_data;
-    (void)address;
     (void)size;
     /* After emu_stop from an I/O or exception hook, Unicorn still calls the code
      * hook of the next instruction before it leaves; that instruction never runs. */
@@ -92,18 +121,64 @@ void vclock_count(void *uc, uint64_t address, uint32_t size, void *user_data)
         vc->stop_requested = 1;               /* misaligned SSE operand: the host raises #GP */
         return;
     }
-    if (vc->instructions >= vc->stop_at) {
+    if (!vc->in_block || !vc->block_covered)
+        return;
+    if (vc->block_start + vc->block_position >= vc->budget_at) {
+        vc->instructions = vc->block_start + vc->block_position;
+        vc->in_block = 0;
+        if (vc->block_position)
+            vc->partial_pc = address;     /* the next run resumes inside this block */
         vc->stopped = 1;
+        vc->stop_requested = 1;
         vc->emu_stop(uc);
         return;
     }
-    vc->instructions++;
+    vc->block_position++;
 }
 
-uint32_t vclock_rdtsc(void *uc, void *user_data)
+/* The instructions started up to and including the one at RIP, inside the block
+ * now running (counted whole at its start). Where the per-instruction hook runs it
+ * knows; elsewhere the host decodes the block up to RIP once per (block, address)
+ * and the answer is cached (it is only wrong if the code there is rewritten while
+ * its old translation's start stays the same: the cost of not decoding in C). */
+static uint64_t count_through(void *uc, struct vclock *vc)
 {
-    struct vclock *vc = user_data;
-    uint64_t tsc = vclock_tsc(vc);
+    uint64_t rip = 0, slot, before;
+    if (!vc->counting || !vc->in_block)
+        return vc->instructions;
+    if (vc->block_covered)
+        return vc->block_start + vc->block_position;
+    vc->reg_read(uc, (int)vc->reg_rip, &rip);
+    if (rip < vc->block_pc || rip >= vc->block_pc + vc->block_size || !vc->count_between)
+        return vc->instructions;
+    slot = ((vc->block_pc * 31) ^ rip) % POSITION_CACHE;
+    if (vc->position_keys[slot][0] == vc->block_pc && vc->position_keys[slot][1] == rip) {
+        before = vc->position_values[slot];
+    } else {
+        before = vc->count_between(vc->block_pc, rip);
+        vc->position_keys[slot][0] = vc->block_pc;
+        vc->position_keys[slot][1] = rip;
+        vc->position_values[slot] = before;
+    }
+    return vc->block_start + before + 1;
+}
+
+/* Deterministic time at the current instruction, exact inside a block. */
+static uint64_t tsc_here(void *uc, struct vclock *vc)
+{
+    uint64_t counted, ns;
+    if (!vc->deterministic)
+        return vclock_tsc(vc);
+    counted = vc->instructions;
+    vc->instructions = count_through(uc, vc);
+    ns = vclock_now_ns(vc);
+    vc->instructions = counted;
+    return tsc_at_ns(vc, ns);
+}
+
+static uint32_t read_tsc(void *uc, struct vclock *vc)
+{
+    uint64_t tsc = tsc_here(uc, vc);
     uint64_t low = tsc & 0xFFFFFFFFull;
     uint64_t high = tsc >> 32;
 
@@ -111,6 +186,11 @@ uint32_t vclock_rdtsc(void *uc, void *user_data)
     vc->reg_write(uc, (int)vc->reg_rax, &low);
     vc->reg_write(uc, (int)vc->reg_rdx, &high);
     return 1;
+}
+
+uint32_t vclock_rdtsc(void *uc, void *user_data)
+{
+    return read_tsc(uc, user_data);
 }
 
 /* RDTSCP: the same virtual TSC as RDTSC (QEMU's own would be host time, and
@@ -121,15 +201,16 @@ uint32_t vclock_rdtscp(void *uc, void *user_data)
     struct uc_x86_msr aux = {MSR_TSC_AUX, 0};
     uint64_t ecx;
 
-    vclock_rdtsc(uc, user_data);
+    read_tsc(uc, vc);
     vc->reg_read(uc, (int)vc->reg_msr, &aux);
     ecx = aux.value & 0xFFFFFFFFull;
     vc->reg_write(uc, (int)vc->reg_rcx, &ecx);
     return 1;
 }
 
-/* A block hook: the only place where a stop asked for by another thread (the
- * host timer, Ctrl-C, the wall-clock timeout) takes effect.
+/* The block hook: counts the block (see "Instruction counting" above), and is
+ * the only place where a stop asked for by another thread (the host timer,
+ * Ctrl-C, the wall-clock timeout) takes effect.
  *
  * uc_emu_stop() called from another thread is not safe in Unicorn 2.1.4: the
  * core checks for an exit request after every guest load and store and, when it
@@ -143,13 +224,45 @@ uint32_t vclock_rdtscp(void *uc, void *user_data)
 void vclock_block(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
     struct vclock *vc = user_data;
-    (void)address;
-    (void)size;
+    uint64_t icount;
+    int covered, partial;
     if (__atomic_load_n(&vc->async_stop, __ATOMIC_RELAXED) &&
         __atomic_exchange_n(&vc->async_stop, 0, __ATOMIC_ACQ_REL)) {
+        vc->in_block = 0;             /* the block before ran to its end */
         vc->stop_requested = 1;       /* the block's first instruction will not run */
         vc->emu_stop(uc);
+        return;
     }
+    if (!vc->counting || vc->stop_requested)
+        return;
+    vc->in_block = 0;
+    /* The rest of a block a stop cut (a budget, a breakpoint) starts a translation of
+     * its own; the run that cut it had no boundary there, so a deadline does not stop
+     * at it either: interrupts land where they would in one uncut run. */
+    partial = address == vc->partial_pc;
+    vc->partial_pc = UINT64_MAX;
+    if ((!partial && vc->instructions >= vc->stop_at) || vc->instructions >= vc->budget_at) {
+        vc->stopped = 1;              /* a deadline at or before this boundary */
+        vc->stop_requested = 1;
+        vc->emu_stop(uc);
+        return;
+    }
+    icount = block_icount(uc, vc, address);
+    covered = vc->all_exact || (address >= vc->exact_lo && address <= vc->exact_hi);
+    if (!covered && vc->instructions + icount > vc->budget_at) {
+        vc->exact_request_pc = address;   /* the budget ends inside: count this block exactly */
+        vc->exact_request_size = size;
+        vc->stop_requested = 1;
+        vc->emu_stop(uc);
+        return;
+    }
+    vc->block_pc = address;
+    vc->block_size = size;
+    vc->block_start = vc->instructions;
+    vc->block_position = 0;
+    vc->block_covered = (uint64_t)covered;
+    vc->in_block = 1;
+    vc->instructions += icount;
 }
 
 /* Ask for a stop at the next block from any thread (no GIL needed). A request

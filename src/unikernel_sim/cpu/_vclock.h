@@ -6,11 +6,14 @@
 #include <stdint.h>
 
 #define RETURN_HISTORY 16
+#define POSITION_CACHE 64             /* (block, instruction) -> its index, for RDTSC in a block */
 #define GUARD_MAX 32
 
 typedef int (*uc_emu_stop_fn)(void *uc);
 typedef int (*uc_reg_write_fn)(void *uc, int regid, const void *value);
 typedef int (*uc_reg_read_fn)(void *uc, int regid, void *value);
+typedef int (*uc_ctl_fn)(void *uc, int control, ...);
+typedef uint64_t (*count_between_fn)(uint64_t start, uint64_t end);
 
 #define MSR_TSC_AUX 0xC0000103u       /* IA32_TSC_AUX: what RDTSCP returns in ECX (SDM vol. 2B) */
 
@@ -48,6 +51,26 @@ struct vclock {
     uint64_t guard_hit;               /* the guarded address reached; UINT64_MAX: none     */
     uint64_t guard_skip;              /* let this guarded address run once (checked)       */
     void *align;                      /* struct align_table of the SSE alignment guard, or NULL */
+    /* counting per translated block (vclock_block); see _vclock.c */
+    uint64_t budget_at;               /* exact stop before this count (budgets); UINT64_MAX: none */
+    uc_ctl_fn ctl;                    /* uc_ctl, for a block's instruction count             */
+    uint64_t ctl_request_cache;       /* uc_ctl's control word for UC_CTL_TB_REQUEST_CACHE    */
+    uint64_t counting;                /* 1: instructions are counted                          */
+    uint64_t all_exact;               /* 1: vclock_count runs before every instruction         */
+    uint64_t exact_lo, exact_hi;      /* else: the range where it runs (an exact budget stop)  */
+    uint64_t exact_request_pc;        /* a block the host should cover exactly; UINT64_MAX: none */
+    uint64_t exact_request_size;
+    uint64_t in_block;                /* the current block was counted whole at entry          */
+    uint64_t block_pc, block_size;    /* the current block                                     */
+    uint64_t block_start;             /* instructions before it                                */
+    uint64_t block_position;          /* its instructions started (vclock_count, covered only) */
+    uint64_t block_covered;           /* 1: vclock_count runs in it                            */
+    uint64_t block_lookups_failed;    /* uc_ctl could not say a block's size (counted as 1)    */
+    int64_t reg_rip;
+    count_between_fn count_between;   /* the host decodes [start, end): instructions in it     */
+    uint64_t position_keys[POSITION_CACHE][2];    /* (block start, instruction address)     */
+    uint64_t position_values[POSITION_CACHE];     /* instructions before it in the block    */
+    uint64_t partial_pc;              /* the run resumes inside a block here: no deadline stop at it */
 };
 
 uint64_t vclock_now_ns(const struct vclock *vc);

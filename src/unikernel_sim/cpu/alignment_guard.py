@@ -218,7 +218,7 @@ class AlignmentGuard:
         if not dynamic:
             return
         self._fill_table(sorted(dynamic, key=lambda s: s.address))
-        if self.clock.counting:
+        if self.clock.per_instruction:
             self._move_to_counting_hook()
         else:
             pointer = ctypes.cast(ctypes.pointer(self.table), ctypes.c_void_p)

@@ -95,7 +95,7 @@ class ControlRegisterGuard:
         """Stop before every possible MOV to CR in code, which executes at address."""
         new = [address + offset for offset in candidate_offsets(code) if address + offset not in self.hooked]
         self.hooked.update(new)
-        if self.clock.counting:
+        if self.clock.per_instruction:
             new = self.clock.guard(new)                # the rest (past GUARD_MAX) get code hooks
         for rip in new:
             self._code_hooks[rip] = self.uc.hook_add(UC_HOOK_CODE, self._on_candidate, begin=rip, end=rip)
@@ -149,6 +149,7 @@ class ControlRegisterGuard:
             value = (uc.reg_read(x86.UC_X86_REG_EDX) & 0xFFFFFFFF) << 32 | uc.reg_read(x86.UC_X86_REG_EAX) & 0xFFFFFFFF
             if not self.msrs.write(msr, value):
                 return False
+        self.clock.settle(address, before=True)          # from a hook: the block ends here
         if self.clock.counting:
             self.clock.state.instructions += 1            # it ran, here instead of in Unicorn
         uc.reg_write(x86.UC_X86_REG_RIP, address + MSR_INSTRUCTION_LENGTH)

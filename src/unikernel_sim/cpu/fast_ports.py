@@ -42,7 +42,6 @@ class FastPortsState(ctypes.Structure):
         ("lsr_value", ctypes.c_uint64),
         ("io_ns", ctypes.c_uint64),
         ("event_ns", ctypes.c_uint64),
-        ("budget_end", ctypes.c_uint64),
         ("length", ctypes.c_uint64),
         ("capacity", ctypes.c_uint64),
         ("buffer", ctypes.c_void_p),
@@ -74,7 +73,7 @@ class FastPorts:
         s = self.state = FastPortsState()
         s.clock = clock._pointer
         s.thr_port, s.lsr_port, s.io_ns = thr_port, lsr_port, io_ns
-        s.event_ns = s.budget_end = NEVER
+        s.event_ns = NEVER
         s.capacity = BUFFER_BYTES
         s.buffer = ctypes.cast(self._buffer, ctypes.c_void_p)
         # the callbacks must outlive the hooks: kept on self
@@ -100,10 +99,9 @@ class FastPorts:
         self.enabled = False
         self.state.tx_ok = self.state.lsr_ok = 0
 
-    def set_schedule(self, event_ns: int | None, budget_end: int | None) -> None:
-        """Deterministic mode: when the next device event falls due, and the budget."""
+    def set_schedule(self, event_ns: int | None) -> None:
+        """Deterministic mode: when the next device event falls due."""
         self.state.event_ns = NEVER if event_ns is None else max(0, event_ns)
-        self.state.budget_end = NEVER if budget_end is None else budget_end
 
     @property
     def fast_accesses(self) -> int:

@@ -80,6 +80,7 @@ class InterruptPath:
         """From a hook: stop, then deliver a fault whose saved RIP is rip (the run loop
         delivers it, so whatever RIP Unicorn leaves behind does not matter)."""
         self.pending_fault = Event(vector, KIND_EXCEPTION, error_code, rip)
+        self.clock.settle(rip, faulting=True)          # a faulting instruction counts as started
         self.clock.note_stop_request()
         self.uc.emu_stop()
 
@@ -126,6 +127,7 @@ class InterruptPath:
         info = take_exception_info(uc)
         kind = KIND_SOFTWARE if info.software else KIND_EXCEPTION
         rip = uc.reg_read(x86.UC_X86_REG_RIP)
+        self.clock.settle(rip, faulting=kind == KIND_EXCEPTION)     # the rest of the block does not run
         cr2 = uc.reg_read(x86.UC_X86_REG_CR2) if vector == Vector.PF and kind == KIND_EXCEPTION else None
         restart = self._software_interrupt_start(rip, vector) if kind == KIND_SOFTWARE else None
         self.deliver(Event(vector, kind, error_code_for(vector, kind, info.error_code), rip, cr2, restart))
@@ -140,6 +142,7 @@ class InterruptPath:
     def _on_invalid_instruction(self, uc, _user) -> bool:
         """#UD, and a software `int 6` with RIP still at the INT (Q4)."""
         rip = uc.reg_read(x86.UC_X86_REG_RIP)
+        self.clock.settle(rip, faulting=True)                       # the INT 6 or the undefined opcode
         if self.memory.read(rip, 2) == bytes([OPCODE_INT_IMM8, Vector.UD]):
             self.deliver(Event(Vector.UD, KIND_SOFTWARE, None, rip + 2, restart_rip=rip))
         else:

@@ -15,12 +15,14 @@ import ctypes
 import itertools
 
 from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN, Uc
+from unicorn.unicorn_const import UC_CTL_IO_READ_WRITE, UC_CTL_TB_REQUEST_CACHE
 from unicorn.x86_const import (
     UC_X86_INS_RDTSC, UC_X86_INS_RDTSCP, UC_X86_REG_MSR, UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX,
+    UC_X86_REG_RIP,
 )
 
 from unikernel_sim.cpu import _vclock
-from unikernel_sim.cpu.unicorn_compat import add_native_hook, native_function_address
+from unikernel_sim.cpu.unicorn_compat import add_native_hook, delete_native_hook, native_function_address
 
 NEVER = (1 << 64) - 1
 HOOK_ORDER = itertools.count()
@@ -28,8 +30,12 @@ HOOK_ORDER = itertools.count()
 that stops before an instruction runs (a breakpoint) must know whether the counting
 hook, if added before it, has already counted that instruction: both draw from here."""
 RETURN_HISTORY = 16
+POSITION_CACHE = 64                 # _vclock.h
+COUNT_BETWEEN = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64)
 GUARD_MAX = 32                      # addresses the counting hook can guard (_vclock.h)
 NS_PER_SECOND = 1_000_000_000
+# uc_ctl's control word: type | (argument count << 26) | (direction << 30) (unicorn.h, UC_CTL)
+REQUEST_CACHE_CONTROL = UC_CTL_TB_REQUEST_CACHE | (2 << 26) | (UC_CTL_IO_READ_WRITE << 30)
 
 
 class VClockState(ctypes.Structure):
@@ -65,6 +71,27 @@ class VClockState(ctypes.Structure):
         ("guard_hit", ctypes.c_uint64),
         ("guard_skip", ctypes.c_uint64),
         ("align", ctypes.c_void_p),
+        ("budget_at", ctypes.c_uint64),
+        ("ctl", ctypes.c_void_p),
+        ("ctl_request_cache", ctypes.c_uint64),
+        ("counting", ctypes.c_uint64),
+        ("all_exact", ctypes.c_uint64),
+        ("exact_lo", ctypes.c_uint64),
+        ("exact_hi", ctypes.c_uint64),
+        ("exact_request_pc", ctypes.c_uint64),
+        ("exact_request_size", ctypes.c_uint64),
+        ("in_block", ctypes.c_uint64),
+        ("block_pc", ctypes.c_uint64),
+        ("block_size", ctypes.c_uint64),
+        ("block_start", ctypes.c_uint64),
+        ("block_position", ctypes.c_uint64),
+        ("block_covered", ctypes.c_uint64),
+        ("block_lookups_failed", ctypes.c_uint64),
+        ("reg_rip", ctypes.c_int64),
+        ("count_between", ctypes.c_void_p),
+        ("position_keys", (ctypes.c_uint64 * 2) * POSITION_CACHE),
+        ("position_values", ctypes.c_uint64 * POSITION_CACHE),
+        ("partial_pc", ctypes.c_uint64),
     ]
 
 
@@ -125,15 +152,25 @@ class VirtualClock:
         s.reg_read = native_function_address("uc_reg_read")
         s.reg_rcx = UC_X86_REG_RCX
         s.reg_msr = UC_X86_REG_MSR
+        s.reg_rip = UC_X86_REG_RIP
+        s.budget_at = s.exact_request_pc = s.exact_lo = s.partial_pc = NEVER
+        s.ctl = native_function_address("uc_ctl")
+        s.ctl_request_cache = REQUEST_CACHE_CONTROL
         self._pointer = ctypes.pointer(self.state)
         self._user_data = ctypes.cast(self._pointer, ctypes.c_void_p)
-        self._count_hook: int | None = None
+        self._count_hook: int | None = None          # vclock_count on every instruction (all_exact)
         self._count_hook_order: int | None = None
+        self._exact_hook: int | None = None          # vclock_count on one block (an exact budget)
+        self._exact_hook_order: int | None = None
+        self._exact_range: tuple[int, int] | None = None
+        self._stopped_before = False                 # a code hook stopped in front of RIP
+        self._count_between = lambda start, end: 0
+        self._count_between_c = COUNT_BETWEEN(lambda start, end: self._count_between(start, end))
+        s.count_between = ctypes.cast(self._count_between_c, ctypes.c_void_p)
         self._add_hook(UC_HOOK_INSN, _RDTSC_HOOK, 1, 0, UC_X86_INS_RDTSC)
         self._add_hook(UC_HOOK_INSN, _RDTSCP_HOOK, 1, 0, UC_X86_INS_RDTSCP)
-        self._add_hook(UC_HOOK_BLOCK, _BLOCK_HOOK, 1, 0)          # Q19: where async stops land
-        self.counting = False
-        self.on_counting: list = []          # called when start_counting() installs the hook
+        self._add_hook(UC_HOOK_BLOCK, _BLOCK_HOOK, 1, 0)          # counts; Q19: where async stops land
+        self.on_counting: list = []          # called when the per-instruction hook is installed
         self._paused_at: int | None = None
         self.pause()
 
@@ -154,19 +191,94 @@ class VirtualClock:
         count = self.state.ret_count
         return None if count == 0 else self.state.last_returns[(count - 1) % RETURN_HISTORY]
 
-    def start_counting(self) -> None:
-        """Install the per-instruction counter (C, ~126 M instr/s ceiling).
+    @property
+    def count_between(self):
+        """instructions in [start, end) of the running code: the Machine decodes them."""
+        return self._count_between
 
-        Must happen before the first emu_start that needs it; Unicorn only
-        applies a new code hook to blocks translated afterwards, so the
-        translation cache is flushed."""
-        if self._count_hook is None:
+    @count_between.setter
+    def count_between(self, function) -> None:
+        self._count_between = function
+
+    @property
+    def counting(self) -> bool:
+        return bool(self.state.counting)
+
+    @property
+    def per_instruction(self) -> bool:
+        """vclock_count runs before every instruction (exact stops after any instruction)."""
+        return bool(self.state.all_exact)
+
+    def start_counting(self, *, per_instruction: bool = False) -> None:
+        """Count instructions from now on: per translated block (the block hook is on
+        all code already, so nothing is retranslated). per_instruction: also run the
+        C counting hook before every instruction (~12 ns each), for stops that must
+        land right after any instruction (watchpoints). Unicorn applies a new code hook
+        only to code translated afterwards, so that flushes the translation cache."""
+        if not self.state.counting:
+            self.state.in_block = 0
+            self.state.counting = 1
+        if per_instruction and self._count_hook is None:
             self._count_hook = self._add_hook(UC_HOOK_CODE, _COUNT_HOOK, 1, 0)
             self._count_hook_order = next(HOOK_ORDER)
+            self.state.all_exact = 1
             self.uc.ctl_flush_tb()
-        self.counting = True
-        for callback in self.on_counting:
-            callback()
+            for callback in self.on_counting:
+                callback()
+
+    # --- stops inside a block --------------------------------------------------------------
+    def settle(self, rip: int, *, faulting: bool = False, before: bool = False) -> None:
+        """Make the count exact where the guest stopped (after every emu_start, and in the
+        exception hook before delivery). The block hook counted the current block whole;
+        if the guest stopped inside it, count only the instructions before RIP (plus the
+        faulting one: an exception's instruction counts as started, as it does for the
+        per-instruction hook). before: a hook stopped (or redirected) in front of RIP."""
+        s = self.state
+        before, self._stopped_before = before or self._stopped_before, False
+        if not s.in_block:
+            return
+        s.in_block = 0
+        if s.block_covered:
+            s.instructions = s.block_start + s.block_position
+            if s.block_position and not faulting:
+                s.partial_pc = rip
+            return
+        start, end = s.block_pc, s.block_pc + s.block_size
+        if not start <= rip < end or (rip == start and not before and not faulting):
+            return                                       # it ran to its end; RIP is where it went
+        s.instructions = s.block_start + self.count_between(start, rip) + int(faulting)
+        if not faulting and rip != start:
+            s.partial_pc = rip                           # the next run resumes inside this block
+
+    def cover_requested_block(self) -> bool:
+        """After a slice: drop the last exact range, and if the block hook asked (a budget
+        ends inside a block), cover that block with the per-instruction hook for the
+        next slice. True if it asked (the run goes on)."""
+        s = self.state
+        if self._exact_hook is not None:
+            delete_native_hook(self.uc, self._exact_hook)
+            self.uc.ctl_remove_cache(*self._exact_range)
+            self._exact_hook = self._exact_range = None
+            s.exact_lo, s.exact_hi = NEVER, 0
+        if s.exact_request_pc == NEVER:
+            return False
+        start, end = s.exact_request_pc, s.exact_request_pc + max(1, s.exact_request_size)
+        s.exact_request_pc = NEVER
+        self._exact_hook = self._add_hook(UC_HOOK_CODE, _COUNT_HOOK, start, end - 1)
+        self._exact_hook_order = next(HOOK_ORDER)
+        self._exact_range = (start, end)
+        s.exact_lo, s.exact_hi = start, end - 1
+        self.uc.ctl_remove_cache(start, end)             # retranslated with the hook (Q23)
+        return True
+
+    @property
+    def exact_instructions(self) -> int:
+        """From a hook inside a block the per-instruction hook covers: instructions
+        started so far, the current one included."""
+        s = self.state
+        if s.in_block and s.block_covered:
+            return s.block_start + s.block_position
+        return s.instructions
 
     # --- guarded addresses (counting only) -------------------------------------------------
     def guard(self, addresses: list[int]) -> list[int]:
@@ -203,7 +315,8 @@ class VirtualClock:
         return int(_lib.vclock_tsc(self._pointer))
 
     def arm_stop(self, at_instruction: int | None, *, keep_request: bool = False) -> None:
-        """Stop emu_start before instruction number at_instruction (None: never).
+        """A device deadline: stop at the first block boundary at or after instruction
+        number at_instruction (None: never); the same boundary however the count is kept.
 
         keep_request: re-arming from inside a hook must not forget a stop
         already requested in this slice."""
@@ -212,12 +325,24 @@ class VirtualClock:
             self.state.stopped = 0
             self.state.stop_requested = 0
 
+    def arm_budget(self, at_instruction: int | None) -> None:
+        """Stop exactly in front of instruction number at_instruction (None: never)."""
+        self.state.budget_at = NEVER if at_instruction is None else at_instruction
+
     def uncount_stopped_instruction(self, hook_order: int) -> None:
-        """A code hook added at hook_order stops before its instruction runs: if the
-        counting hook came first it has counted that instruction; take it back, so a
-        breakpoint stop reports the count a budget to the same instruction would."""
-        if self.counting and self._count_hook_order is not None and self._count_hook_order < hook_order:
-            self.state.instructions -= 1
+        """A code hook added at hook_order stops before its instruction runs. In a block
+        the per-instruction hook covers, that hook has counted the instruction if it came
+        first (Q24): take it back. Elsewhere settle() counts up to RIP, told here that the
+        stop is in front of RIP even at the block's first instruction."""
+        s = self.state
+        if not s.in_block:
+            return
+        if not s.block_covered:
+            self._stopped_before = True
+            return
+        counter = self._count_hook_order if s.all_exact else self._exact_hook_order
+        if counter is not None and counter < hook_order and s.block_position > 0:
+            s.block_position -= 1
 
     def request_async_stop(self) -> None:
         """Stop the guest at its next block boundary; safe from any thread, and a
@@ -281,9 +406,12 @@ class VirtualClock:
         old = VClockState.from_buffer_copy(data)
         for name in ("instructions", "tsc_offset", "virtual_ns_skipped", "rdtsc_count"):
             setattr(self.state, name, getattr(old, name))
-        self.state.stop_at = NEVER
+        self.state.stop_at = self.state.budget_at = NEVER
         self.state.stopped = 0
         self.state.stop_requested = 0
+        self.state.in_block = 0
+        self.state.partial_pc = NEVER
+        self._stopped_before = False
         if not self.deterministic:
             self.pause()
             self.state.virtual_ns_skipped += then - self._paused_now_ns()

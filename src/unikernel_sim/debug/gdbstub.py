@@ -229,7 +229,7 @@ class GdbSession:
         if kind in WATCH_KINDS:
             watch_kind = WATCH_KINDS[kind][0]
             if insert:
-                self.machine.clock.start_counting()         # exact stops after the access
+                self.machine.clock.start_counting(per_instruction=True)   # exact stops after the access
                 self.machine.watchpoints.add(address, length, watch_kind)
             else:
                 self.machine.watchpoints.remove(address, length, watch_kind)
