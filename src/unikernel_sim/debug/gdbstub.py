@@ -242,7 +242,11 @@ class GdbSession:
         reply says replaylog:begin."""
         if not self.reversible:
             return b"E01"
-        stop = self.history.reverse_step() if step else self.history.reverse_continue()
+        try:
+            stop = self.history.reverse_step() if step else self.history.reverse_continue()
+        except RuntimeError as error:                    # a replay that did not meet the recording
+            self.say(f"unisim: reverse execution failed: {error}")
+            return b"E05"
         self.ended = False
         if stop is None:
             self.last_stop = Stop(StopReason.STEP, "at the beginning of the recorded history")
