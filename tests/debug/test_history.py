@@ -46,7 +46,8 @@ def straight_to(image: str, instructions: int, make_guest) -> Machine:
     hand-over code already counts a few)."""
     machine = booted(make_guest, image)
     stop = machine.run(max_instructions=instructions - machine.clock.instructions)
-    assert stop.reason is StopReason.BUDGET and machine.clock.instructions == instructions
+    assert machine.clock.instructions == instructions
+    assert stop.reason in (StopReason.BUDGET, StopReason.GUEST_EXIT)      # the exit, asked for before the budget
     return machine
 
 
@@ -105,3 +106,15 @@ def test_reverse_execution_needs_a_deterministic_machine(make_guest):
     machine.load(make_guest(LOOP))
     with pytest.raises(ValueError, match="--deterministic"):
         History(machine)
+
+
+def test_stepping_back_from_the_guests_exit(make_guest):
+    """The exit asked for by `out 0xf4` lands at its block's end (the hlt); one step back
+    from there is where a straight run to that count stands."""
+    image = make_guest(LOOP)
+    machine = booted(make_guest, image)
+    history = History(machine, interval=INTERVAL)
+    assert history.forward().reason is StopReason.GUEST_EXIT
+    end = machine.clock.instructions
+    assert history.reverse_step().reason is StopReason.STEP and machine.clock.instructions == end - 1
+    assert state(machine) == state(straight_to(image, end - 1, make_guest))
