@@ -13,6 +13,7 @@ import tempfile
 import threading
 import traceback
 
+from unikernel_sim.cli.profile import add_output_arguments
 from unikernel_sim.cli.terminal import say
 from unikernel_sim.limits import (
     MAX_GUEST_STEPS, MAX_INSTRUCTIONS, MAX_TEMPERATURE, MAX_TIMEOUT_SECONDS, MAX_TSC_MHZ,
@@ -78,60 +79,78 @@ def _datetime(text: str):
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date and time (2026-01-01T12:00:00)") from None
 
 
+def _add_boot_arguments(parser: argparse.ArgumentParser, *, image_required: bool = True) -> None:
+    """The options of a boot, shared by `unisim boot` and `unisim profile`."""
+    parser.add_argument("image", nargs=None if image_required else "?",
+                        help="kernel image (ELF32/ELF64, or a flat binary with an address tag)")
+    parser.add_argument("--module", action="append", default=[], metavar="FILE[=CMDLINE]",
+                        help="load FILE as a Multiboot2 module with the given string (repeatable)")
+    parser.add_argument("--cmdline", default="", help="the kernel command line")
+    parser.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB", help="RAM in MiB (default 512)")
+    parser.add_argument("--serial-in", metavar="FILE", help="bytes typed on COM1")
+    parser.add_argument("--serial-in-text", metavar="TEXT", help="text typed on COM1 (after --serial-in)")
+    parser.add_argument("--serial-out", metavar="FILE", help="also write COM1 output to FILE")
+    parser.add_argument("--max-instructions", type=_positive_int, metavar="N", help="stop after N instructions")
+    parser.add_argument("--timeout", type=_seconds, metavar="S", help="stop after S seconds of wall time")
+    parser.add_argument("--expect", metavar="REGEX",
+                        help="smoke check: stop with exit 0 once the output matches REGEX; fail if it never does")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="derive time from instructions: identical runs give identical output")
+    parser.add_argument("--exit-style", choices=("plain", "qemu"), default="plain",
+                        help="how a debug-exit value becomes the exit status (default plain)")
+    parser.add_argument("--strict-io", action="store_true", help="stop at the first access to a port with no device")
+    parser.add_argument("--keys", metavar="TEXT",
+                        help="type TEXT on the PS/2 keyboard ({enter}, {esc}, {up}... for named keys)")
+    parser.add_argument("--vga", action="store_true", help="print the final VGA text screen on exit")
+    parser.add_argument("--screenshot", metavar="FILE.png", help="save the final VGA screen as a PNG")
+    parser.add_argument("--rtc-time", metavar="ISO", type=_datetime,
+                        help="CMOS clock start, e.g. 2026-01-01T00:00:00 (default: fixed in "
+                             "--deterministic mode, the host's UTC time otherwise)")
+    parser.add_argument("--tsc-mhz", type=_int_in(1, MAX_TSC_MHZ), default=2000, metavar="MHZ",
+                        help="time-stamp counter rate (default 2000)")
+    parser.add_argument("--trace", action="append", default=[], choices=("int", "io", "calls"),
+                        help="int: every exception and IRQ delivered (like QEMU -d int); io: port accesses; "
+                             "calls: function entries by symbol (costs a hook per function)")
+    parser.add_argument("--report-json", metavar="FILE", help="write the crash report (if any) as JSON")
+    parser.add_argument("--strict-alignment", action="store_true",
+                        help="raise #GP(0) on misaligned movaps/movdqa and m128 SSE operands, as hardware does "
+                             "(the default)")
+    parser.add_argument("--no-alignment-check", action="store_true",
+                        help="let misaligned SSE operands pass, as Unicorn alone would")
+    parser.add_argument("--check-returns", action="store_true",
+                        help="remember which function executed each `ret`, to name the culprit of a return "
+                             "into nowhere (slows function returns)")
+    parser.add_argument("--check-alignment", action="store_true",
+                        help="record misaligned SSE operands for the report and let them pass")
+    parser.add_argument("--gdb", nargs="?", const="127.0.0.1:1234", metavar="[HOST:]PORT", type=_gdb_address,
+                        help="serve gdb's remote protocol (default 127.0.0.1:1234): target remote HOST:PORT")
+    parser.add_argument("--gdb-wait", action="store_true",
+                        help="with --gdb (implied): wait for gdb before the kernel's first instruction")
+    parser.add_argument("--cpu", choices=("qemu64", "haswell"), metavar="MODEL",
+                        help="answer CPUID as QEMU 7.2's qemu64 or Haswell model does (recorded tables; default: "
+                             "QEMU's own answers with leaf 1 following the machine)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="print run statistics and unknown ports")
+
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="unisim", description="x86-64 PC simulator for bare-metal and unikernel developers")
     parser.add_argument("--version", action="version", version=f"unisim {__version__}")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     boot = commands.add_parser("boot", help="boot a Multiboot2 kernel")
-    boot.add_argument("image", help="kernel image (ELF32/ELF64, or a flat binary with an address tag)")
-    boot.add_argument("--module", action="append", default=[], metavar="FILE[=CMDLINE]",
-                      help="load FILE as a Multiboot2 module with the given string (repeatable)")
-    boot.add_argument("--cmdline", default="", help="the kernel command line")
-    boot.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB", help="RAM in MiB (default 512)")
-    boot.add_argument("--serial-in", metavar="FILE", help="bytes typed on COM1")
-    boot.add_argument("--serial-in-text", metavar="TEXT", help="text typed on COM1 (after --serial-in)")
-    boot.add_argument("--serial-out", metavar="FILE", help="also write COM1 output to FILE")
-    boot.add_argument("--max-instructions", type=_positive_int, metavar="N", help="stop after N instructions")
-    boot.add_argument("--timeout", type=_seconds, metavar="S", help="stop after S seconds of wall time")
-    boot.add_argument("--expect", metavar="REGEX",
-                      help="smoke check: stop with exit 0 once the output matches REGEX; fail if it never does")
-    boot.add_argument("--deterministic", action="store_true",
-                      help="derive time from instructions: identical runs give identical output")
-    boot.add_argument("--exit-style", choices=("plain", "qemu"), default="plain",
-                      help="how a debug-exit value becomes the exit status (default plain)")
-    boot.add_argument("--strict-io", action="store_true", help="stop at the first access to a port with no device")
-    boot.add_argument("--keys", metavar="TEXT",
-                      help="type TEXT on the PS/2 keyboard ({enter}, {esc}, {up}... for named keys)")
-    boot.add_argument("--vga", action="store_true", help="print the final VGA text screen on exit")
-    boot.add_argument("--screenshot", metavar="FILE.png", help="save the final VGA screen as a PNG")
-    boot.add_argument("--rtc-time", metavar="ISO", type=_datetime,
-                      help="CMOS clock start, e.g. 2026-01-01T00:00:00 (default: fixed in "
-                           "--deterministic mode, the host's UTC time otherwise)")
-    boot.add_argument("--tsc-mhz", type=_int_in(1, MAX_TSC_MHZ), default=2000, metavar="MHZ",
-                      help="time-stamp counter rate (default 2000)")
-    boot.add_argument("--trace", action="append", default=[], choices=("int", "io", "calls"),
-                      help="int: every exception and IRQ delivered (like QEMU -d int); io: port accesses; "
-                           "calls: function entries by symbol (costs a hook per function)")
-    boot.add_argument("--report-json", metavar="FILE", help="write the crash report (if any) as JSON")
-    boot.add_argument("--strict-alignment", action="store_true",
-                      help="raise #GP(0) on misaligned movaps/movdqa and m128 SSE operands, as hardware does "
-                           "(the default)")
-    boot.add_argument("--no-alignment-check", action="store_true",
-                      help="let misaligned SSE operands pass, as Unicorn alone would")
-    boot.add_argument("--check-returns", action="store_true",
-                      help="remember which function executed each `ret`, to name the culprit of a return "
-                           "into nowhere (slows function returns)")
-    boot.add_argument("--check-alignment", action="store_true",
-                      help="record misaligned SSE operands for the report and let them pass")
-    boot.add_argument("--gdb", nargs="?", const="127.0.0.1:1234", metavar="[HOST:]PORT", type=_gdb_address,
-                      help="serve gdb's remote protocol (default 127.0.0.1:1234): target remote HOST:PORT")
-    boot.add_argument("--gdb-wait", action="store_true",
-                      help="with --gdb (implied): wait for gdb before the kernel's first instruction")
-    boot.add_argument("--cpu", choices=("qemu64", "haswell"), metavar="MODEL",
-                      help="answer CPUID as QEMU 7.2's qemu64 or Haswell model does (recorded tables; default: "
-                           "QEMU's own answers with leaf 1 following the machine)")
-    boot.add_argument("--verbose", "-v", action="store_true", help="print run statistics and unknown ports")
+    _add_boot_arguments(boot)
+    add_output_arguments(boot, prefix="--profile")
+
+    profile = commands.add_parser(
+        "profile", help="boot a kernel and count its instructions per function, calling context and source "
+                        "line, exactly; or compare two profiles (--diff)")
+    _add_boot_arguments(profile, image_required=False)
+    add_output_arguments(profile, prefix="-")
+    profile.add_argument("--top", type=_int_in(1, 100_000), default=20, metavar="N",
+                         help="functions in the table (default 20)")
+    profile.add_argument("--diff", nargs=2, metavar=("BEFORE.json", "AFTER.json"),
+                         help="compare two saved profiles instead of running anything")
 
     info = commands.add_parser("info", help="describe a kernel image (ELF facts, its Multiboot header), or the "
                                             "ACPI tables a guest finds (--acpi)")
@@ -161,6 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="derive time from instructions: identical runs print identical text and tok/s "
                             "(virtual time)")
     return parser
+
+
+def _run_profile(args: argparse.Namespace) -> int:
+    if args.diff:
+        from unikernel_sim.cli.profile import run_diff
+
+        return run_diff(args.diff, args.top)
+    if args.image is None:
+        raise UsageError("give a kernel image to profile, or --diff BEFORE.json AFTER.json",
+                         hint="see `unisim profile --help`")
+    from unikernel_sim.cli.boot import run_boot
+
+    return run_boot(args)
 
 
 class Terminated(Exception):
@@ -208,6 +240,8 @@ def _dispatch(argv: list[str] | None) -> int:
         from unikernel_sim.cli.boot import run_boot
 
         return run_boot(args)
+    if args.command == "profile":
+        return _run_profile(args)
     if args.command == "info":
         from unikernel_sim.cli.info import run_info
 

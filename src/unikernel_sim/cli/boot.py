@@ -8,6 +8,7 @@ from unikernel_sim.boot.loader import ModuleSpec
 from unikernel_sim.cli.files import (
     is_stream, open_input_stream, open_output_stream, read_optional_input, refuse_clobbering, write_output_file,
 )
+from unikernel_sim.cli.profile import output_paths, request_from
 from unikernel_sim.cli.terminal import say, stdout_writer
 from unikernel_sim.console import StreamWriter
 from unikernel_sim.errors import OutputError
@@ -22,6 +23,7 @@ OUTPUT_HISTORY = 1 << 20      # bytes of guest output kept for the report (all o
 
 def run_boot(args: argparse.Namespace) -> int:
     refuse_clobbering(_inputs(args), _outputs(args))
+    profiling = request_from(args, table=args.command == "profile")
     streamed = args.serial_in is not None and is_stream(args.serial_in)
     serial_input = b"" if streamed else read_optional_input(args.serial_in, limit=args.memory * MIB)
     if args.serial_in_text:
@@ -75,7 +77,7 @@ def run_boot(args: argparse.Namespace) -> int:
             alignment=_alignment_mode(args),
             check_returns=args.check_returns,
             on_loaded=[warn_about_header, watch_stdout] + ([open_serial_out] if args.serial_out else [])
-            + ([stream_serial_in] if streamed else []),
+            + ([stream_serial_in] if streamed else []) + ([profiling.attach] if profiling.wanted else []),
             output_history=OUTPUT_HISTORY,
             cpu=args.cpu,
             gdb=_gdb_option(args),
@@ -87,6 +89,7 @@ def run_boot(args: argparse.Namespace) -> int:
                 serial_file.close()
             except OSError:
                 pass
+    profiling.finish(args, title=os.path.basename(args.image))
     report_end(result, verbose=args.verbose, report_json=args.report_json)
     show_screen(result, vga=args.vga, screenshot=args.screenshot)
     if "int" in args.trace:
@@ -126,7 +129,7 @@ def _inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
 def _outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
     named = (("--serial-out", args.serial_out), ("--report-json", args.report_json),
              ("--screenshot", args.screenshot))
-    return [(option, path) for option, path in named if path]
+    return [(option, path) for option, path in named if path] + output_paths(args)
 
 
 def _output_stop(writer: StreamWriter) -> Stop:

@@ -124,8 +124,7 @@ void vclock_count(void *uc, uint64_t address, uint32_t size, void *user_data)
     if (!vc->in_block || !vc->block_covered)
         return;
     if (vc->block_start + vc->block_position >= vc->budget_at) {
-        vc->instructions = vc->block_start + vc->block_position;
-        vc->in_block = 0;
+        /* the host settles the count at block_start + block_position (VirtualClock.settle) */
         if (vc->block_position)
             vc->partial_pc = address;     /* the next run resumes inside this block */
         vc->stopped = 1;

@@ -164,6 +164,7 @@ class VirtualClock:
         self._exact_hook_order: int | None = None
         self._exact_range: tuple[int, int] | None = None
         self._stopped_before = False                 # a code hook stopped in front of RIP
+        self.on_partial = None   # (block start, instructions counted, instructions run): a profiler's
         self._count_between = lambda start, end: 0
         self._count_between_c = COUNT_BETWEEN(lambda start, end: self._count_between(start, end))
         s.count_between = ctypes.cast(self._count_between_c, ctypes.c_void_p)
@@ -238,17 +239,20 @@ class VirtualClock:
         if not s.in_block:
             return
         s.in_block = 0
+        whole = s.instructions
         if s.block_covered:
             s.instructions = s.block_start + s.block_position
             if s.block_position and not faulting:
                 s.partial_pc = rip
-            return
-        start, end = s.block_pc, s.block_pc + s.block_size
-        if not start <= rip < end or (rip == start and not before and not faulting):
-            return                                       # it ran to its end; RIP is where it went
-        s.instructions = s.block_start + self.count_between(start, rip) + int(faulting)
-        if not faulting and rip != start:
-            s.partial_pc = rip                           # the next run resumes inside this block
+        else:
+            start, end = s.block_pc, s.block_pc + s.block_size
+            if not start <= rip < end or (rip == start and not before and not faulting):
+                return                                   # it ran to its end; RIP is where it went
+            s.instructions = s.block_start + self.count_between(start, rip) + int(faulting)
+            if not faulting and rip != start:
+                s.partial_pc = rip                       # the next run resumes inside this block
+        if self.on_partial is not None and s.instructions < whole:
+            self.on_partial(s.block_pc, whole - s.block_start, s.instructions - s.block_start)
 
     def cover_requested_block(self) -> bool:
         """After a slice: drop the last exact range, and if the block hook asked (a budget

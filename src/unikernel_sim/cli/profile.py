@@ -1,0 +1,114 @@
+"""Profiles from the command line: `unisim profile KERNEL [boot options]`, `--profile FILE`
+on `unisim boot` and `unisim llama`, and `unisim profile --diff A B`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+
+from unikernel_sim.errors import InputFileError, UsageError
+
+DEFAULT_TOP = 20
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, *, prefix: str) -> None:
+    """The files a profile can be written as; prefix is "--profile" on boot and llama
+    (--profile FILE.json, --profile-svg ...) and "-" on `unisim profile` (-o, --svg ...)."""
+    if prefix == "--profile":
+        parser.add_argument("--profile", metavar="FILE.json",
+                            help="count instructions per function exactly and save the profile (JSON)")
+        names = ("--profile-folded", "--profile-speedscope", "--profile-svg", "--profile-lines")
+    else:
+        parser.add_argument("-o", "--output", dest="profile", metavar="FILE.json",
+                            help="save the profile (JSON: `unisim profile --diff` reads it)")
+        names = ("--folded", "--speedscope", "--svg", "--lines")
+    folded, speedscope, svg, lines = names
+    parser.add_argument(folded, dest="profile_folded", metavar="FILE", help="folded stacks (flame-graph input)")
+    parser.add_argument(speedscope, dest="profile_speedscope", metavar="FILE.json",
+                        help="speedscope's file format (https://www.speedscope.app)")
+    parser.add_argument(svg, dest="profile_svg", metavar="FILE.svg", help="a flame graph, self-contained SVG")
+    parser.add_argument(lines, dest="profile_lines", metavar="FILE",
+                        help="instructions per source line (DWARF), the most first")
+
+
+def output_paths(args: argparse.Namespace) -> list[tuple[str, str]]:
+    named = (("profile", getattr(args, "profile", None)), ("folded stacks", getattr(args, "profile_folded", None)),
+             ("speedscope profile", getattr(args, "profile_speedscope", None)),
+             ("flame graph", getattr(args, "profile_svg", None)), ("line profile", getattr(args, "profile_lines", None)))
+    return [(what, path) for what, path in named if path]
+
+
+@dataclass
+class ProfileRequest:
+    """What a run was asked to profile, and the profiler once the machine exists."""
+
+    paths: list[tuple[str, str]]
+    table: bool = False                 # print the top functions (unisim profile)
+    top: int = DEFAULT_TOP
+    profilers: list = field(default_factory=list)
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.paths) or self.table
+
+    def attach(self, machine) -> None:
+        """An on_loaded callback: start counting before the kernel's first instruction."""
+        from unikernel_sim.profiling.collector import Profiler
+
+        self.profilers.append(Profiler(machine))
+
+    def finish(self, args: argparse.Namespace, title: str) -> None:
+        """Write what was asked for. Before the machine's first instruction nothing was
+        profiled: then nothing is written."""
+        from unikernel_sim.cli.files import write_output_file
+        from unikernel_sim.profiling import formats
+
+        if not self.profilers:
+            return
+        profiler = self.profilers[0]
+        profile = profiler.result()
+        writers = {
+            "profile": lambda: profile.to_json(),
+            "folded stacks": lambda: formats.folded(profile),
+            "speedscope profile": lambda: formats.speedscope(profile, title),
+            "flame graph": lambda: formats.svg(profile, title),
+            "line profile": lambda: _line_table(profiler, profile),
+        }
+        for what, path in self.paths:
+            write_output_file(path, writers[what]().encode(), what)
+        if self.table:
+            sys.stdout.flush()
+            sys.stdout.write("\n" + formats.table(profile, self.top))
+            sys.stdout.flush()
+        profiler.close()
+
+
+def request_from(args: argparse.Namespace, *, table: bool = False) -> ProfileRequest:
+    return ProfileRequest(paths=[(what, path) for what, path in output_paths(args)], table=table,
+                          top=getattr(args, "top", DEFAULT_TOP))
+
+
+def _line_table(profiler, profile) -> str:
+    counts = profiler.per_line(profile)
+    total = max(1, sum(counts.values()))
+    rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return "".join(f"{count:>14,} {100 * count / total:>6.2f}%  {line}\n" for line, count in rows)
+
+
+def run_diff(paths: list[str], top: int) -> int:
+    from unikernel_sim.profiling import formats
+    from unikernel_sim.profiling.profile import Profile
+
+    if len(paths) != 2:
+        raise UsageError("--diff takes two profiles", hint="unisim profile --diff BEFORE.json AFTER.json")
+    profiles = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                profiles.append(Profile.from_json(handle.read(), path))
+        except OSError as error:
+            raise InputFileError(f"cannot read the profile: {error.strerror}", where=path) from None
+        except (ValueError, KeyError, TypeError) as error:
+            raise InputFileError(f"not a profile `unisim profile -o` wrote ({error})", where=path) from None
+    sys.stdout.write(formats.difference(*profiles, top=top))
+    return 0
