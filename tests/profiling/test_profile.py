@@ -87,6 +87,28 @@ def test_counts_per_function_are_those_of_the_disassembly(make_guest, determinis
     assert sum(row.self for row in rows.values()) == profile.instructions
 
 
+def test_argument_histograms_per_call_site(make_guest):
+    """g is called with ECX = 5, 4, 3, 2, 1 (f's loop counter) on each of f's three
+    calls, from one call site; ESP at entry is STACK_TOP - 12 (three return addresses)."""
+    from unikernel_sim.profiling.histograms import ArgumentHistograms, HistogramSpec, alignment
+
+    source = "\n".join(line.split(";")[0] for line in GUEST.splitlines())
+    base = guestkit.code_address()
+    code = guestkit.assemble(source, base)
+    machine = Machine(16, deterministic=True)
+    machine.load(make_guest(code))
+    calls = [int(i.op_str, 16) for i in Cs(CS_ARCH_X86, CS_MODE_32).disasm(code, base) if i.mnemonic == "call"]
+    machine.symbols = SymbolTable([Symbol("g", calls[2], 2, "STT_FUNC")])
+    recorder = ArgumentHistograms(machine, [HistogramSpec("g", "rcx", ("rsp",))])
+    assert machine.run(timeout=10).reason is StopReason.GUEST_EXIT
+    sites = recorder.as_dict()["g"]
+    assert len(sites) == 1
+    (counters,) = sites.values()
+    assert counters["size"] == {n: CALLS_OF_F for n in range(1, CALLS_OF_G_PER_F + 1)}
+    assert counters["align rsp"] == {alignment(STACK_TOP - 12): CALLS_OF_F * CALLS_OF_G_PER_F}
+    assert [alignment(x) for x in (0, 1, 6, 48, 4096)] == [64, 1, 2, 16, 64]
+
+
 def test_folded_stacks_speedscope_and_svg_hold_the_same_counts(make_guest):
     profile, _ = profiled_guest(make_guest)
     folded = dict(line.rsplit(" ", 1) for line in formats.folded(profile).splitlines())
@@ -132,6 +154,13 @@ def test_the_command_line(tmp_path, firmware_elf):
                   "--profile", str(second)).returncode == 0
     diff = unisim("profile", "--diff", str(first), str(second))
     assert diff.returncode == 0 and diff.stdout.startswith("instructions: "), diff.stderr
+    database = tmp_path / "runs.sqlite"
+    for _ in range(2):
+        assert unisim("profile", firmware_elf, "--deterministic", "--profile-db", str(database)).returncode == 0
+    listing = unisim("profile", "--show-db", str(database)).stdout
+    assert listing.count("  run ") == 2 and listing.startswith("sha256:")
+    same = unisim("profile", "--diff", f"{database}#1", f"{database}#2").stdout
+    assert same.splitlines()[0].endswith("(+0.0%)") and len(same.splitlines()) == 2      # deterministic: no change
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     refused = unisim("profile", "--diff", str(first), str(bad))

@@ -149,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_arguments(profile, prefix="-")
     profile.add_argument("--top", type=_int_in(1, 100_000), default=20, metavar="N",
                          help="functions in the table (default 20)")
-    profile.add_argument("--diff", nargs=2, metavar=("BEFORE.json", "AFTER.json"),
-                         help="compare two saved profiles instead of running anything")
+    profile.add_argument("--diff", nargs=2, metavar=("BEFORE", "AFTER"),
+                         help="compare two saved profiles (FILE.json, or DB.sqlite#RUN) instead of running anything")
+    profile.add_argument("--show-db", metavar="FILE.sqlite", help="list the runs a profile database holds")
 
     info = commands.add_parser("info", help="describe a kernel image (ELF facts, its Multiboot header), or the "
                                             "ACPI tables a guest finds (--acpi)")
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     llama.add_argument("--deterministic", action="store_true",
                        help="derive time from instructions: identical runs print identical text and tok/s "
                             "(virtual time)")
+    add_output_arguments(llama, prefix="--profile")
     return parser
 
 
@@ -187,8 +189,12 @@ def _run_profile(args: argparse.Namespace) -> int:
         from unikernel_sim.cli.profile import run_diff
 
         return run_diff(args.diff, args.top)
+    if args.show_db:
+        from unikernel_sim.cli.profile import run_show_db
+
+        return run_show_db(args.show_db)
     if args.image is None:
-        raise UsageError("give a kernel image to profile, or --diff BEFORE.json AFTER.json",
+        raise UsageError("give a kernel image to profile, --diff BEFORE AFTER, or --show-db FILE",
                          hint="see `unisim profile --help`")
     from unikernel_sim.cli.boot import run_boot
 

@@ -7,12 +7,15 @@ llama: any llama2.c checkpoint and tokenizer, generated in the guest.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import tempfile
 from pathlib import Path
 
 from unikernel_sim.boot.input_files import read_input_file
 from unikernel_sim.boot.loader import ModuleSpec
+from unikernel_sim.cli.files import refuse_clobbering
+from unikernel_sim.cli.profile import output_paths, request_from
 from unikernel_sim.cli.terminal import say, stdout_writer
 from unikernel_sim.exit_codes import ExitCode
 from unikernel_sim.errors import ImageError, UsageError
@@ -89,12 +92,16 @@ def run_llama(args: argparse.Namespace) -> int:
         raise ImageError(f"not a llama2.c checkpoint: {error}", where=args.model) from None
     read_input_file(args.tokenizer, "tokenizer")
     kernel = str(build_firmware())
+    refuse_clobbering([("--model", args.model), ("--tokenizer", args.tokenizer)], output_paths(args))
+    profiling = request_from(args)
     stdout = stdout_writer()
     stdout.flush_every_byte = True
     result = boot(kernel, modules=[ModuleSpec(args.model, "model"), ModuleSpec(args.tokenizer, "tokenizer")],
                   cmdline=_cmdline(args.steps, args.temp, args.topp, args.seed, args.prompt, args.seq_len),
                   memory_mb=args.memory, timeout=args.timeout, serial_listeners=[stdout], on_stop=[stdout.flush],
-                  catch_sigint=True, deterministic=args.deterministic)
+                  catch_sigint=True, deterministic=args.deterministic,
+                  on_loaded=[profiling.attach] if profiling.wanted else [])
+    profiling.finish(args, title=f"unisim llama {os.path.basename(args.model)}")
     if result.exit_code != 0:
         say(f"unisim: {result.stop.summary}")
     elif LLAMA_SPEED.search(result.serial):

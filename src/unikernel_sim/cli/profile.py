@@ -3,6 +3,7 @@ on `unisim boot` and `unisim llama`, and `unisim profile --diff A B`."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -29,6 +30,22 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, prefix: str) -> Non
     parser.add_argument(svg, dest="profile_svg", metavar="FILE.svg", help="a flame graph, self-contained SVG")
     parser.add_argument(lines, dest="profile_lines", metavar="FILE",
                         help="instructions per source line (DWARF), the most first")
+    parser.add_argument("--histogram", action="append", default=[], metavar="SYMBOL:REGISTER",
+                        type=_histogram_spec,
+                        help="with a profile: sizes (REGISTER) and pointer alignments per call site of SYMBOL "
+                             "(memcpy, memmove, memset and malloc are always recorded when present)")
+    parser.add_argument("--profile-db", metavar="FILE.sqlite",
+                        help="with a profile: add it to this database (keyed by the kernel's build ID or hash); "
+                             "`unisim profile --show-db FILE` lists what it holds")
+
+
+def _histogram_spec(text: str):
+    from unikernel_sim.profiling.histograms import HistogramSpec
+
+    try:
+        return HistogramSpec.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def output_paths(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -45,17 +62,22 @@ class ProfileRequest:
     paths: list[tuple[str, str]]
     table: bool = False                 # print the top functions (unisim profile)
     top: int = DEFAULT_TOP
+    histograms: list = field(default_factory=list)     # HistogramSpec beyond the defaults
+    database: str | None = None
     profilers: list = field(default_factory=list)
+    recorders: list = field(default_factory=list)
 
     @property
     def wanted(self) -> bool:
-        return bool(self.paths) or self.table
+        return bool(self.paths) or self.table or self.database is not None
 
     def attach(self, machine) -> None:
         """An on_loaded callback: start counting before the kernel's first instruction."""
         from unikernel_sim.profiling.collector import Profiler
+        from unikernel_sim.profiling.histograms import ArgumentHistograms
 
         self.profilers.append(Profiler(machine))
+        self.recorders.append(ArgumentHistograms.with_defaults(machine, self.histograms))
 
     def finish(self, args: argparse.Namespace, title: str) -> None:
         """Write what was asked for. Before the machine's first instruction nothing was
@@ -65,8 +87,10 @@ class ProfileRequest:
 
         if not self.profilers:
             return
-        profiler = self.profilers[0]
+        profiler, recorder = self.profilers[0], self.recorders[0]
         profile = profiler.result()
+        profile.histograms = recorder.as_dict()
+        recorder.close()
         writers = {
             "profile": lambda: profile.to_json(),
             "folded stacks": lambda: formats.folded(profile),
@@ -76,16 +100,23 @@ class ProfileRequest:
         }
         for what, path in self.paths:
             write_output_file(path, writers[what]().encode(), what)
+        if self.database is not None:
+            from unikernel_sim.profiling.database import ProfileDatabase
+
+            ProfileDatabase(self.database).add(profiler.machine, profile, command=" ".join(sys.argv[1:]))
         if self.table:
+            from unikernel_sim.profiling.histograms import summary
+
             sys.stdout.flush()
-            sys.stdout.write("\n" + formats.table(profile, self.top))
+            sys.stdout.write("\n" + formats.table(profile, self.top) + summary(profile.histograms))
             sys.stdout.flush()
         profiler.close()
 
 
 def request_from(args: argparse.Namespace, *, table: bool = False) -> ProfileRequest:
     return ProfileRequest(paths=[(what, path) for what, path in output_paths(args)], table=table,
-                          top=getattr(args, "top", DEFAULT_TOP))
+                          top=getattr(args, "top", DEFAULT_TOP), histograms=getattr(args, "histogram", []),
+                          database=getattr(args, "profile_db", None))
 
 
 def _line_table(profiler, profile) -> str:
@@ -93,6 +124,15 @@ def _line_table(profiler, profile) -> str:
     total = max(1, sum(counts.values()))
     rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return "".join(f"{count:>14,} {100 * count / total:>6.2f}%  {line}\n" for line, count in rows)
+
+
+def run_show_db(path: str) -> int:
+    from unikernel_sim.profiling.database import ProfileDatabase
+
+    if not os.path.isfile(path):
+        raise InputFileError("no such profile database", where=path)
+    sys.stdout.write(ProfileDatabase(path).listing())
+    return 0
 
 
 def run_diff(paths: list[str], top: int) -> int:
@@ -103,6 +143,14 @@ def run_diff(paths: list[str], top: int) -> int:
         raise UsageError("--diff takes two profiles", hint="unisim profile --diff BEFORE.json AFTER.json")
     profiles = []
     for path in paths:
+        database, _, run = path.rpartition("#")
+        if database and run.isdigit():                     # DB.sqlite#RUN: a run the database holds
+            from unikernel_sim.profiling.database import ProfileDatabase
+
+            if not os.path.isfile(database):
+                raise InputFileError("no such profile database", where=database)
+            profiles.append(ProfileDatabase(database).profile(int(run)))
+            continue
         try:
             with open(path, encoding="utf-8") as handle:
                 profiles.append(Profile.from_json(handle.read(), path))

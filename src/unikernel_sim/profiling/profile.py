@@ -46,6 +46,7 @@ class Profile:
     instructions: int                              # the clock's count over the profiled runs
     deterministic: bool
     problems: list[str] = field(default_factory=list)
+    histograms: dict = field(default_factory=dict)   # function -> call site -> argument -> value -> calls
 
     # --- names and paths -----------------------------------------------------------------
     def name_of(self, node: int) -> str:
@@ -121,7 +122,7 @@ class Profile:
                 "blocks": [asdict(b) for b in self.blocks],
                 "partial_runs": [[block, ran, times] for (block, ran), times in self.partial_runs.items()],
                 "instructions": self.instructions, "deterministic": self.deterministic,
-                "problems": self.problems}
+                "problems": self.problems, "histograms": self.histograms}
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -133,7 +134,7 @@ class Profile:
                    blocks=[Block(**b) for b in data["blocks"]],
                    partial_runs={(block, ran): times for block, ran, times in data["partial_runs"]},
                    instructions=data["instructions"], deterministic=data["deterministic"],
-                   problems=data.get("problems", []))
+                   problems=data.get("problems", []), histograms=data.get("histograms", {}))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json())
