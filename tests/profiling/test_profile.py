@@ -54,15 +54,21 @@ F_SELF_PER_CALL = 1 + 3 * CALLS_OF_G_PER_F + 1
 G_SELF_PER_CALL = 2
 
 
-def profiled_guest(make_guest, deterministic: bool = True) -> tuple[Profile, Machine]:
+def loaded_guest(make_guest, deterministic: bool = True) -> tuple[Machine, dict[str, int], int]:
+    """The guest loaded, the addresses of main, f and g (the targets of its three calls,
+    by capstone), and the end of its code."""
     source = "\n".join(line.split(";")[0] for line in GUEST.splitlines())
     base = guestkit.code_address()
     code = guestkit.assemble(source, base)
     machine = Machine(16, deterministic=deterministic)
     machine.load(make_guest(code))
     calls = [int(i.op_str, 16) for i in Cs(CS_ARCH_X86, CS_MODE_32).disasm(code, base) if i.mnemonic == "call"]
-    labels = {"main": calls[0], "f": calls[1], "g": calls[2]}              # the targets of the calls
-    ends = {"main": labels["f"], "f": labels["g"], "g": base + len(code)}
+    return machine, {"main": calls[0], "f": calls[1], "g": calls[2]}, base + len(code)
+
+
+def profiled_guest(make_guest, deterministic: bool = True) -> tuple[Profile, Machine]:
+    machine, labels, end = loaded_guest(make_guest, deterministic)
+    ends = {"main": labels["f"], "f": labels["g"], "g": end}
     machine.symbols = SymbolTable([Symbol(name, address, ends[name] - address, "STT_FUNC")
                                    for name, address in labels.items()])
     profiler = Profiler(machine)
@@ -92,13 +98,8 @@ def test_argument_histograms_per_call_site(make_guest):
     calls, from one call site; ESP at entry is STACK_TOP - 12 (three return addresses)."""
     from unikernel_sim.profiling.histograms import ArgumentHistograms, HistogramSpec, alignment
 
-    source = "\n".join(line.split(";")[0] for line in GUEST.splitlines())
-    base = guestkit.code_address()
-    code = guestkit.assemble(source, base)
-    machine = Machine(16, deterministic=True)
-    machine.load(make_guest(code))
-    calls = [int(i.op_str, 16) for i in Cs(CS_ARCH_X86, CS_MODE_32).disasm(code, base) if i.mnemonic == "call"]
-    machine.symbols = SymbolTable([Symbol("g", calls[2], 2, "STT_FUNC")])
+    machine, labels, _ = loaded_guest(make_guest)
+    machine.symbols = SymbolTable([Symbol("g", labels["g"], 2, "STT_FUNC")])
     recorder = ArgumentHistograms(machine, [HistogramSpec("g", "rcx", ("rsp",))])
     assert machine.run(timeout=10).reason is StopReason.GUEST_EXIT
     sites = recorder.as_dict()["g"]
