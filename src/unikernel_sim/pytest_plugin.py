@@ -65,8 +65,12 @@ def unisim_firmware() -> str:
 
 
 @pytest.fixture(scope="session")
-def unisim_booted(unisim_firmware) -> BootedKernel:
-    return boot_to_ready(unisim_firmware, deterministic=True)
+def unisim_booted(unisim_firmware, request) -> BootedKernel:
+    booted = boot_to_ready(unisim_firmware, deterministic=True)
+    path = request.config.getoption(PROFILE_OPTION)
+    if path:
+        _profile_the_session(booted, _per_worker(path, request.config), request)
+    return booted
 
 
 @pytest.fixture
@@ -85,10 +89,42 @@ def unisim_scratch(unisim_machine):
 GDB_OPTION = "--unisim-gdb-on-failure"
 
 
+PROFILE_OPTION = "--unisim-profile"
+
+
 def pytest_addoption(parser) -> None:
     parser.addoption(GDB_OPTION, metavar="[HOST:]PORT", default=None,
                      help="when a test using unisim_machine fails, keep its machine where it stopped and "
                           "wait for gdb on HOST:PORT (docs/debugging.md) before going on")
+    parser.addoption(PROFILE_OPTION, metavar="FILE.json", default=None,
+                     help="profile every guest call the tests make on unisim_machine (after the boot) and save "
+                          "the summed profile (docs/profiling.md); under xdist one file per worker, "
+                          "FILE.gwN.json")
+
+
+def _per_worker(path: str, config) -> str:
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if not worker:
+        return path
+    stem, dot, suffix = path.rpartition(".")
+    return f"{stem}.{worker}.{suffix}" if dot else f"{path}.{worker}"
+
+
+def _profile_the_session(booted: BootedKernel, path: str, request) -> None:
+    """One profiler on the session's machine: every test restores the booted snapshot and
+    its calls add to the same tree (the clock goes back with each restore; the tree's own
+    total is the session's count)."""
+    from unikernel_sim.profiling.collector import Profiler
+
+    profiler = Profiler(booted.machine)
+
+    def save() -> None:
+        profile = profiler.result()
+        profile.instructions = profile.counted
+        profile.save(path)
+        profiler.close()
+
+    request.addfinalizer(save)
 
 
 @pytest.hookimpl(hookwrapper=True)
