@@ -27,6 +27,7 @@ class BootedKernel:
     machine: Any
     snapshot: Any
     kernel_path: str
+    coverage: Any = None           # _SessionCoverage with --unisim-coverage
 
     def __repr__(self) -> str:
         return f"BootedKernel({self.kernel_path!r}, {self.snapshot!r})"
@@ -58,9 +59,11 @@ def boot_to_ready(kernel_path: str, *, cmdline: str = IDLE_CMDLINE, **machine_op
 
 
 @pytest.fixture(scope="session")
-def unisim_firmware() -> str:
+def unisim_firmware(request) -> str:
     from unikernel_sim.firmware import build_firmware
 
+    if request.config.getoption(COVERAGE_OPTION):
+        return str(build_firmware("coverage", {"COVERAGE": "1"}))
     return str(build_firmware())
 
 
@@ -70,12 +73,43 @@ def unisim_booted(unisim_firmware, request) -> BootedKernel:
     path = request.config.getoption(PROFILE_OPTION)
     if path:
         _profile_the_session(booted, _per_worker(path, request.config), request)
+    directory = request.config.getoption(COVERAGE_OPTION)
+    if directory:
+        booted.coverage = _SessionCoverage(booted.machine, directory)
+        request.addfinalizer(booted.coverage.write)
     return booted
 
 
 @pytest.fixture
 def unisim_machine(unisim_booted):
-    return unisim_booted.fresh()
+    machine = unisim_booted.fresh()
+    yield machine
+    if unisim_booted.coverage is not None:
+        unisim_booted.coverage.add_test(machine)
+
+
+class _SessionCoverage:
+    """The firmware's coverage counters summed over the session's tests: each test starts
+    from the booted snapshot, so its share is its counters minus the snapshot's."""
+
+    def __init__(self, machine, directory: str) -> None:
+        from unikernel_sim.coverage.collect import counters_of
+
+        self.directory = directory
+        self.baseline = counters_of(machine)
+        self.total: list = []
+
+    def add_test(self, machine) -> None:
+        from unikernel_sim.coverage.collect import counters_of
+        from unikernel_sim.coverage.gcda import add, subtract
+
+        self.total = add(self.total, subtract(counters_of(machine), self.baseline))
+
+    def write(self) -> None:
+        from unikernel_sim.coverage.collect import write_coverage
+
+        if self.total:
+            write_coverage(self.total, self.directory)
 
 
 @pytest.fixture
@@ -90,12 +124,16 @@ GDB_OPTION = "--unisim-gdb-on-failure"
 
 
 PROFILE_OPTION = "--unisim-profile"
+COVERAGE_OPTION = "--unisim-coverage"
 
 
 def pytest_addoption(parser) -> None:
     parser.addoption(GDB_OPTION, metavar="[HOST:]PORT", default=None,
                      help="when a test using unisim_machine fails, keep its machine where it stopped and "
                           "wait for gdb on HOST:PORT (docs/debugging.md) before going on")
+    parser.addoption(COVERAGE_OPTION, metavar="DIR", default=None,
+                     help="run the guest tests on the firmware's coverage build and add what each test's guest "
+                          "calls covered to the .gcda files under DIR (gcov/gcovr; docs/profiling.md)")
     parser.addoption(PROFILE_OPTION, metavar="FILE.json", default=None,
                      help="profile every guest call the tests make on unisim_machine (after the boot) and save "
                           "the summed profile (docs/profiling.md); under xdist one file per worker, "

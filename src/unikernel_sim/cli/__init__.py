@@ -112,6 +112,9 @@ def _add_boot_arguments(parser: argparse.ArgumentParser, *, image_required: bool
                         help="int: every exception and IRQ delivered (like QEMU -d int); io: port accesses; "
                              "calls: function entries by symbol (costs a hook per function)")
     parser.add_argument("--report-json", metavar="FILE", help="write the crash report (if any) as JSON")
+    parser.add_argument("--coverage", metavar="DIR",
+                        help="at the end, write the kernel's gcc coverage counters as .gcda files under DIR (with "
+                             "their .gcno), added to what DIR holds; for gcov/gcovr (docs/profiling.md)")
     parser.add_argument("--strict-alignment", action="store_true",
                         help="raise #GP(0) on misaligned movaps/movdqa and m128 SSE operands, as hardware does "
                              "(the default)")

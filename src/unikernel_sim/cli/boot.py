@@ -77,7 +77,8 @@ def run_boot(args: argparse.Namespace) -> int:
             alignment=_alignment_mode(args),
             check_returns=args.check_returns,
             on_loaded=[warn_about_header, watch_stdout] + ([open_serial_out] if args.serial_out else [])
-            + ([stream_serial_in] if streamed else []) + ([profiling.attach] if profiling.wanted else []),
+            + ([stream_serial_in] if streamed else []) + ([profiling.attach] if profiling.wanted else [])
+            + ([_check_coverage_counters] if args.coverage else []),
             output_history=OUTPUT_HISTORY,
             cpu=args.cpu,
             gdb=_gdb_option(args),
@@ -90,6 +91,8 @@ def run_boot(args: argparse.Namespace) -> int:
             except OSError:
                 pass
     profiling.finish(args, title=os.path.basename(args.image))
+    if args.coverage:
+        _write_coverage(result, args.coverage)
     report_end(result, verbose=args.verbose, report_json=args.report_json)
     show_screen(result, vga=args.vga, screenshot=args.screenshot)
     if "int" in args.trace:
@@ -100,6 +103,23 @@ def run_boot(args: argparse.Namespace) -> int:
             say(f"unisim: {line}")
         return int(ExitCode.OUTPUT_FAILED)
     return result.exit_code
+
+
+def _check_coverage_counters(machine) -> None:
+    """--coverage on a kernel without counters: say so before it runs, not after."""
+    from unikernel_sim.coverage.collect import counters_of
+
+    counters_of(machine)
+
+
+def _write_coverage(result: BootResult, directory: str) -> None:
+    from unikernel_sim.coverage.collect import counters_of, write_coverage
+
+    try:
+        written = write_coverage(counters_of(result.machine), directory)
+    except OSError as error:
+        raise OutputError(f"cannot write the coverage files: {error.strerror}", where=directory) from None
+    say(f"unisim: coverage of {len(written)} objects added to {directory}")
 
 
 def _gdb_option(args: argparse.Namespace) -> tuple[str, int, bool] | None:
