@@ -184,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="derive time from instructions: identical runs print identical text and tok/s "
                             "(virtual time)")
     add_output_arguments(llama, prefix="--profile")
+
+    pgo = commands.add_parser("pgo", help="rebuild the bundled firmware with gcc's profile of a TinyLlama run "
+                                          "(-fprofile-generate, the run here, -fprofile-use); prints its path")
+    pgo.add_argument("--model", required=True, metavar="CKPT", help="llama2.c checkpoint to train on")
+    pgo.add_argument("--tokenizer", required=True, metavar="TOK", help="llama2.c tokenizer")
+    pgo.add_argument("--prompt", default="", help="text to start from")
+    pgo.add_argument("--train-steps", type=_int_in(1, MAX_GUEST_STEPS), default=64, metavar="N",
+                     help="positions of the training run (default 64)")
     return parser
 
 
@@ -263,5 +271,9 @@ def _dispatch(argv: list[str] | None) -> int:
         from unikernel_sim.cli.llama import run_llama
 
         return run_llama(args)
+    if args.command == "pgo":
+        from unikernel_sim.cli.llama import run_pgo
+
+        return run_pgo(args)
     parser.print_help(sys.stderr)
     return int(ExitCode.USAGE)

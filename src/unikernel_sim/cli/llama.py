@@ -81,8 +81,7 @@ def _demo(args: argparse.Namespace, kernel: str, config, checkpoint: bytes, fold
     return 0 if match else 1
 
 
-def run_llama(args: argparse.Namespace) -> int:
-    from unikernel_sim.firmware import build_firmware
+def _check_model_files(args: argparse.Namespace) -> None:
     from unikernel_sim.tinyllama.checkpoint import parse_header
 
     header = read_input_file(args.model, "checkpoint")[:28]
@@ -91,6 +90,12 @@ def run_llama(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise ImageError(f"not a llama2.c checkpoint: {error}", where=args.model) from None
     read_input_file(args.tokenizer, "tokenizer")
+
+
+def run_llama(args: argparse.Namespace) -> int:
+    from unikernel_sim.firmware import build_firmware
+
+    _check_model_files(args)
     kernel = str(build_firmware())
     refuse_clobbering([("--model", args.model), ("--tokenizer", args.tokenizer)], output_paths(args))
     profiling = request_from(args)
@@ -117,3 +122,24 @@ def _clock_kind(deterministic: bool) -> str:
     if deterministic:
         return "virtual time: --deterministic derives the TSC from the instruction count"
     return "host wall time: the guest's TSC follows the host clock"
+
+
+def run_pgo(args: argparse.Namespace) -> int:
+    """Train on the TinyLlama job (deterministic, greedy) and rebuild the firmware with
+    the profile; prints the new kernel's path (boot it with `unisim boot`)."""
+    from unikernel_sim.pgo import build_pgo_firmware
+
+    _check_model_files(args)
+
+    def train(kernel: str):
+        result = boot(kernel, modules=[ModuleSpec(args.model, "model"), ModuleSpec(args.tokenizer, "tokenizer")],
+                      cmdline=_cmdline(args.train_steps, 0.0, 0.9, 1, args.prompt), deterministic=True,
+                      catch_sigint=True)
+        if result.exit_code != 0:
+            raise UsageError(f"the training run did not finish: {result.stop.summary}")
+        say(f"unisim: trained on {result.machine.clock.instructions:,} instructions")
+        return result.machine
+
+    print(build_pgo_firmware(train))
+    return 0
+
