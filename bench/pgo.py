@@ -17,6 +17,7 @@ from unikernel_sim.boot.loader import ModuleSpec
 from unikernel_sim.cli.llama import _cmdline
 from unikernel_sim.firmware import build_firmware
 from unikernel_sim.pgo import build_pgo_firmware
+from unikernel_sim.profiling.collector import Profiler
 from unikernel_sim.run import boot
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -24,8 +25,9 @@ MODULES = [ModuleSpec(str(DATA / "stories260K.bin"), "model"), ModuleSpec(str(DA
 PROMPT = "Once upon a time"
 
 
-def run(kernel: str, steps: int, deterministic: bool):
-    return boot(kernel, modules=MODULES, cmdline=_cmdline(steps, 0.0, 0.9, 1, PROMPT), deterministic=deterministic)
+def run(kernel: str, steps: int, deterministic: bool, on_loaded=()):
+    return boot(kernel, modules=MODULES, cmdline=_cmdline(steps, 0.0, 0.9, 1, PROMPT), deterministic=deterministic,
+                on_loaded=on_loaded)
 
 
 def story(serial: str) -> list[str]:
@@ -44,12 +46,16 @@ def main() -> None:
     args = parser.parse_args()
     generic = str(build_firmware())
     started = time.perf_counter()
-    guided = str(build_pgo_firmware(lambda kernel: run(kernel, args.train_steps, True).machine))
+    guided, hot = build_pgo_firmware(lambda kernel, on_loaded: run(kernel, args.train_steps, True, on_loaded).machine)
+    guided = str(guided)
     loop_seconds = time.perf_counter() - started
-    counted = {}
+    counted, copies = {}, {}
     for name, kernel in (("generic", generic), ("pgo", guided)):
-        result = run(kernel, args.steps, True)
+        profilers = []
+        result = run(kernel, args.steps, True, [lambda machine: profilers.append(Profiler(machine))])
         counted[name] = (result.machine.clock.instructions, story(result.serial))
+        rows = {row.name: row.self for row in profilers[0].result().per_function()}
+        copies[name] = rows.get("memcpy", 0) + rows.get("memset", 0)
     assert counted["generic"][1] == counted["pgo"][1], "the profile-guided firmware generated other text"
     walls = {"generic": [], "pgo": []}
     for _ in range(args.runs):
@@ -57,14 +63,16 @@ def main() -> None:
             start = time.perf_counter()
             run(kernel, args.steps, False)
             walls[name].append(time.perf_counter() - start)
-    print(f"| firmware | instructions / token | wall ms / token (fast mode, median of {args.runs}) |")
-    print("|---|---|---|")
+    print(f"| firmware | instructions / token | of which memcpy + memset | wall ms / token (fast mode, median of "
+          f"{args.runs}) |")
+    print("|---|---|---|---|")
     for name in ("generic", "pgo"):
-        print(f"| {name} | {counted[name][0] / args.steps / 1e6:.3f} M | "
+        print(f"| {name} | {counted[name][0] / args.steps / 1e6:.3f} M | {copies[name] / args.steps:,.0f} | "
               f"{statistics.median(walls[name]) / args.steps * 1e3:.2f} |")
     print(f"instructions pgo/generic {counted['pgo'][0] / counted['generic'][0]:.3f}, wall "
           f"{statistics.median(walls['pgo']) / statistics.median(walls['generic']):.3f}; same text: yes; "
-          f"the loop (instrumented build, {args.train_steps}-step training run, rebuild): {loop_seconds:.1f} s")
+          f"the loop (instrumented build, {args.train_steps}-step training run, rebuild): {loop_seconds:.1f} s; "
+          f"fast paths: {hot or 'none'}")
 
 
 if __name__ == "__main__":

@@ -131,15 +131,18 @@ def run_pgo(args: argparse.Namespace) -> int:
 
     _check_model_files(args)
 
-    def train(kernel: str):
+    def train(kernel: str, on_loaded: list):
         result = boot(kernel, modules=[ModuleSpec(args.model, "model"), ModuleSpec(args.tokenizer, "tokenizer")],
                       cmdline=_cmdline(args.train_steps, 0.0, 0.9, 1, args.prompt), deterministic=True,
-                      catch_sigint=True)
+                      catch_sigint=True, on_loaded=on_loaded)
         if result.exit_code != 0:
             raise UsageError(f"the training run did not finish: {result.stop.summary}")
         say(f"unisim: trained on {result.machine.clock.instructions:,} instructions")
         return result.machine
 
-    print(build_pgo_firmware(train))
+    kernel, hot = build_pgo_firmware(train)
+    for name, size in sorted(hot.items()):
+        say(f"unisim: {name} gets a fast path for {size}-byte calls (most calls of the training run)")
+    print(kernel)
     return 0
 
