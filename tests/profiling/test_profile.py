@@ -6,6 +6,7 @@ counted, per function and per source line alike."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
@@ -187,3 +188,39 @@ def test_pytest_profiles_the_guest_calls_of_a_test_session(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {row.name: row for row in Profile.from_json(output.read_text()).per_function()}
     assert rows["strlen"].calls == 2 and "kernel_main" not in rows
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+def test_the_flame_graph_renders_in_headless_chromium(make_guest, tmp_path):
+    """What a browser draws: the bottom bar ("all") across the whole width in its fill
+    colour, main's bar above it, and white above the deepest frame (g, 3 levels up)."""
+    import colorsys
+    import zlib
+
+    from PIL import Image
+
+    profile, _ = profiled_guest(make_guest)
+    page = tmp_path / "flame.svg"
+    page.write_text(formats.svg(profile, "guest"))
+    shot = tmp_path / "flame.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    f"--window-size={formats.SVG_WIDTH},200", page.as_uri()], capture_output=True, timeout=120,
+                   check=True)
+    image = Image.open(shot).convert("RGB")
+    height = (3 + 2) * formats.ROW_HEIGHT + 24                     # levels 0-3: all, main, f, g
+    row = lambda depth: height - (depth + 1) * formats.ROW_HEIGHT + formats.ROW_HEIGHT // 2   # noqa: E731
+
+    def fill(name: str) -> tuple[int, int, int]:
+        hue = (20 + zlib.crc32(name.encode()) % 40) / 360
+        return tuple(round(255 * c) for c in colorsys.hls_to_rgb(hue, 0.6, 0.8))
+
+    def near(x: int, y: int, colour) -> bool:
+        return max(abs(a - b) for a, b in zip(image.getpixel((x, y)), colour)) <= 3
+
+    assert all(near(x, row(0), fill("all")) for x in (formats.SVG_WIDTH // 2, formats.SVG_WIDTH - 3))
+    assert near(formats.SVG_WIDTH // 2, row(1), fill("main"))
+    assert near(formats.SVG_WIDTH - 3, row(1), (255, 255, 255))     # main leaves the start stub's 2 of 96
+    assert image.getpixel((formats.SVG_WIDTH // 2, row(4))) == (255, 255, 255)     # nothing above g
