@@ -82,11 +82,11 @@ class ProfileRequest:
     def finish(self, args: argparse.Namespace, title: str) -> None:
         """Write what was asked for. Before the machine's first instruction nothing was
         profiled: then nothing is written."""
+        if not self.profilers:
+            return
         from unikernel_sim.cli.files import write_output_file
         from unikernel_sim.profiling import formats
 
-        if not self.profilers:
-            return
         profiler, recorder = self.profilers[0], self.recorders[0]
         profile = profiler.result()
         profile.histograms = recorder.as_dict()
