@@ -1,7 +1,10 @@
 """The virtual clock: instruction counting and RDTSC without Python in the hot path.
 
-The per-instruction counter and the RDTSC handler are C functions
-(``_vclock.c``) registered directly with Unicorn's C API through ctypes.
+Instructions are counted per translated block by a C block hook, and per instruction
+only where a stop must land exactly (``_vclock.c``, "Instruction counting"); the host
+settles the count when the guest stops inside a block (``VirtualClock.settle``).
+The hooks and the RDTSC handler are C functions registered directly with Unicorn's C
+API through ctypes.
 Why not the Python binding: a Python code hook costs ~0.4 us per instruction,
 and the binding refuses ``UC_HOOK_INSN`` for ``UC_X86_INS_RDTSC`` although the
 C core (since 2.1.2) accepts it. Passing a C function pointer to the library's
