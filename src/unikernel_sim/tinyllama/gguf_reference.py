@@ -10,8 +10,12 @@ the result, not just the shape of it:
     two attention products (ggml converts the F32 operand to the F16 one's type);
   - RMSNorm, RoPE (llama's "normal" mode: adjacent pairs), grouped-query attention,
     SwiGLU, and the output matrix tied to the token embeddings.
-Summation order inside a dot product is not ggml's SIMD order, so logits agree to about
-1e-4 relative, not bit for bit; greedy tokens agree (tests compare with llama.cpp's).
+  - the quantized dot products add up in the order of ggml's AVX2 kernels, RMSNorm keeps
+    ggml's float32 steps, and SiLU and softmax use ggml's vectorised expf: the logits of a
+    first token are llama.cpp's bit for bit (checked against its own tensors).
+Not yet in ggml's order: the float16 attention products (and their tiling when llama.cpp
+evaluates a prompt as a batch), so later logits differ in the last bits and a near tie can
+go the other way (tests/tinyllama/test_gguf_twin.py lists where).
 """
 from __future__ import annotations
 
@@ -63,11 +67,24 @@ class QuantMatrix:
         return (self.d[index][:, None] * self.q[index] + self.m[index][:, None]).reshape(-1).astype(np.float32)
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
+        """ggml's AVX2 dot products, in their order: per block, eight lanes of four integer
+        products; the lanes gather d_w * d_x * lane by fused multiply-add over the blocks;
+        a fixed tree adds the lanes; Q4_1 adds the sum of m_w * s_x kept beside."""
         q, d, s = quantize_q8(x, with_sum=self.kind == "Q4_1")
-        sums = np.einsum("rbk,bk->rb", self.q, q).astype(np.float32)                # integer dots per block
-        if self.kind == "Q4_1":
-            return ((self.d * d) * sums + self.m * s).sum(axis=1, dtype=np.float32)
-        return ((self.d * d) * sums).sum(axis=1, dtype=np.float32)
+        lanes = np.einsum("rblk,blk->rbl", self.q.reshape(*self.q.shape[:2], 8, 4),
+                          q.reshape(-1, 8, 4)).astype(np.float32)                    # (rows, blocks, 8)
+        rows, blocks = self.q.shape[:2]
+        acc = np.zeros((rows, 8), dtype=np.float32)
+        mins = np.zeros(rows, dtype=np.float32)
+        for block in range(blocks):
+            scale = (self.d[:, block] * d[block]).astype(np.float32)                  # (rows,)
+            acc = fma32(scale[:, None], lanes[:, block], acc)
+            if self.kind == "Q4_1":
+                mins = fma32(self.m[:, block], s[block], mins)
+        half = (acc[:, :4] + acc[:, 4:]).astype(np.float32)                           # hsum_float_8
+        pairs = (half[:, :2] + half[:, 2:]).astype(np.float32)
+        total = (pairs[:, 0] + pairs[:, 1]).astype(np.float32)
+        return (total + mins).astype(np.float32) if self.kind == "Q4_1" else total
 
 
 def quantize_q8(x: np.ndarray, *, with_sum: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -82,9 +99,63 @@ def quantize_q8(x: np.ndarray, *, with_sum: bool) -> tuple[np.ndarray, np.ndarra
     return q, d16, s16
 
 
+# ggml's vectorised expf on x86 (AVX2 + FMA), the Arm optimized-routines algorithm: split
+# x = n ln2 + b with n an integer, exp(b) by a degree-5 polynomial, times 2^n. The
+# constants are that algorithm's; float32 throughout, with fused multiply-adds.
+EXP_SHIFT = np.float32(float.fromhex("0x1.8p23"))
+LOG2E = np.float32(float.fromhex("0x1.715476p+0"))
+LN2_HI = np.float32(float.fromhex("0x1.62e4p-1"))
+LN2_LO = np.float32(float.fromhex("0x1.7f7d1cp-20"))
+EXP_POLY = [np.float32(float.fromhex(c)) for c in ("0x1.0e4020p-7", "0x1.573e2ep-5", "0x1.555e66p-3",
+                                                   "0x1.fffdb6p-2", "0x1.ffffecp-1")]
+EXP_UNDERFLOW, EXP_OVERFLOW = -103.97, 88.38
+
+
+def fma32(a, b, c) -> np.ndarray:
+    """a * b + c rounded once to float32 (the product is exact in double; the sum is
+    rounded to double first, which differs from a true fma only in rare ties)."""
+    return (np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.asarray(c, np.float64)).astype(np.float32)
+
+
+def ggml_expf(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    z = fma32(x, LOG2E, EXP_SHIFT)
+    n = (z - EXP_SHIFT).astype(np.float32)
+    b = fma32(-n, LN2_LO, fma32(-n, LN2_HI, x))
+    k = ((z.view(np.int32) << 23) + np.float32(1).view(np.int32)).astype(np.int32).view(np.float32)
+    u = (b * b).astype(np.float32)
+    c0, c1, c2, c3, c4 = EXP_POLY
+    j = fma32(fma32(fma32(c0, b, c1), u, fma32(c2, b, c3)), u, (c4 * b).astype(np.float32))
+    result = fma32(j, k, k)
+    far = np.abs(n) > 126                      # ggml rescales there; these inputs are all but 0 or inf
+    if far.any():
+        result = np.where(far, np.exp(x.astype(np.float64)).astype(np.float32), result)
+    result = np.where(x < EXP_UNDERFLOW, np.float32(0), result)
+    return np.where(x > EXP_OVERFLOW, np.float32(np.inf), result).astype(np.float32)
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """ggml_v_silu: x / (1 + exp(-x)), float32."""
+    x = np.asarray(x, dtype=np.float32)
+    return (x / (np.float32(1) + ggml_expf(np.float32(0) - x))).astype(np.float32)
+
+
+def softmax(scores: np.ndarray, scale: float) -> np.ndarray:
+    """ggml_soft_max_ext without a mask: scaled, the maximum subtracted, ggml's expf, the sum
+    in double, multiplied by its reciprocal."""
+    scaled = (scores.astype(np.float32) * np.float32(scale)).astype(np.float32)
+    values = ggml_expf((scaled - scaled.max()).astype(np.float32))
+    total = float(values.astype(np.float64).sum())
+    return (values * np.float32(1.0 / total)).astype(np.float32)
+
+
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
-    mean = float(np.dot(x.astype(np.float64), x.astype(np.float64))) / x.size
-    return (x * np.float32(1.0 / np.sqrt(mean + eps))).astype(np.float32) * weight
+    """ggml_rms_norm: squares in float32 summed in double, the mean and the scale in float32
+    (a last-bit difference here moves Q8 quantization boundaries downstream)."""
+    squares = (x.astype(np.float32) * x.astype(np.float32)).astype(np.float64)
+    mean = np.float32(squares.sum() / x.size)
+    scale = np.float32(1.0) / np.sqrt(np.float32(mean + np.float32(eps)), dtype=np.float32)
+    return (x * scale).astype(np.float32) * weight
 
 
 def rope(v: np.ndarray, pos: int, head_dim: int, base: float) -> np.ndarray:
@@ -143,14 +214,13 @@ class GgufModel:
             out = np.empty((c.heads, c.head_dim), dtype=np.float32)
             for head in range(c.heads):
                 kv_head = head // group
-                scores = (keys[:, kv_head] @ queries[head]) * np.float32(1.0 / np.sqrt(c.head_dim))
-                scores = np.exp(scores - scores.max())
-                probs = (scores / scores.sum()).astype(np.float16).astype(np.float32)
+                scores = (keys[:, kv_head] @ queries[head]).astype(np.float32)
+                probs = softmax(scores, 1.0 / np.sqrt(c.head_dim)).astype(np.float16).astype(np.float32)
                 out[head] = probs @ values[:, kv_head]
             x = x + t[p + "attn_output.weight"].matvec(out.reshape(-1))
             h = rms_norm(x, t[p + "ffn_norm.weight"], c.eps)
             gate, up = t[p + "ffn_gate.weight"].matvec(h), t[p + "ffn_up.weight"].matvec(h)
-            x = x + t[p + "ffn_down.weight"].matvec((gate / (1 + np.exp(-gate))) * up)
+            x = x + t[p + "ffn_down.weight"].matvec((silu(gate) * up).astype(np.float32))
         return self.output.matvec(rms_norm(x, t["output_norm.weight"], c.eps))
 
     def greedy(self, prompt: list[int], max_tokens: int, stop: tuple[int, ...] = ()) -> list[int]:
