@@ -134,6 +134,17 @@ def test_tag_running_past_header(capfd, tmp_path):
     assert_one_line(err, path, "no end tag", "past the end of the file")
 
 
+def test_a_tag_cut_off_by_the_end_of_the_file_is_one_line(capfd, tmp_path):
+    """An address tag needs 24 bytes; the file ends 10 bytes into it (found by the fuzz test:
+    it used to be a struct.error traceback)."""
+    header = guestkit.multiboot2_header([])
+    cut = header[:-8] + struct.pack("<HHI", 2, 0, 24) + b"\0\0"          # the end tag replaced by a stub
+    path = write(tmp_path, "cut.bin", cut)
+    code, err = run_cli(capfd, path)
+    assert code == ExitCode.BAD_IMAGE
+    assert_one_line(err, path, "tag type 2", "cut off by the end of the file", "24 bytes, 10 are left")
+
+
 def test_unsupported_required_tag_refused_optional_accepted(capfd, tmp_path, make_guest):
     unknown = guestkit.header_tag(42, b"\0" * 8)
     code, err = run_cli(capfd, make_guest(EXIT_NOW, elf=True, extra_tags=[unknown]))

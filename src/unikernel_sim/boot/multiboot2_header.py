@@ -233,7 +233,15 @@ def _parse_tags(header: Multiboot2Header, data: bytes, position: int, end: int, 
                 where=where,
                 hint="GRUB would read this tag forever; a tag is at least 8 bytes",
             )
-        body_end = min(position + max(size, _needed_size(tag_type)), len(data))
+        needed = size if tag_type == TAG_INFORMATION_REQUEST else _needed_size(tag_type)
+        if position + needed > len(data):                   # the fields GRUB reads are not there
+            raise ImageError(
+                f"Multiboot2 header tag type {tag_type} at offset {position:#x} is cut off by the end of "
+                f"the file (its fields take {needed} bytes, {len(data) - position} are left)",
+                where=where,
+                hint="the file is truncated, or the tag's size field is wrong",
+            )
+        body_end = min(position + max(size, needed), len(data))
         tag = HeaderTag(tag_type, flags, size, position, bytes(data[position + 8: body_end]))
         _check_tag_size(header, tag)
         header.tags.append(tag)
