@@ -239,6 +239,8 @@ class RunLoop:
 
     def _release_keys(self) -> None:
         """--keys steps whose {wait:} text has appeared (on the screen, or in output)."""
+        if not self.key_scripts:
+            return
         now = self.clock.now_ns()
         for script in self.key_scripts:
             script.poll_screen(now)
