@@ -276,3 +276,25 @@ def test_a_misaligned_stack_meets_movaps_in_compiled_64bit_code(unisim_booted, m
     assert machine.symbols.describe(address).startswith("ksnprintf")
     received = [step.vector for step in machine.interrupts.received]
     assert (13 in received) == (mode == "hardware")
+
+
+def test_the_sse_prefilter_drops_no_site_of_the_firmware(firmware_elf):
+    """find_sites skips functions without an SSE opcode pair; the oracle is the scan of
+    every function without that shortcut: the same sites, and some functions skipped."""
+    from unikernel_sim.cpu import alignment_guard
+    from unikernel_sim.machine import Machine
+
+    machine = Machine()
+    machine.load(firmware_elf)
+    kernel = machine.kernel
+    regions, bits = alignment_guard.code_regions(kernel.elf, machine.symbols, kernel.entry, machine.ram.read,
+                                                 kernel.layout.image_end)
+    filtered = alignment_guard.find_sites(regions, bits)
+    pattern = alignment_guard._SSE_ESCAPE
+    try:
+        alignment_guard._SSE_ESCAPE = __import__("re").compile(b"")          # matches every region
+        unfiltered = alignment_guard.find_sites(regions, bits)
+    finally:
+        alignment_guard._SSE_ESCAPE = pattern
+    assert [site.address for site in filtered] == [site.address for site in unfiltered] and filtered
+    assert sum(1 for region in regions if pattern.search(region[1])) < len(regions)

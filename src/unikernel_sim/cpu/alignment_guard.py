@@ -23,6 +23,7 @@ loads later (modules, JIT) is not covered.
 from __future__ import annotations
 
 import ctypes
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -136,8 +137,19 @@ def code_regions(elf: "ElfImage | None", symbols: "SymbolTable", entry: int,
     return [(entry, read(entry, max(0, image_end - entry)), False)], bits
 
 
+# Legacy SSE instructions with a 128-bit memory operand are 0F followed by one of these
+# opcode bytes (or the 0F 38 / 0F 3A escapes; 0F AE and 0F C7 for fxsave and cmpxchg16b).
+# Integer code's 0F opcodes (jcc, setcc, cmovcc, movzx, bt...) are outside it, so a function
+# without such a pair holds no site: it is not decoded, and a kernel with none never loads
+# capstone (21 ms of start-up).
+_SSE_ESCAPE = re.compile(rb"\x0f[\x10-\x17\x28-\x2f\x38\x3a\x50-\x7f\xae\xc2-\xc7\xd0-\xff]")
+
+
 def find_sites(regions: list[tuple[int, bytes, bool]], bits: int) -> list[Site]:
     """Every instruction in regions that needs an aligned m128 operand."""
+    regions = [region for region in regions if _SSE_ESCAPE.search(region[1])]
+    if not regions:
+        return []
     from capstone import CS_ARCH_X86, CS_MODE_32, CS_MODE_64, Cs
 
     mode = CS_MODE_64 if bits == 64 else CS_MODE_32
