@@ -18,7 +18,9 @@
  * default: timer, TSC and keyboard), "idle" (stop in kernel_ready() and wait
  * for interrupts: the state the simulator's guest-call tests start from),
  * "llama" (TinyLlama generation from the "model" and "tokenizer" modules) and
- * "llama-ready" (create the model, then idle like "idle").
+ * "llama-ready" (create the model, then idle like "idle"), "chat" (a GGUF
+ * instruct model answering the "user" module, tinyllama/chat.h) and
+ * "chat-ready" (create it, then idle).
  */
 #include <stdint.h>
 #include "boot/multiboot2.h"
@@ -33,6 +35,7 @@
 #include "kernel_lib/libc/string.h"
 #include "kernel_lib/util/cmdline.h"
 #include "kernel_lib/util/crc32.h"
+#include "tinyllama/chat.h"
 #include "tinyllama/job.h"
 
 #define ADDRESS_HEX_DIGITS 16
@@ -249,6 +252,14 @@ int kernel_main(uint32_t magic, uint32_t boot_info_address)
         idle_forever();
     if (strcmp(job, "llama") == 0)
         return tinyllama_job(info, boot_cmdline(info));
+    if (strcmp(job, "chat") == 0)
+        return chat_job(info, boot_cmdline(info));
+    if (strcmp(job, "chat-ready") == 0) {
+        status = chat_ready_job(info, boot_cmdline(info));
+        if (status != 0)
+            return status;
+        idle_forever();
+    }
     if (strcmp(job, "llama-ready") == 0) {
         status = tinyllama_ready_job(info, boot_cmdline(info));
         if (status != 0)

@@ -94,5 +94,9 @@ const struct mb2_tag *mb2_next_tag(const struct mb2_info *info, const struct mb2
 /* Returns the first tag of the given type, or 0 if there is none. */
 const struct mb2_tag *mb2_find_tag(const struct mb2_info *info, uint32_t type);
 
+/* Finds the module whose command line is name (or starts with "name ") and
+ * sets *data and *size. Returns 0, or -1 if there is none. */
+int mb2_find_module(const struct mb2_info *info, const char *name, const void **data, uint64_t *size);
+
 #endif /* __ASSEMBLER__ */
 #endif /* BOOT_MULTIBOOT2_H */

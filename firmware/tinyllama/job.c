@@ -11,7 +11,6 @@
 #include "kernel_lib/memory/malloc_bump.h"
 #include "kernel_lib/util/cmdline.h"
 
-#define OPTION_MAX       32
 #define PROMPT_MAX       1024
 #define DEFAULT_STEPS    64
 #define DEFAULT_TOPP     0.9f
@@ -26,71 +25,9 @@ struct module_view {
     uint64_t size;
 };
 
-/* The module whose command line is name (or starts with "name "). Returns 0, or -1. */
 static int find_module(const struct mb2_info *info, const char *name, struct module_view *out)
 {
-    size_t length = strlen(name);
-
-    for (const struct mb2_tag *tag = mb2_first_tag(info); tag && tag->type != MB2_TAG_TYPE_END;
-         tag = mb2_next_tag(info, tag)) {
-        const struct mb2_tag_module *module = (const struct mb2_tag_module *)tag;
-        if (tag->type != MB2_TAG_TYPE_MODULE || strncmp(module->cmdline, name, length) != 0
-            || (module->cmdline[length] != 0 && module->cmdline[length] != ' '))
-            continue;
-        out->data = (const void *)(uintptr_t)module->mod_start;
-        out->size = module->mod_end - module->mod_start;
-        return 0;
-    }
-    return -1;
-}
-
-/* Decimal "123" or "0.9" (no exponent). Returns fallback when text is empty. */
-static float parse_float(const char *text, float fallback)
-{
-    float value = 0.0f, scale = 1.0f;
-    int seen_point = 0, seen_digit = 0, negative = *text == '-';
-
-    for (const char *c = text + negative; *c; c++) {
-        if (*c == '.' && !seen_point) {
-            seen_point = 1;
-        } else if (*c >= '0' && *c <= '9') {
-            seen_digit = 1;
-            if (seen_point) {
-                scale /= 10.0f;
-                value += (*c - '0') * scale;
-            } else {
-                value = value * 10.0f + (*c - '0');
-            }
-        } else {
-            break;
-        }
-    }
-    if (!seen_digit)
-        return fallback;
-    return negative ? -value : value;
-}
-
-static uint64_t parse_uint(const char *text, uint64_t fallback)
-{
-    uint64_t value = 0;
-
-    if (*text < '0' || *text > '9')
-        return fallback;
-    for (; *text >= '0' && *text <= '9'; text++)
-        value = value * 10 + (uint64_t)(*text - '0');
-    return value;
-}
-
-static float option_float(const char *cmdline, const char *key, float fallback)
-{
-    char text[OPTION_MAX];
-    return cmdline_get(cmdline, key, text, sizeof(text)) > 0 ? parse_float(text, fallback) : fallback;
-}
-
-static uint64_t option_uint(const char *cmdline, const char *key, uint64_t fallback)
-{
-    char text[OPTION_MAX];
-    return cmdline_get(cmdline, key, text, sizeof(text)) > 0 ? parse_uint(text, fallback) : fallback;
+    return mb2_find_module(info, name, &out->data, &out->size);
 }
 
 /* Finds both modules and creates the model and tokenizer. Returns 0 or an EXIT_* code. */
@@ -104,7 +41,7 @@ static int load(const struct mb2_info *info, const char *cmdline)
         return EXIT_NO_MODEL;
     }
     tinyllama_active_model = tinyllama_create(model_module.data, model_module.size,
-                                              (int32_t)option_uint(cmdline, "seq_len", 0), &failure);
+                                              (int32_t)cmdline_uint(cmdline, "seq_len", 0), &failure);
     if (tinyllama_active_model == 0) {
         tinyllama_print_failure(&failure);
         return EXIT_MODEL_CREATION;
@@ -134,7 +71,7 @@ static int generate(const char *cmdline)
     static char prompt[PROMPT_MAX];
     char piece[PIECE_MAX];
     int32_t *prompt_tokens;
-    int count, steps = (int)option_uint(cmdline, "steps", DEFAULT_STEPS), generated = 0;
+    int count, steps = (int)cmdline_uint(cmdline, "steps", DEFAULT_STEPS), generated = 0;
     int32_t token, next;
     uint64_t start, end;
 
@@ -148,8 +85,8 @@ static int generate(const char *cmdline)
         steps = m->config.seq_len;
     prompt_tokens = malloc((strlen(prompt) + 3) * sizeof(int32_t));
     if (prompt_tokens == 0
-        || sampler_init(&sampler, m->config.vocab_size, option_float(cmdline, "temp", 0.0f),
-                        option_float(cmdline, "topp", DEFAULT_TOPP), option_uint(cmdline, "seed", DEFAULT_SEED)) != 0) {
+        || sampler_init(&sampler, m->config.vocab_size, cmdline_float(cmdline, "temp", 0.0f),
+                        cmdline_float(cmdline, "topp", DEFAULT_TOPP), cmdline_uint(cmdline, "seed", DEFAULT_SEED)) != 0) {
         kprintf("llama: the heap cannot hold the sampler\n");
         return EXIT_MODEL_CREATION;
     }

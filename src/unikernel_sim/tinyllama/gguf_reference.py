@@ -13,9 +13,13 @@ the result, not just the shape of it:
   - the quantized dot products add up in the order of ggml's AVX2 kernels, RMSNorm keeps
     ggml's float32 steps, and SiLU and softmax use ggml's vectorised expf: the logits of a
     first token are llama.cpp's bit for bit (checked against its own tensors).
-Not yet in ggml's order: the float16 attention products (and their tiling when llama.cpp
-evaluates a prompt as a batch), so later logits differ in the last bits and a near tie can
-go the other way (tests/tinyllama/test_gguf_twin.py lists where).
+  - the two attention products are ggml_vec_dot_f16's: 32 elements a step in four
+    eight-lane accumulators, the value product over positions padded with zeros to whole
+    steps (llama.cpp pads the cache).
+Not reproduced: the tiling llama.cpp's batched matrix kernels use for a prompt, so later
+logits can differ from llama.cpp's in the last bits and a near tie can go the other way
+(tests/tinyllama/test_gguf_twin.py lists where). The guest computes exactly this file's
+arithmetic: the tests compare the two bit for bit.
 """
 from __future__ import annotations
 
@@ -95,7 +99,8 @@ def quantize_q8(x: np.ndarray, *, with_sum: bool) -> tuple[np.ndarray, np.ndarra
     inverse = np.where(amax > 0, 127.0 / np.where(amax > 0, amax, 1), 0).astype(np.float32)
     q = np.rint(blocks * inverse[:, None]).astype(np.int32)
     d16 = d.astype(np.float16).astype(np.float32)
-    s16 = (d * q.sum(axis=1)).astype(np.float16).astype(np.float32) if with_sum else np.zeros_like(d16)
+    s16 = (d * q.sum(axis=1).astype(np.float32)).astype(np.float32).astype(np.float16).astype(np.float32) \
+        if with_sum else np.zeros_like(d16)                 # d * sum rounded to float32, then to f16
     return q, d16, s16
 
 
@@ -138,6 +143,29 @@ def silu(x: np.ndarray) -> np.ndarray:
     """ggml_v_silu: x / (1 + exp(-x)), float32."""
     x = np.asarray(x, dtype=np.float32)
     return (x / (np.float32(1) + ggml_expf(np.float32(0) - x))).astype(np.float32)
+
+
+DOT_STEP, DOT_ARRAYS, DOT_LANES = 32, 4, 8
+
+
+def dot_f16_rows(rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """ggml_vec_dot_f16 of each row (float16 values, given as float32) with x: per step of
+    32, four accumulators of eight lanes gather fused multiply-adds; then accumulator 0+2
+    and 1+3, then 0+1, the halves of the eight lanes, two horizontal adds. Rows are
+    padded with zeros to whole steps (a zero product leaves a lane as it is)."""
+    count, n = rows.shape
+    padded = -(-n // DOT_STEP) * DOT_STEP
+    rows = np.pad(rows.astype(np.float32), ((0, 0), (0, padded - n)))
+    x = np.pad(x.astype(np.float32), (0, padded - n))
+    acc = np.zeros((count, DOT_ARRAYS, DOT_LANES), dtype=np.float32)
+    for step in range(0, padded, DOT_STEP):
+        acc = fma32(rows[:, step:step + DOT_STEP].reshape(count, DOT_ARRAYS, DOT_LANES),
+                    x[step:step + DOT_STEP].reshape(DOT_ARRAYS, DOT_LANES), acc)
+    pair = (acc[:, :2] + acc[:, 2:]).astype(np.float32)
+    one = (pair[:, 0] + pair[:, 1]).astype(np.float32)
+    quarter = (one[:, :4] + one[:, 4:]).astype(np.float32)
+    return ((quarter[:, 0] + quarter[:, 1]).astype(np.float32) + (quarter[:, 2] + quarter[:, 3]).astype(np.float32)) \
+        .astype(np.float32)
 
 
 def softmax(scores: np.ndarray, scale: float) -> np.ndarray:
@@ -214,9 +242,9 @@ class GgufModel:
             out = np.empty((c.heads, c.head_dim), dtype=np.float32)
             for head in range(c.heads):
                 kv_head = head // group
-                scores = (keys[:, kv_head] @ queries[head]).astype(np.float32)
+                scores = dot_f16_rows(keys[:, kv_head], queries[head])
                 probs = softmax(scores, 1.0 / np.sqrt(c.head_dim)).astype(np.float16).astype(np.float32)
-                out[head] = probs @ values[:, kv_head]
+                out[head] = dot_f16_rows(values[:, kv_head].T, probs)
             x = x + t[p + "attn_output.weight"].matvec(out.reshape(-1))
             h = rms_norm(x, t[p + "ffn_norm.weight"], c.eps)
             gate, up = t[p + "ffn_gate.weight"].matvec(h), t[p + "ffn_up.weight"].matvec(h)

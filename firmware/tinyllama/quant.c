@@ -1,0 +1,267 @@
+/* ggml's quantized arithmetic (see quant.h), with SSSE3 for the integer products. */
+#include "tinyllama/quant.h"
+#include <tmmintrin.h>
+#include "kernel_lib/libm/math.h"
+
+#define F32_EXPONENT_MASK 0x7f800000u
+#define F32_ABS_MASK      0x7fffffffu
+#define F16_INFINITY      0x7c00u
+#define F16_QUIET_NAN     0x7e00u
+#define F32_F16_BIAS_GAP  0x38000000u     /* (127 - 15) << 23 */
+#define F32_F16_OVERFLOW  0x477ff000u     /* 65520.0f: rounds to f16 infinity */
+#define F32_F16_SUBNORMAL 0x38800000u     /* 2^-14: the smallest normal f16 */
+#define Q8_MAX            127.0f
+
+static inline uint32_t bits_of(float f)
+{
+    union { float f; uint32_t u; } v = {.f = f};
+    return v.u;
+}
+
+static inline float float_of(uint32_t u)
+{
+    union { uint32_t u; float f; } v = {.u = u};
+    return v.f;
+}
+
+static float fp16_table[1 << 16];      /* (f16 bits) -> value: one load instead of a conversion */
+static int fp16_table_ready;
+
+static float fp16_convert(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+
+    if (exponent == 0x1f)                                   /* inf, nan */
+        return float_of(sign | F32_EXPONENT_MASK | (mantissa << 13));
+    if (exponent == 0) {                                    /* zero, subnormal: mantissa * 2^-24 */
+        float value = (float)mantissa * float_of(0x33800000u);
+        return sign ? -value : value;
+    }
+    return float_of(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
+
+void fp16_init(void)
+{
+    for (uint32_t h = 0; h < (1u << 16); h++)
+        fp16_table[h] = fp16_convert((uint16_t)h);
+    fp16_table_ready = 1;
+}
+
+float fp16_to_fp32(uint16_t h)
+{
+    return fp16_table_ready ? fp16_table[h] : fp16_convert(h);
+}
+
+uint16_t fp32_to_fp16(float f)
+{
+    uint32_t x = bits_of(f), sign = (x >> 16) & 0x8000;
+
+    x &= F32_ABS_MASK;
+    if (x > F32_EXPONENT_MASK)
+        return (uint16_t)(sign | F16_QUIET_NAN);
+    if (x >= F32_F16_OVERFLOW)
+        return (uint16_t)(sign | F16_INFINITY);
+    if (x < F32_F16_SUBNORMAL)      /* 0.5 + v rounds v to a multiple of 2^-24, to even */
+        return (uint16_t)(sign | (bits_of(float_of(x) + 0.5f) - bits_of(0.5f)));
+    return (uint16_t)(sign | ((x - F32_F16_BIAS_GAP + 0xfff + ((x >> 13) & 1)) >> 13));
+}
+
+void quantize_q8(struct block_q8_1 *out, const float *x, int n, int with_sum)
+{
+    for (int b = 0; b < n / QK; b++, x += QK, out++) {
+        float amax = 0.0f, d, inverse;
+        int sum = 0;
+
+        for (int j = 0; j < QK; j++) {
+            float magnitude = x[j] < 0 ? -x[j] : x[j];
+            amax = magnitude > amax ? magnitude : amax;
+        }
+        d = amax / Q8_MAX;
+        inverse = amax != 0.0f ? Q8_MAX / amax : 0.0f;
+        for (int j = 0; j < QK; j++) {
+            out->qs[j] = (int8_t)__builtin_rintf(x[j] * inverse);    /* roundss: to nearest even */
+            sum += out->qs[j];
+        }
+        out->d = fp16_to_fp32(fp32_to_fp16(d));
+        out->s = with_sum ? fp16_to_fp32(fp32_to_fp16(d * (float)sum)) : 0.0f;
+    }
+}
+
+/* acc (8 lanes, float) = fma(scale, lanes, acc), each lane rounded once */
+static inline void accumulate(__m128 acc[2], float scale, __m128i lanes_low, __m128i lanes_high)
+{
+    __m128d s = _mm_set1_pd((double)scale);
+    __m128i lanes[2] = {lanes_low, lanes_high};
+
+    for (int half = 0; half < 2; half++) {
+        __m128d low = _mm_add_pd(_mm_mul_pd(s, _mm_cvtepi32_pd(lanes[half])), _mm_cvtps_pd(acc[half]));
+        __m128d high = _mm_add_pd(_mm_mul_pd(s, _mm_cvtepi32_pd(_mm_unpackhi_epi64(lanes[half], lanes[half]))),
+                                  _mm_cvtps_pd(_mm_movehl_ps(acc[half], acc[half])));
+        acc[half] = _mm_movelh_ps(_mm_cvtpd_ps(low), _mm_cvtpd_ps(high));
+    }
+}
+
+/* hsum_float_8: (lane i + lane i+4), then pairs, then the last two */
+static inline float sum_lanes(const __m128 acc[2])
+{
+    float half[4], pairs[2];
+
+    _mm_storeu_ps(half, _mm_add_ps(acc[1], acc[0]));
+    pairs[0] = half[0] + half[2];
+    pairs[1] = half[1] + half[3];
+    return pairs[0] + pairs[1];
+}
+
+static float dot_q4_1(const struct block_q4_1 *row, const struct block_q8_1 *x, int blocks)
+{
+    const __m128i low_mask = _mm_set1_epi8(0x0f), ones = _mm_set1_epi16(1);
+    __m128 acc[2] = {_mm_setzero_ps(), _mm_setzero_ps()};
+    float mins = 0.0f;
+
+    for (int b = 0; b < blocks; b++) {
+        __m128i packed = _mm_loadu_si128((const __m128i *)row[b].qs);
+        __m128i low = _mm_and_si128(packed, low_mask);                      /* elements 0..15  */
+        __m128i high = _mm_and_si128(_mm_srli_epi16(packed, 4), low_mask);  /* elements 16..31 */
+        __m128i y0 = _mm_loadu_si128((const __m128i *)x[b].qs);
+        __m128i y1 = _mm_loadu_si128((const __m128i *)(x[b].qs + 16));
+        __m128i lanes_low = _mm_madd_epi16(_mm_maddubs_epi16(low, y0), ones);   /* 4 lanes of 4 products */
+        __m128i lanes_high = _mm_madd_epi16(_mm_maddubs_epi16(high, y1), ones);
+
+        accumulate(acc, fp16_to_fp32(row[b].d) * x[b].d, lanes_low, lanes_high);
+        mins = fma32(fp16_to_fp32(row[b].m), x[b].s, mins);
+    }
+    return sum_lanes(acc) + mins;
+}
+
+static float dot_q8_0(const struct block_q8_0 *row, const struct block_q8_1 *x, int blocks)
+{
+    const __m128i ones = _mm_set1_epi16(1);
+    __m128 acc[2] = {_mm_setzero_ps(), _mm_setzero_ps()};
+
+    for (int b = 0; b < blocks; b++) {
+        __m128i lanes[2];
+        for (int half = 0; half < 2; half++) {     /* |w| * (y with w's sign): unsigned x signed */
+            __m128i wq = _mm_loadu_si128((const __m128i *)(row[b].qs + 16 * half));
+            __m128i y = _mm_loadu_si128((const __m128i *)(x[b].qs + 16 * half));
+            lanes[half] = _mm_madd_epi16(_mm_maddubs_epi16(_mm_abs_epi8(wq), _mm_sign_epi8(y, wq)), ones);
+        }
+        accumulate(acc, fp16_to_fp32(row[b].d) * x[b].d, lanes[0], lanes[1]);
+    }
+    return sum_lanes(acc);
+}
+
+void matmul_q4_1(float *out, const struct block_q4_1 *w, const struct block_q8_1 *x, int n, int rows, int batch)
+{
+    const int blocks = n / QK;
+
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < batch; t++)
+            out[(uint64_t)t * rows + r] = dot_q4_1(w + (uint64_t)r * blocks, x + (uint64_t)t * blocks, blocks);
+}
+
+void matmul_q8_0(float *out, const struct block_q8_0 *w, const struct block_q8_1 *x, int n, int rows, int batch)
+{
+    const int blocks = n / QK;
+
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < batch; t++)
+            out[(uint64_t)t * rows + r] = dot_q8_0(w + (uint64_t)r * blocks, x + (uint64_t)t * blocks, blocks);
+}
+
+#define DOT_STEP    32          /* GGML_F32_STEP: elements per step */
+#define DOT_ARRAYS  4           /* accumulators of Q8_LANES lanes each */
+
+/* lane sums of acc (DOT_ARRAYS x Q8_LANES): pairs of accumulators, then within one */
+static double reduce_accumulators(float acc[DOT_ARRAYS][Q8_LANES])
+{
+    float quarter[4], half[2];
+
+    for (int offset = DOT_ARRAYS / 2; offset > 0; offset /= 2)
+        for (int a = 0; a < offset; a++)
+            for (int l = 0; l < Q8_LANES; l++)
+                acc[a][l] += acc[a + offset][l];
+    for (int l = 0; l < 4; l++)
+        quarter[l] = acc[0][l] + acc[0][l + 4];
+    half[0] = quarter[0] + quarter[1];             /* two horizontal adds */
+    half[1] = quarter[2] + quarter[3];
+    return (double)(half[0] + half[1]);
+}
+
+float dot_f32(const float *w, const float *x, int n)
+{
+    float acc[DOT_ARRAYS][Q8_LANES] = {{0}};
+    int whole = n - n % DOT_STEP;
+    double sum;
+
+    for (int i = 0; i < whole; i += DOT_STEP)
+        for (int a = 0; a < DOT_ARRAYS; a++)
+            for (int l = 0; l < Q8_LANES; l++)
+                acc[a][l] = fma32(w[i + a * Q8_LANES + l], x[i + a * Q8_LANES + l], acc[a][l]);
+    sum = reduce_accumulators(acc);
+    for (int i = whole; i < n; i++)
+        sum += (double)(w[i] * x[i]);
+    return (float)sum;
+}
+
+float dot_f16(const uint16_t *w, const uint16_t *x, int n)
+{
+    float acc[DOT_ARRAYS][Q8_LANES] = {{0}};
+    int whole = n - n % DOT_STEP;
+    double sum;
+
+    for (int i = 0; i < whole; i += DOT_STEP)
+        for (int a = 0; a < DOT_ARRAYS; a++)
+            for (int l = 0; l < Q8_LANES; l++)
+                acc[a][l] = fma32(fp16_to_fp32(w[i + a * Q8_LANES + l]), fp16_to_fp32(x[i + a * Q8_LANES + l]),
+                                  acc[a][l]);
+    sum = reduce_accumulators(acc);
+    for (int i = whole; i < n; i++)
+        sum += (double)(fp16_to_fp32(w[i]) * fp16_to_fp32(x[i]));
+    return (float)sum;
+}
+
+float dot_f16_padded(const uint16_t *w, uint64_t stride, const uint16_t *x, int n)
+{
+    float acc[DOT_ARRAYS][Q8_LANES] = {{0}};
+
+    for (int i = 0; i < n; i += DOT_STEP)
+        for (int a = 0; a < DOT_ARRAYS; a++)
+            for (int l = 0; l < Q8_LANES && i + a * Q8_LANES + l < n; l++) {
+                int j = i + a * Q8_LANES + l;
+                acc[a][l] = fma32(fp16_to_fp32(w[(uint64_t)j * stride]), fp16_to_fp32(x[j]), acc[a][l]);
+            }
+    return (float)reduce_accumulators(acc);
+}
+
+/* ggml_v_expf's constants: x = n ln2 + b, exp(b) by a degree-5 polynomial. */
+#define EXP_SHIFT     0x1.8p23f
+#define EXP_LOG2E     0x1.715476p+0f
+#define EXP_LN2_HI    0x1.62e4p-1f
+#define EXP_LN2_LO    0x1.7f7d1cp-20f
+#define EXP_C0        0x1.0e4020p-7f
+#define EXP_C1        0x1.573e2ep-5f
+#define EXP_C2        0x1.555e66p-3f
+#define EXP_C3        0x1.fffdb6p-2f
+#define EXP_C4        0x1.ffffecp-1f
+#define EXP_UNDERFLOW -103.97f
+#define EXP_OVERFLOW  88.38f
+#define EXP_SCALED_LIMIT 126.0f
+
+float ggml_expf(float x)
+{
+    float z = fma32(x, EXP_LOG2E, EXP_SHIFT);
+    float n = z - EXP_SHIFT;
+    float b = fma32(-n, EXP_LN2_LO, fma32(-n, EXP_LN2_HI, x));
+    float k = float_of((bits_of(z) << 23) + bits_of(1.0f));         /* 2^n */
+    float u = b * b;
+    float j = fma32(fma32(fma32(EXP_C0, b, EXP_C1), u, fma32(EXP_C2, b, EXP_C3)), u, EXP_C4 * b);
+    float result = fma32(j, k, k);
+
+    if (x < EXP_UNDERFLOW)
+        return 0.0f;
+    if (x > EXP_OVERFLOW)
+        return __builtin_inff();
+    if (n > EXP_SCALED_LIMIT || n < -EXP_SCALED_LIMIT)   /* ggml rescales here; all but 0 or inf */
+        return (float)k_exp((double)x);
+    return result;
+}
