@@ -108,7 +108,7 @@ class GuestCaller:
             raise RuntimeError(f"the guest stack at {rsp:#x} is not mapped")
         self._arm_sentinel()
         for register, value in zip(INTEGER_REGISTERS, integers):
-            uc.reg_write(register, value & MASK64)
+            uc.reg_write(register, int(value) & MASK64)     # numpy integers too
         for register, value in zip(VECTOR_REGISTERS, floats):
             uc.reg_write(register, int.from_bytes(self._float_bytes(value), "little"))
         uc.reg_write(x86.UC_X86_REG_RAX, min(len(floats), len(VECTOR_REGISTERS)))

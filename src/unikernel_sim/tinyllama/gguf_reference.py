@@ -148,24 +148,30 @@ def silu(x: np.ndarray) -> np.ndarray:
 DOT_STEP, DOT_ARRAYS, DOT_LANES = 32, 4, 8
 
 
-def dot_f16_rows(rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+def dot_f16_rows(rows: np.ndarray, x: np.ndarray, *, padded: bool = False) -> np.ndarray:
     """ggml_vec_dot_f16 of each row (float16 values, given as float32) with x: per step of
     32, four accumulators of eight lanes gather fused multiply-adds; then accumulator 0+2
-    and 1+3, then 0+1, the halves of the eight lanes, two horizontal adds. Rows are
-    padded with zeros to whole steps (a zero product leaves a lane as it is)."""
+    and 1+3, then 0+1, the halves of the eight lanes, two horizontal adds; the elements
+    after the last whole step are added in double. padded: the rows are first padded with
+    zeros to whole steps (llama.cpp pads the KV cache), so there is no tail."""
     count, n = rows.shape
-    padded = -(-n // DOT_STEP) * DOT_STEP
-    rows = np.pad(rows.astype(np.float32), ((0, 0), (0, padded - n)))
-    x = np.pad(x.astype(np.float32), (0, padded - n))
+    rows, x = rows.astype(np.float32), x.astype(np.float32)
+    if padded:
+        width = -(-n // DOT_STEP) * DOT_STEP
+        rows, x, n = np.pad(rows, ((0, 0), (0, width - n))), np.pad(x, (0, width - n)), width
+    whole = n - n % DOT_STEP
     acc = np.zeros((count, DOT_ARRAYS, DOT_LANES), dtype=np.float32)
-    for step in range(0, padded, DOT_STEP):
+    for step in range(0, whole, DOT_STEP):
         acc = fma32(rows[:, step:step + DOT_STEP].reshape(count, DOT_ARRAYS, DOT_LANES),
                     x[step:step + DOT_STEP].reshape(DOT_ARRAYS, DOT_LANES), acc)
     pair = (acc[:, :2] + acc[:, 2:]).astype(np.float32)
     one = (pair[:, 0] + pair[:, 1]).astype(np.float32)
     quarter = (one[:, :4] + one[:, 4:]).astype(np.float32)
-    return ((quarter[:, 0] + quarter[:, 1]).astype(np.float32) + (quarter[:, 2] + quarter[:, 3]).astype(np.float32)) \
-        .astype(np.float32)
+    total = ((quarter[:, 0] + quarter[:, 1]).astype(np.float32)
+             + (quarter[:, 2] + quarter[:, 3]).astype(np.float32)).astype(np.float64)
+    for i in range(whole, n):                               # the tail, in double
+        total = total + (rows[:, i] * x[i]).astype(np.float32).astype(np.float64)
+    return total.astype(np.float32)
 
 
 def softmax(scores: np.ndarray, scale: float) -> np.ndarray:
@@ -244,7 +250,7 @@ class GgufModel:
                 kv_head = head // group
                 scores = dot_f16_rows(keys[:, kv_head], queries[head])
                 probs = softmax(scores, 1.0 / np.sqrt(c.head_dim)).astype(np.float16).astype(np.float32)
-                out[head] = dot_f16_rows(values[:, kv_head].T, probs)
+                out[head] = dot_f16_rows(values[:, kv_head].T, probs, padded=True)
             x = x + t[p + "attn_output.weight"].matvec(out.reshape(-1))
             h = rms_norm(x, t[p + "ffn_norm.weight"], c.eps)
             gate, up = t[p + "ffn_gate.weight"].matvec(h), t[p + "ffn_up.weight"].matvec(h)

