@@ -16,6 +16,7 @@
 #define DEFAULT_SEED        1
 #define PIECE_MAX           256
 #define UTF8_MAX            4
+#define OPTION_TEXT_MAX     16
 #define MAX_CONTEXT         (1 << 20)   /* positions the prompt buffer is sized for, at most */
 #define SAMPLER_BUFFERS     2           /* probabilities and indices, (vocab) each */
 #define SPARE_BLOCKS        8           /* heap blocks the job allocates after the model */
@@ -32,6 +33,15 @@ struct chat_tokens {                /* the ChatML markers of the vocabulary */
 static int32_t special_id(const struct bpe_tokenizer *t, const char *text)
 {
     return bpe_token_id(t, text, strlen(text));
+}
+
+/* dot=blocks: ggml's scalar dot-product order (faster here); otherwise its AVX2 order. */
+static enum dot_order dot_order_option(const char *cmdline)
+{
+    char value[OPTION_TEXT_MAX];
+
+    return cmdline_get(cmdline, "dot", value, sizeof(value)) > 0 && strcmp(value, "blocks") == 0 ? DOT_ORDER_BLOCKS
+                                                                                                 : DOT_ORDER_AVX2;
 }
 
 /* Heap the job needs after the model: the prompt's ids, the sampler, the turn text. */
@@ -68,6 +78,7 @@ static int load(const struct mb2_info *info, const char *cmdline)
         kprintf("chat: %s\n", chat_active_model.error);
         return EXIT_MODEL_CREATION;
     }
+    chat_active_model.dot_order = dot_order_option(cmdline);
     return 0;
 }
 

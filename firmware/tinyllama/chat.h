@@ -4,7 +4,8 @@
 
 /* job=chat: answer the "user" module's text (and follow the optional "system"
  * module's) with the GGUF model in the "model" module, in ChatML, streaming the
- * answer to the serial port. Options: max_tokens= temp= topp= seed= ctx=.
+ * answer to the serial port. Options: max_tokens= temp= topp= seed= ctx=
+ * dot=avx2|blocks (the order quantized dot products add up in: quant.h).
  * Output: "chat: ..." lines about the model and the prompt, the answer, then
  * "\nchat: prompt N tokens in C cycles, answer M tokens in C cycles, stop: WHY".
  * Returns an EXIT_* code. */

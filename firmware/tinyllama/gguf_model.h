@@ -67,6 +67,7 @@ struct gguf_llama_model {
     const float *output_norm;               /* (dim)              */
     struct gguf_llama_layer *layers;        /* (n_layers)         */
     struct gguf_llama_state state;
+    enum dot_order dot_order;               /* how quantized dot products add up */
     char error[GGUF_MODEL_ERROR_MAX];       /* why creation failed, one line */
 };
 

@@ -150,22 +150,82 @@ static float dot_q8_0(const struct block_q8_0 *row, const struct block_q8_1 *x, 
     return sum_lanes(acc);
 }
 
-void matmul_q4_1(float *out, const struct block_q4_1 *w, const struct block_q8_1 *x, int n, int rows, int batch)
+/* The integer sum of one block's 32 products, given as eight lanes of four. */
+static inline int block_sum(__m128i lanes_low, __m128i lanes_high)
 {
-    const int blocks = n / QK;
+    __m128i sum = _mm_add_epi32(lanes_low, lanes_high);
 
-    for (int r = 0; r < rows; r++)
-        for (int t = 0; t < batch; t++)
-            out[(uint64_t)t * rows + r] = dot_q4_1(w + (uint64_t)r * blocks, x + (uint64_t)t * blocks, blocks);
+    sum = _mm_hadd_epi32(sum, sum);
+    return _mm_cvtsi128_si32(_mm_hadd_epi32(sum, sum));
 }
 
-void matmul_q8_0(float *out, const struct block_q8_0 *w, const struct block_q8_1 *x, int n, int rows, int batch)
+/* ggml_vec_dot_q4_1_q8_1's scalar order: sumf += (d_w * d_x) * sumi + m_w * s_x, in float. */
+static float dot_q4_1_blocks(const struct block_q4_1 *row, const struct block_q8_1 *x, int blocks)
+{
+    const __m128i low_mask = _mm_set1_epi8(0x0f), ones = _mm_set1_epi16(1);
+    float sum = 0.0f;
+
+    for (int b = 0; b < blocks; b++) {
+        __m128i packed = _mm_loadu_si128((const __m128i *)row[b].qs);
+        __m128i low = _mm_and_si128(packed, low_mask);
+        __m128i high = _mm_and_si128(_mm_srli_epi16(packed, 4), low_mask);
+        __m128i y0 = _mm_loadu_si128((const __m128i *)x[b].qs);
+        __m128i y1 = _mm_loadu_si128((const __m128i *)(x[b].qs + 16));
+        /* pair sums <= 2 * 15 * 127, so two of them add up in 16 bits */
+        __m128i pairs = _mm_add_epi16(_mm_maddubs_epi16(low, y0), _mm_maddubs_epi16(high, y1));
+        __m128i quads = _mm_madd_epi16(pairs, ones);
+        __m128i total = _mm_hadd_epi32(quads, quads);
+        int sumi = _mm_cvtsi128_si32(_mm_hadd_epi32(total, total));
+
+        sum += (fp16_to_fp32(row[b].d) * x[b].d) * (float)sumi + fp16_to_fp32(row[b].m) * x[b].s;
+    }
+    return sum;
+}
+
+/* ggml_vec_dot_q8_0_q8_0's scalar order: sumf += sumi * (d_w * d_x), in float. */
+static float dot_q8_0_blocks(const struct block_q8_0 *row, const struct block_q8_1 *x, int blocks)
+{
+    const __m128i ones = _mm_set1_epi16(1);
+    float sum = 0.0f;
+
+    for (int b = 0; b < blocks; b++) {
+        __m128i lanes[2];
+        for (int half = 0; half < 2; half++) {
+            __m128i wq = _mm_loadu_si128((const __m128i *)(row[b].qs + 16 * half));
+            __m128i y = _mm_loadu_si128((const __m128i *)(x[b].qs + 16 * half));
+            lanes[half] = _mm_madd_epi16(_mm_maddubs_epi16(_mm_abs_epi8(wq), _mm_sign_epi8(y, wq)), ones);
+        }
+        sum += (float)block_sum(lanes[0], lanes[1]) * (fp16_to_fp32(row[b].d) * x[b].d);
+    }
+    return sum;
+}
+
+void matmul_q4_1(float *out, const struct block_q4_1 *w, const struct block_q8_1 *x, int n, int rows, int batch,
+                 enum dot_order order)
 {
     const int blocks = n / QK;
 
     for (int r = 0; r < rows; r++)
-        for (int t = 0; t < batch; t++)
-            out[(uint64_t)t * rows + r] = dot_q8_0(w + (uint64_t)r * blocks, x + (uint64_t)t * blocks, blocks);
+        for (int t = 0; t < batch; t++) {
+            const struct block_q4_1 *row = w + (uint64_t)r * blocks;
+            const struct block_q8_1 *activations = x + (uint64_t)t * blocks;
+            out[(uint64_t)t * rows + r] = order == DOT_ORDER_AVX2 ? dot_q4_1(row, activations, blocks)
+                                                                  : dot_q4_1_blocks(row, activations, blocks);
+        }
+}
+
+void matmul_q8_0(float *out, const struct block_q8_0 *w, const struct block_q8_1 *x, int n, int rows, int batch,
+                 enum dot_order order)
+{
+    const int blocks = n / QK;
+
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < batch; t++) {
+            const struct block_q8_0 *row = w + (uint64_t)r * blocks;
+            const struct block_q8_1 *activations = x + (uint64_t)t * blocks;
+            out[(uint64_t)t * rows + r] = order == DOT_ORDER_AVX2 ? dot_q8_0(row, activations, blocks)
+                                                                  : dot_q8_0_blocks(row, activations, blocks);
+        }
 }
 
 #define DOT_STEP    32          /* GGML_F32_STEP: elements per step */

@@ -10,7 +10,8 @@
  *  - each block's 32 integer products are added in eight lanes of four; every
  *    lane gathers d_w * d_x * lane over the blocks with a fused multiply-add
  *    (one rounding: emulated in double, exact for these operands), the eight
- *    lanes are added as a fixed tree, and Q4_1 adds sum(m_w * s_x) at the end.
+ *    lanes are added as a fixed tree, and Q4_1 adds sum(m_w * s_x) at the end
+ *    (DOT_ORDER_BLOCKS: ggml's scalar order instead, see enum dot_order).
  *
  * The host twin (unikernel_sim/tinyllama/gguf_reference.py) is the same
  * arithmetic in numpy; tests compare the two bit for bit. */
@@ -53,11 +54,21 @@ static inline float fma32(float a, float b, float c)
 /* x (n) into n / QK blocks; with_sum fills s (Q8_1), else s = 0 (Q8_0). */
 void quantize_q8(struct block_q8_1 *out, const float *x, int n, int with_sum);
 
+/* The order a quantized dot product adds up in. */
+enum dot_order {
+    DOT_ORDER_AVX2,     /* ggml's AVX2 + FMA kernels (above): llama.cpp's x86 results, bit for bit */
+    DOT_ORDER_BLOCKS,   /* ggml's scalar kernels: each block's integer sum, scaled, added in float:
+                         * one float multiply-add per block instead of eight fused lanes, ~3x
+                         * faster under emulation (SSE float is software), last bits differ */
+};
+
 /* out (batch, rows) = x (batch, n) @ W (rows, n)^T, x quantized by quantize_q8
  * (with_sum for Q4_1), one row of W against every x of the batch before the
  * next row: each weight is read once per batch. */
-void matmul_q4_1(float *out, const struct block_q4_1 *w, const struct block_q8_1 *x, int n, int rows, int batch);
-void matmul_q8_0(float *out, const struct block_q8_0 *w, const struct block_q8_1 *x, int n, int rows, int batch);
+void matmul_q4_1(float *out, const struct block_q4_1 *w, const struct block_q8_1 *x, int n, int rows, int batch,
+                 enum dot_order order);
+void matmul_q8_0(float *out, const struct block_q8_0 *w, const struct block_q8_1 *x, int n, int rows, int batch,
+                 enum dot_order order);
 
 /* ggml_vec_dot_f32 and ggml_vec_dot_f16's order: 32 elements a step in four
  * eight-lane fused multiply-add accumulators, a fixed tree, the tail in double. */

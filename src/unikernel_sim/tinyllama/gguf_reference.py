@@ -51,6 +51,7 @@ class QuantMatrix:
     def __init__(self, raw: np.ndarray, kind: str) -> None:
         rows = raw.shape[0]
         self.kind = kind
+        self.order = "avx2"
         if kind == "Q4_1":
             blocks = raw.reshape(rows, -1, Q4_1_BYTES)
             self.d = blocks[:, :, 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
@@ -70,10 +71,13 @@ class QuantMatrix:
             return (self.d[index][:, None] * self.q[index]).reshape(-1).astype(np.float32)
         return (self.d[index][:, None] * self.q[index] + self.m[index][:, None]).reshape(-1).astype(np.float32)
 
-    def matvec(self, x: np.ndarray) -> np.ndarray:
+    def matvec(self, x: np.ndarray, order: str = "avx2") -> np.ndarray:
         """ggml's AVX2 dot products, in their order: per block, eight lanes of four integer
         products; the lanes gather d_w * d_x * lane by fused multiply-add over the blocks;
-        a fixed tree adds the lanes; Q4_1 adds the sum of m_w * s_x kept beside."""
+        a fixed tree adds the lanes; Q4_1 adds the sum of m_w * s_x kept beside.
+        order "blocks": ggml's scalar kernels instead (see matvec_blocks)."""
+        if (order if order != "avx2" else self.order) == "blocks":
+            return self.matvec_blocks(x)
         q, d, s = quantize_q8(x, with_sum=self.kind == "Q4_1")
         lanes = np.einsum("rblk,blk->rbl", self.q.reshape(*self.q.shape[:2], 8, 4),
                           q.reshape(-1, 8, 4)).astype(np.float32)                    # (rows, blocks, 8)
@@ -89,6 +93,20 @@ class QuantMatrix:
         pairs = (half[:, :2] + half[:, 2:]).astype(np.float32)
         total = (pairs[:, 0] + pairs[:, 1]).astype(np.float32)
         return (total + mins).astype(np.float32) if self.kind == "Q4_1" else total
+
+
+    def matvec_blocks(self, x: np.ndarray) -> np.ndarray:
+        """ggml's scalar dot products: per block the integer sum of the 32 products, then
+        in float32 sum += (d_w * d_x) * sumi (+ m_w * s_x for Q4_1), block after block."""
+        q, d, s = quantize_q8(x, with_sum=self.kind == "Q4_1")
+        sumi = np.einsum("rbk,bk->rb", self.q, q).astype(np.float32)                  # (rows, blocks), exact
+        scaled = ((self.d * d[None, :]).astype(np.float32) * sumi).astype(np.float32)
+        if self.kind == "Q4_1":
+            scaled = (scaled + (self.m * s[None, :]).astype(np.float32)).astype(np.float32)
+        total = np.zeros(self.q.shape[0], dtype=np.float32)
+        for block in range(scaled.shape[1]):
+            total = (total + scaled[:, block]).astype(np.float32)
+        return total
 
 
 def quantize_q8(x: np.ndarray, *, with_sum: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -202,7 +220,12 @@ def rope(v: np.ndarray, pos: int, head_dim: int, base: float) -> np.ndarray:
 
 
 class GgufModel:
-    def __init__(self, path: str, context: int = 512) -> None:
+    def __init__(self, path: str, context: int = 512, order: str = "avx2") -> None:
+        """order: how quantized dot products add up, "avx2" (llama.cpp on x86) or "blocks"
+        (ggml's scalar kernels; the guest's dot=blocks)."""
+        if order not in ("avx2", "blocks"):
+            raise ValueError(f"order {order!r}: give avx2 or blocks")
+        self.order = order
         from gguf import GGUFReader
 
         reader = GGUFReader(path)
@@ -225,6 +248,9 @@ class GgufModel:
             self.tensors[tensor.name] = np.array(tensor.data, dtype=np.float32) if kind == "F32" \
                 else QuantMatrix(np.asarray(tensor.data), kind)
         self.output = self.tensors.get("output.weight", self.tensors["token_embd.weight"])   # tied
+        for tensor in list(self.tensors.values()) + [self.output]:
+            if isinstance(tensor, QuantMatrix):
+                tensor.order = order
         c = self.config
         kv = c.kv_heads * c.head_dim
         self.keys = np.zeros((c.layers, context, kv), dtype=np.float16)      # (layer, position, kv_dim)
