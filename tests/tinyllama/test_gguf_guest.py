@@ -32,10 +32,14 @@ def synthetic(request, unisim_firmware, tmp_path_factory):
     return path, boot_gguf(unisim_firmware, path)
 
 
-def test_logits_equal_the_twin_at_every_position(synthetic):
+@pytest.mark.parametrize("order", ["avx2", "blocks"])
+def test_logits_equal_the_twin_at_every_position(synthetic, unisim_firmware, order):
+    """Both dot-product orders (dot=avx2, the default, and dot=blocks), 40 positions."""
     path, guest = synthetic
+    if order != "avx2":
+        guest = boot_gguf(unisim_firmware, path, f"ctx=128 dot={order}")
     machine_state = guest.machine.snapshot()
-    twin = GgufModel(str(path), context=128)
+    twin = GgufModel(str(path), context=128, order=order)
     tokens = np.random.default_rng(1).integers(0, guest.vocab, 40)
     try:
         for pos, token in enumerate(tokens):

