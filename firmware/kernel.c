@@ -14,7 +14,8 @@
  *   heap: 0x<start>..0x<end>
  *   keyboard: <echoed text>
  *
- * The command line's job= selects what runs after start-up: "demo" (the
+ * The command line's mem=<MiB> limits the RAM the firmware maps and uses (as
+ * Linux's mem=); all of RAM otherwise. Its job= selects what runs after start-up: "demo" (the
  * default: timer, TSC and keyboard), "idle" (stop in kernel_ready() and wait
  * for interrupts: the state the simulator's guest-call tests start from),
  * "llama" (TinyLlama generation from the "model" and "tokenizer" modules) and
@@ -32,6 +33,7 @@
 #include "kernel_lib/io/console.h"
 #include "kernel_lib/io/keyboard.h"
 #include "kernel_lib/memory/malloc_bump.h"
+#include "kernel_lib/memory/paging.h"
 #include "kernel_lib/libc/string.h"
 #include "kernel_lib/util/cmdline.h"
 #include "kernel_lib/util/crc32.h"
@@ -44,6 +46,7 @@
 #define TICKS_TO_WAIT      10      /* 100 ms of timer interrupts */
 #define KEYBOARD_IDLE_TICKS 20     /* stop echoing after 200 ms without a key */
 #define JOB_NAME_MAX        32
+#define MIB                 (1024ull * 1024)
 
 static void print_string_tag(const char *label, const struct mb2_tag *tag)
 {
@@ -234,6 +237,7 @@ int kernel_main(uint32_t magic, uint32_t boot_info_address)
         console_write("no Multiboot2 boot information\n");
         return EXIT_BAD_BOOT_INFO;
     }
+    paging_map_ram(info, cmdline_uint(boot_cmdline(info), "mem", 0) * MIB);   /* mem=<MiB>: use no more */
     tags = print_boot_info(info);
     console_write("boot info: ");
     console_put_uint((uint64_t)tags);

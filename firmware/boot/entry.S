@@ -4,8 +4,9 @@
  * protected mode, paging off, flat segments, IF clear, EAX = bootloader magic,
  * EBX = physical address of the boot information, ESP undefined.
  *
- * Steps: check the magic; identity-map 0-512 MiB with 2 MiB pages (Intel SDM
- * vol. 3A, 4.5: PML4 -> PDPT -> PD with PS=1); CR4.PAE, EFER.LME, CR0.PG;
+ * Steps: check the magic; identity-map 0-4 GiB with 2 MiB pages (Intel SDM
+ * vol. 3A, 4.5: PML4 -> PDPT -> four PDs with PS=1; kernel_lib/memory/paging.c
+ * then unmaps what is not RAM); CR4.PAE, EFER.LME, CR0.PG;
  * load a 64-bit GDT and far-jump into the 64-bit code segment; enable SSE
  * (SDM vol. 3A, 13.1.3); call kernel_main(magic, boot_info) on a 64 KiB stack. */
 #include "boot/multiboot2.h"
@@ -14,8 +15,8 @@
 #define BOOT_STACK_SIZE     (64 * 1024)
 #define PAGE_SIZE           4096
 #define HUGE_PAGE_SIZE      (2 * 1024 * 1024)
-#define IDENTITY_MAP_BYTES  (512 * 1024 * 1024)
-#define IDENTITY_MAP_PAGES  (IDENTITY_MAP_BYTES / HUGE_PAGE_SIZE)
+#define BOOT_MAP_PDS        4                   /* 4 x 512 x 2 MiB: the 32-bit address space */
+#define BOOT_MAP_PAGES      (BOOT_MAP_PDS * 512)
 
 #define PTE_PRESENT         (1 << 0)
 #define PTE_WRITABLE        (1 << 1)
@@ -39,10 +40,10 @@
 
     .section .bss.page_tables, "aw", @nobits
     .balign PAGE_SIZE
-    .global boot_pml4
-boot_pml4:  .skip PAGE_SIZE                     /* (512) PML4 entries            */
-boot_pdpt:  .skip PAGE_SIZE                     /* (512) PDPT entries            */
-boot_pd:    .skip PAGE_SIZE                     /* (512) PD entries, 256 used    */
+    .global boot_pml4, boot_pd
+boot_pml4:  .skip PAGE_SIZE                     /* (512) PML4 entries, 1 used    */
+boot_pdpt:  .skip PAGE_SIZE                     /* (512) PDPT entries, 4 used    */
+boot_pd:    .skip BOOT_MAP_PDS * PAGE_SIZE      /* (4, 512) PD entries: 2 MiB pages */
 
     .section .bss
     .balign 16
@@ -76,13 +77,19 @@ _start:
     mov %eax, %edi                              /* kept for kernel_main          */
     mov %ebx, %esi
 
-    /* PML4[0] -> PDPT, PDPT[0] -> PD, PD[i] -> 2 MiB page i */
+    /* PML4[0] -> PDPT, PDPT[j] -> PD j, PD[i] -> 2 MiB page i (the PDs are contiguous) */
     mov $boot_pdpt, %eax
     or $(PTE_PRESENT | PTE_WRITABLE), %eax
     mov %eax, boot_pml4
-    mov $boot_pd, %eax
+    xor %ecx, %ecx
+2:  mov %ecx, %eax
+    shl $12, %eax
+    add $boot_pd, %eax
     or $(PTE_PRESENT | PTE_WRITABLE), %eax
-    mov %eax, boot_pdpt
+    mov %eax, boot_pdpt(, %ecx, 8)
+    inc %ecx
+    cmp $BOOT_MAP_PDS, %ecx
+    jne 2b
     xor %ecx, %ecx
 1:  mov %ecx, %eax
     shl $21, %eax
@@ -90,7 +97,7 @@ _start:
     mov %eax, boot_pd(, %ecx, 8)
     movl $0, boot_pd + 4(, %ecx, 8)
     inc %ecx
-    cmp $IDENTITY_MAP_PAGES, %ecx
+    cmp $BOOT_MAP_PAGES, %ecx
     jne 1b
 
     mov $boot_pml4, %eax

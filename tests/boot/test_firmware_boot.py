@@ -94,4 +94,30 @@ def test_cli_boot_streams_serial_and_exits_zero(firmware_elf, capfd):
 def test_heap_refusal_is_explained(firmware_elf):
     result = boot(firmware_elf, memory_mb=32)
     assert ("heap: no available memory region holds 64 MiB above the kernel and modules "
-            "inside the 512 MiB identity map\n") in result.serial
+            "inside the 32 MiB identity map\n") in result.serial
+
+
+@pytest.mark.parametrize("memory_mb,cmdline,mapped_mb", [(1024, "job=idle", 1024), (1024, "job=idle mem=600", 600),
+                                                          (3072, "job=idle", 3072), (130, "job=idle", 130)])
+def test_the_identity_map_covers_ram_and_nothing_past_it(firmware_elf, memory_mb, cmdline, mapped_mb):
+    """Read back the page tables as the SDM lays them out (vol. 3A, 4.5: CR3 -> PML4[0] ->
+    PDPT[j] -> PD entries with PS=1, 2 MiB each): present exactly up to the end of RAM (or
+    mem=, rounded up to 2 MiB)."""
+    import struct
+
+    from unicorn.x86_const import UC_X86_REG_CR3
+
+    from unikernel_sim.pytest_plugin import boot_to_ready
+
+    machine = boot_to_ready(firmware_elf, cmdline=cmdline, memory_mb=memory_mb).fresh()
+    cr3 = machine.uc.reg_read(UC_X86_REG_CR3) & ~0xFFF
+    pml4 = struct.unpack_from("<Q", machine.ram.read(cr3, 8))[0]
+    present = []
+    for j in range(4):
+        pdpte = struct.unpack_from("<Q", machine.ram.read((pml4 & ~0xFFF) + 8 * j, 8))[0]
+        for entry in struct.unpack("<512Q", machine.ram.read(pdpte & 0x000FFFFFFFFFF000, 4096)):
+            present.append(bool(entry & 1))
+            if entry & 1:
+                assert entry & 0x80 and (entry & 0x000FFFFFFFE00000) == (len(present) - 1) << 21
+    pages = -(-mapped_mb // 2)
+    assert present == [True] * pages + [False] * (2048 - pages)

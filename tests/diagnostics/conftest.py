@@ -8,8 +8,10 @@ from unikernel_sim.pytest_plugin import boot_to_ready
 
 @pytest.fixture(scope="session")
 def booted_1g(unisim_firmware):
-    """The firmware with 1 GiB of RAM: addresses past its 512 MiB identity map are RAM, unmapped."""
-    return boot_to_ready(unisim_firmware, deterministic=True, memory_mb=1024, check_returns=True)
+    """The firmware with 1 GiB of RAM told to use 512 MiB (mem=512): addresses past its
+    identity map are RAM, unmapped."""
+    return boot_to_ready(unisim_firmware, cmdline="job=idle mem=512", deterministic=True, memory_mb=1024,
+                         check_returns=True)
 
 
 @pytest.fixture(scope="session")

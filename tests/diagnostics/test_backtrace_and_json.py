@@ -37,7 +37,7 @@ def crash_report(booted):
 @pytest.mark.parametrize("build", ["frame pointers", "no frame pointers"])
 def test_backtrace_through_three_nested_functions(request, build, unisim_firmware, no_frame_pointer_firmware):
     kernel = unisim_firmware if build == "frame pointers" else no_frame_pointer_firmware
-    booted = boot_to_ready(kernel, deterministic=True, memory_mb=1024)
+    booted = boot_to_ready(kernel, cmdline="job=idle mem=512", deterministic=True, memory_mb=1024)
     frames = crash_report(booted).backtrace
     lines = source_lines()
     names = [frame.where.split("+")[0].split(" ")[0] for frame in frames[:3]]

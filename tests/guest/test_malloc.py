@@ -145,7 +145,7 @@ def boot_with_module_near_map_end(kernel: str, tmp_path):
     module = tmp_path / "weights.bin"
     module.write_bytes(b"\x42" * 4096)
     machine = Machine(memory_mb=1024, deterministic=True)
-    machine.load(kernel, cmdline="job=idle",
+    machine.load(kernel, cmdline="job=idle mem=512",
                  modules=[ModuleSpec(str(module), "model", address=IDENTITY_MAP_END - 4096 - 0x100)])
     return machine
 

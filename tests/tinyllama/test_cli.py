@@ -9,7 +9,7 @@ from unikernel_sim.cli import main
 
 def test_demo_agrees_with_the_reference_and_leaves_no_files(capfd, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    code = main(["demo"])
+    code = main(["demo", "--synthetic"])
     out, _ = capfd.readouterr()
     assert code == 0
     assert "guest and numpy reference agree: yes" in out

@@ -162,3 +162,19 @@ def test_a_broken_file_fails_in_the_guest_with_one_line(unisim_firmware, tmp_pat
     assert result.stop.reason == StopReason.GUEST_EXIT and result.exit_code == EXIT_MODEL_CREATION, result.stop.summary
     assert len(lines) == 1 and expected in lines[0], lines
     assert not result.machine.interrupts.received, "the guest took an exception"
+
+
+@pytest.mark.slow
+def test_a_tinyllama_1b_shaped_model_is_created_when_the_machine_holds_it(unisim_firmware, tmp_path):
+    """TinyLlama-1.1B's shapes (22 layers, dim 2048, 32 heads, 4 KV heads, feed-forward
+    5632; random Q4_1 weights, a 606 MB file): created in a 1 GiB machine (the firmware maps
+    all of RAM), its first logits finite; in 512 MiB the host refuses the module in one line."""
+    from unikernel_sim.cli import main
+    from unikernel_sim.exit_codes import ExitCode
+    from unikernel_sim.tinyllama.synthetic_gguf import TINYLLAMA_1B
+
+    path = write_gguf(tmp_path / "tinyllama-1b.gguf", TINYLLAMA_1B)
+    guest = boot_gguf(unisim_firmware, path, "ctx=64 dot=blocks", memory_mb=1024)
+    logits = guest.forward(1, 0)
+    assert logits.shape == (guest.vocab,) and np.isfinite(logits).all()
+    assert main(["chat", "Hi", "--model", str(path), "--memory", "512"]) == ExitCode.NO_INPUT

@@ -72,3 +72,13 @@ def test_unisim_chat_answers_as_llama_cpp(capfdbinary, question, order):
     assert out.decode("utf-8") == case["answer"] + "\n"
     stop = "end of turn" if len(case["answer_ids"]) < case["limit"] else "max_tokens"
     assert f"answer {len(case['answer_ids'])} tokens".encode() in err and f"stop: {stop}".encode() in err
+
+
+@pytest.mark.slow
+def test_the_demo_answers_and_agrees_with_the_twin(capfdbinary):
+    from unikernel_sim.cli import main
+
+    assert main(["demo"]) == 0
+    out, _ = capfdbinary.readouterr()
+    assert b"guest:      The capital of France is Paris.\n" in out
+    assert b"guest and numpy twin agree: yes" in out

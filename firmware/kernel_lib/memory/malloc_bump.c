@@ -1,5 +1,6 @@
 /* Bump allocator (see malloc_bump.h for the exact semantics). */
 #include "kernel_lib/memory/malloc_bump.h"
+#include "kernel_lib/memory/paging.h"
 #include "kernel_lib/io/console.h"
 #include "kernel_lib/libc/string.h"
 
@@ -87,15 +88,16 @@ int heap_init(const struct mb2_info *info)
 
         if (region->type != MB2_MEMORY_AVAILABLE || start >= region_end)
             continue;
-        if (region_end - start >= HEAP_SIZE && start + HEAP_SIZE <= IDENTITY_MAP_END) {
+        if (region_end - start >= HEAP_SIZE && start + HEAP_SIZE <= identity_map_end()) {
             heap_start = start;
             heap_end = start + HEAP_SIZE;
             heap_next = start;
             return 0;
         }
     }
-    console_write("heap: no available memory region holds 64 MiB above the kernel and modules "
-                  "inside the 512 MiB identity map\n");
+    console_write("heap: no available memory region holds 64 MiB above the kernel and modules inside the ");
+    console_put_uint(identity_map_end() >> 20);
+    console_write(" MiB identity map\n");
     return -1;
 }
 

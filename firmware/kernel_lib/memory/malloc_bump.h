@@ -18,7 +18,6 @@
 #define HEAP_SIZE            (64ull * 1024 * 1024)
 #define HEAP_ALIGN           16
 #define HEAP_HEADER_SIZE     16
-#define IDENTITY_MAP_END     (512ull * 1024 * 1024)   /* what boot/entry.S maps */
 
 struct heap_stats {
     uint64_t start;          /* first byte of the heap               */
@@ -33,7 +32,7 @@ struct heap_stats {
 
 /* Places the heap in the first available memory-map region that holds all
  * HEAP_SIZE bytes above the kernel, the modules and the boot information and
- * below IDENTITY_MAP_END. Returns 0, or -1 (and prints why) if none does. */
+ * inside the identity map (paging.h). Returns 0, or -1 (and prints why) if none does. */
 int heap_init(const struct mb2_info *info);
 
 /* Returns a 16-byte aligned block of at least size bytes, or NULL if the heap

@@ -163,8 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB",
                       help="RAM in MiB the tables are laid out for (default 512)")
 
-    demo = commands.add_parser("demo", help="TinyLlama in the bundled unikernel, beside the numpy reference "
-                                             "(a synthetic model: nothing to download)")
+    demo = commands.add_parser("demo", help="SmolLM2-135M-Instruct answering a question in the bundled unikernel, "
+                                             "beside the numpy twin (--synthetic: a llama2.c model made on the "
+                                             "spot, nothing to download)")
+    demo.add_argument("--synthetic", action="store_true",
+                      help="the TinyLlama demo on a synthetic llama2.c model instead")
     demo.add_argument("--timeout", type=_seconds, default=300.0, metavar="S")
     demo.add_argument("--deterministic", action="store_true",
                       help="derive time from instructions (tok/s is then virtual time)")

