@@ -133,12 +133,14 @@ static void attention(struct gguf_llama_model *model, const float *q, float *out
         for (int i = 0; i < hd; i++)
             halves[i] = fp32_to_fp16(q[h * hd + i]);
         for (int t = 0; t <= pos; t++)
-            s->att[t] = dot_f16(keys + (uint64_t)t * kv_dim, halves, hd);
+            s->att[t] = model->dot_order == DOT_ORDER_AVX2 ? dot_f16(keys + (uint64_t)t * kv_dim, halves, hd)
+                                                           : dot_f16_scalar(keys + (uint64_t)t * kv_dim, 1, halves, hd);
         softmax(s->att, pos + 1, scale);
         for (int t = 0; t <= pos; t++)
             halves[t] = fp32_to_fp16(s->att[t]);
         for (int i = 0; i < hd; i++)
-            o[i] = dot_f16_padded(values + i, (uint64_t)kv_dim, halves, pos + 1);
+            o[i] = model->dot_order == DOT_ORDER_AVX2 ? dot_f16_padded(values + i, (uint64_t)kv_dim, halves, pos + 1)
+                                                      : dot_f16_scalar(values + i, (uint64_t)kv_dim, halves, pos + 1);
     }
 }
 

@@ -24,8 +24,7 @@ static inline float float_of(uint32_t u)
     return v.f;
 }
 
-static float fp16_table[1 << 16];      /* (f16 bits) -> value: one load instead of a conversion */
-static int fp16_table_ready;
+float fp16_table[1 << 16];             /* (f16 bits) -> value: one load instead of a conversion */
 
 static float fp16_convert(uint16_t h)
 {
@@ -44,12 +43,6 @@ void fp16_init(void)
 {
     for (uint32_t h = 0; h < (1u << 16); h++)
         fp16_table[h] = fp16_convert((uint16_t)h);
-    fp16_table_ready = 1;
-}
-
-float fp16_to_fp32(uint16_t h)
-{
-    return fp16_table_ready ? fp16_table[h] : fp16_convert(h);
 }
 
 uint16_t fp32_to_fp16(float f)
@@ -291,6 +284,15 @@ float dot_f16_padded(const uint16_t *w, uint64_t stride, const uint16_t *x, int 
                 acc[a][l] = fma32(fp16_to_fp32(w[(uint64_t)j * stride]), fp16_to_fp32(x[j]), acc[a][l]);
             }
     return (float)reduce_accumulators(acc);
+}
+
+float dot_f16_scalar(const uint16_t *w, uint64_t stride, const uint16_t *x, int n)
+{
+    double sum = 0.0;
+
+    for (int i = 0; i < n; i++)
+        sum += (double)(fp16_to_fp32(w[(uint64_t)i * stride]) * fp16_to_fp32(x[i]));
+    return (float)sum;
 }
 
 /* ggml_v_expf's constants: x = n ln2 + b, exp(b) by a degree-5 polynomial. */

@@ -40,9 +40,16 @@ struct block_q8_1 {             /* quantized activations for Q4_1 weights */
     int8_t qs[QK];
 };
 
-/* Fills the f16 -> f32 table fp16_to_fp32 reads (before then it converts). */
+/* Fills the f16 -> f32 table fp16_to_fp32 reads: call it before any of the
+ * functions here (gguf_llama_create does). */
 void fp16_init(void);
-float fp16_to_fp32(uint16_t h);
+
+extern float fp16_table[1 << 16];
+
+static inline float fp16_to_fp32(uint16_t h)
+{
+    return fp16_table[h];       /* a branch-free loop body: one translated block per block of 32 */
+}
 uint16_t fp32_to_fp16(float f);            /* round to nearest even, as F16C's vcvtps2ph */
 
 /* a * b + c rounded once to float (what vfmadd computes) */
@@ -79,6 +86,10 @@ float dot_f16(const uint16_t *w, const uint16_t *x, int n);
  * zeros to whole steps (no tail): the attention's product with the value
  * cache, which llama.cpp keeps transposed and padded. */
 float dot_f16_padded(const uint16_t *w, uint64_t stride, const uint16_t *x, int n);
+
+/* ggml_vec_dot_f16's scalar order (DOT_ORDER_BLOCKS): each product in float,
+ * added up in double; w strided as above. */
+float dot_f16_scalar(const uint16_t *w, uint64_t stride, const uint16_t *x, int n);
 
 /* ggml's vectorised expf (a degree-5 polynomial after splitting off 2^n). */
 float ggml_expf(float x);

@@ -56,10 +56,10 @@ def test_strings_tokenize_as_llama_cpp_does(tokenizer):
 
 
 TWIN_CASES = ("What is the capital of France?", "Show me a happy face emoji.", "What is 12 times 7?",
-              "Write a long story about a dragon who learns to cook.")
-# Not yet: "What emoji means love?" and the Spanish one, where two candidates are within
-# 0.015 of each other in llama.cpp's own logits; the twin does not yet add up the attention
-# products (float16 dot products, and the tiling of a batched prompt) in ggml's order.
+              "Write a long story about a dragon who learns to cook.", "Translate 'good morning' into Spanish.")
+# Not yet: "What emoji means love?", where two candidates for the third token are within
+# 0.015 of each other in llama.cpp's own logits and the twin does not reproduce the tiling
+# of llama.cpp's batched prompt kernels. The same five match in both dot orders.
 
 
 @needs_model

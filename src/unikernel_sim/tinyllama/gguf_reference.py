@@ -166,7 +166,7 @@ def silu(x: np.ndarray) -> np.ndarray:
 DOT_STEP, DOT_ARRAYS, DOT_LANES = 32, 4, 8
 
 
-def dot_f16_rows(rows: np.ndarray, x: np.ndarray, *, padded: bool = False) -> np.ndarray:
+def dot_f16_rows(rows: np.ndarray, x: np.ndarray, *, padded: bool = False, order: str = "avx2") -> np.ndarray:
     """ggml_vec_dot_f16 of each row (float16 values, given as float32) with x: per step of
     32, four accumulators of eight lanes gather fused multiply-adds; then accumulator 0+2
     and 1+3, then 0+1, the halves of the eight lanes, two horizontal adds; the elements
@@ -174,6 +174,12 @@ def dot_f16_rows(rows: np.ndarray, x: np.ndarray, *, padded: bool = False) -> np
     zeros to whole steps (llama.cpp pads the KV cache), so there is no tail."""
     count, n = rows.shape
     rows, x = rows.astype(np.float32), x.astype(np.float32)
+    if order == "blocks":                                   # ggml's scalar loop: float products, double sum
+        products = (rows * x).astype(np.float32).astype(np.float64)
+        total = np.zeros(count, dtype=np.float64)
+        for i in range(n):
+            total = total + products[:, i]
+        return total.astype(np.float32)
     if padded:
         width = -(-n // DOT_STEP) * DOT_STEP
         rows, x, n = np.pad(rows, ((0, 0), (0, width - n))), np.pad(x, (0, width - n)), width
@@ -274,9 +280,9 @@ class GgufModel:
             out = np.empty((c.heads, c.head_dim), dtype=np.float32)
             for head in range(c.heads):
                 kv_head = head // group
-                scores = dot_f16_rows(keys[:, kv_head], queries[head])
+                scores = dot_f16_rows(keys[:, kv_head], queries[head], order=self.order)
                 probs = softmax(scores, 1.0 / np.sqrt(c.head_dim)).astype(np.float16).astype(np.float32)
-                out[head] = dot_f16_rows(values[:, kv_head].T, probs, padded=True)
+                out[head] = dot_f16_rows(values[:, kv_head].T, probs, padded=True, order=self.order)
             x = x + t[p + "attn_output.weight"].matvec(out.reshape(-1))
             h = rms_norm(x, t[p + "ffn_norm.weight"], c.eps)
             gate, up = t[p + "ffn_gate.weight"].matvec(h), t[p + "ffn_up.weight"].matvec(h)
