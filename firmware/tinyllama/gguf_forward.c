@@ -56,10 +56,7 @@ static void matmul(struct gguf_llama_model *model, float *out, const struct gguf
         for (int t = 0; t < batch; t++)
             quantize_q8((struct block_q8_1 *)xq + (uint64_t)t * (n / QK), x + (uint64_t)t * n, n,
                         m->type == GGML_TYPE_Q4_1);
-        if (m->type == GGML_TYPE_Q4_1)
-            matmul_q4_1(out, m->data, xq, n, m->rows, batch, model->dot_order);
-        else
-            matmul_q8_0(out, m->data, xq, n, m->rows, batch, model->dot_order);
+        matmul_quantized(out, m->data, m->type == GGML_TYPE_Q4_1, xq, n, m->rows, batch, model->dot_order);
         return;
     }
     if (m->type == GGML_TYPE_F16)

@@ -193,32 +193,25 @@ static float dot_q8_0_blocks(const struct block_q8_0 *row, const struct block_q8
     return sum;
 }
 
-void matmul_q4_1(float *out, const struct block_q4_1 *w, const struct block_q8_1 *x, int n, int rows, int batch,
-                 enum dot_order order)
+/* One row of quantized weights against one quantized activation vector. */
+typedef float (*row_dot)(const void *row, const struct block_q8_1 *x, int blocks);
+
+static float q4_1_avx2(const void *row, const struct block_q8_1 *x, int blocks) { return dot_q4_1(row, x, blocks); }
+static float q4_1_blocks(const void *row, const struct block_q8_1 *x, int blocks) { return dot_q4_1_blocks(row, x, blocks); }
+static float q8_0_avx2(const void *row, const struct block_q8_1 *x, int blocks) { return dot_q8_0(row, x, blocks); }
+static float q8_0_blocks(const void *row, const struct block_q8_1 *x, int blocks) { return dot_q8_0_blocks(row, x, blocks); }
+
+void matmul_quantized(float *out, const void *w, int q4_1, const struct block_q8_1 *x, int n, int rows, int batch,
+                      enum dot_order order)
 {
     const int blocks = n / QK;
+    const uint64_t row_bytes = (uint64_t)blocks * (q4_1 ? sizeof(struct block_q4_1) : sizeof(struct block_q8_0));
+    row_dot dot = q4_1 ? (order == DOT_ORDER_AVX2 ? q4_1_avx2 : q4_1_blocks)
+                       : (order == DOT_ORDER_AVX2 ? q8_0_avx2 : q8_0_blocks);
 
     for (int r = 0; r < rows; r++)
-        for (int t = 0; t < batch; t++) {
-            const struct block_q4_1 *row = w + (uint64_t)r * blocks;
-            const struct block_q8_1 *activations = x + (uint64_t)t * blocks;
-            out[(uint64_t)t * rows + r] = order == DOT_ORDER_AVX2 ? dot_q4_1(row, activations, blocks)
-                                                                  : dot_q4_1_blocks(row, activations, blocks);
-        }
-}
-
-void matmul_q8_0(float *out, const struct block_q8_0 *w, const struct block_q8_1 *x, int n, int rows, int batch,
-                 enum dot_order order)
-{
-    const int blocks = n / QK;
-
-    for (int r = 0; r < rows; r++)
-        for (int t = 0; t < batch; t++) {
-            const struct block_q8_0 *row = w + (uint64_t)r * blocks;
-            const struct block_q8_1 *activations = x + (uint64_t)t * blocks;
-            out[(uint64_t)t * rows + r] = order == DOT_ORDER_AVX2 ? dot_q8_0(row, activations, blocks)
-                                                                  : dot_q8_0_blocks(row, activations, blocks);
-        }
+        for (int t = 0; t < batch; t++)
+            out[(uint64_t)t * rows + r] = dot((const uint8_t *)w + r * row_bytes, x + (uint64_t)t * blocks, blocks);
 }
 
 #define DOT_STEP    32          /* GGML_F32_STEP: elements per step */

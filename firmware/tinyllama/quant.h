@@ -69,13 +69,11 @@ enum dot_order {
                          * faster under emulation (SSE float is software), last bits differ */
 };
 
-/* out (batch, rows) = x (batch, n) @ W (rows, n)^T, x quantized by quantize_q8
- * (with_sum for Q4_1), one row of W against every x of the batch before the
- * next row: each weight is read once per batch. */
-void matmul_q4_1(float *out, const struct block_q4_1 *w, const struct block_q8_1 *x, int n, int rows, int batch,
-                 enum dot_order order);
-void matmul_q8_0(float *out, const struct block_q8_0 *w, const struct block_q8_1 *x, int n, int rows, int batch,
-                 enum dot_order order);
+/* out (batch, rows) = x (batch, n) @ W (rows, n)^T for Q4_1 (q4_1 != 0) or Q8_0
+ * weights, x quantized by quantize_q8 (with_sum for Q4_1), one row of W against
+ * every x of the batch before the next row: each weight is read once per batch. */
+void matmul_quantized(float *out, const void *w, int q4_1, const struct block_q8_1 *x, int n, int rows, int batch,
+                      enum dot_order order);
 
 /* ggml_vec_dot_f32 and ggml_vec_dot_f16's order: 32 elements a step in four
  * eight-lane fused multiply-add accumulators, a fixed tree, the tail in double. */
