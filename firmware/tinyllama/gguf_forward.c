@@ -63,11 +63,17 @@ static void matmul(struct gguf_llama_model *model, float *out, const struct gguf
         for (uint64_t j = 0; j < (uint64_t)batch * n; j++)
             ((uint16_t *)xq)[j] = fp32_to_fp16(x[j]);
     for (int r = 0; r < m->rows; r++)
-        for (int t = 0; t < batch; t++)
-            out[(uint64_t)t * m->rows + r] =
-                m->type == GGML_TYPE_F16
-                    ? dot_f16((const uint16_t *)m->data + (uint64_t)r * n, (const uint16_t *)xq + (uint64_t)t * n, n)
-                    : dot_f32((const float *)m->data + (uint64_t)r * n, x + (uint64_t)t * n, n);
+        for (int t = 0; t < batch; t++) {
+            uint64_t at = (uint64_t)r * n, from = (uint64_t)t * n;
+            float *o = out + (uint64_t)t * m->rows + r;
+            if (m->type == GGML_TYPE_F16)
+                *o = model->dot_order == DOT_ORDER_AVX2
+                         ? dot_f16((const uint16_t *)m->data + at, (const uint16_t *)xq + from, n)
+                         : dot_f16_scalar((const uint16_t *)m->data + at, 1, (const uint16_t *)xq + from, n);
+            else
+                *o = model->dot_order == DOT_ORDER_AVX2 ? dot_f32((const float *)m->data + at, x + from, n)
+                                                        : dot_f32_scalar((const float *)m->data + at, x + from, n);
+        }
 }
 
 /* llama's "normal" RoPE: (v[2i], v[2i+1]) of each head rotated by

@@ -288,6 +288,15 @@ float dot_f16_scalar(const uint16_t *w, uint64_t stride, const uint16_t *x, int 
     return (float)sum;
 }
 
+float dot_f32_scalar(const float *w, const float *x, int n)
+{
+    double sum = 0.0;
+
+    for (int i = 0; i < n; i++)
+        sum += (double)(w[i] * x[i]);
+    return (float)sum;
+}
+
 /* ggml_v_expf's constants: x = n ln2 + b, exp(b) by a degree-5 polynomial. */
 #define EXP_SHIFT     0x1.8p23f
 #define EXP_LOG2E     0x1.715476p+0f

@@ -88,6 +88,7 @@ float dot_f16_padded(const uint16_t *w, uint64_t stride, const uint16_t *x, int 
 /* ggml_vec_dot_f16's scalar order (DOT_ORDER_BLOCKS): each product in float,
  * added up in double; w strided as above. */
 float dot_f16_scalar(const uint16_t *w, uint64_t stride, const uint16_t *x, int n);
+float dot_f32_scalar(const float *w, const float *x, int n);
 
 /* ggml's vectorised expf (a degree-5 polynomial after splitting off 2^n). */
 float ggml_expf(float x);

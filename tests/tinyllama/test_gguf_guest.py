@@ -22,6 +22,8 @@ SHAPES = {
     "q4_1-gqa-tied": GgufShape(),
     "q8_0-untied": GgufShape(weight_type="Q8_0", tied=False, heads=2, kv_heads=2),
     "head-dim-64": GgufShape(dim=128, heads=2, kv_heads=1, hidden=96),
+    "f16-weights": GgufShape(weight_type="F16", embedding_type="F16", dim=96, hidden=160, heads=3, kv_heads=1),
+    "f32-weights": GgufShape(weight_type="F32", embedding_type="F32", tied=False, dim=64, hidden=96),
 }
 MAX_RELATIVE_ERROR = 1e-3            # the bound; the guest meets it with 0
 

@@ -109,6 +109,23 @@ class QuantMatrix:
         return total
 
 
+class FloatMatrix:
+    """Rows of F32 or F16 weights: ggml_vec_dot_f32 / ggml_vec_dot_f16 (the activations
+    first rounded to f16 for F16 weights, as ggml converts them to the weights' type)."""
+
+    def __init__(self, data: np.ndarray, kind: str) -> None:
+        self.kind = kind
+        self.order = "avx2"
+        self.values = data.astype(np.float32)                                         # (rows, n)
+
+    def row(self, index: int) -> np.ndarray:
+        return self.values[index].copy()
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float16).astype(np.float32) if self.kind == "F16" else x.astype(np.float32)
+        return dot_f16_rows(self.values, x, order=self.order)
+
+
 def quantize_q8(x: np.ndarray, *, with_sum: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x in blocks of 32 as Q8_1 (with_sum) or Q8_0: int8 quants, float16 scale, float16 d*sum."""
     blocks = x.astype(np.float32).reshape(-1, BLOCK)
@@ -167,7 +184,8 @@ DOT_STEP, DOT_ARRAYS, DOT_LANES = 32, 4, 8
 
 
 def dot_f16_rows(rows: np.ndarray, x: np.ndarray, *, padded: bool = False, order: str = "avx2") -> np.ndarray:
-    """ggml_vec_dot_f16 of each row (float16 values, given as float32) with x: per step of
+    """ggml_vec_dot_f16 (and ggml_vec_dot_f32, the same order) of each row (float16 values
+    given as float32, or float32 values) with x: per step of
     32, four accumulators of eight lanes gather fused multiply-adds; then accumulator 0+2
     and 1+3, then 0+1, the halves of the eight lanes, two horizontal adds; the elements
     after the last whole step are added in double. padded: the rows are first padded with
@@ -251,11 +269,14 @@ class GgufModel:
         self.tensors = {}
         for tensor in reader.tensors:
             kind = tensor.tensor_type.name
-            self.tensors[tensor.name] = np.array(tensor.data, dtype=np.float32) if kind == "F32" \
-                else QuantMatrix(np.asarray(tensor.data), kind)
+            data = np.asarray(tensor.data)
+            if kind in ("F32", "F16"):
+                self.tensors[tensor.name] = FloatMatrix(data, kind) if data.ndim == 2 else data.astype(np.float32)
+            else:
+                self.tensors[tensor.name] = QuantMatrix(data, kind)
         self.output = self.tensors.get("output.weight", self.tensors["token_embd.weight"])   # tied
         for tensor in list(self.tensors.values()) + [self.output]:
-            if isinstance(tensor, QuantMatrix):
+            if isinstance(tensor, (QuantMatrix, FloatMatrix)):
                 tensor.order = order
         c = self.config
         kv = c.kv_heads * c.head_dim
