@@ -67,3 +67,31 @@ def boot_gguf(firmware: str, model: str | Path, cmdline: str = "ctx=128", memory
     tokenizer_address = machine.symbols.address_of("chat_active_tokenizer")
     vocab = int.from_bytes(machine.ram.read(tokenizer_address, 4), "little")
     return GuestGguf(machine, model_address, tokenizer_address, vocab, GuestScratch.after_heap(machine))
+
+
+def struct_offsets(elf_path: str, name: str) -> dict[str, int]:
+    """Member offsets of struct name, read from the firmware's DWARF (pyelftools)."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(elf_path, "rb") as stream:
+        dwarf = ELFFile(stream).get_dwarf_info()
+        for unit in dwarf.iter_CUs():
+            for die in unit.iter_DIEs():
+                named = die.attributes.get("DW_AT_name")
+                if die.tag == "DW_TAG_structure_type" and named and named.value == name.encode() \
+                        and "DW_AT_byte_size" in die.attributes:
+                    return {child.attributes["DW_AT_name"].value.decode():
+                            child.attributes["DW_AT_data_member_location"].value for child in die.iter_children()}
+    raise LookupError(f"struct {name} is not in {elf_path}'s DWARF")
+
+
+def kv_caches(guest: GuestGguf, elf_path: str, layers: int, positions: int, kv_dim: int, seq_len: int):
+    """The guest's f16 key and value caches, (layer, position, kv_dim) for the first positions."""
+    state = guest.model + struct_offsets(elf_path, "gguf_llama_model")["state"]
+    members = struct_offsets(elf_path, "gguf_llama_state")
+    caches = []
+    for member in ("key_cache", "value_cache"):
+        address = int.from_bytes(guest.machine.ram.read(state + members[member], 8), "little")
+        data = np.frombuffer(guest.machine.ram.read(address, 2 * layers * seq_len * kv_dim), dtype="<f2")
+        caches.append(data.reshape(layers, seq_len, kv_dim)[:, :positions])
+    return caches

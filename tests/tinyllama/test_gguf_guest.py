@@ -52,6 +52,28 @@ def test_logits_equal_the_twin_at_every_position(synthetic, unisim_firmware, ord
         guest.machine.restore(machine_state)
 
 
+def test_every_layer_keys_and_values_equal_the_twin(synthetic, unisim_firmware):
+    """Layer by layer: the K and V each layer caches (its projections of the residual stream
+    the layers before it produced), float16 bit for bit the twin's, 24 positions."""
+    from gguf_support import kv_caches
+
+    path, guest = synthetic
+    machine_state = guest.machine.snapshot()
+    twin = GgufModel(str(path), context=128)
+    c = twin.config
+    tokens = np.random.default_rng(4).integers(0, guest.vocab, 24)
+    try:
+        for pos, token in enumerate(tokens):
+            twin.forward(int(token), pos)
+            guest.forward(int(token), pos)
+        keys, values = kv_caches(guest, unisim_firmware, c.layers, len(tokens), c.kv_heads * c.head_dim, 128)
+        for layer in range(c.layers):
+            assert np.array_equal(keys[layer].view(np.uint16), twin.keys[layer, :len(tokens)].view(np.uint16)), layer
+            assert np.array_equal(values[layer].view(np.uint16), twin.values[layer, :len(tokens)].view(np.uint16)), layer
+    finally:
+        guest.machine.restore(machine_state)
+
+
 def test_a_batch_gives_the_logits_of_its_last_position(synthetic):
     """The prompt path: 37 positions as a batch of 32 then 5 (each matrix read once per
     batch) end in the logits the twin computes position by position."""

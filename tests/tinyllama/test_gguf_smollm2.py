@@ -33,9 +33,11 @@ def test_the_guest_tokenizes_as_llama_cpp(guest):
         assert b"".join(guest.decode(token) for token in case["ids"]) == case["text"].encode()
 
 
-def test_the_guest_logits_equal_the_twin_and_llama_cpp_picks(guest):
+def test_the_guest_logits_equal_the_twin_and_llama_cpp_picks(guest, unisim_firmware):
     """The France prompt's first positions: every logit bit for bit the twin's, the twin
-    being ggml's AVX2 arithmetic (its first logits are llama.cpp's own, bit for bit)."""
+    being ggml's AVX2 arithmetic (its first logits are llama.cpp's own, bit for bit), and
+    every one of the 30 layers' cached keys and values."""
+    from gguf_support import kv_caches
     from unikernel_sim.tinyllama.gguf_reference import GgufModel
 
     state = guest.machine.snapshot()
@@ -45,6 +47,9 @@ def test_the_guest_logits_equal_the_twin_and_llama_cpp_picks(guest):
             want, got = twin.forward(token, pos), guest.forward(token, pos)
             assert np.max(np.abs(got - want)) / np.max(np.abs(want)) <= 1e-3
             assert np.array_equal(got, want), pos
+        keys, values = kv_caches(guest, unisim_firmware, 30, 5, 192, 64)
+        assert np.array_equal(keys.view(np.uint16), twin.keys[:, :5].view(np.uint16))
+        assert np.array_equal(values.view(np.uint16), twin.values[:, :5].view(np.uint16))
     finally:
         guest.machine.restore(state)
 
