@@ -166,7 +166,7 @@ def _with_address_limit(kib: int):
 
 
 def test_a_small_address_space_limit_is_one_line_and_its_own_code(firmware_elf):
-    done = _run(["boot", firmware_elf, "--max-instructions", "100000"], preexec_fn=_with_address_limit(600_000),
+    done = _run(["boot", firmware_elf, "--max-instructions", "200000"], preexec_fn=_with_address_limit(600_000),
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert done.returncode == ExitCode.HOST_LIMIT
     lines = done.stderr.decode().strip().splitlines()
@@ -175,7 +175,7 @@ def test_a_small_address_space_limit_is_one_line_and_its_own_code(firmware_elf):
 
 def test_a_limit_that_used_to_kill_unicorn_now_boots(firmware_elf):
     # `ulimit -v 6000000` printed libunicorn's "Could not allocate dynamic translator buffer" and exited 1
-    done = _run(["boot", firmware_elf, "--max-instructions", "100000"], preexec_fn=_with_address_limit(2_000_000),
+    done = _run(["boot", firmware_elf, "--max-instructions", "200000"], preexec_fn=_with_address_limit(2_000_000),
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert done.returncode == 0, done.stderr            # the demo job ends well within the budget
 

@@ -58,6 +58,14 @@ def kernel() -> str:
     return str(build_firmware())
 
 
+def kernel_main_address(kernel: str) -> int:
+    """kernel_main's address from the ELF symbol table (pyelftools)."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(kernel, "rb") as stream:
+        return ELFFile(stream).get_section_by_name(".symtab").get_symbol_by_name("kernel_main")[0]["st_value"]
+
+
 @needs_gdb
 def test_gdb_follows_the_kernel_from_its_32_bit_entry_into_64_bit_c(kernel):
     port, thread, box, _ = start_stub(kernel)
@@ -69,9 +77,10 @@ def test_gdb_follows_the_kernel_from_its_32_bit_entry_into_64_bit_c(kernel):
     assert re.search(r"Breakpoint 1, kernel_main \(", out), out
     assert re.search(r"#0\s+kernel_main \(", out), out             # backtrace from DWARF...
     assert re.search(r"#1\s+0x[0-9a-f]+ in long_mode_entry \(\)", out) and "#2" not in out, out   # ...ending there
-    assert re.search(r"rip\s+0x1001d0\s+0x1001d0 <kernel_main>", out), out
+    main = kernel_main_address(kernel)                              # the ELF's symbol, not gdb's
+    assert re.search(rf"rip\s+{main:#x}\s+{main:#x} <kernel_main>", out), out
     assert "push   %rbp" in out                                     # 64-bit code decoded as such
-    assert re.search(r"rip\s+0x1001d1\s+0x1001d1 <kernel_main\+1>", out), out   # stepi: one instruction
+    assert re.search(rf"rip\s+{main + 1:#x}\s+{main + 1:#x} <kernel_main\+1>", out), out   # stepi: one instruction
     assert "local-apic: enabled" in out and "i8259:" in out        # monitor devices
     assert box["result"].stop.summary == "killed by the debugger"
 
@@ -217,7 +226,8 @@ def test_monitor_snapshot_and_restore_go_back_in_time(kernel):
     thread.join(60)
     assert "Breakpoint 2, heap_init" in out and "restored 'here': at kernel_main" in out, out
     after_heap_init = out.split("Breakpoint 2, heap_init")[1]
-    assert re.search(r"rip\s+0x1001d0\s+0x1001d0 <kernel_main>", after_heap_init), out    # back where it was
+    main = kernel_main_address(kernel)
+    assert re.search(rf"rip\s+{main:#x}\s+{main:#x} <kernel_main>", after_heap_init), out    # back where it was
     assert "memory packets use physical addresses" in out
 
 
@@ -290,9 +300,10 @@ def test_reverse_execution_is_refused_without_deterministic_mode(kernel):
 @needs_gdb
 def test_next_range_steps_over_the_tick_wait_and_a_breakpoint_in_the_timer_handler(kernel):
     """gdb range-steps `next` (vCont;r: one request per line, not one per instruction).
-    A `next` over the firmware's tick wait (an inlined sti; hlt) waits for the PIT
-    interrupt and runs its handler whole inside the step: one tick, no stop in the
-    handler. The next `next` (gdb now sees the inlined report_timer's call site) runs the
+    A `next` over the firmware's tick wait (an inlined sti; hlt) waits for an interrupt
+    and runs its handler whole inside the step, with no stop in the handler: the PIT's
+    (one tick) or the keyboard controller's reply to the firmware's set-up (no tick; which
+    one comes first depends on how long the firmware took to get there). The next `next` (gdb now sees the inlined report_timer's call site) runs the
     rest of the wait loop: gdb arrives at the following line with TICKS_TO_WAIT ticks
     (the constant read from kernel.c). Then a breakpoint in the timer handler stops there
     with the tick not yet counted, and `finish` leaves it with the tick counted."""
@@ -304,6 +315,7 @@ def test_next_range_steps_over_the_tick_wait_and_a_breakpoint_in_the_timer_handl
                     "break pit_tick", "continue", "p ticks", "finish", "p ticks", "kill")
     thread.join(60)
     values = [int(value) for value in re.findall(r"^\$\d+ = (\d+)", out, re.MULTILINE)]
-    assert values == [0, 1, ticks_to_wait, ticks_to_wait, ticks_to_wait + 1], out
+    assert values[0] == 0 and values[1] in (0, 1), out
+    assert values[2:] == [ticks_to_wait, ticks_to_wait, ticks_to_wait + 1], out
     assert re.search(r"Sending packet: \$vCont;r[0-9a-f]+,[0-9a-f]+", out), out
     assert re.search(r"Breakpoint 2, pit_tick \(", out), out
