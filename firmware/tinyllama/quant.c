@@ -1,6 +1,6 @@
 /* ggml's quantized arithmetic (see quant.h), with SSSE3 for the integer products. */
 #include "tinyllama/quant.h"
-#include <tmmintrin.h>
+#include <smmintrin.h>      /* SSE4.1 (x86-64-v2): pextrd; SSSE3 below it */
 #include "kernel_lib/libm/math.h"
 
 #define F32_EXPONENT_MASK 0x7f800000u
@@ -105,7 +105,7 @@ static inline float sum_lanes(const __m128 acc[2])
     return pairs[0] + pairs[1];
 }
 
-static float dot_q4_1(const struct block_q4_1 *row, const struct block_q8_1 *x, int blocks)
+static inline __attribute__((always_inline)) float dot_q4_1(const struct block_q4_1 *row, const struct block_q8_1 *x, int blocks)
 {
     const __m128i low_mask = _mm_set1_epi8(0x0f), ones = _mm_set1_epi16(1);
     __m128 acc[2] = {_mm_setzero_ps(), _mm_setzero_ps()};
@@ -126,7 +126,17 @@ static float dot_q4_1(const struct block_q4_1 *row, const struct block_q8_1 *x, 
     return sum_lanes(acc) + mins;
 }
 
-static float dot_q8_0(const struct block_q8_0 *row, const struct block_q8_1 *x, int blocks)
+/* y with w's sign (psignb without w = 0's zeroing, which |w| = 0 makes moot):
+ * (y ^ m) - m, m = 0xff where w < 0. psignb is ~8x slower than these three under
+ * Unicorn (a fifth of a SmolLM2 forward pass went to it, perf). y is never -128. */
+static inline __m128i with_sign_of(__m128i y, __m128i w)
+{
+    __m128i negative = _mm_cmpgt_epi8(_mm_setzero_si128(), w);
+
+    return _mm_sub_epi8(_mm_xor_si128(y, negative), negative);
+}
+
+static inline __attribute__((always_inline)) float dot_q8_0(const struct block_q8_0 *row, const struct block_q8_1 *x, int blocks)
 {
     const __m128i ones = _mm_set1_epi16(1);
     __m128 acc[2] = {_mm_setzero_ps(), _mm_setzero_ps()};
@@ -136,7 +146,7 @@ static float dot_q8_0(const struct block_q8_0 *row, const struct block_q8_1 *x, 
         for (int half = 0; half < 2; half++) {     /* |w| * (y with w's sign): unsigned x signed */
             __m128i wq = _mm_loadu_si128((const __m128i *)(row[b].qs + 16 * half));
             __m128i y = _mm_loadu_si128((const __m128i *)(x[b].qs + 16 * half));
-            lanes[half] = _mm_madd_epi16(_mm_maddubs_epi16(_mm_abs_epi8(wq), _mm_sign_epi8(y, wq)), ones);
+            lanes[half] = _mm_madd_epi16(_mm_maddubs_epi16(_mm_abs_epi8(wq), with_sign_of(y, wq)), ones);
         }
         accumulate(acc, fp16_to_fp32(row[b].d) * x[b].d, lanes[0], lanes[1]);
     }
@@ -153,30 +163,50 @@ static inline int block_sum(__m128i lanes_low, __m128i lanes_high)
 }
 
 /* ggml_vec_dot_q4_1_q8_1's scalar order: sumf += (d_w * d_x) * sumi + m_w * s_x, in float. */
-static float dot_q4_1_blocks(const struct block_q4_1 *row, const struct block_q8_1 *x, int blocks)
+/* The 32 products of a Q4_1 block with a Q8_1 block as eight 16-bit pair sums: each
+ * <= 2 * 2 * 15 * 127, so sums of two of them still fit in 16 bits. */
+static inline __m128i q4_1_pairs(const struct block_q4_1 *w, const struct block_q8_1 *x)
 {
-    const __m128i low_mask = _mm_set1_epi8(0x0f), ones = _mm_set1_epi16(1);
+    const __m128i low_mask = _mm_set1_epi8(0x0f);
+    __m128i packed = _mm_loadu_si128((const __m128i *)w->qs);
+    __m128i low = _mm_and_si128(packed, low_mask);                      /* elements 0..15  */
+    __m128i high = _mm_and_si128(_mm_srli_epi16(packed, 4), low_mask);  /* elements 16..31 */
+
+    return _mm_add_epi16(_mm_maddubs_epi16(low, _mm_loadu_si128((const __m128i *)x->qs)),
+                         _mm_maddubs_epi16(high, _mm_loadu_si128((const __m128i *)(x->qs + 16))));
+}
+
+static inline float q4_1_term(const struct block_q4_1 *w, const struct block_q8_1 *x, int sumi)
+{
+    return (fp16_to_fp32(w->d) * x->d) * (float)sumi + fp16_to_fp32(w->m) * x->s;
+}
+
+/* ggml_vec_dot_q4_1_q8_1's scalar order: sumf += (d_w * d_x) * sumi + m_w * s_x, in float.
+ * Two blocks' integer sums are reduced together (one horizontal add chain for both). */
+static inline __attribute__((always_inline)) float dot_q4_1_blocks(const struct block_q4_1 *row, const struct block_q8_1 *x, int blocks)
+{
+    const __m128i ones = _mm_set1_epi16(1);
     float sum = 0.0f;
+    int b = 0;
 
-    for (int b = 0; b < blocks; b++) {
-        __m128i packed = _mm_loadu_si128((const __m128i *)row[b].qs);
-        __m128i low = _mm_and_si128(packed, low_mask);
-        __m128i high = _mm_and_si128(_mm_srli_epi16(packed, 4), low_mask);
-        __m128i y0 = _mm_loadu_si128((const __m128i *)x[b].qs);
-        __m128i y1 = _mm_loadu_si128((const __m128i *)(x[b].qs + 16));
-        /* pair sums <= 2 * 15 * 127, so two of them add up in 16 bits */
-        __m128i pairs = _mm_add_epi16(_mm_maddubs_epi16(low, y0), _mm_maddubs_epi16(high, y1));
-        __m128i quads = _mm_madd_epi16(pairs, ones);
+    for (; b + 1 < blocks; b += 2) {
+        __m128i halves = _mm_hadd_epi16(q4_1_pairs(&row[b], &x[b]), q4_1_pairs(&row[b + 1], &x[b + 1]));
+        __m128i quads = _mm_madd_epi16(halves, ones);                   /* b, b, b+1, b+1 */
+        __m128i both = _mm_hadd_epi32(quads, quads);                    /* b, b+1, b, b+1 */
+
+        sum += q4_1_term(&row[b], &x[b], _mm_cvtsi128_si32(both));
+        sum += q4_1_term(&row[b + 1], &x[b + 1], _mm_extract_epi32(both, 1));
+    }
+    for (; b < blocks; b++) {
+        __m128i quads = _mm_madd_epi16(q4_1_pairs(&row[b], &x[b]), ones);
         __m128i total = _mm_hadd_epi32(quads, quads);
-        int sumi = _mm_cvtsi128_si32(_mm_hadd_epi32(total, total));
-
-        sum += (fp16_to_fp32(row[b].d) * x[b].d) * (float)sumi + fp16_to_fp32(row[b].m) * x[b].s;
+        sum += q4_1_term(&row[b], &x[b], _mm_cvtsi128_si32(_mm_hadd_epi32(total, total)));
     }
     return sum;
 }
 
 /* ggml_vec_dot_q8_0_q8_0's scalar order: sumf += sumi * (d_w * d_x), in float. */
-static float dot_q8_0_blocks(const struct block_q8_0 *row, const struct block_q8_1 *x, int blocks)
+static inline __attribute__((always_inline)) float dot_q8_0_blocks(const struct block_q8_0 *row, const struct block_q8_1 *x, int blocks)
 {
     const __m128i ones = _mm_set1_epi16(1);
     float sum = 0.0f;
@@ -186,7 +216,7 @@ static float dot_q8_0_blocks(const struct block_q8_0 *row, const struct block_q8
         for (int half = 0; half < 2; half++) {
             __m128i wq = _mm_loadu_si128((const __m128i *)(row[b].qs + 16 * half));
             __m128i y = _mm_loadu_si128((const __m128i *)(x[b].qs + 16 * half));
-            lanes[half] = _mm_madd_epi16(_mm_maddubs_epi16(_mm_abs_epi8(wq), _mm_sign_epi8(y, wq)), ones);
+            lanes[half] = _mm_madd_epi16(_mm_maddubs_epi16(_mm_abs_epi8(wq), with_sign_of(y, wq)), ones);
         }
         sum += (float)block_sum(lanes[0], lanes[1]) * (fp16_to_fp32(row[b].d) * x[b].d);
     }
@@ -196,22 +226,72 @@ static float dot_q8_0_blocks(const struct block_q8_0 *row, const struct block_q8
 /* One row of quantized weights against one quantized activation vector. */
 typedef float (*row_dot)(const void *row, const struct block_q8_1 *x, int blocks);
 
-static float q4_1_avx2(const void *row, const struct block_q8_1 *x, int blocks) { return dot_q4_1(row, x, blocks); }
-static float q4_1_blocks(const void *row, const struct block_q8_1 *x, int blocks) { return dot_q4_1_blocks(row, x, blocks); }
-static float q8_0_avx2(const void *row, const struct block_q8_1 *x, int blocks) { return dot_q8_0(row, x, blocks); }
-static float q8_0_blocks(const void *row, const struct block_q8_1 *x, int blocks) { return dot_q8_0_blocks(row, x, blocks); }
+static inline __attribute__((always_inline)) float q4_1_avx2(const void *row, const struct block_q8_1 *x, int blocks)
+{
+    return dot_q4_1(row, x, blocks);
+}
+
+static inline __attribute__((always_inline)) float q4_1_blocks(const void *row, const struct block_q8_1 *x, int blocks)
+{
+    return dot_q4_1_blocks(row, x, blocks);
+}
+
+static inline __attribute__((always_inline)) float q8_0_avx2(const void *row, const struct block_q8_1 *x, int blocks)
+{
+    return dot_q8_0(row, x, blocks);
+}
+
+static inline __attribute__((always_inline)) float q8_0_blocks(const void *row, const struct block_q8_1 *x, int blocks)
+{
+    return dot_q8_0_blocks(row, x, blocks);
+}
+
+/* The row loop with dot inlined into it: no call, prologue or spill per row. Under
+ * Unicorn every guest store takes its slow path (tens of ns: docs/unicorn-quirks.md),
+ * and a call per row cost a dozen of them (return address, saved registers, spills). */
+static inline __attribute__((always_inline)) void matmul_rows(float *out, const uint8_t *w, uint64_t row_bytes,
+                                                               const struct block_q8_1 *x, int blocks, int rows,
+                                                               int batch, row_dot dot)
+{
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < batch; t++)
+            out[(uint64_t)t * rows + r] = dot(w + r * row_bytes, x + (uint64_t)t * blocks, blocks);
+}
+
+static void matmul_q4_1_avx2(float *out, const uint8_t *w, uint64_t row_bytes, const struct block_q8_1 *x,
+                             int blocks, int rows, int batch)
+{
+    matmul_rows(out, w, row_bytes, x, blocks, rows, batch, q4_1_avx2);
+}
+
+static void matmul_q4_1_blocks(float *out, const uint8_t *w, uint64_t row_bytes, const struct block_q8_1 *x,
+                               int blocks, int rows, int batch)
+{
+    matmul_rows(out, w, row_bytes, x, blocks, rows, batch, q4_1_blocks);
+}
+
+static void matmul_q8_0_avx2(float *out, const uint8_t *w, uint64_t row_bytes, const struct block_q8_1 *x,
+                             int blocks, int rows, int batch)
+{
+    matmul_rows(out, w, row_bytes, x, blocks, rows, batch, q8_0_avx2);
+}
+
+static void matmul_q8_0_blocks(float *out, const uint8_t *w, uint64_t row_bytes, const struct block_q8_1 *x,
+                               int blocks, int rows, int batch)
+{
+    matmul_rows(out, w, row_bytes, x, blocks, rows, batch, q8_0_blocks);
+}
 
 void matmul_quantized(float *out, const void *w, int q4_1, const struct block_q8_1 *x, int n, int rows, int batch,
                       enum dot_order order)
 {
     const int blocks = n / QK;
     const uint64_t row_bytes = (uint64_t)blocks * (q4_1 ? sizeof(struct block_q4_1) : sizeof(struct block_q8_0));
-    row_dot dot = q4_1 ? (order == DOT_ORDER_AVX2 ? q4_1_avx2 : q4_1_blocks)
-                       : (order == DOT_ORDER_AVX2 ? q8_0_avx2 : q8_0_blocks);
 
-    for (int r = 0; r < rows; r++)
-        for (int t = 0; t < batch; t++)
-            out[(uint64_t)t * rows + r] = dot((const uint8_t *)w + r * row_bytes, x + (uint64_t)t * blocks, blocks);
+    if (q4_1)
+        (order == DOT_ORDER_AVX2 ? matmul_q4_1_avx2 : matmul_q4_1_blocks)(out, w, row_bytes, x, blocks, rows, batch);
+    else
+        (order == DOT_ORDER_AVX2 ? matmul_q8_0_avx2 : matmul_q8_0_blocks)(out, w, row_bytes, x, blocks, rows, batch);
 }
 
 #define DOT_STEP    32          /* GGML_F32_STEP: elements per step */

@@ -51,12 +51,13 @@ class GuestGguf:
         return self.machine.ram.read(out, count)
 
 
-def boot_gguf(firmware: str, model: str | Path, cmdline: str = "ctx=128", memory_mb: int = 512) -> GuestGguf:
+def boot_gguf(firmware: str, model: str | Path, cmdline: str = "ctx=128", memory_mb: int = 512,
+              **machine_options) -> GuestGguf:
     from unikernel_sim.kernel_lib.scratch import GuestScratch
     from unikernel_sim.machine import Machine
     from unikernel_sim.stops import StopReason
 
-    machine = Machine(memory_mb=memory_mb)
+    machine = Machine(memory_mb=memory_mb, **machine_options)
     machine.load(firmware, cmdline=f"job=chat-ready {cmdline}", modules=[ModuleSpec(str(model), "model")])
     address = machine.add_breakpoint("kernel_ready")
     stop = machine.run(timeout=120)
