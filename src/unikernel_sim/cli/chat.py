@@ -57,15 +57,11 @@ class AnswerFilter:
 
     def _answer(self, byte: int) -> None:
         self.held.append(byte)
+        while self.held and not ANSWER_END.startswith(bytes(self.held)):
+            self.answer(self.held.pop(0))              # the rest may still start the marker
         if bytes(self.held) == ANSWER_END:
             self.state = "after"
             self.tail.extend(ANSWER_END[1:])
-            return
-        if ANSWER_END.startswith(bytes(self.held)):
-            return
-        for held in bytes(self.held):
-            self.answer(held)
-        self.held.clear()
 
     def status(self) -> str | None:
         """The final status line, once the guest printed it."""
@@ -120,7 +116,7 @@ def answer_in_guest(model: str, question: str, *, system: str | None, cmdline: s
         modules = [ModuleSpec(model, "model")]
         for role, text in (("user", question), ("system", system)):
             if text is not None:
-                (folder / role).write_text(text, encoding="utf-8")
+                (folder / role).write_bytes(text.encode("utf-8", "surrogateescape"))   # argv bytes as given
                 modules.append(ModuleSpec(str(folder / role), role))
         on_stop = [stream.flush] if hasattr(stream, "flush") else []
         result = boot(kernel, modules=modules, cmdline=cmdline, memory_mb=memory_mb, timeout=timeout,
