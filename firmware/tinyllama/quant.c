@@ -258,29 +258,18 @@ static inline __attribute__((always_inline)) void matmul_rows(float *out, const 
             out[(uint64_t)t * rows + r] = dot(w + r * row_bytes, x + (uint64_t)t * blocks, blocks);
 }
 
-static void matmul_q4_1_avx2(float *out, const uint8_t *w, uint64_t row_bytes, const struct block_q8_1 *x,
-                             int blocks, int rows, int batch)
-{
-    matmul_rows(out, w, row_bytes, x, blocks, rows, batch, q4_1_avx2);
-}
+/* One matmul per row-dot function, each with its dot inlined into the row loop. */
+#define MATMUL_WITH(name, dot)                                                                        \
+    static void name(float *out, const uint8_t *w, uint64_t row_bytes, const struct block_q8_1 *x,   \
+                     int blocks, int rows, int batch)                                               \
+    {                                                                                                \
+        matmul_rows(out, w, row_bytes, x, blocks, rows, batch, dot);                                 \
+    }
 
-static void matmul_q4_1_blocks(float *out, const uint8_t *w, uint64_t row_bytes, const struct block_q8_1 *x,
-                               int blocks, int rows, int batch)
-{
-    matmul_rows(out, w, row_bytes, x, blocks, rows, batch, q4_1_blocks);
-}
-
-static void matmul_q8_0_avx2(float *out, const uint8_t *w, uint64_t row_bytes, const struct block_q8_1 *x,
-                             int blocks, int rows, int batch)
-{
-    matmul_rows(out, w, row_bytes, x, blocks, rows, batch, q8_0_avx2);
-}
-
-static void matmul_q8_0_blocks(float *out, const uint8_t *w, uint64_t row_bytes, const struct block_q8_1 *x,
-                               int blocks, int rows, int batch)
-{
-    matmul_rows(out, w, row_bytes, x, blocks, rows, batch, q8_0_blocks);
-}
+MATMUL_WITH(matmul_q4_1_avx2, q4_1_avx2)
+MATMUL_WITH(matmul_q4_1_blocks, q4_1_blocks)
+MATMUL_WITH(matmul_q8_0_avx2, q8_0_avx2)
+MATMUL_WITH(matmul_q8_0_blocks, q8_0_blocks)
 
 void matmul_quantized(float *out, const void *w, int q4_1, const struct block_q8_1 *x, int n, int rows, int batch,
                       enum dot_order order)
