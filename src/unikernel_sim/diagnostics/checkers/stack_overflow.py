@@ -68,11 +68,13 @@ def _below_stack_symbol(evidence) -> Hint | None:
     lowest = rsp
     if fault and 0 < bottom - fault[0] <= NEAR and fault[0] < rsp:
         lowest = fault[0]                                # the push below the bottom that faulted
-    below = bottom - lowest
+    below, limit = bottom - lowest, MAX_BELOW_SYMBOL
     if lowest > bottom and ADDRESS_SPACE - lowest <= MAX_BELOW_SYMBOL:
         below = bottom + (ADDRESS_SPACE - lowest)        # RSP ran down past address zero and wrapped
-    if not 0 < below <= MAX_BELOW_SYMBOL + bottom:
-        return None            # on the stack, above it, or far away (another stack, another address space)
+        limit = MAX_BELOW_SYMBOL + bottom
+    if not 0 < below <= limit:
+        return None            # on the stack, above it, or far away (the loader's stack before the kernel
+        #                        set its own, another stack, another address space)
     where = evidence.where(evidence.fault_rip or evidence.registers["rip"])
     return Hint("stack-overflow",
                 f"stack overflow: RSP {rsp:#x} is {below} bytes below {bottom_name} ({bottom:#x}); "
