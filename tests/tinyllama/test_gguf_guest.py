@@ -202,3 +202,35 @@ def test_a_tinyllama_1b_shaped_model_is_created_when_the_machine_holds_it(unisim
     logits = guest.forward(1, 0)
     assert logits.shape == (guest.vocab,) and np.isfinite(logits).all()
     assert main(["chat", "Hi", "--model", str(path), "--memory", "512"]) == ExitCode.NO_INPUT
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_damage_to_a_gguf_never_faults_the_guest(unisim_firmware, tmp_path, data):
+    """Bytes overwritten anywhere in the header, metadata or tensor infos, or the file cut
+    anywhere: the guest either runs the chat (the damage hit only values it tolerates) or
+    ends with exit 9 and one "chat:" line; it never takes an exception."""
+    from unikernel_sim.boot.loader import ModuleSpec
+    from unikernel_sim.run import boot
+
+    good = _GOOD.setdefault("bytes", write_gguf(tmp_path / "good.gguf").read_bytes())
+    header_end = good.index(b"output_norm.weight") + 200                 # past the tensor infos
+    damaged = bytearray(good)
+    if data.draw(st.booleans(), label="cut"):
+        damaged = damaged[:data.draw(st.integers(0, len(good) - 1), label="length")]
+    else:
+        for _ in range(data.draw(st.integers(1, 4), label="writes")):
+            at = data.draw(st.integers(0, header_end), label="offset")
+            damaged[at:at + 8] = data.draw(st.binary(min_size=1, max_size=8), label="bytes")
+    path, question = tmp_path / "damaged.gguf", tmp_path / "user.txt"
+    path.write_bytes(bytes(damaged))
+    question.write_text("Hi")
+    result = boot(unisim_firmware, modules=[ModuleSpec(str(path), "model"), ModuleSpec(str(question), "user")],
+                  cmdline="job=chat max_tokens=2 ctx=64", timeout=60)
+    assert not result.machine.interrupts.received, result.serial[-400:]
+    assert result.exit_code in (0, EXIT_MODEL_CREATION), result.stop.summary
+    if result.exit_code:
+        assert len([line for line in result.serial.splitlines() if line.startswith("chat:")]) == 1
+
+
+_GOOD: dict[str, bytes] = {}
