@@ -192,18 +192,52 @@ static void print_speed(const char *what, int tokens, uint64_t cycles)
     }
 }
 
+/* Samples, streams and feeds back one token after another from position pos,
+ * until the end of the turn, max_tokens or the end of the context. Returns why it
+ * stopped; *generated counts the tokens streamed. */
+static const char *stream_answer(struct tinyllama_sampler *sampler, const struct chat_tokens *markers, float *logits,
+                                 int32_t pos, int max_tokens, int *generated)
+{
+    struct gguf_llama_model *m = &chat_active_model;
+    const struct bpe_tokenizer *t = &chat_active_tokenizer;
+    struct utf8_stream stream = {{0}, 0};
+    const char *stop = "max_tokens";
+
+    for (*generated = 0; *generated < max_tokens; pos++) {
+        uint8_t piece[PIECE_MAX];
+        int32_t token = sampler_sample(sampler, logits);
+        int bytes;
+
+        if (token == t->eos || token == markers->im_end || token == markers->end_of_text) {
+            stop = "end of turn";
+            break;
+        }
+        bytes = bpe_decode(t, token, piece, sizeof(piece));
+        stream_bytes(&stream, piece, bytes > 0 ? bytes : 0);
+        if (++*generated >= max_tokens)
+            break;
+        logits = gguf_llama_forward_one(m, token, pos);
+        if (logits == 0) {                       /* pos is past the context */
+            stop = "context full";
+            break;
+        }
+    }
+    if (stream.count)                            /* a character the answer never finished */
+        serial_write_n((const char *)stream.pending, (uint64_t)stream.count);
+    return stop;
+}
+
 static int answer(const struct mb2_info *info, const char *cmdline)
 {
     struct gguf_llama_model *m = &chat_active_model;
     const struct bpe_tokenizer *t = &chat_active_tokenizer;
     struct chat_tokens markers = {special_id(t, "<|im_start|>"), special_id(t, "<|im_end|>"),
                                   special_id(t, "<|endoftext|>")};
-    int max_tokens = (int)cmdline_uint(cmdline, "max_tokens", DEFAULT_MAX_TOKENS), generated = 0, count;
-    int32_t *ids = malloc((uint64_t)m->config.seq_len * sizeof(int32_t)), token;
+    int max_tokens = (int)cmdline_uint(cmdline, "max_tokens", DEFAULT_MAX_TOKENS), generated, count;
+    int32_t *ids = malloc((uint64_t)m->config.seq_len * sizeof(int32_t));      /* (seq_len) prompt ids */
     struct tinyllama_sampler sampler;
-    struct utf8_stream stream = {{0}, 0};
-    const char *stop = "max_tokens";
     uint64_t start, prompt_end;
+    const char *stop;
     float *logits;
 
     if (markers.im_start < 0 || markers.im_end < 0) {
@@ -226,26 +260,7 @@ static int answer(const struct mb2_info *info, const char *cmdline)
     start = rdtsc();
     logits = read_prompt(ids, count);
     prompt_end = rdtsc();
-    for (int pos = count;; pos++) {
-        uint8_t piece[PIECE_MAX];
-        int bytes;
-        token = sampler_sample(&sampler, logits);
-        if (token == t->eos || token == markers.im_end || token == markers.end_of_text) {
-            stop = "end of turn";
-            break;
-        }
-        bytes = bpe_decode(t, token, piece, sizeof(piece));
-        stream_bytes(&stream, piece, bytes > 0 ? bytes : 0);
-        if (++generated >= max_tokens)
-            break;
-        if (pos >= m->config.seq_len) {
-            stop = "context full";
-            break;
-        }
-        logits = gguf_llama_forward_one(m, token, pos);
-    }
-    if (stream.count)
-        serial_write_n((const char *)stream.pending, (uint64_t)stream.count);
+    stop = stream_answer(&sampler, &markers, logits, count, max_tokens, &generated);
     kprintf("\n");
     print_speed("chat: prompt", count, prompt_end - start);
     print_speed(", answer", generated, rdtsc() - prompt_end);

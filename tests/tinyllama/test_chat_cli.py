@@ -104,3 +104,11 @@ def test_an_empty_or_non_utf8_question_is_asked_as_given(model, capfdbinary):
         assert main(["chat", question, "--model", str(model), "--max-tokens", "4"]) == 0
         _, err = capfdbinary.readouterr()
         assert b"answer 4 tokens" in err or b"stop: end of turn" in err, err
+
+
+def test_an_answer_that_reaches_the_end_of_the_context_stops_there(model, capfdbinary):
+    """19 prompt tokens in a 22-position context: the first answer token comes from the
+    prompt's logits, three more positions run, the next is refused."""
+    assert main(["chat", "Hi", "--model", str(model), "--max-tokens", "10", "--ctx", "22", "--temp", "0.9"]) == 0
+    _, err = capfdbinary.readouterr()
+    assert b"prompt 19 tokens" in err and b"answer 4 tokens" in err and b"stop: context full" in err, err
