@@ -30,7 +30,7 @@ def twin_answer(path: Path, question: str, max_tokens: int, system: str | None =
     for role, text in ((("system", system),) if system is not None else ()) + (("user", question),):
         prompt += [IM_START] + tokenizer.encode(f"{role}\n{text}") + [IM_END] + tokenizer.encode("\n")
     prompt += [IM_START] + tokenizer.encode("assistant\n")
-    ids = GgufModel(str(path), context=256).greedy(prompt, max_tokens, stop=(IM_END, 0))
+    ids = GgufModel(str(path), context=256, order="blocks").greedy(prompt, max_tokens, stop=(IM_END, 0))   # chat's default
     return tokenizer.decode(ids)
 
 

@@ -71,7 +71,7 @@ def test_unisim_chat_answers_as_llama_cpp(capfdbinary, question, order):
     from unikernel_sim.cli import main
 
     case = _case(question)
-    args = ["chat", question, "--max-tokens", str(case["limit"])] + (["--dot", order] if order != "avx2" else [])
+    args = ["chat", question, "--max-tokens", str(case["limit"])] + (["--dot", order] if order != "blocks" else [])
     assert main(args) == 0
     out, err = capfdbinary.readouterr()
     assert out.decode("utf-8") == case["answer"] + "\n"

