@@ -164,7 +164,23 @@ def _broken_cases(good: bytes) -> dict[str, tuple[bytes, str]]:
         "missing": (good.replace(b"blk.1.ffn_gate.weight", b"blk.1.ffn_gaze.weight"),
                     "tensor 'blk.1.ffn_gate.weight' is missing"),
         "unaligned": (_patch_tensor(good, "output_norm.weight", offset=4), "data not aligned to general.alignment"),
+        "architecture": (_patch_string_value(good, "general.architecture", b"gpt2x"),
+                         "general.architecture is not 'llama'"),
+        "tokenizer": (_patch_string_value(good, "tokenizer.ggml.model", b"spm!"),
+                      "tokenizer.ggml.model is not 'gpt2'"),
+        "no-chatml": (good.replace(b"<|im_start|>", b"<|im_stxrt|>"), "not a ChatML model"),
     }
+
+
+def _patch_string_value(data: bytes, key: str, value: bytes) -> bytes:
+    """The string value of metadata key replaced by one of the same length (GGUF: key
+    string, u32 type 8, u64 length, bytes)."""
+    encoded = key.encode()
+    at = data.index(len(encoded).to_bytes(8, "little") + encoded) + 8 + len(encoded)
+    assert int.from_bytes(data[at:at + 4], "little") == 8
+    length = int.from_bytes(data[at + 4:at + 12], "little")
+    assert length == len(value)
+    return data[:at + 12] + value + data[at + 12 + length:]
 
 
 BROKEN = sorted(_broken_cases(write_gguf(Path(__import__("tempfile").mkdtemp()) / "m.gguf").read_bytes()))
