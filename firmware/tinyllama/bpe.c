@@ -7,6 +7,7 @@
 
 #define FNV_OFFSET          2166136261u
 #define FNV_PRIME           16777619u
+#define GOLDEN_RATIO_32     0x9E3779B1u     /* Fibonacci hashing's multiplier, 2^32 / phi */
 #define MERGE_TEXT_MAX      256         /* bytes of a merged token's text */
 #define GPT2_SHIFTED_BASE   256         /* non-printable bytes map to U+0100 + their index */
 #define UTF8_MAX            4
@@ -114,7 +115,7 @@ int32_t bpe_token_id(const struct bpe_tokenizer *t, const char *text, size_t len
 
 static struct bpe_merge *merge_slot(const struct bpe_tokenizer *t, int32_t left, int32_t right)
 {
-    uint32_t slot = ((uint32_t)left * FNV_PRIME ^ (uint32_t)right * 0x9E3779B1u) & t->merge_mask;
+    uint32_t slot = ((uint32_t)left * FNV_PRIME ^ (uint32_t)right * GOLDEN_RATIO_32) & t->merge_mask;
 
     for (;; slot = (slot + 1) & t->merge_mask) {
         struct bpe_merge *m = &t->merge_slots[slot];

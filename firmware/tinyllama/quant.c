@@ -11,6 +11,7 @@
 #define F32_F16_OVERFLOW  0x477ff000u     /* 65520.0f: rounds to f16 infinity */
 #define F32_F16_SUBNORMAL 0x38800000u     /* 2^-14: the smallest normal f16 */
 #define Q8_MAX            127.0f
+#define F16_SUBNORMAL_ULP 0x1p-24f        /* value of the lowest mantissa bit of an f16 subnormal */
 
 static inline uint32_t bits_of(float f)
 {
@@ -33,7 +34,7 @@ static float fp16_convert(uint16_t h)
     if (exponent == 0x1f)                                   /* inf, nan */
         return float_of(sign | F32_EXPONENT_MASK | (mantissa << 13));
     if (exponent == 0) {                                    /* zero, subnormal: mantissa * 2^-24 */
-        float value = (float)mantissa * float_of(0x33800000u);
+        float value = (float)mantissa * F16_SUBNORMAL_ULP;
         return sign ? -value : value;
     }
     return float_of(sign | ((exponent + 112) << 23) | (mantissa << 13));

@@ -250,3 +250,29 @@ def test_random_damage_to_a_gguf_never_faults_the_guest(unisim_firmware, tmp_pat
 
 
 _GOOD: dict[str, bytes] = {}
+
+
+@pytest.fixture(scope="module")
+def one_synthetic(unisim_firmware, tmp_path_factory):
+    return boot_gguf(unisim_firmware, write_gguf(tmp_path_factory.mktemp("one") / "m.gguf", GgufShape(), seed=3))
+
+
+def test_f16_conversions_are_ieee_round_to_nearest_even(one_synthetic):
+    """Against numpy's float16: every one of the 65,536 halves as the guest's table widens
+    it, and float32 -> float16 on edge values (ties, subnormals, the overflow threshold,
+    infinities, NaN) and random ones."""
+    from unikernel_sim.guest_call import F32
+
+    machine = one_synthetic.machine
+    table = np.frombuffer(machine.ram.read(machine.symbols.address_of("fp16_table"), 4 << 16), dtype="<f4")
+    want = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    assert np.array_equal(table, want, equal_nan=True)
+    edges = [0.0, -0.0, 1.0, 65504.0, 65519.99, 65520.0, 1e9, float("inf"), -float("inf"), 2.0 ** -24,
+             2.0 ** -25, 3 * 2.0 ** -26, 2.0 ** -14, 2.0 ** -14 - 2.0 ** -25, 1.0 + 2.0 ** -11, 1.0 + 3 * 2.0 ** -11,
+             -1.0 - 2.0 ** -11, 1e-8, -6.1e-5]
+    values = np.concatenate([np.array(edges, dtype=np.float32),
+                             np.random.default_rng(0).standard_normal(300).astype(np.float32) * 1000]).astype(np.float32)
+    got = [machine.call("fp32_to_fp16", F32(float(v))) & 0xFFFF for v in values]
+    assert got == [int(h) for h in values.astype(np.float16).view(np.uint16)]
+    nan = machine.call("fp32_to_fp16", F32(float("nan"))) & 0xFFFF
+    assert nan & 0x7C00 == 0x7C00 and nan & 0x3FF
