@@ -158,7 +158,11 @@ def fma32(a, b, c) -> np.ndarray:
 
 
 def ggml_expf(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):      # out-of-range lanes are replaced below
+        return _ggml_expf(np.asarray(x, dtype=np.float32))
+
+
+def _ggml_expf(x: np.ndarray) -> np.ndarray:
     z = fma32(x, LOG2E, EXP_SHIFT)
     n = (z - EXP_SHIFT).astype(np.float32)
     b = fma32(-n, LN2_LO, fma32(-n, LN2_HI, x))
