@@ -205,8 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--dot", choices=("avx2", "blocks"), default="blocks",
                       help="how quantized dot products add up: blocks = ggml's scalar kernels (default; 4x "
                            "faster here); avx2 = llama.cpp's x86 AVX2 kernels, logits bit for bit, ~0.5 tok/s")
-    chat.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB")
-    chat.add_argument("--timeout", type=_seconds, metavar="S")
+    chat.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB",
+                      help="guest RAM in MiB (default 512; the model file must fit in it beside the 64 MiB heap)")
+    chat.add_argument("--timeout", type=_seconds, metavar="S", help="give up after S seconds of wall time")
     chat.add_argument("--deterministic", action="store_true",
                       help="derive time from instructions: identical runs print identical text and tok/s "
                            "(virtual time)")
