@@ -303,68 +303,76 @@ static double reduce_accumulators(float acc[DOT_ARRAYS][Q8_LANES])
     return (double)(half[0] + half[1]);
 }
 
-float dot_f32(const float *w, const float *x, int n)
+/* Element i of a float or f16 array, widened to float. */
+typedef float (*load_element)(const void *base, uint64_t i);
+
+static inline float f32_element(const void *base, uint64_t i)
+{
+    return ((const float *)base)[i];
+}
+
+static inline float f16_element(const void *base, uint64_t i)
+{
+    return fp16_to_fp32(((const uint16_t *)base)[i]);
+}
+
+/* ggml_vec_dot_f32/f16's order over w (stride apart) and x: whole steps of
+ * DOT_STEP in the lanes, the elements after the last whole step added in double;
+ * padded, those go into the lanes instead, as the zero-padded step llama.cpp's
+ * cache makes of them. */
+static inline __attribute__((always_inline)) float dot_steps(load_element load, const void *w, uint64_t stride,
+                                                              const void *x, int n, int padded)
 {
     float acc[DOT_ARRAYS][Q8_LANES] = {{0}};
-    int whole = n - n % DOT_STEP;
+    int lanes_end = padded ? n : n - n % DOT_STEP;
     double sum;
 
-    for (int i = 0; i < whole; i += DOT_STEP)
+    for (int i = 0; i < lanes_end; i += DOT_STEP)
         for (int a = 0; a < DOT_ARRAYS; a++)
-            for (int l = 0; l < Q8_LANES; l++)
-                acc[a][l] = fma32(w[i + a * Q8_LANES + l], x[i + a * Q8_LANES + l], acc[a][l]);
+            for (int l = 0; l < Q8_LANES && i + a * Q8_LANES + l < lanes_end; l++) {
+                int j = i + a * Q8_LANES + l;
+                acc[a][l] = fma32(load(w, (uint64_t)j * stride), load(x, (uint64_t)j), acc[a][l]);
+            }
     sum = reduce_accumulators(acc);
-    for (int i = whole; i < n; i++)
-        sum += (double)(w[i] * x[i]);
+    for (int i = lanes_end; i < n; i++)
+        sum += (double)(load(w, (uint64_t)i * stride) * load(x, (uint64_t)i));
     return (float)sum;
+}
+
+/* ggml's scalar loop: each product in float, added up in double. */
+static inline __attribute__((always_inline)) float dot_products(load_element load, const void *w, uint64_t stride,
+                                                                 const void *x, int n)
+{
+    double sum = 0.0;
+
+    for (int i = 0; i < n; i++)
+        sum += (double)(load(w, (uint64_t)i * stride) * load(x, (uint64_t)i));
+    return (float)sum;
+}
+
+float dot_f32(const float *w, const float *x, int n)
+{
+    return dot_steps(f32_element, w, 1, x, n, 0);
 }
 
 float dot_f16(const uint16_t *w, const uint16_t *x, int n)
 {
-    float acc[DOT_ARRAYS][Q8_LANES] = {{0}};
-    int whole = n - n % DOT_STEP;
-    double sum;
-
-    for (int i = 0; i < whole; i += DOT_STEP)
-        for (int a = 0; a < DOT_ARRAYS; a++)
-            for (int l = 0; l < Q8_LANES; l++)
-                acc[a][l] = fma32(fp16_to_fp32(w[i + a * Q8_LANES + l]), fp16_to_fp32(x[i + a * Q8_LANES + l]),
-                                  acc[a][l]);
-    sum = reduce_accumulators(acc);
-    for (int i = whole; i < n; i++)
-        sum += (double)(fp16_to_fp32(w[i]) * fp16_to_fp32(x[i]));
-    return (float)sum;
+    return dot_steps(f16_element, w, 1, x, n, 0);
 }
 
 float dot_f16_padded(const uint16_t *w, uint64_t stride, const uint16_t *x, int n)
 {
-    float acc[DOT_ARRAYS][Q8_LANES] = {{0}};
-
-    for (int i = 0; i < n; i += DOT_STEP)
-        for (int a = 0; a < DOT_ARRAYS; a++)
-            for (int l = 0; l < Q8_LANES && i + a * Q8_LANES + l < n; l++) {
-                int j = i + a * Q8_LANES + l;
-                acc[a][l] = fma32(fp16_to_fp32(w[(uint64_t)j * stride]), fp16_to_fp32(x[j]), acc[a][l]);
-            }
-    return (float)reduce_accumulators(acc);
+    return dot_steps(f16_element, w, stride, x, n, 1);
 }
 
 float dot_f16_scalar(const uint16_t *w, uint64_t stride, const uint16_t *x, int n)
 {
-    double sum = 0.0;
-
-    for (int i = 0; i < n; i++)
-        sum += (double)(fp16_to_fp32(w[(uint64_t)i * stride]) * fp16_to_fp32(x[i]));
-    return (float)sum;
+    return dot_products(f16_element, w, stride, x, n);
 }
 
 float dot_f32_scalar(const float *w, const float *x, int n)
 {
-    double sum = 0.0;
-
-    for (int i = 0; i < n; i++)
-        sum += (double)(w[i] * x[i]);
-    return (float)sum;
+    return dot_products(f32_element, w, 1, x, n);
 }
 
 /* ggml_v_expf's constants: x = n ln2 + b, exp(b) by a degree-5 polynomial. */
