@@ -73,7 +73,7 @@ static int load(const struct mb2_info *info, const char *cmdline)
         kprintf("chat: %s\n", chat_active_tokenizer.error);
         return EXIT_MODEL_CREATION;
     }
-    if (gguf_llama_create(&chat_active_model, module, size, (int32_t)cmdline_uint(cmdline, "ctx", 0),
+    if (gguf_llama_create(&chat_active_model, &file, (int32_t)cmdline_uint(cmdline, "ctx", 0),
                           spare_bytes(&file, chat_active_tokenizer.vocab_size)) != 0) {
         kprintf("chat: %s\n", chat_active_model.error);
         return EXIT_MODEL_CREATION;

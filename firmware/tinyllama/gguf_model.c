@@ -231,11 +231,10 @@ static int allocate_state(struct gguf_llama_model *model, int32_t seq_len, uint6
     return 0;
 }
 
-int gguf_llama_create(struct gguf_llama_model *model, const void *module, uint64_t size, int32_t seq_len,
+int gguf_llama_create(struct gguf_llama_model *model, const struct gguf_file *file, int32_t seq_len,
                       uint64_t keep_free)
 {
-    if (gguf_open(&model->file, module, size) != 0)
-        return failed(model, model->file.error);
+    model->file = *file;
     fp16_init();
     if (read_config(model) != 0 || set_up_embeddings(model) != 0 || set_up_layers(model) != 0
         || allocate_state(model, seq_len, keep_free) != 0)

@@ -71,12 +71,13 @@ struct gguf_llama_model {
     char error[GGUF_MODEL_ERROR_MAX];       /* why creation failed, one line */
 };
 
-/* Opens the GGUF module, checks every tensor the architecture needs (name,
+/* From the GGUF module file (opened by gguf_open: its header is walked once,
+ * the tokenizer reads the same file), checks every tensor the architecture needs (name,
  * type, shape), allocates the run state for the largest context <= seq_len
  * (0: the trained context) that the heap holds with keep_free bytes to spare
  * (and says so when that is less than asked). Returns 0, or -1 with
  * model->error saying what is missing, unsupported or does not fit. */
-int gguf_llama_create(struct gguf_llama_model *model, const void *module, uint64_t size, int32_t seq_len,
+int gguf_llama_create(struct gguf_llama_model *model, const struct gguf_file *file, int32_t seq_len,
                       uint64_t keep_free);
 
 /* Bytes of the run state and KV cache for seq_len positions. */
