@@ -72,7 +72,7 @@ def twin_run(model: str, question: str, max_tokens: int, order: str) -> dict:
     from unikernel_sim.tinyllama.gguf_reference import GgufModel
 
     tokenizer = ByteLevelBpe.from_gguf(model)
-    prompt = tokenizer.encode(f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n", special=True)
+    prompt = tokenizer.chatml(question)
     twin = GgufModel(model, context=512, order=order)
     started = time.perf_counter()
     ids = twin.greedy(prompt, max_tokens, stop=(2,))

@@ -15,7 +15,7 @@ from unikernel_sim.tinyllama.bpe_tokenizer import ByteLevelBpe  # noqa: E402
 from unikernel_sim.tinyllama.gguf_reference import GgufModel  # noqa: E402
 from unikernel_sim.tinyllama.synthetic_gguf import write_gguf  # noqa: E402
 
-IM_START, IM_END = 1, 2
+IM_END = 2
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +26,8 @@ def model(tmp_path_factory):
 def twin_answer(path: Path, question: str, max_tokens: int, system: str | None = None) -> bytes:
     """The ChatML prompt tokenized by the twin tokenizer, answered greedily by the twin."""
     tokenizer = ByteLevelBpe.from_gguf(str(path))
-    prompt = []
-    for role, text in ((("system", system),) if system is not None else ()) + (("user", question),):
-        prompt += [IM_START] + tokenizer.encode(f"{role}\n{text}") + [IM_END] + tokenizer.encode("\n")
-    prompt += [IM_START] + tokenizer.encode("assistant\n")
-    ids = GgufModel(str(path), context=256, order="blocks").greedy(prompt, max_tokens, stop=(IM_END, 0))   # chat's default
+    ids = GgufModel(str(path), context=256, order="blocks").greedy(tokenizer.chatml(question, system), max_tokens,
+                                                                   stop=(IM_END, 0))   # chat's default order
     return tokenizer.decode(ids)
 
 

@@ -35,6 +35,7 @@ def tokenizer():
 def test_the_chatml_prompt_tokenizes_as_llama_cpp_does(tokenizer):
     """The ids the issue quotes from llama.cpp, and that the recording holds."""
     assert tokenizer.encode(FRANCE_PROMPT, special=True) == FRANCE_IDS
+    assert tokenizer.chatml("What is the capital of France?") == FRANCE_IDS       # as the guest builds it
     assert tokenizer.decode(FRANCE_IDS) == FRANCE_PROMPT.encode()
 
 

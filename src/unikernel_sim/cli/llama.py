@@ -92,8 +92,8 @@ def _twin_answer(model: str, question: str, max_tokens: int) -> bytes:
     from unikernel_sim.tinyllama.gguf_reference import GgufModel
 
     tokenizer = ByteLevelBpe.from_gguf(model)
-    prompt = tokenizer.encode(f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n", special=True)
-    ids = GgufModel(model, context=512, order="blocks").greedy(prompt, max_tokens, stop=(tokenizer.eos,))
+    ids = GgufModel(model, context=512, order="blocks").greedy(tokenizer.chatml(question), max_tokens,
+                                                               stop=(tokenizer.eos,))
     return tokenizer.decode(ids)
 
 

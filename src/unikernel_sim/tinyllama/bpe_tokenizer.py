@@ -89,6 +89,16 @@ class ByteLevelBpe:
                 ids.extend(self._bpe(piece))
         return ids
 
+    def chatml(self, question: str, system: str | None = None) -> list[int]:
+        """The ChatML prompt the guest's chat job builds (tinyllama/chat.c): each turn
+        <|im_start|>{role}\n{text}<|im_end|>\n with the markers as their ids and the text
+        tokenized as text, then <|im_start|>assistant\n."""
+        start, end = self.ids["<|im_start|>"], self.ids["<|im_end|>"]
+        ids: list[int] = []
+        for role, text in ((("system", system),) if system is not None else ()) + (("user", question),):
+            ids += [start] + self.encode(f"{role}\n{text}") + [end] + self.encode("\n")
+        return ids + [start] + self.encode("assistant\n")
+
     @staticmethod
     def pre_tokenize(text: str) -> list[str]:
         """The smollm pre-tokenizer: each digit alone, then GPT-2's pattern on the rest."""
