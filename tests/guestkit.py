@@ -9,8 +9,12 @@ Keystone 0.9.2 quirks worked around here (each checked against capstone):
 """
 from __future__ import annotations
 
+import os
 import re
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 from unikernel_sim.boot.multiboot2_header import (
     ARCH_I386, HEADER_MAGIC, TAG_ADDRESS, TAG_END, TAG_ENTRY_ADDRESS, TAG_INFORMATION_REQUEST,
@@ -166,3 +170,19 @@ def serial_flood_output(lines: int, line_bytes: int = 64, first_char: int = 0x41
     """What serial_flood prints (computed here, not by the guest)."""
     line = bytes(first_char + (count & 0x1F) for count in range(line_bytes - 1, 0, -1)) + b"\n"
     return line * lines
+
+
+# A pytest file of two tests calling strlen from the plugin's booted snapshot: what a
+# session-wide pytest option (--unisim-profile, --unisim-coverage) must see as two calls.
+TWO_STRLEN_CALLS = ("def test_a(unisim_machine, unisim_scratch):\n"
+                    "    assert unisim_machine.call('strlen', unisim_scratch.put_c_string('hello')) == 5\n"
+                    "def test_b(unisim_machine, unisim_scratch):\n"
+                    "    assert unisim_machine.call('strlen', unisim_scratch.put_c_string('hi there')) == 8\n")
+
+
+def run_pytest(test_file: Path, *options: str) -> subprocess.CompletedProcess:
+    """pytest on test_file in a child process from its folder: no cache, no xdist, no
+    bytecode written; output captured as text."""
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                           str(test_file), *options], capture_output=True, text=True, cwd=test_file.parent,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, timeout=300)

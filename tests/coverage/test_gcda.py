@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+import guestkit
 from unikernel_sim.coverage import gcda
 from unikernel_sim.firmware import build_firmware, firmware_dir
 
@@ -84,14 +85,9 @@ def test_coverage_of_a_kernel_without_counters_is_refused_before_it_runs(tmp_pat
 @needs_gcov
 def test_pytest_sums_the_coverage_of_each_test_s_guest_calls(tmp_path, coverage_kernel):
     test = tmp_path / "test_calls.py"
-    test.write_text("def test_a(unisim_machine, unisim_scratch):\n"
-                    "    assert unisim_machine.call('strlen', unisim_scratch.put_c_string('hello')) == 5\n"
-                    "def test_b(unisim_machine, unisim_scratch):\n"
-                    "    assert unisim_machine.call('strlen', unisim_scratch.put_c_string('hi there')) == 8\n")
+    test.write_text(guestkit.TWO_STRLEN_CALLS)
     directory = tmp_path / "cov"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-                           str(test), "--unisim-coverage", str(directory)], capture_output=True, text=True,
-                          cwd=tmp_path, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, timeout=300)
+    done = guestkit.run_pytest(test, "--unisim-coverage", str(directory))
     assert done.returncode == 0, done.stdout + done.stderr
     source = (firmware_dir() / "kernel_lib/libc/string.c").read_text().splitlines()
     first = next(n for n, text in enumerate(source, 1) if re.match(r"size_t strlen\(", text))

@@ -174,17 +174,10 @@ def test_pytest_profiles_the_guest_calls_of_a_test_session(tmp_path):
     """pytest --unisim-profile: two tests call strlen on strings of known lengths from the
     booted snapshot; the session's profile counts strlen's two calls (and nothing of the
     boot, which came before the profiler)."""
-    import os
-
     test = tmp_path / "test_calls.py"
-    test.write_text("def test_a(unisim_machine, unisim_scratch):\n"
-                    "    assert unisim_machine.call('strlen', unisim_scratch.put_c_string('hello')) == 5\n"
-                    "def test_b(unisim_machine, unisim_scratch):\n"
-                    "    assert unisim_machine.call('strlen', unisim_scratch.put_c_string('hi there')) == 8\n")
+    test.write_text(guestkit.TWO_STRLEN_CALLS)
     output = tmp_path / "session.json"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-                           str(test), "--unisim-profile", str(output)], capture_output=True, text=True,
-                          cwd=tmp_path, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, timeout=300)
+    done = guestkit.run_pytest(test, "--unisim-profile", str(output))
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {row.name: row for row in Profile.from_json(output.read_text()).per_function()}
     assert rows["strlen"].calls == 2 and "kernel_main" not in rows

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
 import pytest
+
+import guestkit
 
 REPO = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
@@ -46,8 +46,6 @@ def test_readme_example_runs(unisim_firmware, tmp_path, monkeypatch, capsys):
 def test_testing_md_example_runs_as_a_pytest_file(tmp_path):
     (block,) = python_blocks(REPO / "docs" / "testing.md")
     (tmp_path / "test_example.py").write_text(block)
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-                             str(tmp_path / "test_example.py")], capture_output=True, text=True, cwd=tmp_path,
-                            timeout=300)
+    result = guestkit.run_pytest(tmp_path / "test_example.py")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
