@@ -20,34 +20,25 @@
 struct tinyllama_model *tinyllama_active_model;   /* for the host's guest calls */
 struct tinyllama_tokenizer tinyllama_active_tokenizer;
 
-struct module_view {
-    const void *data;
-    uint64_t size;
-};
-
-static int find_module(const struct mb2_info *info, const char *name, struct module_view *out)
-{
-    return mb2_find_module(info, name, &out->data, &out->size);
-}
-
 /* Finds both modules and creates the model and tokenizer. Returns 0 or an EXIT_* code. */
 static int load(const struct mb2_info *info, const char *cmdline)
 {
-    struct module_view model_module, tokenizer_module;
+    const void *checkpoint, *tokenizer;
+    uint64_t checkpoint_size, tokenizer_size;
     struct tinyllama_failure failure;
 
-    if (find_module(info, "model", &model_module) != 0) {
+    if (mb2_find_module(info, "model", &checkpoint, &checkpoint_size) != 0) {
         kprintf("llama: no module named \"model\" (give the checkpoint as --module FILE=model)\n");
         return EXIT_NO_MODEL;
     }
-    tinyllama_active_model = tinyllama_create(model_module.data, model_module.size,
+    tinyllama_active_model = tinyllama_create(checkpoint, checkpoint_size,
                                               (int32_t)cmdline_uint(cmdline, "seq_len", 0), &failure);
     if (tinyllama_active_model == 0) {
         tinyllama_print_failure(&failure);
         return EXIT_MODEL_CREATION;
     }
-    if (find_module(info, "tokenizer", &tokenizer_module) == 0
-        && tokenizer_init(&tinyllama_active_tokenizer, tokenizer_module.data, tokenizer_module.size,
+    if (mb2_find_module(info, "tokenizer", &tokenizer, &tokenizer_size) == 0
+        && tokenizer_init(&tinyllama_active_tokenizer, tokenizer, tokenizer_size,
                           tinyllama_active_model->config.vocab_size) != 0) {
         kprintf("llama: the tokenizer module is malformed or does not fit the heap\n");
         return EXIT_NO_MODEL;
