@@ -109,3 +109,19 @@ def test_an_answer_that_reaches_the_end_of_the_context_stops_there(model, capfdb
     assert main(["chat", "Hi", "--model", str(model), "--max-tokens", "10", "--ctx", "22", "--temp", "0.9"]) == 0
     _, err = capfdbinary.readouterr()
     assert b"prompt 19 tokens" in err and b"answer 4 tokens" in err and b"stop: context full" in err, err
+
+
+def test_a_model_from_a_pipe_reaches_the_guest_whole(model, tmp_path, capfdbinary):
+    """--model <(cat model.gguf): the magic is not peeked at (that would take bytes from
+    the pipe); the loader reads it and the guest answers."""
+    import os
+    import threading
+
+    fifo = tmp_path / "model.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(model.read_bytes()), daemon=True)
+    writer.start()
+    assert main(["chat", "Hi", "--model", str(fifo), "--max-tokens", "3"]) == 0
+    writer.join(10)
+    _, err = capfdbinary.readouterr()
+    assert b"answer 3 tokens" in err or b"stop: end of turn" in err, err

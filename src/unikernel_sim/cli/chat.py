@@ -8,7 +8,9 @@ the rest arrive, so an emoji is never cut); its status lines go to stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -79,7 +81,16 @@ def default_model() -> str:
 
 
 def _check_model(path: str) -> None:
-    if _first_bytes(path) != GGUF_MAGIC:
+    """A regular file must start with GGUF's magic; anything else (a pipe, a directory, a
+    device) is left to the loader, which reads or refuses it: peeking at a pipe would
+    take bytes the guest never gets."""
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise InputFileError("no such file", where=path, hint="check the --model path") from None
+    except OSError:
+        regular = False
+    if regular and _first_bytes(path) != GGUF_MAGIC:
         raise ImageError("not a GGUF file (no GGUF magic in its first 4 bytes)", where=path,
                          hint="give a .gguf model (llama architecture; Q4_1, Q8_0, F16 or F32 tensors)")
 
@@ -87,11 +98,7 @@ def _check_model(path: str) -> None:
 def _first_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as stream:
-            return stream.read(4)
-    except IsADirectoryError:
-        raise InputFileError("is a directory, not a model file", where=path) from None
-    except FileNotFoundError:
-        raise InputFileError("no such file", where=path, hint="check the --model path") from None
+            return stream.read(len(GGUF_MAGIC))
     except OSError as error:
         raise InputFileError(f"cannot read it: {error.strerror}", where=path) from None
 
