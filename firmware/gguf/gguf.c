@@ -136,6 +136,8 @@ static int open_metadata(struct gguf_file *file, struct cursor *c)
     file->metadata = c->at;
     for (uint64_t i = 0; i < file->n_metadata; i++) {
         uint64_t at = (uint64_t)(c->at - file->base);
+        if (i < GGUF_INDEXED_ENTRIES)
+            file->entries[i] = c->at;
         if (read_string(c, &key) != 0 || read_u32(c, &type) != 0)
             return failed(file, "gguf: the file ends inside the metadata key after", key, at);
         if (type >= GGUF_TYPE_COUNT)
@@ -263,12 +265,15 @@ static int find_key(const struct gguf_file *file, const char *key, uint32_t *typ
     struct gguf_string name;
 
     for (uint64_t i = 0; i < file->n_metadata; i++) {
+        if (i < GGUF_INDEXED_ENTRIES)
+            c.at = file->entries[i];
         read_string(&c, &name);                     /* checked by gguf_open */
         read_u32(&c, type);
         *value = c;
         if (gguf_string_equals(name, key))
             return 0;
-        skip_value(&c, *type, 0);
+        if (i + 1 >= GGUF_INDEXED_ENTRIES)          /* past the index: walk to the next entry */
+            skip_value(&c, *type, 0);
     }
     return -1;
 }

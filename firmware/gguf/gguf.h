@@ -15,6 +15,7 @@
 #define GGUF_DEFAULT_ALIGNMENT  32
 #define GGUF_MAX_DIMS           4
 #define GGUF_ERROR_MAX          160
+#define GGUF_INDEXED_ENTRIES    128   /* metadata entries found without walking the ones before */
 
 enum gguf_value_type {          /* metadata value types */
     GGUF_TYPE_UINT8 = 0,
@@ -68,6 +69,9 @@ struct gguf_file {
     uint64_t n_metadata;
     uint64_t alignment;
     const uint8_t *metadata;    /* the first metadata entry */
+    const uint8_t *entries[GGUF_INDEXED_ENTRIES]; /* where each entry starts (the first ones): a
+                                                   * lookup does not walk the 100,000 strings of a
+                                                   * tokenizer's arrays again */
     const uint8_t *tensor_infos;
     const uint8_t *data;        /* the data section */
     char error[GGUF_ERROR_MAX]; /* why the last call failed, one line */

@@ -257,6 +257,15 @@ def one_synthetic(unisim_firmware, tmp_path_factory):
     return boot_gguf(unisim_firmware, write_gguf(tmp_path_factory.mktemp("one") / "m.gguf", GgufShape(), seed=3))
 
 
+def test_keys_past_the_metadata_index_are_found(unisim_firmware, tmp_path):
+    """200 entries before the model's own: the reader walks past its index of the first
+    128 (gguf.h) and the model answers as the same model without them."""
+    plain = boot_gguf(unisim_firmware, write_gguf(tmp_path / "plain.gguf", seed=3))
+    padded = boot_gguf(unisim_firmware, write_gguf(tmp_path / "padded.gguf", seed=3, filler_keys=200))
+    assert np.array_equal(padded.forward(5, 0), plain.forward(5, 0))
+    assert padded.encode("the cat is in a hat") == plain.encode("the cat is in a hat")
+
+
 def test_f16_conversions_are_ieee_round_to_nearest_even(one_synthetic):
     """Against numpy's float16: every one of the 65,536 halves as the guest's table widens
     it, and float32 -> float16 on edge values (ties, subnormals, the overflow threshold,

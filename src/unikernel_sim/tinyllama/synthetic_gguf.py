@@ -62,8 +62,9 @@ def _matrix(rng: np.random.Generator, rows: int, n: int, kind: str, scale: float
     return quantize(values, GGMLQuantizationType[kind]), GGMLQuantizationType[kind]
 
 
-def write_gguf(path: str | Path, shape: GgufShape = GgufShape(), seed: int = 0) -> Path:
-    """Writes a llama GGUF with shape's dimensions and random weights; returns its path."""
+def write_gguf(path: str | Path, shape: GgufShape = GgufShape(), seed: int = 0, filler_keys: int = 0) -> Path:
+    """Writes a llama GGUF with shape's dimensions and random weights; returns its path.
+    filler_keys: that many unused metadata entries before the model's own."""
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -72,6 +73,8 @@ def write_gguf(path: str | Path, shape: GgufShape = GgufShape(), seed: int = 0) 
     kv_dim = shape.kv_heads * head_dim
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("unikernel_sim synthetic")
+    for index in range(filler_keys):
+        writer.add_uint32(f"unikernel_sim.filler.{index}", index)
     writer.add_block_count(shape.layers)
     writer.add_context_length(shape.context)
     writer.add_embedding_length(shape.dim)
