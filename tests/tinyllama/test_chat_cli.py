@@ -125,3 +125,10 @@ def test_a_model_from_a_pipe_reaches_the_guest_whole(model, tmp_path, capfdbinar
     writer.join(10)
     _, err = capfdbinary.readouterr()
     assert b"answer 3 tokens" in err or b"stop: end of turn" in err, err
+
+
+def test_a_machine_too_small_for_the_heap_says_so_in_one_line(model, capfd):
+    """The firmware's own refusal (its last line before exit 7), not only the exit value."""
+    assert main(["chat", "Hi", "--model", str(model), "--memory", "64"]) == 7
+    out, err = capfd.readouterr()
+    assert err.count("\n") == 1 and "heap: no available memory region holds 64 MiB" in err and out == "", err

@@ -136,6 +136,17 @@ def guest_lines(answer: AnswerFilter) -> list[str]:
     return [line for line in answer.lines if line.startswith(("model:", "chat: ")) and not PROMPT_LINE.match(line.encode())]
 
 
+def guest_failure(answer: AnswerFilter, result) -> str:
+    """Why a chat run failed, in one line: the guest's own "chat:" line; else, when the
+    guest exited, the last line it printed (the heap's refusal, say); else the stop."""
+    from unikernel_sim.stops import StopReason
+
+    said = next((line[len("chat: "):] for line in guest_lines(answer) if line.startswith("chat: ")), None)
+    if said is None and result.stop.reason == StopReason.GUEST_EXIT:
+        said = next((line for line in reversed(answer.lines) if line.strip()), None)
+    return f"{said} (guest exit {result.exit_code})" if said else result.stop.summary
+
+
 def run_chat(args: argparse.Namespace) -> int:
     model = args.model or default_model()
     _check_model(model)
@@ -151,10 +162,8 @@ def run_chat(args: argparse.Namespace) -> int:
     if stdout.failure_line():
         say(f"unisim: {stdout.failure_line()}")
         return int(ExitCode.OUTPUT_FAILED)
-    if result.exit_code != 0:                         # the guest's own line says why, else the stop does
-        failure = next((line for line in lines if line.startswith("chat: ")), None)
-        say(f"unisim: {model}: {failure[len('chat: '):]} (guest exit {result.exit_code})" if failure
-            else f"unisim: {result.stop.summary}")
+    if result.exit_code != 0:
+        say(f"unisim: {model}: {guest_failure(answer, result)}")
         return result.exit_code
     for line in lines:
         say(f"unisim: guest: {line}")

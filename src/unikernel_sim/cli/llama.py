@@ -48,7 +48,7 @@ def run_demo(args: argparse.Namespace) -> int:
     demo on a synthetic model (nothing to download)."""
     if args.synthetic:
         return run_synthetic_demo(args)
-    from unikernel_sim.cli.chat import answer_in_guest, guest_lines, status_text
+    from unikernel_sim.cli.chat import answer_in_guest, guest_failure, status_text
     from unikernel_sim.errors import InputFileError
     from unikernel_sim.tinyllama.models import SMOLLM2_INSTALL, installed_smollm2
 
@@ -75,8 +75,7 @@ def run_demo(args: argparse.Namespace) -> int:
     stdout(0x0A)
     stdout.flush()
     if result.exit_code != 0:
-        failure = next((line for line in guest_lines(answer) if line.startswith("chat: ")), result.stop.summary)
-        say(f"unisim: the guest did not finish: {failure}")
+        say(f"unisim: the guest did not finish: {guest_failure(answer, result)}")
         return result.exit_code
     twin = _twin_answer(model, DEMO_QUESTION, DEMO_ANSWER_TOKENS)
     print(f"numpy twin: {twin.decode('utf-8', 'replace')}")
