@@ -1,5 +1,5 @@
 """Build the one C extension: the virtual clock's hooks, the COM1 fast path, the SSE
-alignment guard, the common case of interrupt delivery and the exact profiler.
+alignment guard, the common case of interrupt delivery, the timer tick and the exact profiler.
 
 Everything else is declared in pyproject.toml."""
 from setuptools import Extension, setup
@@ -10,10 +10,11 @@ setup(
             "unikernel_sim.cpu._vclock",
             sources=["src/unikernel_sim/cpu/_vclock.c", "src/unikernel_sim/cpu/_fast_ports.c",
                      "src/unikernel_sim/cpu/_alignment.c", "src/unikernel_sim/cpu/_irq_delivery.c",
-                     "src/unikernel_sim/cpu/_profile.c"],
+                     "src/unikernel_sim/cpu/_profile.c", "src/unikernel_sim/cpu/_tick_path.c"],
             depends=["src/unikernel_sim/cpu/_vclock.h", "src/unikernel_sim/cpu/_alignment.h",
-                     "src/unikernel_sim/cpu/_irq_delivery.h"],
-            extra_compile_args=["-O2"],
+                     "src/unikernel_sim/cpu/_irq_delivery.h", "src/unikernel_sim/cpu/_tick_path.h"],
+            extra_compile_args=["-O2", "-pthread"],
+            extra_link_args=["-pthread"],
         )
     ]
 )

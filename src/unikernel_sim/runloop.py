@@ -7,7 +7,8 @@ One slice, top to bottom (RunLoop.slice):
   2. arm the next stop: the instruction budget and the next device event
      (deterministic mode: an exact instruction count in the C clock hook; fast
      mode: a host-clock deadline on the timer thread) - or none, and the guest
-     runs free;
+     runs free; in fast mode the PIT's ticks are left to C when they take the
+     plain path (cpu/tick_path.py: delivered without stopping the guest);
   3. emu_start from RIP until something stops it;
   4. classify the stop: a hook's verdict (debug exit, triple fault, --expect,
      a breakpoint), a returned guest call, a Unicorn error (memory outside
@@ -34,6 +35,7 @@ from unikernel_sim.arch import EFER_LMA, MSR, OPCODE_HLT, RFLAGS_IF
 from unikernel_sim.cpu.fast_ports import FastPorts
 from unikernel_sim.cpu.host_timer import OUTPUT, TIMEOUT
 from unikernel_sim.cpu.return_watch import ReturnWatch
+from unikernel_sim.cpu.tick_path import TickPath
 from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER
 from unikernel_sim.cpu.vclock import host_ns
 from unikernel_sim.errors import UsageError
@@ -95,6 +97,10 @@ class RunLoop:
                                     io_ns=IO_ACCESS_NS, slow_in=self._on_in, slow_out=self._on_out,
                                     on_bytes=machine.serial.write_bytes, on_error=self._leave_emu_start)
         uart.publish()
+        self.tick_path = TickPath(self.clock, self.interrupts.fast, self.board)
+        self.tick_path.on_delivered = self._count_c_ticks
+        self.tick_path.red_zone_look = self._red_zone_look
+        self.board.mmio.before_access = self._take_back_tick
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         self.board.io.on_unknown = self._on_unknown_port
 
@@ -139,6 +145,7 @@ class RunLoop:
                                            f"{self.machine.describe(self.machine.rip)}")
         finally:
             self._drop_step_state()
+            self.tick_path.drop_red_zone_look()
             self.fast_ports.drain()
             if self.machine.red_zone is not None:
                 self.machine.red_zone.retire()
@@ -162,12 +169,14 @@ class RunLoop:
         self.advance_devices()
         if not host_timed:
             self._inject_interrupt()
+        self.tick_path.look_at_red_zone()
         if self._pending is not None:                     # delivery ended in a triple fault
             return self._pending
         # 2. arm the next stop
         self._unmapped = None
         self._service_requested = False
         self.clock.arm_stop(None)
+        self._offer_tick()
         self._arm(self.next_event_ns(), self.budget_end)
         self.interrupts.fast.clear_exception_in_flight()  # Q2
         # 3. run
@@ -180,6 +189,7 @@ class RunLoop:
             error = exc
         finally:
             self._running = False
+            self.tick_path.take_back()
         self.clock.settle(self.machine.rip)               # a stop inside a block: count to RIP
         covering = self.clock.cover_requested_block()     # a budget ends inside the next block
         if covering:
@@ -275,6 +285,30 @@ class RunLoop:
         if (self._pending is None and long_mode and 0 < old_rsp - new_rsp <= RED_ZONE_FRAME_REACH):
             red_zone.interrupt_delivered(old_rsp, new_rsp, return_rip, self.clock.now_ns())
 
+    def _offer_tick(self) -> None:
+        """Fast mode: let C serve the PIT's ticks in this slice if they take the plain
+        path (cpu/tick_path.py); nothing may need to see each delivery."""
+        red_zone = self.machine.red_zone
+        watched = (self._stepping or self.step_over_interrupts or self._interrupt_return is not None
+                   or self.interrupts.trace or (red_zone is not None and red_zone.armed))
+        self.tick_path.begin(watched=watched, red_zone_reach=None if red_zone is None else RED_ZONE_FRAME_REACH)
+
+    def _take_back_tick(self) -> None:
+        """Python device code is about to run inside emu_start: the models get the tick
+        path's state first, and the PIT's next edge is a host-timer deadline again."""
+        if self.tick_path.live:
+            self.tick_path.take_back()
+            self.reschedule()
+
+    def _count_c_ticks(self, count: int) -> None:
+        self.interrupts.irq_count += count
+
+    def _red_zone_look(self, old_rsp: int, new_rsp: int, return_rip: int) -> tuple[int, int] | None:
+        """A tick delivered in C pushed its frame just below the interrupted RSP."""
+        red_zone = self.machine.red_zone
+        red_zone.interrupt_delivered(old_rsp, new_rsp, return_rip, self.clock.now_ns())
+        return red_zone.safe_range(return_rip)
+
     def interrupt_line_changed(self) -> None:
         """The controllers' output changed (from device code, maybe inside a hook). Between
         slices there is nothing to do: the next slice delivers and arms anyway (this
@@ -289,7 +323,7 @@ class RunLoop:
     def next_event_ns(self) -> int | None:
         """When the guest must next be stopped for a device, or None (asked every
         slice and, in deterministic mode, on every port access)."""
-        earliest = self.board.next_event_ns()
+        earliest = self.board.next_event_ns(without=self.board.pit if self.tick_path.live else None)
         if self.board.interrupt_pending:                # the next point of a fixed grid: see run()
             earliest = _earlier(earliest, (self.clock.now_ns() // PENDING_POLL_NS + 1) * PENDING_POLL_NS)
         red_zone = self.machine.red_zone
@@ -474,6 +508,7 @@ class RunLoop:
 
     # --- I/O instructions ----------------------------------------------------------------
     def _on_in(self, port: int, size: int) -> int:
+        self._take_back_tick()
         self._in_port_access = True
         try:
             self._io_cycle()
@@ -484,6 +519,7 @@ class RunLoop:
             self._in_port_access = False
 
     def _on_out(self, port: int, size: int, value: int) -> None:
+        self._take_back_tick()
         self._in_port_access = True
         try:
             self._io_cycle()

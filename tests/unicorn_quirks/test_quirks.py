@@ -208,6 +208,28 @@ def test_q15_emu_stop_from_a_block_hook_stops_before_the_block_runs():
     assert uc.reg_read(x86.UC_X86_REG_RIP) == CODE and uc.reg_read(x86.UC_X86_REG_RBX) == 0
 
 
+@pytest.mark.parametrize("also_stop", [False, True], ids=["goes-on", "with-emu-stop"])
+def test_q27_rip_written_in_a_block_hook_replaces_the_block(also_stop):
+    # CODE: inc rbx; hlt    HANDLER: inc rcx; hlt
+    handler = CODE + 0x100
+    uc = engine(b"\x48\xff\xc3" + HLT)
+    uc.mem_write(handler, b"\x48\xff\xc1" + HLT)
+
+    def redirect(uc, address, size, _user):
+        if address == CODE:
+            uc.reg_write(x86.UC_X86_REG_RIP, handler)
+            if also_stop:
+                uc.emu_stop()
+
+    uc.hook_add(UC_HOOK_BLOCK, redirect)
+    uc.emu_start(CODE, 1 << 63)
+    assert uc.reg_read(x86.UC_X86_REG_RBX) == 0                  # the hooked block never ran
+    if also_stop:
+        assert uc.reg_read(x86.UC_X86_REG_RIP) == handler and uc.reg_read(x86.UC_X86_REG_RCX) == 0
+    else:
+        assert uc.reg_read(x86.UC_X86_REG_RCX) == 1                  # same emu_start, at the new RIP
+
+
 def test_q16_count_does_not_reach_blocks_translated_before_it():
     # mov ecx, 1000; loop: dec ecx; jnz loop; hlt
     code = b"\xb9\xe8\x03\x00\x00" + b"\xff\xc9\x75\xfc" + HLT

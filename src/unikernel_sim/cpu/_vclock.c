@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "_alignment.h"
+#include "_tick_path.h"
 #include "_vclock.h"
 
 static uint64_t host_monotonic_ns(void)
@@ -225,6 +226,14 @@ void vclock_block(void *uc, uint64_t address, uint32_t size, void *user_data)
     struct vclock *vc = user_data;
     uint64_t icount;
     int covered, partial;
+    /* The timer tick served in C (_tick_path.c): an interrupt delivered here replaces
+     * this block (RIP is now the handler's; Unicorn goes on there). */
+    if (__atomic_load_n(&vc->tick_attention, __ATOMIC_RELAXED) && !vc->stop_requested &&
+        __atomic_exchange_n(&vc->tick_attention, 0, __ATOMIC_ACQ_REL) && vc->tick != NULL &&
+        tick_path_service(uc, vc->tick)) {
+        vc->in_block = 0;
+        return;
+    }
     if (__atomic_load_n(&vc->async_stop, __ATOMIC_RELAXED) &&
         __atomic_exchange_n(&vc->async_stop, 0, __ATOMIC_ACQ_REL)) {
         vc->in_block = 0;             /* the block before ran to its end */

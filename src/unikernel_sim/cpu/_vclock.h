@@ -71,6 +71,8 @@ struct vclock {
     uint64_t position_keys[POSITION_CACHE][2];    /* (block start, instruction address)     */
     uint64_t position_values[POSITION_CACHE];     /* instructions before it in the block    */
     uint64_t partial_pc;              /* the run resumes inside a block here: no deadline stop at it */
+    uint64_t tick_attention;          /* set by the tick path's thread or EOI: serve it at the next block */
+    void *tick;                       /* struct tick_path (_tick_path.h), or NULL             */
 };
 
 uint64_t vclock_now_ns(const struct vclock *vc);

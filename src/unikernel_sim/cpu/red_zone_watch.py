@@ -92,6 +92,29 @@ class RedZoneWatch:
         self.machine.uc.ctl_remove_cache(function.address, function.address + function.size)
         self.expires_ns = now_ns + WATCH_WINDOW_NS
 
+    @property
+    def armed(self) -> bool:
+        """A watch is on: the next delivery must retire it (the run loop's path)."""
+        return self._hook is not None
+
+    def safe_range(self, return_rip: int) -> tuple[int, int] | None:
+        """[start, end) around return_rip where an interrupt frame never needs the watch:
+        the function, when it cannot use its red zone; the address alone, outside every
+        sized function; everything, once the hits are full. None: the watch is on, or
+        the function may use its red zone (each such delivery must be looked at)."""
+        if len(self.hits) >= MAX_HITS:
+            return 0, (1 << 64) - 1
+        if self._hook is not None:
+            return None
+        symbols = self.machine.symbols
+        found = symbols.lookup(return_rip) if symbols is not None else None
+        if found is None or found[0].size == 0:
+            return return_rip, return_rip + 1
+        function = found[0]
+        if self._may_use(function):
+            return None
+        return function.address, function.address + function.size
+
     def _may_use(self, function) -> bool:
         known = self._candidates.get(function.address)
         if known is None:

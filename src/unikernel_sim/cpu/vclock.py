@@ -96,6 +96,8 @@ class VClockState(ctypes.Structure):
         ("position_keys", (ctypes.c_uint64 * 2) * POSITION_CACHE),
         ("position_values", ctypes.c_uint64 * POSITION_CACHE),
         ("partial_pc", ctypes.c_uint64),
+        ("tick_attention", ctypes.c_uint64),
+        ("tick", ctypes.c_void_p),
     ]
 
 

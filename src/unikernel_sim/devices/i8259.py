@@ -127,6 +127,10 @@ class Pic8259(Stateful):
             self._int_output = level
             self.output(level)
 
+    def refresh_output(self) -> None:
+        """Recompute INT after irr/isr were set from outside (cpu/tick_path.py)."""
+        self._update_output()
+
     @property
     def interrupt_output(self) -> bool:
         return self._int_output

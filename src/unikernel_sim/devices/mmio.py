@@ -30,6 +30,7 @@ class MmioBus:
         self.windows: list[tuple[MmioWindow, Device]] = []
         self.tracer: MmioTracer | None = None
         self.in_access = False      # a device is serving a guest load or store right now (Q19)
+        self.before_access: Callable[[], None] = lambda: None   # device state to the Python models first
 
     def map(self, window: MmioWindow, device: Device) -> None:
         """Serve window's addresses from device; ValueError if it overlaps RAM or another window."""
@@ -44,6 +45,7 @@ class MmioBus:
         base = window.base
 
         def read(uc, offset: int, size: int, _user) -> int:
+            self.before_access()
             self.in_access = True
             try:
                 value = device.mmio_read(offset, size) & ((1 << (8 * size)) - 1)
@@ -54,6 +56,7 @@ class MmioBus:
             return value
 
         def write(uc, offset: int, size: int, value: int, _user) -> None:
+            self.before_access()
             if self.tracer:
                 self.tracer("write", base + offset, size, value)
             self.in_access = True

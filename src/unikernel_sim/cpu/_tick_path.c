@@ -1,0 +1,311 @@
+/* The timer tick in C: PIT channel 0 -> 8259 master -> the guest's IDT, with no
+ * Python between the PIT's edge and the handler's first instruction (fast mode).
+ *
+ * Through Python a tick cost ~120 us of host time: the host timer's thread wakes,
+ * stops emu_start, the run loop brings every device up to date, delivers, re-arms
+ * and restarts, and the handler's EOI is a Python port hook. Here:
+ *   - a timer thread of our own sleeps until the PIT's next rising edge (the
+ *     channel's periodic schedule, computed as i8254.py computes it) and sets
+ *     clock->tick_attention; it never stops the guest;
+ *   - the block hook (vclock_block) sees the flag at the next block boundary and
+ *     calls tick_path_service: the edges are accounted, IRR bit 0 set, and if the
+ *     CPU takes the request (IF, no STI shadow) it is acknowledged and delivered
+ *     by irq_deliver (the same C delivery the run loop uses) with RIP set to the
+ *     handler, so Unicorn goes on at the handler in the same emu_start;
+ *   - the handler's OCW2 EOI (`out 0x20, al`) is served by the port hook.
+ *
+ * The host decides each slice whether this path may own the tick (TickPath.begin
+ * in tick_path.py: fast mode, the master in its plain fully nested state, the PIT
+ * periodic, IRQ 0 unmasked at the 8259 and masked at the I/O APIC, nothing
+ * pending, no diagnostics that watch deliveries) and copies the 8259 master and
+ * the PIT's accounting into this struct. The first Python device access of the
+ * slice, or its end, copies them back (TickPath.take_back), so Python's device
+ * models never see stale state. Anything unusual - a request for the cascade
+ * line, IF clear for longer than RETRY_BLOCKS blocks, a delivery the C path
+ * declines (privilege change, fault) - stops the guest and leaves the request
+ * pending for the run loop's reference path (hand_back). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "_tick_path.h"
+
+#define NEVER UINT64_MAX
+#define PIT_HZ 1193182
+#define NS_PER_SECOND 1000000000ll
+#define RETRY_BLOCKS 256               /* blocks to wait for IF=1 before the host takes over */
+#define OCW_SELECT_BITS 0x18           /* D4 (ICW1) or D3 (OCW3): not an OCW2              */
+#define OCW2_NONSPECIFIC_EOI 1         /* OCW2 bits 7-5 = 001                              */
+#define OCW2_SPECIFIC_EOI 3            /* OCW2 bits 7-5 = 011, level in bits 2-0           */
+#define VECTOR_BASE_MASK 0xF8
+
+enum { SERVICE_CONTINUE, SERVICE_DELIVERED, SERVICE_STOPPED };
+
+struct tick_thread {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;               /* on CLOCK_MONOTONIC */
+    int quit;
+    pid_t owner;                       /* a forked child starts its own thread */
+};
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* --- the PIT's schedule, as i8254.py computes it (Python's floor division) --------- */
+static int64_t floor_div(__int128 a, __int128 b)
+{
+    __int128 q = a / b;
+    if (a % b != 0 && ((a < 0) != (b < 0)))
+        q--;
+    return (int64_t)q;
+}
+
+static int64_t ticks_at(int64_t ns)            /* input clocks elapsed in ns */
+{
+    return floor_div((__int128)ns * PIT_HZ, NS_PER_SECOND);
+}
+
+static int64_t ns_of_tick(int64_t ticks)       /* the first ns at which ticks have elapsed */
+{
+    return -floor_div(-(__int128)ticks * NS_PER_SECOND, PIT_HZ);
+}
+
+/* Virtual ns of the first rising edge after `after` (PitChannel.next_rising_edge). */
+static int64_t next_edge(const struct tick_path *tp, int64_t after)
+{
+    int64_t n = (int64_t)tp->pit_period;
+    int64_t target = (floor_div(ticks_at(after - tp->pit_loaded_at), n) + 1) * n;
+    return tp->pit_loaded_at + ns_of_tick(target);
+}
+
+/* Rising edges in (start, end] (PitChannel.rising_edges, periodic modes). */
+static uint64_t rising_edges(const struct tick_path *tp, int64_t start, int64_t end)
+{
+    int64_t n = (int64_t)tp->pit_period;
+    int64_t t0 = ticks_at(start - tp->pit_loaded_at), t1 = ticks_at(end - tp->pit_loaded_at);
+    if (t1 <= t0)
+        return 0;
+    return (uint64_t)(floor_div(t1, n) - floor_div(t0, n));
+}
+
+/* --- the 8259 master in its fully nested mode: IR0 highest, IR7 lowest ------------- */
+static int lowest_bit(uint64_t bits)
+{
+    return bits ? __builtin_ctzll(bits) : -1;
+}
+
+/* The line that interrupts the CPU now, or -1 (Pic8259._requested_line). */
+static int requested_line(const struct tick_path *tp)
+{
+    int line = lowest_bit(tp->irr & ~tp->imr & 0xFF);
+    int blocking = lowest_bit(tp->isr & 0xFF);
+    if (line < 0 || (blocking >= 0 && blocking <= line))
+        return -1;
+    return line;
+}
+
+static void want_attention(struct tick_path *tp)
+{
+    __atomic_store_n(&tp->clock->tick_attention, 1, __ATOMIC_RELEASE);
+}
+
+/* Stop at this block boundary; the request stays pending for the run loop. */
+static int hand_back(void *uc, struct tick_path *tp)
+{
+    struct vclock *vc = tp->clock;
+    tp->handed_back++;
+    vc->stopped = 1;                   /* a clock stop: the run loop goes round and delivers */
+    vc->stop_requested = 1;
+    vc->emu_stop(uc);
+    return SERVICE_STOPPED;
+}
+
+/* The latest delivery pushed its frame just below the interrupted RSP in 64-bit mode,
+ * where the interrupted code is not known to be free of red-zone use. */
+static int needs_red_zone_look(const struct tick_path *tp)
+{
+    const struct irq_ctx *c = tp->irq;
+    uint64_t pushed = c->last_old_rsp - c->last_new_rsp;
+    if (!tp->red_zone_check || !c->last_long_mode || pushed == 0 || pushed > tp->red_zone_reach)
+        return 0;
+    for (uint64_t i = 0; i < tp->safe_count; i++)
+        if (c->last_return_rip >= tp->safe_start[i] && c->last_return_rip < tp->safe_end[i])
+            return 0;
+    return (int64_t)vclock_now_ns(tp->clock) >= tp->red_zone_quiet_until;
+}
+
+int tick_path_service(void *uc, struct tick_path *tp)
+{
+    if (!tp->live)
+        return SERVICE_CONTINUE;
+    int64_t now = (int64_t)vclock_now_ns(tp->clock);
+    if (now > tp->pit_accounted) {
+        uint64_t edges = rising_edges(tp, tp->pit_accounted, now);
+        tp->pit_accounted = now;
+        if (edges) {
+            tp->edges += edges;
+            tp->irr |= 1;              /* an edge on IR0 (edge-triggered: latched in IRR) */
+            if (tp->ioapic_latches)
+                tp->ioapic_edges++;
+        }
+    }
+    int line = requested_line(tp);
+    tp->output = line >= 0;
+    if (line < 0)
+        return SERVICE_CONTINUE;
+    if ((1ull << line) & tp->host_lines)
+        return hand_back(uc, tp);
+    if (!irq_ready(uc, tp->irq)) {     /* IF clear or an STI shadow: look again next block */
+        if (tp->retry_blocks == 0)
+            return hand_back(uc, tp);
+        tp->retry_blocks--;
+        want_attention(tp);
+        return SERVICE_CONTINUE;
+    }
+    if (irq_deliver(uc, tp->irq, (uint32_t)((tp->vector_base & VECTOR_BASE_MASK) | (uint64_t)line)) != IRQ_DELIVERED)
+        return hand_back(uc, tp);      /* nothing changed: Python delivers it from scratch */
+    tp->irr &= ~(1ull << line);        /* INTA (Pic8259.acknowledge) */
+    if (!tp->auto_eoi)
+        tp->isr |= 1ull << line;
+    tp->output = requested_line(tp) >= 0;
+    if (tp->output)
+        want_attention(tp);
+    tp->retry_blocks = RETRY_BLOCKS;
+    tp->delivered++;
+    if (needs_red_zone_look(tp)) {    /* stop in front of the handler: the host arms its watch */
+        struct vclock *vc = tp->clock;
+        tp->red_zone_pending = 1;
+        vc->stopped = 1;
+        vc->stop_requested = 1;
+        vc->emu_stop(uc);
+    }
+    return SERVICE_DELIVERED;
+}
+
+int tick_path_end_of_interrupt(struct tick_path *tp, uint32_t value)
+{
+    if (!tp->live || (value & OCW_SELECT_BITS))
+        return 0;
+    unsigned command = (value >> 5) & 7;
+    if (command == OCW2_NONSPECIFIC_EOI)
+        tp->isr &= tp->isr - 1;        /* the highest priority in service: the lowest bit */
+    else if (command == OCW2_SPECIFIC_EOI)
+        tp->isr &= ~(1ull << (value & 7));
+    else
+        return 0;
+    tp->output = requested_line(tp) >= 0;
+    if (tp->output)
+        want_attention(tp);            /* a tick that came while IR0 was in service */
+    return 1;
+}
+
+/* --- the timer thread ------------------------------------------------------------- */
+static uint64_t host_ns_of(const struct tick_path *tp, int64_t virtual_ns)
+{
+    const struct vclock *vc = tp->clock;
+    return (uint64_t)(virtual_ns + (int64_t)vc->host_ns_at_zero + (int64_t)vc->host_ns_paused
+                      - vc->virtual_ns_skipped);
+}
+
+static void *tick_thread_main(void *argument)
+{
+    struct tick_path *tp = argument;
+    struct tick_thread *t = tp->thread;
+    int64_t signalled = 0;
+    uint64_t signalled_generation = NEVER;
+    pthread_mutex_lock(&t->lock);
+    while (!t->quit) {
+        if (!__atomic_load_n(&tp->live, __ATOMIC_ACQUIRE)) {
+            tp->sleeping_until = NEVER;
+            pthread_cond_wait(&t->wake, &t->lock);
+            continue;
+        }
+        uint64_t generation = tp->generation;
+        int64_t after = tp->pit_accounted;
+        if (generation == signalled_generation && signalled > after)
+            after = signalled;
+        int64_t edge = next_edge(tp, after);
+        uint64_t target = host_ns_of(tp, edge);
+        if (monotonic_ns() >= target) {
+            signalled = edge;
+            signalled_generation = generation;
+            want_attention(tp);
+            continue;
+        }
+        struct timespec until = {(time_t)(target / 1000000000ull), (long)(target % 1000000000ull)};
+        tp->sleeping_until = target;
+        pthread_cond_timedwait(&t->wake, &t->lock, &until);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+static int start_thread(struct tick_path *tp)
+{
+    struct tick_thread *t = tp->thread;
+    pthread_condattr_t attributes;
+    if (t != NULL && t->owner == getpid())
+        return 0;
+    t = calloc(1, sizeof *t);          /* after a fork the parent's thread is not ours */
+    if (t == NULL)
+        return ENOMEM;
+    t->owner = getpid();
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_condattr_init(&attributes);
+    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->wake, &attributes);
+    pthread_condattr_destroy(&attributes);
+    tp->thread = t;
+    tp->sleeping_until = NEVER;
+    int error = pthread_create(&t->thread, NULL, tick_thread_main, tp);
+    if (error) {
+        tp->thread = NULL;
+        free(t);
+    }
+    return error;
+}
+
+/* The host loaded a new copy and set live: wake the thread if it sleeps past the next
+ * edge (a notify costs a few us; the common slice start needs none). 0 on success. */
+int tick_path_publish(struct tick_path *tp)
+{
+    int error = start_thread(tp);
+    if (error)
+        return error;
+    struct tick_thread *t = tp->thread;
+    pthread_mutex_lock(&t->lock);
+    if (host_ns_of(tp, next_edge(tp, tp->pit_accounted)) < tp->sleeping_until)
+        pthread_cond_signal(&t->wake);
+    pthread_mutex_unlock(&t->lock);
+    return 0;
+}
+
+/* Stop and free the thread (the machine is closed). */
+void tick_path_close(struct tick_path *tp)
+{
+    struct tick_thread *t = tp->thread;
+    if (t == NULL || t->owner != getpid())
+        return;
+    pthread_mutex_lock(&t->lock);
+    t->quit = 1;
+    pthread_cond_signal(&t->wake);
+    pthread_mutex_unlock(&t->lock);
+    pthread_join(t->thread, NULL);
+    pthread_mutex_destroy(&t->lock);
+    pthread_cond_destroy(&t->wake);
+    tp->thread = NULL;
+    free(t);
+}
+
+uint64_t tick_path_struct_size(void)
+{
+    return sizeof(struct tick_path);
+}

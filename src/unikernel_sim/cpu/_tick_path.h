@@ -1,0 +1,62 @@
+/* struct tick_path: the PIT channel 0 -> 8259 master -> CPU path served in C
+ * (fast mode), mirrored by TickPathState in cpu/tick_path.py (same order, same
+ * types). See _tick_path.c for what it covers and when the host takes it back. */
+#ifndef UNISIM_TICK_PATH_H
+#define UNISIM_TICK_PATH_H
+
+#include <stdint.h>
+
+#include "_irq_delivery.h"
+#include "_vclock.h"
+
+#define SAFE_RANGES 64                 /* functions known not to keep data in their red zone */
+
+struct tick_path {
+    struct vclock *clock;
+    struct irq_ctx *irq;              /* the C interrupt delivery's context              */
+    uint64_t live;                    /* 1: C owns the tick until the host takes it back */
+    uint64_t generation;              /* bumped by the host whenever it reloads the copy */
+    /* the 8259 master, copied in while live (fixed priority, edge-triggered)            */
+    uint64_t irr;                     /* interrupt request register                      */
+    uint64_t isr;                     /* in-service register                             */
+    uint64_t imr;                     /* interrupt mask register                         */
+    uint64_t vector_base;             /* ICW2: bits 7-3                                  */
+    uint64_t auto_eoi;                /* ICW4 AEOI: the acknowledge sets no ISR bit       */
+    uint64_t host_lines;              /* lines only the host acknowledges (the cascade)  */
+    uint64_t output;                  /* INT output: a request the CPU has not taken     */
+    /* PIT channel 0 in a periodic mode (2, 3), gate high                                */
+    int64_t pit_loaded_at;            /* virtual ns when counting (re)started            */
+    uint64_t pit_period;              /* input clocks per period                         */
+    int64_t pit_accounted;            /* edges up to this virtual ns are accounted       */
+    /* the I/O APIC's pin for IRQ 0 (masked while live)                                  */
+    uint64_t ioapic_latches;          /* 1: an edge on the masked pin latches (edge mode) */
+    uint64_t ioapic_edges;            /* edges that reached it (the host latches them)   */
+    /* results                                                                            */
+    uint64_t delivered;               /* IRQs delivered in C, not yet told to the host   */
+    uint64_t handed_back;             /* stops asked so the host delivers (statistics)   */
+    uint64_t edges;                   /* PIT edges accounted in C (statistics)           */
+    uint64_t retry_blocks;            /* blocks left to wait for IF before handing back  */
+    void *thread;                     /* struct tick_thread (C only)                     */
+    uint64_t sleeping_until;          /* the timer thread's wake-up, host ns; NEVER: idle */
+    /* the red-zone watch (cpu/red_zone_watch.py): a 64-bit frame pushed on the          */
+    /* interrupted stack may land in a red zone; the host looks unless the interrupted   */
+    /* code is known not to use one                                                      */
+    uint64_t red_zone_check;          /* 1: look at such deliveries                      */
+    uint64_t red_zone_reach;          /* a frame within this many bytes below RSP        */
+    uint64_t red_zone_pending;        /* 1: stopped after such a delivery for the host   */
+    int64_t red_zone_quiet_until;     /* virtual ns: no look before (a look costs ~ms)    */
+    uint64_t safe_count;
+    uint64_t safe_start[SAFE_RANGES]; /* [start, end): code where a frame needs no look  */
+    uint64_t safe_end[SAFE_RANGES];
+};
+
+/* From vclock_block when clock->tick_attention is set: account PIT edges up to now and
+ * deliver a request the CPU takes. Returns 1 if an interrupt was delivered (the block
+ * does not run: RIP is the handler's). */
+int tick_path_service(void *uc, struct tick_path *tp);
+
+/* From the port hook: an OCW2 end of interrupt written to the master's command port
+ * while live. Returns 1 if handled here, 0 for the host's path. */
+int tick_path_end_of_interrupt(struct tick_path *tp, uint32_t value);
+
+#endif

@@ -1,0 +1,180 @@
+"""The timer tick served in C (cpu/tick_path.py, _tick_path.c), fast mode.
+
+Oracles: the guest's own count of handler entries against the simulator's IRQ
+count and the PIT periods that passed; the 8259's registers as the guest reads them
+with OCW3 (datasheet: IRR/ISR read) while its handler runs; the same guests with
+the C path switched off, where every tick takes the run loop's reference path.
+"""
+from __future__ import annotations
+
+import pytest
+
+from interrupts.harness import COUNTER_SLOT, IdtGuest, build_long, build_protected, compute_loop
+from unikernel_sim.machine import Machine
+from unikernel_sim.stops import StopReason
+
+PIT_HZ = 1_193_182
+TIMER_HZ = 1000
+PIT_COUNT = PIT_HZ // TIMER_HZ
+ITERATIONS = 30_000_000
+BIOS_IRQ0_VECTOR = 0x08
+ISR_SLOT = COUNTER_SLOT + 8            # OR of every ISR value the handler read
+IRR_SEEN_SLOT = COUNTER_SLOT + 16      # OR of every IRR value the handler read
+OCW3_READ_IRR, OCW3_READ_ISR = 0x0A, 0x0B
+ICW4_8086_AEOI = 0x03
+
+
+def program_pit(extra: str = "") -> str:
+    return f"""
+        mov al, 0x34
+        out 0x43, al
+        mov al, {PIT_COUNT & 0xFF}
+        out 0x40, al
+        mov al, {PIT_COUNT >> 8}
+        out 0x40, al
+        {extra}
+        mov al, 0xfe
+        out 0x21, al
+    """
+
+
+def counting_handler(bits: int, *, read_registers: bool = False, eoi: bool = True) -> str:
+    a = "eax" if bits == 32 else "rax"
+    iret = "iretd" if bits == 32 else "iretq"
+    size = "dword" if bits == 32 else "qword"
+    registers = f"""
+        mov al, {OCW3_READ_ISR}
+        out 0x20, al
+        in al, 0x20
+        or byte ptr [{ISR_SLOT:#x}], al
+        mov al, {OCW3_READ_IRR}
+        out 0x20, al
+        in al, 0x20
+        or byte ptr [{IRR_SEEN_SLOT:#x}], al
+    """ if read_registers else ""
+    return f"""
+        push {a}
+        inc {size} ptr [{COUNTER_SLOT:#x}]
+        {registers}
+        {"mov al, 0x20" if eoi else ""}
+        {"out 0x20, al" if eoi else ""}
+        pop {a}
+        {iret}
+    """
+
+
+def timer_guest(bits: int, *, before: str = "", handler: str | None = None) -> IdtGuest:
+    return IdtGuest(before=before or program_pit(), fault="nop", flags=0x202, after=compute_loop(ITERATIONS, bits),
+                    handlers={BIOS_IRQ0_VECTOR: handler or counting_handler(bits)})
+
+
+def run(tmp_path, guest: IdtGuest, bits: int, *, c_ticks: bool = True) -> Machine:
+    image, _ = (build_protected if bits == 32 else build_long)(guest)
+    path = tmp_path / f"timer{bits}.bin"
+    path.write_bytes(image)
+    machine = Machine(16)
+    machine.load(str(path))
+    machine.loop.tick_path.enabled = c_ticks
+    stop = machine.run(timeout=120)
+    assert stop.reason is StopReason.GUEST_EXIT, stop.summary
+    return machine
+
+
+def pit_periods(machine: Machine) -> int:
+    return machine.clock.now_ns() * TIMER_HZ // 1_000_000_000
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+@pytest.mark.parametrize("c_ticks", [True, False], ids=["c-path", "run-loop"])
+def test_every_tick_reaches_the_guest_handler_once(tmp_path, bits, c_ticks):
+    machine = run(tmp_path, timer_guest(bits), bits, c_ticks=c_ticks)
+    handled = machine.ram.u64(COUNTER_SLOT) & (0xFFFFFFFF if bits == 32 else (1 << 64) - 1)
+    assert handled == machine.interrupts.irq_count
+    periods = pit_periods(machine)
+    assert periods >= 50, "the run was too short to say anything"
+    # no more ticks than the PIT made; at most a few lost to coalescing under a busy host
+    assert 0.5 * periods <= handled <= periods + 1
+    c_delivered = machine.loop.tick_path.counts["edges"]
+    if c_ticks:
+        assert c_delivered > 0.5 * handled, "the C path served almost nothing"
+    else:
+        assert c_delivered == 0
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_python_reads_the_8259_state_the_c_path_left(tmp_path, bits):
+    """The handler reads ISR and IRR with OCW3: a Python port access, after the C path
+    delivered the tick. IR0 must be in service (and only it), and no request left in IRR
+    but a new tick's."""
+    machine = run(tmp_path, timer_guest(bits, handler=counting_handler(bits, read_registers=True)), bits)
+    assert machine.ram.u8(ISR_SLOT) == 0x01
+    assert machine.ram.u8(IRR_SEEN_SLOT) & ~0x01 == 0
+    assert machine.ram.u64(COUNTER_SLOT) & 0xFFFFFFFF == machine.interrupts.irq_count
+    assert machine.board.pic.master.isr == 0             # every tick ended with its EOI
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_without_eoi_the_8259_blocks_further_ticks(tmp_path, bits):
+    """8259A fully nested mode: IR0 stays in service without an EOI, so the first tick is
+    the only one the CPU ever takes; the later edges wait in IRR."""
+    machine = run(tmp_path, timer_guest(bits, handler=counting_handler(bits, eoi=False)), bits)
+    assert machine.ram.u64(COUNTER_SLOT) & 0xFFFFFFFF == 1 == machine.interrupts.irq_count
+    master = machine.board.pic.master
+    assert master.isr == 0x01 and master.irr & 0x01
+
+
+def test_auto_eoi_mode_needs_no_eoi(tmp_path):
+    """ICW4 AEOI: the acknowledge sets no ISR bit, so ticks keep coming without an EOI."""
+    reinit = f"""
+        mov al, 0x11
+        out 0x20, al
+        mov al, {BIOS_IRQ0_VECTOR}
+        out 0x21, al
+        mov al, 0x04
+        out 0x21, al
+        mov al, {ICW4_8086_AEOI}
+        out 0x21, al
+    """
+    machine = run(tmp_path, timer_guest(64, before=program_pit(reinit), handler=counting_handler(64, eoi=False)), 64)
+    handled = machine.ram.u64(COUNTER_SLOT)
+    assert handled == machine.interrupts.irq_count >= 0.5 * pit_periods(machine)
+    assert machine.board.pic.master.isr == 0
+    assert machine.loop.tick_path.counts["edges"] > 0
+
+
+def test_interrupts_disabled_for_a_while_hand_the_tick_to_the_run_loop(tmp_path):
+    """A long stretch with IF=0: the C path gives the pending request back, and the
+    run loop delivers it once the guest sets IF again (no tick is lost for good, none
+    is taken while IF=0)."""
+    after = f"""
+        mov rcx, 5000000
+    warm:
+        dec rcx
+        jnz warm
+        cli
+        mov rcx, 20000000
+    spin:
+        dec rcx
+        jnz spin
+        mov rbx, [{COUNTER_SLOT:#x}]
+        mov [{COUNTER_SLOT + 24:#x}], rbx
+        sti
+        {compute_loop(5_000_000, 64)}
+    """
+    guest = IdtGuest(before=program_pit(), fault="nop", flags=0x202, after=after,
+                     handlers={BIOS_IRQ0_VECTOR: counting_handler(64)})
+    machine = run(tmp_path, guest, 64)
+    taken_with_if_clear = machine.ram.u64(COUNTER_SLOT + 24)
+    handled = machine.ram.u64(COUNTER_SLOT)
+    assert handled == machine.interrupts.irq_count
+    assert handled > taken_with_if_clear               # the pending tick came after sti
+    assert machine.loop.tick_path.counts["handed_back"] >= 1
+
+
+def test_irq0_through_the_io_apic_stays_with_the_run_loop(tmp_path):
+    """With IRQ 0 masked at the 8259 the C path never takes the tick."""
+    guest = timer_guest(64, before=program_pit().replace("mov al, 0xfe", "mov al, 0xff"))
+    guest.after = compute_loop(2_000_000, 64)
+    machine = run(tmp_path, guest, 64)
+    assert machine.interrupts.irq_count == 0
+    assert machine.loop.tick_path.counts["edges"] == 0
