@@ -10,12 +10,11 @@ from __future__ import annotations
 import pytest
 
 from interrupts.harness import COUNTER_SLOT, IdtGuest, build_long, build_protected, compute_loop
+from interrupts.harness import program_pit as harness_program_pit
 from unikernel_sim.machine import Machine
 from unikernel_sim.stops import StopReason
 
-PIT_HZ = 1_193_182
 TIMER_HZ = 1000
-PIT_COUNT = PIT_HZ // TIMER_HZ
 ITERATIONS = 30_000_000
 BIOS_IRQ0_VECTOR = 0x08
 ISR_SLOT = COUNTER_SLOT + 8            # OR of every ISR value the handler read
@@ -24,18 +23,9 @@ OCW3_READ_IRR, OCW3_READ_ISR = 0x0A, 0x0B
 ICW4_8086_AEOI = 0x03
 
 
-def program_pit(extra: str = "") -> str:
-    return f"""
-        mov al, 0x34
-        out 0x43, al
-        mov al, {PIT_COUNT & 0xFF}
-        out 0x40, al
-        mov al, {PIT_COUNT >> 8}
-        out 0x40, al
-        {extra}
-        mov al, 0xfe
-        out 0x21, al
-    """
+def program_pit(first: str = "") -> str:
+    """first (e.g. a re-initialisation of the 8259), then the PIT at TIMER_HZ and IRQ 0 unmasked."""
+    return first + "\n" + harness_program_pit(TIMER_HZ)
 
 
 def counting_handler(bits: int, *, read_registers: bool = False, eoi: bool = True) -> str:
@@ -171,7 +161,7 @@ def test_interrupts_disabled_for_a_while_hand_the_tick_to_the_run_loop(tmp_path)
     assert machine.loop.tick_path.counts["handed_back"] >= 1
 
 
-def test_irq0_through_the_io_apic_stays_with_the_run_loop(tmp_path):
+def test_irq0_masked_at_the_8259_is_never_taken_by_the_c_path(tmp_path):
     """With IRQ 0 masked at the 8259 the C path never takes the tick."""
     guest = timer_guest(64, before=program_pit().replace("mov al, 0xfe", "mov al, 0xff"))
     guest.after = compute_loop(2_000_000, 64)
