@@ -181,10 +181,6 @@ class TickPath:
         """The run ended before the handler ran: the next run starts from other state."""
         self._red_zone_look_due = None
 
-    def forget_safe_code(self) -> None:
-        """The guest's code may have changed (a new image, a restore): look again."""
-        self.state.safe_count = 0
-
     @property
     def counts(self) -> dict[str, int]:
         """Statistics: PIT edges accounted and stops handed to the run loop."""
