@@ -286,6 +286,46 @@ def test_which_functions_the_red_zone_watch_arms_for(source, expected):
     assert may_use_red_zone(code, 0x1000) is expected
 
 
+def _may_use_red_zone_by_details(code: bytes, address: int) -> bool:
+    """The oracle: the same rule over capstone's operand structures (detail mode)."""
+    from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+    from capstone.x86 import X86_OP_IMM, X86_OP_MEM, X86_REG_RBP, X86_REG_RSP
+
+    disassembler = Cs(CS_ARCH_X86, CS_MODE_64)
+    disassembler.detail = True
+    below_rsp = below_rbp = frame_reserved = False
+    for insn in disassembler.disasm(code, address):
+        if insn.mnemonic == "call":
+            return False
+        if insn.mnemonic == "sub" and len(insn.operands) == 2 and insn.operands[0].type != X86_OP_MEM \
+                and insn.operands[0].reg == X86_REG_RSP and insn.operands[1].type == X86_OP_IMM:
+            frame_reserved = True
+        for operand in insn.operands:
+            if operand.type == X86_OP_MEM and operand.mem.disp < 0:
+                below_rsp |= operand.mem.base == X86_REG_RSP
+                below_rbp |= operand.mem.base == X86_REG_RBP
+    return below_rsp or (below_rbp and not frame_reserved)
+
+
+@pytest.mark.parametrize("firmware", ["red-zone", "default"])
+def test_red_zone_candidates_from_text_are_capstone_details(firmware, red_zone_booted, unisim_booted):
+    """Every sized function of both firmware builds: the text rule decides as the rule over
+    capstone's operand details does (both builds have functions that qualify: -mno-red-zone
+    code that addresses below RBP without reserving a frame is a candidate too)."""
+    from unikernel_sim.cpu.red_zone_watch import may_use_red_zone
+
+    machine = (red_zone_booted if firmware == "red-zone" else unisim_booted).machine
+    functions = [s for s in machine.symbols.symbols if s.kind == "STT_FUNC" and s.size > 0]
+    answers = []
+    for function in functions:
+        code = machine.read_virtual(function.address, function.size)
+        if code is not None:
+            answers.append((function.name, may_use_red_zone(code, function.address)))
+            assert answers[-1][1] is _may_use_red_zone_by_details(code, function.address), function.name
+    assert len(answers) > 50
+    assert sum(verdict for _name, verdict in answers) > (5 if firmware == "red-zone" else 0)
+
+
 def _call_with_stack_off_by_8(machine, scratch, function: str):
     """Enter function with RSP 16-byte aligned: 8 off the System V ABI (which wants
     RSP + 8 aligned at entry), the classic bug of a hand-written kernel entry."""

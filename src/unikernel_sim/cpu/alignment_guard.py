@@ -8,9 +8,10 @@ Finding the instructions: each sized function symbol (STT_FUNC, st_size > 0: wha
 a compiler emits) is decoded in the ELF's own mode - a straight sweep of the
 executable segments stops at the Multiboot header or at the 32-bit entry code of
 an x86-64 kernel. A function that does not decode to its last byte is left out
-(32-bit code in a 64-bit image, or data). Decoding is capstone's lite mode; only
-instructions with an xmmword operand are decoded again in detail (4 ms against
-90 ms for the whole firmware in detail).
+(32-bit code in a 64-bit image, or data). Decoding is capstone's lite mode through
+its C library alone (cpu/x86_lite_decoder.py: the package's import is 54 ms); the
+memory operand of an instruction with an xmmword operand is read from its text
+(the whole firmware in detail mode took 90 ms).
 
 Checking: an operand addressed by RIP or by an absolute address has a known
 address at load time (aligned ones are dropped, misaligned ones always fault);
@@ -140,8 +141,7 @@ def code_regions(elf: "ElfImage | None", symbols: "SymbolTable", entry: int,
 # Legacy SSE instructions with a 128-bit memory operand are 0F followed by one of these
 # opcode bytes (or the 0F 38 / 0F 3A escapes; 0F AE and 0F C7 for fxsave and cmpxchg16b).
 # Integer code's 0F opcodes (jcc, setcc, cmovcc, movzx, bt...) are outside it, so a function
-# without such a pair holds no site: it is not decoded, and a kernel with none never loads
-# capstone (21 ms of start-up).
+# without such a pair holds no site: it is not decoded at all.
 _SSE_ESCAPE = re.compile(rb"\x0f[\x10-\x17\x28-\x2f\x38\x3a\x50-\x7f\xae\xc2-\xc7\xd0-\xff]")
 
 
@@ -150,27 +150,63 @@ def find_sites(regions: list[tuple[int, bytes, bool]], bits: int) -> list[Site]:
     regions = [region for region in regions if _SSE_ESCAPE.search(region[1])]
     if not regions:
         return []
-    from capstone import CS_ARCH_X86, CS_MODE_32, CS_MODE_64, Cs
+    from unikernel_sim.cpu.x86_lite_decoder import LiteDecoder
 
-    mode = CS_MODE_64 if bits == 64 else CS_MODE_32
-    decoder, detailed = Cs(CS_ARCH_X86, mode), Cs(CS_ARCH_X86, mode)
-    detailed.detail = True
+    decoder = LiteDecoder(bits)
     sites = []
     for start, code, whole in regions:
-        candidates, decoded = [], 0
+        found, decoded = [], 0
         for address, size, mnemonic, op_str in decoder.disasm_lite(code, start):
             decoded += size
             if "xmmword ptr" in op_str and not mnemonic.startswith("v") and mnemonic not in UNALIGNED_OK:
-                candidates.append((address, size))
+                site = _site_from_text(address, size, mnemonic, op_str, bits)
+                if site is not None:
+                    found.append(site)
         if whole and decoded != len(code):
             continue                                  # not code of this mode all the way through
-        for address, size in candidates:
-            offset = address - start
-            instruction = next(detailed.disasm(code[offset:offset + size], address), None)
-            index = None if instruction is None else requires_alignment(instruction)
-            if index is not None:
-                sites.append(_site(instruction, instruction.operands[index], bits))
+        sites.extend(found)
+    decoder.close()
     return sites
+
+
+# capstone's Intel syntax for a memory operand: [segment:][base][ + index*scale][ +/- displacement]
+_MEMORY_OPERAND = re.compile(r"xmmword ptr (?:(?P<segment>[a-z]s):)?\[(?P<inside>[^\]]*)\]")
+_TERM = re.compile(r"\s*(?P<sign>[+-])?\s*(?P<term>[^+\-\s]+)")
+
+
+def _site_from_text(address: int, size: int, mnemonic: str, op_str: str, bits: int) -> Site | None:
+    """The Site of an instruction from capstone's lite text (what detail mode would give,
+    without its cost: tests compare the two). None if the operand is not one we read."""
+    match = _MEMORY_OPERAND.search(op_str)
+    if match is None:
+        return None
+    base = index = None
+    scale, displacement = 1, 0
+    for term in _TERM.finditer(match["inside"]):
+        text, negative = term["term"], term["sign"] == "-"
+        if "*" in text:
+            index, factor = text.split("*")
+            scale = int(factor, 0)
+        elif text[0].isdigit():
+            displacement = -int(text, 0) if negative else int(text, 0)
+        elif base is None:
+            base = text
+        else:
+            index = text
+    if displacement >= 1 << 63:
+        displacement -= 1 << 64                       # capstone's int64 disp
+    segment = match["segment"]
+    mask = (1 << 64) - 1 if bits == 64 and not (base or "r").startswith("e") else 0xFFFFFFFF
+    fixed = None
+    if index is None and (base is None or base == "rip") and segment not in _SEGMENT_BASES:
+        fixed = ((address + size if base == "rip" else 0) + displacement) & mask
+    try:
+        base_reg = 0 if base in (None, "rip") else getattr(x86, f"UC_X86_REG_{base.upper()}")
+        index_reg = 0 if index is None else getattr(x86, f"UC_X86_REG_{index.upper()}")
+    except AttributeError:
+        return None
+    return Site(address, f"{mnemonic} {op_str}", base_reg, index_reg, _SEGMENT_BASES.get(segment or "", 0),
+                displacement, scale, mask, fixed)
 
 
 def _function_bytes(elf: "ElfImage", address: int, size: int) -> bytes | None:
@@ -179,24 +215,6 @@ def _function_bytes(elf: "ElfImage", address: int, size: int) -> bytes | None:
             start = address - segment.vaddr
             return bytes(segment.data[start:start + size])
     return None
-
-
-def _site(instruction, operand, bits: int) -> Site:
-    memory = operand.mem
-
-    def unicorn_id(register: int) -> int:
-        return 0 if register == 0 else getattr(x86, f"UC_X86_REG_{instruction.reg_name(register).upper()}")
-
-    base_name = instruction.reg_name(memory.base) if memory.base else None
-    segment = instruction.reg_name(memory.segment) if memory.segment else None
-    mask = (1 << 64) - 1 if bits == 64 and not (base_name or "r").startswith("e") else 0xFFFFFFFF
-    text = f"{instruction.mnemonic} {instruction.op_str}"
-    fixed = None
-    if memory.index == 0 and (memory.base == 0 or base_name == "rip") and segment not in _SEGMENT_BASES:
-        fixed = operand_address(instruction, operand, lambda register: 0) & mask
-    return Site(instruction.address, text, 0 if base_name == "rip" else unicorn_id(memory.base),
-                unicorn_id(memory.index), _SEGMENT_BASES.get(segment or "", 0), memory.disp, memory.scale, mask,
-                fixed)
 
 
 class AlignmentGuard:

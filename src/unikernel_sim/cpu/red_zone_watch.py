@@ -11,6 +11,7 @@ data in its red zone, and the interrupt destroyed it. Code built with
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -43,24 +44,26 @@ def may_use_red_zone(code: bytes, address: int) -> bool:
     RSP, or below RBP without ever moving RSP down for a frame (GCC -O0 with the
     red zone). Code built with -mno-red-zone never qualifies, so the watch - a
     memory hook and a flush of all translated code on every interrupt - is only
-    armed where evidence can exist."""
-    from capstone import CS_ARCH_X86, CS_MODE_64, Cs
-    from capstone.x86 import X86_OP_IMM, X86_OP_MEM, X86_REG_RBP, X86_REG_RSP
+    armed where evidence can exist. Read from capstone's lite text (its C library
+    alone, cpu/x86_lite_decoder.py; tests compare with capstone's operand details)."""
+    from unikernel_sim.cpu.x86_lite_decoder import LiteDecoder
 
-    disassembler = Cs(CS_ARCH_X86, CS_MODE_64)
-    disassembler.detail = True
+    decoder = LiteDecoder(64)
     below_rsp = below_rbp = frame_reserved = False
-    for insn in disassembler.disasm(code, address):
-        if insn.mnemonic == "call":
+    for _address, _size, mnemonic, op_str in decoder.disasm_lite(code, address):
+        if mnemonic == "call":
             return False
-        if insn.mnemonic == "sub" and len(insn.operands) == 2 and insn.operands[0].type != X86_OP_MEM \
-                and insn.operands[0].reg == X86_REG_RSP and insn.operands[1].type == X86_OP_IMM:
+        if mnemonic == "sub" and _FRAME_RESERVE.fullmatch(op_str):
             frame_reserved = True
-        for operand in insn.operands:
-            if operand.type == X86_OP_MEM and operand.mem.disp < 0:
-                below_rsp |= operand.mem.base == X86_REG_RSP
-                below_rbp |= operand.mem.base == X86_REG_RBP
+        for base in _BELOW_BASE.findall(op_str):
+            below_rsp |= base == "rsp"
+            below_rbp |= base == "rbp"
+    decoder.close()
     return below_rsp or (below_rbp and not frame_reserved)
+
+
+_FRAME_RESERVE = re.compile(r"rsp, (?:0x[0-9a-f]+|\d+)")                 # sub rsp, imm
+_BELOW_BASE = re.compile(r"\[(?:[a-z]s:)?(rsp|rbp)\b[^\]]*- (?:0x[0-9a-f]+|\d+)\]")   # [base ... - disp]
 
 
 class RedZoneWatch:

@@ -1,0 +1,108 @@
+"""The alignment guard's site finder without the capstone package: capstone's C library
+in lite mode (cpu/x86_lite_decoder.py) and the memory operand read from its text,
+against the capstone package itself in detail mode (operands as structures) as the
+oracle, on the firmware and on keystone-assembled addressing modes."""
+from __future__ import annotations
+
+import pytest
+from capstone import CS_ARCH_X86, CS_MODE_32, CS_MODE_64, Cs
+from keystone import KS_ARCH_X86, KS_MODE_32, KS_MODE_64, Ks
+from unicorn import x86_const as x86
+
+from unikernel_sim.cpu import alignment_guard
+from unikernel_sim.cpu.alignment_guard import (
+    _SEGMENT_BASES, UNALIGNED_OK, Site, find_sites, operand_address, requires_alignment,
+)
+from unikernel_sim.cpu.x86_lite_decoder import LiteDecoder
+
+ADDRESS = 0x200000
+
+FORMS_64 = [
+    "movaps xmm0, [rax]", "movaps xmm1, [rax + rbx*4 + 0x10]", "movaps xmm2, [rip + 0x100]",
+    "movaps [rsp - 0x20], xmm3", "movdqa xmm4, fs:[rax + 8]", "movdqa xmm5, gs:[0x10]", "addps xmm0, [rcx]",
+    "pxor xmm1, [rdx + 0x30]", "movaps xmm0, [0x1000]", "movaps xmm0, [eax + ecx*2 - 4]", "movaps xmm0, [rbx*8]",
+    "movdqa [r12 + r13*2 + 0x7fffffff], xmm1", "mulpd xmm7, [r15 - 0x80000000]", "movntdq [rdi], xmm2",
+    "movaps xmm0, [rbp + rsi]", "movups xmm0, [rax]", "movq xmm0, [rax]", "vmovaps xmm0, [rax]",
+    "paddd xmm3, [rip - 0x40]", "andps xmm1, [rsp + 0x18]",
+]
+FORMS_32 = [
+    "movaps xmm0, [eax]", "movaps xmm1, [ebx + esi*4 + 0x10]", "movaps xmm2, [0x80001000]",
+    "movdqa xmm3, fs:[eax]", "movaps [esp - 0x20], xmm3", "pxor xmm1, [edx*2 + 0x30]", "movups xmm0, [eax]",
+]
+
+
+def detailed_sites(regions, bits: int) -> list[Site]:
+    """The oracle: every instruction decoded in detail, its m128 operand as capstone's structure."""
+    detailed = Cs(CS_ARCH_X86, CS_MODE_64 if bits == 64 else CS_MODE_32)
+    detailed.detail = True
+    sites = []
+    for start, code, whole in regions:
+        found, decoded = [], 0
+        for instruction in detailed.disasm(code, start):
+            decoded += instruction.size
+            index = requires_alignment(instruction)
+            if index is not None:
+                found.append(_site(instruction, instruction.operands[index], bits))
+        if whole and decoded != len(code):
+            continue
+        sites.extend(found)
+    return sites
+
+
+def _site(instruction, operand, bits: int) -> Site:
+    memory = operand.mem
+
+    def unicorn_id(register: int) -> int:
+        return 0 if register == 0 else getattr(x86, f"UC_X86_REG_{instruction.reg_name(register).upper()}")
+
+    base_name = instruction.reg_name(memory.base) if memory.base else None
+    segment = instruction.reg_name(memory.segment) if memory.segment else None
+    mask = (1 << 64) - 1 if bits == 64 and not (base_name or "r").startswith("e") else 0xFFFFFFFF
+    fixed = None
+    if memory.index == 0 and (memory.base == 0 or base_name == "rip") and segment not in _SEGMENT_BASES:
+        fixed = operand_address(instruction, operand, lambda register: 0) & mask
+    return Site(instruction.address, f"{instruction.mnemonic} {instruction.op_str}",
+                0 if base_name == "rip" else unicorn_id(memory.base), unicorn_id(memory.index),
+                _SEGMENT_BASES.get(segment or "", 0), memory.disp, memory.scale, mask, fixed)
+
+
+def comparable(site: Site) -> tuple:
+    """What the C check computes with: the displacement only under the address mask."""
+    return (site.address, site.text, site.base_reg, site.index_reg, site.segment_base_reg,
+            site.displacement & site.address_mask, site.scale if site.index_reg else 1, site.address_mask,
+            site.fixed_operand)
+
+
+@pytest.mark.parametrize("bits,forms", [(64, FORMS_64), (32, FORMS_32)], ids=["64-bit", "32-bit"])
+def test_addressing_modes_read_from_text_as_capstone_detail_reads_them(bits, forms):
+    assembler = Ks(KS_ARCH_X86, KS_MODE_64 if bits == 64 else KS_MODE_32)
+    regions = [(ADDRESS + 0x100 * i, bytes(assembler.asm(form, ADDRESS + 0x100 * i)[0]), True)
+               for i, form in enumerate(forms)]
+    expected = detailed_sites(regions, bits)
+    assert expected, "the oracle found no site"
+    assert [comparable(s) for s in find_sites(regions, bits)] == [comparable(s) for s in expected]
+    skipped = {form.split()[0] for form in forms} & (UNALIGNED_OK | {"vmovaps"})
+    assert skipped                                          # the corpus has forms that must not be sites
+
+
+def test_the_firmware_sites_are_capstone_details(firmware_elf):
+    from unikernel_sim.machine import Machine
+
+    machine = Machine()
+    machine.load(firmware_elf)
+    kernel = machine.kernel
+    regions, bits = alignment_guard.code_regions(kernel.elf, machine.symbols, kernel.entry, machine.ram.read,
+                                                 kernel.layout.image_end)
+    ours = find_sites(regions, bits)
+    assert len(ours) > 10
+    assert [comparable(s) for s in ours] == [comparable(s) for s in detailed_sites(regions, bits)]
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_the_lite_decoder_is_capstones_own(firmware_elf, bits):
+    """The C library alone decodes the firmware's bytes as the package's disasm_lite does."""
+    data = open(firmware_elf, "rb").read()[0x1000:0x21000]
+    decoder = LiteDecoder(bits)
+    assert not decoder.uses_package
+    package = Cs(CS_ARCH_X86, CS_MODE_64 if bits == 64 else CS_MODE_32)
+    assert list(decoder.disasm_lite(data, 0x100000)) == list(package.disasm_lite(data, 0x100000))
