@@ -286,11 +286,15 @@ class RunLoop:
             red_zone.interrupt_delivered(old_rsp, new_rsp, return_rip, self.clock.now_ns())
 
     def _offer_tick(self) -> None:
-        """Fast mode: let C serve the PIT's ticks in this slice if they take the plain
-        path (cpu/tick_path.py); nothing may need to see each delivery."""
+        """Let C serve the PIT's ticks in this slice if they take the plain path
+        (cpu/tick_path.py); nothing may need to see each delivery."""
         red_zone = self.machine.red_zone
         watched = (self._stepping or self.step_over_interrupts or self._interrupt_return is not None
-                   or self.interrupts.trace or (red_zone is not None and red_zone.armed))
+                   or self.interrupts.trace or (red_zone is not None and red_zone.armed)
+                   or not self.fast_ports.enabled                  # --trace io: every port access in Python
+                   # deterministic mode: every slice start releases keys and feeds input; fewer
+                   # slices would move where those land
+                   or (self.clock.deterministic and (bool(self.key_scripts) or self.serial_stream is not None)))
         self.tick_path.begin(watched=watched, red_zone_reach=None if red_zone is None else RED_ZONE_FRAME_REACH)
 
     def _take_back_tick(self) -> None:

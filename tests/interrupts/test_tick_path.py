@@ -168,3 +168,97 @@ def test_irq0_masked_at_the_8259_is_never_taken_by_the_c_path(tmp_path):
     machine = run(tmp_path, guest, 64)
     assert machine.interrupts.irq_count == 0
     assert machine.loop.tick_path.counts["edges"] == 0
+
+
+# --- deterministic mode: the C path lands every tick where the run loop would --------------
+TRACE = 0x200000                      # the handler logs (return RIP, TSC) of every tick here
+TRACE_ENTRIES = 4096
+TRACING_HANDLER = f"""
+    push rax
+    push rdx
+    push rbx
+    mov rbx, [{COUNTER_SLOT:#x}]
+    and rbx, {TRACE_ENTRIES - 1}
+    shl rbx, 4
+    mov rax, [rsp + 24]
+    mov [{TRACE:#x} + rbx], rax
+    rdtsc
+    mov [{TRACE + 8:#x} + rbx], eax
+    mov [{TRACE + 12:#x} + rbx], edx
+    inc qword ptr [{COUNTER_SLOT:#x}]
+    mov al, 0x20
+    out 0x20, al
+    pop rbx
+    pop rdx
+    pop rax
+    iretq
+"""
+# compute with short IF=0 windows (a tick landing in one waits for the run loop's
+# pending-poll grid), a byte to COM1 (the C port path moves virtual time), a long stretch
+# with IF=0, and hlt (the run loop sleeps to the next tick)
+BUSY_BODY = f"""
+    mov r8, 60
+outer:
+    mov rcx, 100000
+inner:
+    cli
+    imul rax, rax, 3
+    sti
+    add rax, rcx
+    dec rcx
+    jnz inner
+    mov dx, 0x3f8
+    mov al, 0x78
+    out dx, al
+    cli
+    mov rcx, 150000
+spin:
+    dec rcx
+    jnz spin
+    sti
+    hlt
+    dec r8
+    jnz outer
+    mov al, 0
+    out 0xf4, al
+"""
+
+
+@pytest.fixture(scope="module")
+def busy_image(tmp_path_factory):
+    image, _ = build_long(IdtGuest(before=harness_program_pit(10_000), fault="nop", flags=0x202, after=BUSY_BODY,
+                                   handlers={BIOS_IRQ0_VECTOR: TRACING_HANDLER}))
+    path = tmp_path_factory.mktemp("tick-det") / "busy.bin"
+    path.write_bytes(image)
+    return str(path)
+
+
+def deterministic_outcome(image: str, *, c_ticks: bool, budget: int | None = None) -> tuple:
+    machine = Machine(16, deterministic=True)
+    machine.load(image)
+    machine.loop.tick_path.enabled = c_ticks
+    while True:
+        stop = machine.run(max_instructions=budget) if budget else machine.run()
+        if stop.reason is not StopReason.BUDGET:
+            break
+    assert stop.reason is StopReason.GUEST_EXIT, stop.summary
+    ticks = machine.ram.u64(COUNTER_SLOT)
+    assert ticks <= TRACE_ENTRIES
+    return (ticks, machine.interrupts.irq_count, machine.ram.read(TRACE, 16 * ticks), machine.instructions,
+            bytes(machine.serial.data), machine.cpu_state().gpr["rax"], machine.loop.tick_path.counts["edges"])
+
+
+def test_deterministic_ticks_land_where_the_run_loop_lands_them(busy_image):
+    """Every tick's return RIP and TSC, the instruction count, the output: byte for byte
+    the run loop's, with the C path serving the ticks."""
+    with_c = deterministic_outcome(busy_image, c_ticks=True)
+    run_loop = deterministic_outcome(busy_image, c_ticks=False)
+    assert with_c[0] > 100 and with_c[-1] > 0.5 * with_c[0]       # ticks happened, mostly in C
+    assert run_loop[-1] == 0
+    assert with_c[:-1] == run_loop[:-1]
+
+
+@pytest.mark.parametrize("budget", [100_003, 7_919])
+def test_deterministic_c_ticks_do_not_depend_on_how_the_run_is_cut(busy_image, budget):
+    assert deterministic_outcome(busy_image, c_ticks=True, budget=budget)[:-1] == \
+        deterministic_outcome(busy_image, c_ticks=True)[:-1]

@@ -54,9 +54,15 @@ static int charge(struct fast_ports *fp)
     uint64_t stop_at = UINT64_MAX;    /* the budget is vc->budget_at, armed by the host */
     if (!vc->deterministic)
         return 1;
-    if (vclock_now_ns(vc) + fp->io_ns >= fp->event_ns)
+    struct tick_path *tick = vc->tick;
+    uint64_t now = vclock_now_ns(vc);
+    if (now + fp->io_ns >= fp->event_ns)
         return 0;
+    if (tick != NULL && tick->live && (int64_t)(now + fp->io_ns) >= tick->next_edge_ns)
+        return 0;                     /* the PIT's edge falls due during the access: the run loop */
     vc->virtual_ns_skipped += (int64_t)fp->io_ns;
+    if (tick != NULL)
+        tick_path_rearm(tick);        /* time moved: the edge is fewer instructions away */
     if (fp->event_ns != NEVER) {
         int64_t span = (int64_t)fp->event_ns - vc->virtual_ns_skipped;
         unsigned __int128 scaled = (unsigned __int128)(span > 0 ? (uint64_t)span : 0) << 32;
@@ -90,7 +96,8 @@ void fast_ports_out(void *uc, uint32_t port, int size, uint32_t value, void *use
     }
     /* the timer handler's EOI, while the tick path owns the 8259 master (_tick_path.c) */
     if (port == PIC_MASTER_COMMAND && size == 1 && fp->clock->tick != NULL &&
-        tick_path_end_of_interrupt(fp->clock->tick, value & 0xFF)) {
+        tick_path_takes_end_of_interrupt(fp->clock->tick, value & 0xFF) && charge(fp)) {
+        tick_path_end_of_interrupt(fp->clock->tick, value & 0xFF);
         fp->fast_accesses++;
         return;
     }

@@ -112,6 +112,25 @@ static int requested_line(const struct tick_path *tp)
     return line;
 }
 
+/* Deterministic mode: the instruction count at which virtual time reaches ns
+ * (VirtualClock.instruction_at). */
+static uint64_t instruction_at(const struct vclock *vc, int64_t ns)
+{
+    int64_t span = ns - vc->virtual_ns_skipped;
+    unsigned __int128 scaled = (unsigned __int128)(span > 0 ? (uint64_t)span : 0) << 32;
+    return (uint64_t)((scaled + vc->ns_per_instruction_q32 - 1) / vc->ns_per_instruction_q32);
+}
+
+void tick_path_rearm(struct tick_path *tp)
+{
+    if (!tp->live) {                   /* the PIT's copy is not loaded (its period may be 0) */
+        tp->clock->tick_at = NEVER;
+        return;
+    }
+    tp->next_edge_ns = next_edge(tp, tp->pit_accounted);
+    tp->clock->tick_at = tp->deterministic ? instruction_at(tp->clock, tp->next_edge_ns) : NEVER;
+}
+
 static void want_attention(struct tick_path *tp)
 {
     __atomic_store_n(&tp->clock->tick_attention, 1, __ATOMIC_RELEASE);
@@ -122,6 +141,7 @@ static int hand_back(void *uc, struct tick_path *tp)
 {
     struct vclock *vc = tp->clock;
     tp->handed_back++;
+    tick_path_rearm(tp);
     vc->stopped = 1;                   /* a clock stop: the run loop goes round and delivers */
     vc->stop_requested = 1;
     vc->emu_stop(uc);
@@ -139,7 +159,7 @@ static int needs_red_zone_look(const struct tick_path *tp)
     for (uint64_t i = 0; i < tp->safe_count; i++)
         if (c->last_return_rip >= tp->safe_start[i] && c->last_return_rip < tp->safe_end[i])
             return 0;
-    return (int64_t)vclock_now_ns(tp->clock) >= tp->red_zone_quiet_until;
+    return tp->deterministic || (int64_t)vclock_now_ns(tp->clock) >= tp->red_zone_quiet_until;
 }
 
 int tick_path_service(void *uc, struct tick_path *tp)
@@ -157,6 +177,7 @@ int tick_path_service(void *uc, struct tick_path *tp)
                 tp->ioapic_edges++;
         }
     }
+    tick_path_rearm(tp);
     int line = requested_line(tp);
     tp->output = line >= 0;
     if (line < 0)
@@ -164,8 +185,8 @@ int tick_path_service(void *uc, struct tick_path *tp)
     if ((1ull << line) & tp->host_lines)
         return hand_back(uc, tp);
     if (!irq_ready(uc, tp->irq)) {     /* IF clear or an STI shadow: look again next block */
-        if (tp->retry_blocks == 0)
-            return hand_back(uc, tp);
+        if (tp->deterministic || tp->retry_blocks == 0)
+            return hand_back(uc, tp);  /* deterministic: the run loop's pending-poll grid */
         tp->retry_blocks--;
         want_attention(tp);
         return SERVICE_CONTINUE;
@@ -190,21 +211,38 @@ int tick_path_service(void *uc, struct tick_path *tp)
     return SERVICE_DELIVERED;
 }
 
-int tick_path_end_of_interrupt(struct tick_path *tp, uint32_t value)
+/* ISR after an OCW2 end of interrupt; -1 if value is not one. */
+static int64_t isr_after_end_of_interrupt(const struct tick_path *tp, uint32_t value)
 {
-    if (!tp->live || (value & OCW_SELECT_BITS))
-        return 0;
     unsigned command = (value >> 5) & 7;
+    if (value & OCW_SELECT_BITS)
+        return -1;
     if (command == OCW2_NONSPECIFIC_EOI)
-        tp->isr &= tp->isr - 1;        /* the highest priority in service: the lowest bit */
-    else if (command == OCW2_SPECIFIC_EOI)
-        tp->isr &= ~(1ull << (value & 7));
-    else
+        return (int64_t)(tp->isr & (tp->isr - 1));   /* the highest priority in service: the lowest bit */
+    if (command == OCW2_SPECIFIC_EOI)
+        return (int64_t)(tp->isr & ~(1ull << (value & 7)));
+    return -1;
+}
+
+int tick_path_takes_end_of_interrupt(const struct tick_path *tp, uint32_t value)
+{
+    int64_t isr = isr_after_end_of_interrupt(tp, value);
+    if (!tp->live || isr < 0)
         return 0;
+    if (tp->deterministic) {
+        struct tick_path after = *tp;
+        after.isr = (uint64_t)isr;
+        return requested_line(&after) < 0;
+    }
+    return 1;
+}
+
+void tick_path_end_of_interrupt(struct tick_path *tp, uint32_t value)
+{
+    tp->isr = (uint64_t)isr_after_end_of_interrupt(tp, value);
     tp->output = requested_line(tp) >= 0;
     if (tp->output)
-        want_attention(tp);            /* a tick that came while IR0 was in service */
-    return 1;
+        want_attention(tp);            /* fast mode: a tick that came while IR0 was in service */
 }
 
 /* --- the timer thread ------------------------------------------------------------- */

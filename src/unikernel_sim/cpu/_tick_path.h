@@ -48,6 +48,8 @@ struct tick_path {
     uint64_t safe_count;
     uint64_t safe_start[SAFE_RANGES]; /* [start, end): code where a frame needs no look  */
     uint64_t safe_end[SAFE_RANGES];
+    uint64_t deterministic;           /* 1: edges fall due at instruction counts (clock->tick_at) */
+    int64_t next_edge_ns;             /* the PIT's next rising edge, virtual ns          */
 };
 
 /* From vclock_block when clock->tick_attention is set: account PIT edges up to now and
@@ -55,8 +57,15 @@ struct tick_path {
  * does not run: RIP is the handler's). */
 int tick_path_service(void *uc, struct tick_path *tp);
 
-/* From the port hook: an OCW2 end of interrupt written to the master's command port
- * while live. Returns 1 if handled here, 0 for the host's path. */
-int tick_path_end_of_interrupt(struct tick_path *tp, uint32_t value);
+/* From the port hook: whether an OCW2 end of interrupt written to the master's command
+ * port is served here (live, and in deterministic mode only if no request follows it,
+ * which the host's path must raise where it would). */
+int tick_path_takes_end_of_interrupt(const struct tick_path *tp, uint32_t value);
+
+/* Serve it (after tick_path_takes_end_of_interrupt said yes and the access was charged). */
+void tick_path_end_of_interrupt(struct tick_path *tp, uint32_t value);
+
+/* Recompute when the next edge falls due (clock->tick_at) after virtual time moved. */
+void tick_path_rearm(struct tick_path *tp);
 
 #endif

@@ -255,6 +255,10 @@ void vclock_block(void *uc, uint64_t address, uint32_t size, void *user_data)
         vc->emu_stop(uc);
         return;
     }
+    /* Deterministic mode: the PIT's edge falls due at this boundary, where the run loop
+     * would have stopped for it (the same rule as stop_at): the tick path serves it. */
+    if (!partial && vc->instructions >= vc->tick_at && vc->tick != NULL && tick_path_service(uc, vc->tick))
+        return;
     icount = block_icount(uc, vc, address);
     covered = vc->all_exact || (address >= vc->exact_lo && address <= vc->exact_hi);
     if (!covered && vc->instructions + icount > vc->budget_at) {

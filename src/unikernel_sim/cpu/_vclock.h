@@ -73,6 +73,7 @@ struct vclock {
     uint64_t partial_pc;              /* the run resumes inside a block here: no deadline stop at it */
     uint64_t tick_attention;          /* set by the tick path's thread or EOI: serve it at the next block */
     void *tick;                       /* struct tick_path (_tick_path.h), or NULL             */
+    uint64_t tick_at;                 /* deterministic: serve the tick path at this count; NEVER */
 };
 
 uint64_t vclock_now_ns(const struct vclock *vc);

@@ -63,6 +63,8 @@ class TickPathState(ctypes.Structure):
         ("safe_count", ctypes.c_uint64),
         ("safe_start", ctypes.c_uint64 * SAFE_RANGES),
         ("safe_end", ctypes.c_uint64 * SAFE_RANGES),
+        ("deterministic", ctypes.c_uint64),
+        ("next_edge_ns", ctypes.c_int64),
     ]
 
 
@@ -75,6 +77,8 @@ _lib.tick_path_publish.restype = ctypes.c_int
 _lib.tick_path_publish.argtypes = [ctypes.POINTER(TickPathState)]
 _lib.tick_path_close.restype = None
 _lib.tick_path_close.argtypes = [ctypes.POINTER(TickPathState)]
+_lib.tick_path_rearm.restype = None
+_lib.tick_path_rearm.argtypes = [ctypes.POINTER(TickPathState)]
 
 RedZoneLook = Callable[[int, int, int], "tuple[int, int] | None"]
 """(old RSP, new RSP, return RIP) of a 64-bit frame pushed below the interrupted RSP:
@@ -105,7 +109,7 @@ class TickPath:
         red_zone_reach: the red-zone watch's frame distance, None without the watch."""
         if self.live:
             return True
-        if not self.enabled or watched or self.clock.deterministic or not self.fast.enabled:
+        if not self.enabled or watched or not self.fast.enabled:
             return False
         board = self.board
         pic, pit = board.pic.master, board.pit
@@ -129,11 +133,13 @@ class TickPath:
         s.red_zone_check = int(red_zone_reach is not None and self.red_zone_look is not None)
         s.red_zone_reach = red_zone_reach or 0
         s.retry_blocks = 256
+        s.deterministic = int(self.clock.deterministic)
         s.generation += 1
         s.live = 1
         self.live = True
-        if _lib.tick_path_publish(self._pointer) != 0:      # no thread: the run loop keeps the tick
-            self.take_back()
+        _lib.tick_path_rearm(self._pointer)     # deterministic mode: the count the edge falls due at
+        if not s.deterministic and _lib.tick_path_publish(self._pointer) != 0:
+            self.take_back()                    # no timer thread: the run loop keeps the tick
             return False
         return True
 
@@ -146,6 +152,7 @@ class TickPath:
         s.live = 0
         self.live = False
         self.clock.state.tick_attention = 0
+        self.clock.state.tick_at = NEVER
         board = self.board
         pic = board.pic.master
         pic.irr, pic.isr = s.irr, s.isr
@@ -172,7 +179,8 @@ class TickPath:
             return
         safe = self.red_zone_look(*look)
         s = self.state
-        s.red_zone_quiet_until = self.clock.now_ns() + RED_ZONE_LOOK_PERIOD_NS
+        if not self.clock.deterministic:             # deterministic mode looks at every one, as the run loop
+            s.red_zone_quiet_until = self.clock.now_ns() + RED_ZONE_LOOK_PERIOD_NS
         if safe is not None and s.safe_count < SAFE_RANGES:
             s.safe_start[s.safe_count], s.safe_end[s.safe_count] = safe
             s.safe_count += 1

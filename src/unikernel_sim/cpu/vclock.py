@@ -98,6 +98,7 @@ class VClockState(ctypes.Structure):
         ("partial_pc", ctypes.c_uint64),
         ("tick_attention", ctypes.c_uint64),
         ("tick", ctypes.c_void_p),
+        ("tick_at", ctypes.c_uint64),
     ]
 
 
@@ -160,7 +161,7 @@ class VirtualClock:
         s.reg_rcx = UC_X86_REG_RCX
         s.reg_msr = UC_X86_REG_MSR
         s.reg_rip = UC_X86_REG_RIP
-        s.budget_at = s.exact_request_pc = s.exact_lo = s.partial_pc = NEVER
+        s.budget_at = s.exact_request_pc = s.exact_lo = s.partial_pc = s.tick_at = NEVER
         s.ctl = native_function_address("uc_ctl")
         s.ctl_request_cache = REQUEST_CACHE_CONTROL
         self._pointer = ctypes.pointer(self.state)
