@@ -1,13 +1,17 @@
 /* The timer tick in C: PIT channel 0 -> 8259 master -> the guest's IDT, with no
- * Python between the PIT's edge and the handler's first instruction (fast mode).
+ * Python between the PIT's edge and the handler's first instruction.
  *
  * Through Python a tick cost ~120 us of host time: the host timer's thread wakes,
  * stops emu_start, the run loop brings every device up to date, delivers, re-arms
  * and restarts, and the handler's EOI is a Python port hook. Here:
- *   - a timer thread of our own sleeps until the PIT's next rising edge (the
- *     channel's periodic schedule, computed as i8254.py computes it) and sets
- *     clock->tick_attention; it never stops the guest;
- *   - the block hook (vclock_block) sees the flag at the next block boundary and
+ *   - fast mode: a timer thread of our own sleeps until the PIT's next rising edge
+ *     (the channel's periodic schedule, computed as i8254.py computes it) and sets
+ *     clock->tick_attention; it never stops the guest. Deterministic mode: the edge
+ *     falls due at clock->tick_at, the instruction count at which the run loop's
+ *     deadline would have stopped the guest, checked by the block hook right after
+ *     that deadline under the same rules (not at the rest of a cut block), so a tick
+ *     lands at the same instruction whichever path serves it;
+ *   - the block hook (vclock_block) sees it at the next block boundary and
  *     calls tick_path_service: the edges are accounted, IRR bit 0 set, and if the
  *     CPU takes the request (IF, no STI shadow) it is acknowledged and delivered
  *     by irq_deliver (the same C delivery the run loop uses) with RIP set to the
@@ -15,13 +19,14 @@
  *   - the handler's OCW2 EOI (`out 0x20, al`) is served by the port hook.
  *
  * The host decides each slice whether this path may own the tick (TickPath.begin
- * in tick_path.py: fast mode, the master in its plain fully nested state, the PIT
+ * in tick_path.py: the master in its plain fully nested state, the PIT
  * periodic, IRQ 0 unmasked at the 8259 and masked at the I/O APIC, nothing
  * pending, no diagnostics that watch deliveries) and copies the 8259 master and
  * the PIT's accounting into this struct. The first Python device access of the
  * slice, or its end, copies them back (TickPath.take_back), so Python's device
  * models never see stale state. Anything unusual - a request for the cascade
- * line, IF clear for longer than RETRY_BLOCKS blocks, a delivery the C path
+ * line, IF clear (deterministic mode: at once, so the run loop's pending-poll grid
+ * decides; fast mode: for longer than RETRY_BLOCKS blocks), a delivery the C path
  * declines (privilege change, fault) - stops the guest and leaves the request
  * pending for the run loop's reference path (hand_back). */
 #include <errno.h>

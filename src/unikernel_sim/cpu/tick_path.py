@@ -1,11 +1,17 @@
-"""The timer tick without Python: PIT channel 0 -> 8259 master -> IDT in C (fast mode).
+"""The timer tick without Python: PIT channel 0 -> 8259 master -> IDT in C.
 
 Through the run loop one tick cost ~120 us of host time (stop, bring every device
 up to date, deliver, re-arm, restart, and a Python port hook for the handler's
 EOI); `_tick_path.c` does the same work in the block hook and the port hook.
 
+The edge falls due in fast mode when a C thread sees the PIT's edge in host time, in
+deterministic mode at the instruction count where the run loop's deadline would have
+stopped the guest (``clock.tick_at``, checked by the block hook right after that
+deadline, under the same rules), so deterministic runs take every tick at the same
+instruction as before, and the same tick whichever path serves it.
+
 Ownership is per slice. ``begin`` (before emu_start) checks that the tick takes
-the plain path - fast mode, the 8259 master initialised in fully nested, edge-
+the plain path - the 8259 master initialised in fully nested, edge-
 triggered mode with IRQ 0 unmasked and nothing pending, the PIT periodic, IRQ 0
 masked at the I/O APIC, no HPET legacy replacement, nothing that watches
 deliveries one by one (tracing, a debugger's step) - and copies the master's
