@@ -97,7 +97,8 @@ class GuestCaller:
         integers = [a for a in args if not isinstance(a, float)]
         floats = [a for a in args if isinstance(a, float)]
         stack_args = integers[len(INTEGER_REGISTERS):] + floats[len(VECTOR_REGISTERS):]
-        rsp = uc.reg_read(x86.UC_X86_REG_RSP) - RED_ZONE
+        registers = machine.registers
+        rsp = registers.read(x86.UC_X86_REG_RSP) - RED_ZONE
         rsp -= 8 * len(stack_args)
         rsp &= ~0xF                                      # aligned at the call instruction
         frame = b"".join(self._stack_word(a) for a in stack_args)
@@ -108,12 +109,12 @@ class GuestCaller:
             raise RuntimeError(f"the guest stack at {rsp:#x} is not mapped")
         self._arm_sentinel()
         for register, value in zip(INTEGER_REGISTERS, integers):
-            uc.reg_write(register, int(value) & MASK64)     # numpy integers too
+            registers.write(register, int(value) & MASK64)     # numpy integers too
         for register, value in zip(VECTOR_REGISTERS, floats):
             uc.reg_write(register, int.from_bytes(self._float_bytes(value), "little"))
-        uc.reg_write(x86.UC_X86_REG_RAX, min(len(floats), len(VECTOR_REGISTERS)))
-        uc.reg_write(x86.UC_X86_REG_RSP, rsp)
-        uc.reg_write(x86.UC_X86_REG_RIP, address)
+        registers.write(x86.UC_X86_REG_RAX, min(len(floats), len(VECTOR_REGISTERS)))
+        registers.write(x86.UC_X86_REG_RSP, rsp)
+        registers.write(x86.UC_X86_REG_RIP, address)
         self._active = True
         try:
             stop = machine.run(max_instructions=max_instructions, timeout=timeout)
@@ -146,7 +147,7 @@ class GuestCaller:
         if returns == "double":
             low = uc.reg_read(x86.UC_X86_REG_XMM0) & MASK64
             return struct.unpack("<d", low.to_bytes(8, "little"))[0]
-        value = uc.reg_read(x86.UC_X86_REG_RAX)
+        value = self.machine.registers.read(x86.UC_X86_REG_RAX)
         if returns == "int32":
             value &= 0xFFFFFFFF
             return value - (1 << 32) if value & (1 << 31) else value

@@ -38,7 +38,7 @@ from unikernel_sim.cpu.host_timer import HostTimer
 from unikernel_sim.cpu.interrupts import InterruptPath
 from unikernel_sim.cpu.msr_emulation import ModelSpecificRegisters
 from unikernel_sim.cpu.red_zone_watch import RedZoneWatch
-from unikernel_sim.cpu.unicorn_compat import context_offsets, in_64bit_mode
+from unikernel_sim.cpu.unicorn_compat import GeneralRegisters, context_offsets, in_64bit_mode
 from unikernel_sim.cpu.vclock import VirtualClock
 from unikernel_sim.devices.board import BoardWiring, PcBoard
 from unikernel_sim.devices.bus import IoBus
@@ -88,6 +88,7 @@ class Machine:
         context_offsets()   # locate QEMU's exception fields before any exception can happen
         self.uc = uc = create_engine()
         self.ram = Ram(uc, memory_mb * MIB)
+        self.registers = GeneralRegisters(uc)          # RIP, RSP, GPRs without the binding's cost
         self.memory = GuestMemory(uc, self.ram)
         self.clock = VirtualClock(uc, deterministic=deterministic, tsc_hz=tsc_hz,
                                   instructions_per_second=instructions_per_second)
@@ -347,7 +348,7 @@ class Machine:
     # --- state -----------------------------------------------------------------------
     @property
     def rip(self) -> int:
-        return self.uc.reg_read(x86.UC_X86_REG_RIP)
+        return self.registers.read(x86.UC_X86_REG_RIP)
 
     def cpu_state(self) -> CpuState:
         return read_cpu_state(self.uc)

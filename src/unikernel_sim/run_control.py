@@ -27,12 +27,13 @@ class InterruptWatch:
         self.stop = stop
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.signal_received: signal.Signals | None = None
-        self._done = threading.Event()
+        self._done: threading.Event | None = None     # made in __enter__ when enabled (a guest call: not)
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> "InterruptWatch":
         if not self.enabled:
             return self
+        self._done = threading.Event()
         self._reader, self._writer = socket.socketpair()
         self._reader.setblocking(False)
         self._writer.setblocking(False)

@@ -91,6 +91,7 @@ class RunLoop:
         self.serial_stream: SerialInputStream | None = None    # --serial-in from a FIFO or pipe
         self.key_scripts: list = []                              # --keys with {wait:TEXT} steps
         self._unmapped: tuple[int, int, int] | None = None
+        self._slices_in_run = 0                    # the tick is offered to C from the second on
         uc = self.uc
         uart = self.board.uart
         self.fast_ports = FastPorts(uc, self.clock, thr_port=uart.base, lsr_port=uart.base + UART_LSR,
@@ -126,6 +127,7 @@ class RunLoop:
             self.host_timer.arm(host_ns() + int(timeout * 1e9), TIMEOUT)
         self.host_timer.watch_output(lambda: self.fast_ports.state.length > 0)
         unexplained = 0
+        self._slices_in_run = 0
         # Deterministic mode: a run's start is a boundary the caller chose (a budget, a
         # breakpoint, a debugger's step, a guest call), not one the guest caused. An IRQ
         # waiting there is left to the next point the guest's own execution makes (a
@@ -176,7 +178,9 @@ class RunLoop:
         self._unmapped = None
         self._service_requested = False
         self.clock.arm_stop(None)
-        self._offer_tick()
+        if self._slices_in_run:          # a short run (a guest call) ends in its first slice: no offer
+            self._offer_tick()
+        self._slices_in_run += 1
         self._arm(self.next_event_ns(), self.budget_end)
         self.interrupts.fast.clear_exception_in_flight()  # Q2
         # 3. run

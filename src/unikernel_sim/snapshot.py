@@ -44,7 +44,7 @@ class Snapshot:
     panic_message: str | None
     irq_count: int
     last_exception: ExceptionRecord | None      # never mutated once made, so shared
-    code_fingerprint: int | None = None
+    code_fingerprint: tuple[bytes, ...] | None = None   # the code bytes (cpu/code_cache.py)
 
     def __repr__(self) -> str:
         return (f"<Snapshot at {self.clock[1]} ns, {len(self.devices)} devices, "

@@ -5,8 +5,10 @@ cache's back. A cached translation is only wrong if the code bytes it came
 from differ from what RAM will hold after the restore. QEMU keeps the cache
 consistent with the current RAM (it invalidates translations when the guest
 writes code), so comparing the kernel's executable segments now with the
-snapshot's tells whether a flush is needed: a CRC-32 of each, a few
-microseconds for a small kernel.
+snapshot's tells whether a flush is needed. A snapshot keeps the code bytes
+themselves, shared with the previous snapshot while the code has not changed
+(one copy for thousands of checkpoints): the comparison is a memcmp, 5 us for
+the firmware's 49 KiB where a CRC-32 of them took 16 us.
 
 Why not always flush: a full retranslation per guest call (~1.3 ms measured;
 400 instead of 1,000+ calls per second). Why not a write hook on the code:
@@ -18,7 +20,6 @@ compared: restore with flush=True after running such code.
 """
 from __future__ import annotations
 
-import zlib
 from unicorn import Uc
 
 from unikernel_sim.memory.ram import Ram
@@ -30,20 +31,28 @@ class CodeCache:
         self.ram = ram
         self.flushes = 0
         self._ranges: list[tuple[int, int]] = []      # physical [start, end) of code
+        self._last: tuple[bytes, ...] = ()             # the latest fingerprint (shared by snapshots)
 
     def watch(self, start: int, end: int) -> None:
         """Compare [start, end) (physical addresses of code) across restores."""
         self._ranges.append((start, end))
 
-    def fingerprint(self) -> int:
-        crc = 0
-        for start, end in self._ranges:
-            crc = zlib.crc32(self.ram.read(start, end - start), crc)
-        return crc
+    def fingerprint(self) -> tuple[bytes, ...]:
+        """The code bytes now, the previous fingerprint's objects where they are equal."""
+        image = tuple(self.ram.read(start, end - start) for start, end in self._ranges)
+        if image == self._last:
+            return self._last
+        self._last = image
+        return image
 
-    def before_restore(self, snapshot_fingerprint: int | None, *, flush: bool = False) -> bool:
+    def before_restore(self, snapshot_fingerprint: tuple[bytes, ...] | None, *, flush: bool = False) -> bool:
         """Whether the cache must be flushed once the snapshot's RAM is back."""
-        return flush or snapshot_fingerprint is None or self.fingerprint() != snapshot_fingerprint
+        if flush or snapshot_fingerprint is None:
+            return True
+        if len(snapshot_fingerprint) != len(self._ranges):
+            return True
+        return any(self.uc.mem_read(start, end - start) != code          # a bytearray: no second copy
+                   for (start, end), code in zip(self._ranges, snapshot_fingerprint))
 
     def flush(self) -> None:
         self.uc.ctl_flush_tb()

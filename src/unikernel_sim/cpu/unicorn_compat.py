@@ -74,6 +74,35 @@ def engine_handle(uc: Uc):
     return uc._uch
 
 
+_REG_ACCESS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+
+
+class GeneralRegisters:
+    """Reads and writes of 64-bit general registers and RIP straight through
+    uc_reg_read/uc_reg_write: the binding's reg_read picks a register class per call
+    (~1.5 us); a guest call and the run loop touch RIP, RSP and the argument
+    registers a dozen times per call. Not for segment, table or MSR registers."""
+
+    def __init__(self, uc: Uc) -> None:
+        self._handle = engine_handle(uc)
+        self._value = ctypes.c_uint64()
+        self._pointer = ctypes.byref(self._value)
+        self._read = _REG_ACCESS(native_function_address("uc_reg_read"))
+        self._write = _REG_ACCESS(native_function_address("uc_reg_write"))
+
+    def read(self, register: int) -> int:
+        error = self._read(self._handle, register, self._pointer)
+        if error:
+            raise UcError(error)
+        return self._value.value
+
+    def write(self, register: int, value: int) -> None:
+        self._value.value = value
+        error = self._write(self._handle, register, self._pointer)
+        if error:
+            raise UcError(error)
+
+
 def context_address(context: UcContext) -> int:
     """Where a saved context's bytes are (the offsets of context_offsets() are from here)."""
     return ctypes.cast(context.context, ctypes.c_void_p).value

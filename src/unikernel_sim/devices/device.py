@@ -38,7 +38,8 @@ State = dict[str, Any]
 
 
 _CONTAINERS = (deque, bytearray, list, dict, set)
-PLAIN, NESTED, NESTED_LIST, CONTAINER = range(4)
+PLAIN, NESTED, NESTED_LIST, CONTAINER, PROPERTY = range(5)
+PLAIN_VALUES, OTHER_FIELDS = " plain", " others"      # keys no field name can be
 
 
 def _kind(value: Any) -> int:
@@ -58,45 +59,65 @@ class Stateful:
     copied one level deep (its items are plain values); anything else is shared.
 
     What kind each field is gets decided once per class, from the first object's
-    values: restoring a snapshot loads every device, thousands of times a second in
-    a test suite, and the isinstance walk per field and per call was most of it."""
+    values, and a saved state keeps its plain values (most fields) in one dict under
+    PLAIN_VALUES that loading puts back with one ``__dict__.update``: restoring a
+    snapshot loads every device, thousands of times a second in a test suite, and a
+    setattr per field was most of a restore (48 us of ~90)."""
 
     saved_fields: tuple[str, ...] = ()
     _field_kinds: tuple[tuple[str, int], ...] | None = None
+    _field_kind_map: dict[str, int] | None = None
 
     def _kinds(self) -> tuple[tuple[str, int], ...]:
         kinds = type(self).__dict__.get("_field_kinds")
         if kinds is None:
-            kinds = tuple((name, _kind(getattr(self, name))) for name in self.saved_fields)
+            kinds = tuple((name, PROPERTY if isinstance(getattr(type(self), name, None), property)
+                           else _kind(getattr(self, name))) for name in self.saved_fields)
             type(self)._field_kinds = kinds
+            type(self)._field_kind_map = dict(kinds)
+        return kinds
+
+    def _kind_map(self) -> dict[str, int]:
+        kinds = type(self).__dict__.get("_field_kind_map")
+        if kinds is None:
+            self._kinds()
+            kinds = type(self)._field_kind_map
         return kinds
 
     def save_state(self) -> State:
-        state = {}
+        plain: State = {}
+        others: list[str] = []
+        state: State = {PLAIN_VALUES: plain, OTHER_FIELDS: others}
         for name, kind in self._kinds():
             value = getattr(self, name)
             if kind == PLAIN and not isinstance(value, _CONTAINERS):
-                state[name] = value
-            elif kind == NESTED:
+                plain[name] = value
+                continue
+            others.append(name)
+            if kind == NESTED:
                 state[name] = value.save_state()
             elif kind == NESTED_LIST:
                 state[name] = [item.save_state() for item in value]
-            else:
+            elif isinstance(value, _CONTAINERS):
                 state[name] = type(value)(value)
+            else:
+                state[name] = value                 # a property's plain value
         return state
 
     def load_state(self, state: State) -> None:
-        for name, kind in self._kinds():
-            saved = state[name]
-            if kind == PLAIN and not isinstance(saved, _CONTAINERS):
-                setattr(self, name, saved)
-            elif kind == NESTED:
+        self.__dict__.update(state[PLAIN_VALUES])
+        kinds = self._kind_map()
+        for name in state[OTHER_FIELDS]:
+            saved, kind = state[name], kinds[name]
+            if kind == NESTED:
                 getattr(self, name).load_state(saved)
             elif kind == NESTED_LIST:
                 for item, item_state in zip(getattr(self, name), saved):
                     item.load_state(item_state)
-            else:
+            elif isinstance(saved, _CONTAINERS):
                 setattr(self, name, type(saved)(saved))       # the snapshot keeps its own copy
+            else:
+                setattr(self, name, saved)                     # a property
 
 
 class Device(Stateful):
