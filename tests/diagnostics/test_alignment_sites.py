@@ -106,3 +106,25 @@ def test_the_lite_decoder_is_capstones_own(firmware_elf, bits):
     assert not decoder.uses_package
     package = Cs(CS_ARCH_X86, CS_MODE_64 if bits == 64 else CS_MODE_32)
     assert list(decoder.disasm_lite(data, 0x100000)) == list(package.disasm_lite(data, 0x100000))
+
+
+def test_find_keeps_what_the_package_would_keep(firmware_elf):
+    """find() reads the decoded array as one buffer: for every function of the firmware,
+    the same instructions with the needle in their operand text as the package's
+    disasm_lite, and the same number of bytes decoded."""
+    from unikernel_sim.machine import Machine
+
+    machine = Machine()
+    machine.load(firmware_elf)
+    kernel = machine.kernel
+    regions, bits = alignment_guard.code_regions(kernel.elf, machine.symbols, kernel.entry, machine.ram.read,
+                                                 kernel.layout.image_end)
+    package, ours = Cs(CS_ARCH_X86, CS_MODE_64), LiteDecoder(bits)
+    kept = 0
+    for start, code, _whole in regions:
+        expected = list(package.disasm_lite(code, start))
+        decoded, found = ours.find(code, start, b"xmmword ptr")
+        assert decoded == sum(insn[1] for insn in expected)
+        assert found == [insn for insn in expected if "xmmword ptr" in insn[3]]
+        kept += len(found)
+    assert kept > 10                                        # the firmware has SSE code

@@ -155,16 +155,14 @@ def find_sites(regions: list[tuple[int, bytes, bool]], bits: int) -> list[Site]:
     decoder = LiteDecoder(bits)
     sites = []
     for start, code, whole in regions:
-        found, decoded = [], 0
-        for address, size, mnemonic, op_str in decoder.disasm_lite(code, start):
-            decoded += size
-            if "xmmword ptr" in op_str and not mnemonic.startswith("v") and mnemonic not in UNALIGNED_OK:
-                site = _site_from_text(address, size, mnemonic, op_str, bits)
-                if site is not None:
-                    found.append(site)
+        decoded, candidates = decoder.find(code, start, b"xmmword ptr")
         if whole and decoded != len(code):
             continue                                  # not code of this mode all the way through
-        sites.extend(found)
+        for address, size, mnemonic, op_str in candidates:
+            if not mnemonic.startswith("v") and mnemonic not in UNALIGNED_OK:
+                site = _site_from_text(address, size, mnemonic, op_str, bits)
+                if site is not None:
+                    sites.append(site)
     decoder.close()
     return sites
 
