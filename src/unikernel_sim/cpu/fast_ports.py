@@ -18,7 +18,7 @@ from typing import Callable
 from unicorn import UC_HOOK_INSN, Uc
 from unicorn.x86_const import UC_X86_INS_IN, UC_X86_INS_OUT
 
-from unikernel_sim.cpu import _vclock
+from unikernel_sim.cpu.native import check_mirror, library
 from unikernel_sim.cpu.unicorn_compat import add_native_hook
 from unikernel_sim.cpu.vclock import VClockState, VirtualClock
 
@@ -52,11 +52,8 @@ class FastPortsState(ctypes.Structure):
     ]
 
 
-_lib = ctypes.CDLL(_vclock.__file__)
-_lib.fast_ports_struct_size.restype = ctypes.c_uint64
-if _lib.fast_ports_struct_size() != ctypes.sizeof(FastPortsState):
-    raise ImportError("_fast_ports.c's struct fast_ports and FastPortsState differ: rebuild the extension "
-                      "(pip install -e .)")
+_lib = library
+check_mirror(FastPortsState, "_fast_ports.c's struct fast_ports", "fast_ports_struct_size")
 _IN_HOOK = ctypes.cast(_lib.fast_ports_in, ctypes.c_void_p)
 _OUT_HOOK = ctypes.cast(_lib.fast_ports_out, ctypes.c_void_p)
 

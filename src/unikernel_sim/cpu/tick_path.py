@@ -27,7 +27,7 @@ from __future__ import annotations
 import ctypes
 from typing import TYPE_CHECKING, Callable
 
-from unikernel_sim.cpu import _vclock
+from unikernel_sim.cpu.native import check_mirror, library
 from unikernel_sim.cpu.fast_delivery import FastDelivery, IrqContext
 from unikernel_sim.cpu.vclock import VClockState, VirtualClock
 from unikernel_sim.devices.i8259 import CASCADE_LINE, ICW4_AEOI, ICW4_SFNM
@@ -74,11 +74,8 @@ class TickPathState(ctypes.Structure):
     ]
 
 
-_lib = ctypes.CDLL(_vclock.__file__)
-_lib.tick_path_struct_size.restype = ctypes.c_uint64
-if _lib.tick_path_struct_size() != ctypes.sizeof(TickPathState):
-    raise ImportError("_tick_path.c's struct tick_path and TickPathState differ: rebuild the extension "
-                      "(pip install -e .)")
+_lib = library
+check_mirror(TickPathState, "_tick_path.h's struct tick_path", "tick_path_struct_size")
 _lib.tick_path_publish.restype = ctypes.c_int
 _lib.tick_path_publish.argtypes = [ctypes.POINTER(TickPathState)]
 _lib.tick_path_close.restype = None

@@ -25,7 +25,7 @@ from unicorn.x86_const import (
     UC_X86_REG_RIP,
 )
 
-from unikernel_sim.cpu import _vclock
+from unikernel_sim.cpu.native import check_mirror, library
 from unikernel_sim.cpu.unicorn_compat import add_native_hook, delete_native_hook, native_function_address
 
 NEVER = (1 << 64) - 1
@@ -102,11 +102,8 @@ class VClockState(ctypes.Structure):
     ]
 
 
-_lib = ctypes.CDLL(_vclock.__file__)
-_lib.vclock_struct_size.restype = ctypes.c_uint64
-if _lib.vclock_struct_size() != ctypes.sizeof(VClockState):
-    raise ImportError(f"_vclock.c's struct vclock ({_lib.vclock_struct_size()} bytes) and VClockState "
-                      f"({ctypes.sizeof(VClockState)} bytes) differ: rebuild the extension (pip install -e .)")
+_lib = library
+check_mirror(VClockState, "_vclock.c's struct vclock", "vclock_struct_size")
 _lib.vclock_now_ns.restype = ctypes.c_uint64
 _lib.vclock_now_ns.argtypes = [ctypes.POINTER(VClockState)]
 _lib.vclock_tsc.restype = ctypes.c_uint64
