@@ -101,6 +101,7 @@ class RunLoop:
         self.tick_path = TickPath(self.clock, self.interrupts.fast, self.board)
         self.tick_path.on_delivered = self._count_c_ticks
         self.tick_path.red_zone_look = self._red_zone_look
+        self.tick_path.serve_apic_page(self.fast_ports.guarded)
         self.board.mmio.before_access = self._take_back_tick
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         self.board.io.on_unknown = self._on_unknown_port
@@ -296,6 +297,7 @@ class RunLoop:
         watched = (self._stepping or self.step_over_interrupts or self._interrupt_return is not None
                    or self.interrupts.trace or (red_zone is not None and red_zone.armed)
                    or not self.fast_ports.enabled                  # --trace io: every port access in Python
+                   or self.board.mmio.tracer is not None            # --trace mmio: every access too
                    # deterministic mode: every slice start releases keys and feeds input; fewer
                    # slices would move where those land
                    or (self.clock.deterministic and (bool(self.key_scripts) or self.serial_stream is not None)))
@@ -331,7 +333,7 @@ class RunLoop:
     def next_event_ns(self) -> int | None:
         """When the guest must next be stopped for a device, or None (asked every
         slice and, in deterministic mode, on every port access)."""
-        earliest = self.board.next_event_ns(without=self.board.pit if self.tick_path.live else None)
+        earliest = self.board.next_event_ns(without=self.tick_path.owned_timers)
         if self.board.interrupt_pending:                # the next point of a fixed grid: see run()
             earliest = _earlier(earliest, (self.clock.now_ns() // PENDING_POLL_NS + 1) * PENDING_POLL_NS)
         red_zone = self.machine.red_zone

@@ -32,7 +32,11 @@ def counting_handler(bits: int, *, read_registers: bool = False, eoi: bool = Tru
     a = "eax" if bits == 32 else "rax"
     iret = "iretd" if bits == 32 else "iretq"
     size = "dword" if bits == 32 else "qword"
+    # every 4th tick only: a read takes the path back to Python for the rest of the slice,
+    # so the ticks between are delivered in C and the 4th is read after a C delivery
     registers = f"""
+        test {size} ptr [{COUNTER_SLOT:#x}], 3
+        jnz skip_read
         mov al, {OCW3_READ_ISR}
         out 0x20, al
         in al, 0x20
@@ -41,6 +45,7 @@ def counting_handler(bits: int, *, read_registers: bool = False, eoi: bool = Tru
         out 0x20, al
         in al, 0x20
         or byte ptr [{IRR_SEEN_SLOT:#x}], al
+    skip_read:
     """ if read_registers else ""
     return f"""
         push {a}
@@ -97,6 +102,7 @@ def test_python_reads_the_8259_state_the_c_path_left(tmp_path, bits):
     delivered the tick. IR0 must be in service (and only it), and no request left in IRR
     but a new tick's."""
     machine = run(tmp_path, timer_guest(bits, handler=counting_handler(bits, read_registers=True)), bits)
+    assert machine.loop.tick_path.counts["edges"] > 0.5 * machine.interrupts.irq_count
     assert machine.ram.u8(ISR_SLOT) == 0x01
     assert machine.ram.u8(IRR_SEEN_SLOT) & ~0x01 == 0
     assert machine.ram.u64(COUNTER_SLOT) & 0xFFFFFFFF == machine.interrupts.irq_count
@@ -262,3 +268,162 @@ def test_deterministic_ticks_land_where_the_run_loop_lands_them(busy_image):
 def test_deterministic_c_ticks_do_not_depend_on_how_the_run_is_cut(busy_image, budget):
     assert deterministic_outcome(busy_image, c_ticks=True, budget=budget)[:-1] == \
         deterministic_outcome(busy_image, c_ticks=True)[:-1]
+
+
+# --- the local APIC timer (32-bit: the harness's protected-mode tables map the APIC page) ---
+APIC_TIMER_VECTOR = 0x40
+APIC_EOI = "mov dword ptr [0xfee000b0], 0"
+APIC_ISR_WORD_OF_VECTOR = 0xFEE00100 + 0x10 * (APIC_TIMER_VECTOR >> 5)
+APIC_NS_PER_TICK = 16                    # divide configuration 3: the 1 GHz bus clock / 16
+
+
+def apic_timer(hz: int, *, tpr: int = 0) -> str:
+    count = 1_000_000_000 // APIC_NS_PER_TICK // hz - 1
+    return (f"mov dword ptr [0xfee00080], {tpr}\nmov dword ptr [0xfee003e0], 3\n"
+            f"mov dword ptr [0xfee00320], {0x20000 | APIC_TIMER_VECTOR:#x}\nmov dword ptr [0xfee00380], {count}")
+
+
+TRACING_HANDLER_32 = f"""
+    push eax
+    push edx
+    push ebx
+    mov ebx, [{COUNTER_SLOT:#x}]
+    and ebx, {TRACE_ENTRIES - 1}
+    shl ebx, 4
+    mov eax, [esp + 12]
+    mov [{TRACE:#x} + ebx], eax
+    rdtsc
+    mov [{TRACE + 8:#x} + ebx], eax
+    mov [{TRACE + 12:#x} + ebx], edx
+    inc dword ptr [{COUNTER_SLOT:#x}]
+    {{eoi}}
+    pop ebx
+    pop edx
+    pop eax
+    iretd
+"""
+BUSY_BODY_32 = f"""
+    mov edi, 40
+outer:
+    mov ecx, 100000
+inner:
+    cli
+    imul eax, eax, 3
+    sti
+    add eax, ecx
+    dec ecx
+    jnz inner
+    mov dx, 0x3f8
+    mov al, 0x78
+    out dx, al
+    hlt
+    dec edi
+    jnz outer
+    mov al, 0
+    out 0xf4, al
+"""
+
+
+def apic_image(tmp_path, *, before: str, handlers: dict[int, str], after: str = BUSY_BODY_32) -> str:
+    image, _ = build_protected(IdtGuest(before=before, fault="nop", flags=0x202, after=after, handlers=handlers))
+    path = tmp_path / "apic.bin"
+    path.write_bytes(image)
+    return str(path)
+
+
+def traced_outcome(image: str, *, deterministic: bool, c_ticks: bool, budget: int | None = None) -> tuple:
+    machine = Machine(16, deterministic=deterministic)
+    machine.load(image)
+    machine.loop.tick_path.enabled = c_ticks
+    while True:
+        stop = machine.run(max_instructions=budget) if budget else machine.run(timeout=120)
+        if stop.reason is not StopReason.BUDGET:
+            break
+    assert stop.reason is StopReason.GUEST_EXIT, stop.summary
+    ticks = machine.ram.u32(COUNTER_SLOT)
+    assert ticks <= TRACE_ENTRIES
+    counts = machine.loop.tick_path.counts
+    return ((ticks, machine.interrupts.irq_count, machine.ram.read(TRACE, 16 * ticks), machine.instructions,
+             bytes(machine.serial.data)), counts, machine)
+
+
+def test_apic_timer_ticks_reach_the_handler_once_each(tmp_path):
+    image = apic_image(tmp_path, before=apic_timer(1000),
+                       handlers={APIC_TIMER_VECTOR: TRACING_HANDLER_32.format(eoi=APIC_EOI)},
+                       after=compute_loop(ITERATIONS))
+    (ticks, irqs, *_), counts, machine = traced_outcome(image, deterministic=False, c_ticks=True)
+    assert ticks == irqs
+    periods = pit_periods(machine)                                  # TIMER_HZ is the APIC's rate too
+    assert periods >= 50 and 0.5 * periods <= ticks <= periods + 1
+    assert counts["apic_expiries"] > 0.5 * ticks
+    assert machine.board.lapic.isr == 0                             # every tick ended with its EOI
+
+
+def test_python_reads_the_apic_state_the_c_path_left(tmp_path):
+    """The handler reads the ISR word of its vector (a Python MMIO access after a C
+    delivery): the vector's bit is set while it runs; the main loop reads it between
+    ticks: clear, the EOI the C path served included."""
+    read_isr = (f"test dword ptr [{COUNTER_SLOT:#x}], 3\njnz skip_read\n"     # every 4th: see the PIT's test
+                f"mov eax, [{APIC_ISR_WORD_OF_VECTOR:#x}]\nor [{ISR_SLOT:#x}], eax\nskip_read:\n{APIC_EOI}")
+    between = f"""
+        mov edi, 200
+    outer:
+        mov ecx, 100000
+    inner:
+        imul eax, eax, 3
+        add eax, ecx
+        dec ecx
+        jnz inner
+        test edi, 15                       # now and then: each read gives the tick back to Python
+        jnz no_read
+        mov eax, [{APIC_ISR_WORD_OF_VECTOR:#x}]
+        or [{IRR_SEEN_SLOT:#x}], eax
+    no_read:
+        dec edi
+        jnz outer
+        mov al, 0
+        out 0xf4, al
+    """
+    image = apic_image(tmp_path, before=apic_timer(1000), after=between,
+                       handlers={APIC_TIMER_VECTOR: TRACING_HANDLER_32.format(eoi=read_isr)})
+    (ticks, irqs, *_), counts, machine = traced_outcome(image, deterministic=False, c_ticks=True)
+    assert ticks == irqs > 10 and counts["apic_expiries"] > 0.5 * ticks
+    assert machine.ram.u32(ISR_SLOT) == 1 << (APIC_TIMER_VECTOR & 31)
+    assert machine.ram.u32(IRR_SEEN_SLOT) == 0 and machine.board.lapic.isr == 0
+
+
+@pytest.mark.parametrize("timers", ["apic", "apic+pit"])
+def test_deterministic_apic_ticks_land_where_the_run_loop_lands_them(tmp_path, timers):
+    """Every tick's return EIP and TSC byte for byte the run loop's, with the APIC timer
+    alone and with the PIT beside it (the APIC's vector is taken first, as on QEMU)."""
+    handlers = {APIC_TIMER_VECTOR: TRACING_HANDLER_32.format(eoi=APIC_EOI)}
+    before = apic_timer(7000)
+    if timers == "apic+pit":
+        before += "\n" + harness_program_pit(3000)
+        handlers[BIOS_IRQ0_VECTOR] = TRACING_HANDLER_32.format(eoi="mov al, 0x20\nout 0x20, al")
+    image = apic_image(tmp_path, before=before, handlers=handlers)
+    with_c, counts, _ = traced_outcome(image, deterministic=True, c_ticks=True)
+    run_loop, no_counts, _ = traced_outcome(image, deterministic=True, c_ticks=False)
+    assert with_c[0] > 100 and counts["apic_expiries"] > 0.5 * with_c[0] and no_counts["apic_expiries"] == 0
+    assert with_c == run_loop
+    assert traced_outcome(image, deterministic=True, c_ticks=True, budget=7_919)[0] == with_c
+
+
+def test_a_task_priority_above_the_timer_class_holds_its_ticks(tmp_path):
+    """SDM 11.8.3: with TPR 0x40 the vector 0x40's class is not above the PPR's, so no
+    tick is taken until the guest lowers TPR (the C path and the run loop agree)."""
+    after = f"""
+        mov ecx, 3000000
+    held:
+        dec ecx
+        jnz held
+        mov eax, [{COUNTER_SLOT:#x}]
+        mov [{ISR_SLOT:#x}], eax
+        mov dword ptr [0xfee00080], 0
+        {compute_loop(1_000_000)}
+    """
+    image = apic_image(tmp_path, before=apic_timer(7000, tpr=0x40), after=after,
+                       handlers={APIC_TIMER_VECTOR: TRACING_HANDLER_32.format(eoi=APIC_EOI)})
+    with_c, _counts, machine = traced_outcome(image, deterministic=True, c_ticks=True)
+    assert machine.ram.u32(ISR_SLOT) == 0 < with_c[0]            # none while held, some after
+    assert with_c == traced_outcome(image, deterministic=True, c_ticks=False)[0]

@@ -1,5 +1,8 @@
-/* The timer tick in C: PIT channel 0 -> 8259 master -> the guest's IDT, with no
- * Python between the PIT's edge and the handler's first instruction.
+/* The timer ticks in C: PIT channel 0 -> 8259 master -> the guest's IDT, and the local
+ * APIC timer -> the guest's IDT, with no Python between the timer's event and the
+ * handler's first instruction. The APIC's vector is taken before the 8259's request
+ * (PcBoard.acknowledge); the APIC's EOI is served by the MMIO callbacks of its page
+ * (tick_path_apic_write), which hand every other access to the device model.
  *
  * Through Python a tick cost ~120 us of host time: the host timer's thread wakes,
  * stops emu_start, the run loop brings every device up to date, delivers, re-arms
@@ -47,6 +50,10 @@
 #define OCW2_SPECIFIC_EOI 3            /* OCW2 bits 7-5 = 011, level in bits 2-0           */
 #define VECTOR_BASE_MASK 0xF8
 
+#define NONE INT64_MAX                 /* no event */
+#define APIC_EOI 0x0B0                 /* local APIC register offsets (SDM table 11-1)        */
+#define APIC_PRIORITY_CLASS 0xF0       /* a vector's or a priority's class: bits 7-4          */
+
 enum { SERVICE_CONTINUE, SERVICE_DELIVERED, SERVICE_STOPPED };
 
 struct tick_thread {
@@ -84,7 +91,7 @@ static int64_t ns_of_tick(int64_t ticks)       /* the first ns at which ticks ha
 }
 
 /* Virtual ns of the first rising edge after `after` (PitChannel.next_rising_edge). */
-static int64_t next_edge(const struct tick_path *tp, int64_t after)
+static int64_t next_pit_edge(const struct tick_path *tp, int64_t after)
 {
     int64_t n = (int64_t)tp->pit_period;
     int64_t target = (floor_div(ticks_at(after - tp->pit_loaded_at), n) + 1) * n;
@@ -99,6 +106,67 @@ static uint64_t rising_edges(const struct tick_path *tp, int64_t start, int64_t 
     if (t1 <= t0)
         return 0;
     return (uint64_t)(floor_div(t1, n) - floor_div(t0, n));
+}
+
+/* --- the local APIC (local_apic.py; SDM vol. 3A 11.5.4, 11.8.3) -------------------- */
+static int apic_highest(const uint64_t bits[APIC_WORDS])   /* the highest set bit, -1 for none */
+{
+    for (int word = APIC_WORDS - 1; word >= 0; word--)
+        if (bits[word])
+            return word * 64 + 63 - __builtin_clzll(bits[word]);
+    return -1;
+}
+
+static void apic_set(uint64_t bits[APIC_WORDS], int vector, int value)
+{
+    uint64_t bit = 1ull << (vector & 63);
+    bits[vector >> 6] = value ? bits[vector >> 6] | bit : bits[vector >> 6] & ~bit;
+}
+
+static int apic_test(const uint64_t bits[APIC_WORDS], int vector)
+{
+    return (int)((bits[vector >> 6] >> (vector & 63)) & 1);
+}
+
+/* The next time the count reaches zero after t (LocalApic._expiry_after), or NONE. */
+static int64_t apic_expiry_after(const struct tick_path *tp, int64_t t)
+{
+    if (!tp->apic_initial_count)
+        return NONE;
+    int64_t period = (int64_t)((tp->apic_initial_count + 1) << tp->apic_divide_shift);
+    if (tp->apic_periodic)
+        return tp->apic_timer_start + (floor_div(t - tp->apic_timer_start, period) + 1) * period;
+    int64_t end = tp->apic_timer_start + period;
+    return end > t ? end : NONE;
+}
+
+/* LocalApic.advance: the timer's vector once for the expiries up to now. */
+static void apic_advance(struct tick_path *tp, int64_t now)
+{
+    int64_t expiry = apic_expiry_after(tp, tp->apic_last_advance);
+    if (expiry != NONE && expiry <= now) {
+        apic_set(tp->apic_irr, (int)tp->apic_timer_vector, 1);
+        apic_set(tp->apic_tmr, (int)tp->apic_timer_vector, 0);      /* edge-triggered */
+        tp->apic_expiries++;
+    }
+    if (now > tp->apic_last_advance)
+        tp->apic_last_advance = now;
+}
+
+/* The vector the APIC would have the CPU take now, or -1 (LocalApic._deliverable). */
+static int apic_deliverable(const struct tick_path *tp)
+{
+    int requested = apic_highest(tp->apic_irr);
+    int in_service = apic_highest(tp->apic_isr);
+    if (requested < 0)
+        return -1;
+    if (in_service < 0)
+        in_service = 0;
+    uint64_t ppr = (tp->apic_tpr >> 4) >= ((uint64_t)in_service >> 4) ? tp->apic_tpr
+                                                                       : (uint64_t)in_service & APIC_PRIORITY_CLASS;
+    if (((uint64_t)requested & APIC_PRIORITY_CLASS) <= (ppr & APIC_PRIORITY_CLASS))
+        return -1;
+    return requested;
 }
 
 /* --- the 8259 master in its fully nested mode: IR0 highest, IR7 lowest ------------- */
@@ -126,14 +194,29 @@ static uint64_t instruction_at(const struct vclock *vc, int64_t ns)
     return (uint64_t)((scaled + vc->ns_per_instruction_q32 - 1) / vc->ns_per_instruction_q32);
 }
 
+/* The first event of a live source after `after` (and after what is accounted), or NONE. */
+static int64_t next_due(const struct tick_path *tp, int64_t after)
+{
+    int64_t due = NONE;
+    if (tp->pit_live)
+        due = next_pit_edge(tp, after > tp->pit_accounted ? after : tp->pit_accounted);
+    if (tp->apic_live) {
+        int64_t expiry = apic_expiry_after(tp, after > tp->apic_last_advance ? after : tp->apic_last_advance);
+        if (expiry < due)
+            due = expiry;
+    }
+    return due;
+}
+
 void tick_path_rearm(struct tick_path *tp)
 {
-    if (!tp->live) {                   /* the PIT's copy is not loaded (its period may be 0) */
+    if (!tp->live) {                   /* the copies are not loaded (the PIT's period may be 0) */
         tp->clock->tick_at = NEVER;
         return;
     }
-    tp->next_edge_ns = next_edge(tp, tp->pit_accounted);
-    tp->clock->tick_at = tp->deterministic ? instruction_at(tp->clock, tp->next_edge_ns) : NEVER;
+    tp->next_edge_ns = next_due(tp, INT64_MIN);
+    tp->clock->tick_at = tp->deterministic && tp->next_edge_ns != NONE
+                         ? instruction_at(tp->clock, tp->next_edge_ns) : NEVER;
 }
 
 static void want_attention(struct tick_path *tp)
@@ -167,28 +250,18 @@ static int needs_red_zone_look(const struct tick_path *tp)
     return tp->deterministic || (int64_t)vclock_now_ns(tp->clock) >= tp->red_zone_quiet_until;
 }
 
-int tick_path_service(void *uc, struct tick_path *tp)
+/* A request other than the one just taken is waiting: serve it at the next block. */
+static void look_again_if_requested(struct tick_path *tp)
 {
-    if (!tp->live)
-        return SERVICE_CONTINUE;
-    int64_t now = (int64_t)vclock_now_ns(tp->clock);
-    if (now > tp->pit_accounted) {
-        uint64_t edges = rising_edges(tp, tp->pit_accounted, now);
-        tp->pit_accounted = now;
-        if (edges) {
-            tp->edges += edges;
-            tp->irr |= 1;              /* an edge on IR0 (edge-triggered: latched in IRR) */
-            if (tp->ioapic_latches)
-                tp->ioapic_edges++;
-        }
-    }
-    tick_path_rearm(tp);
-    int line = requested_line(tp);
-    tp->output = line >= 0;
-    if (line < 0)
-        return SERVICE_CONTINUE;
-    if ((1ull << line) & tp->host_lines)
-        return hand_back(uc, tp);
+    tp->output = tp->pit_live && requested_line(tp) >= 0;
+    if (tp->output || (tp->apic_live && apic_deliverable(tp) >= 0))
+        want_attention(tp);
+}
+
+/* Deliver vector if the CPU takes it now; SERVICE_DELIVERED with RIP at its handler (the
+ * caller then acknowledges it at its controller), or what the block should do instead. */
+static int deliver(void *uc, struct tick_path *tp, uint32_t vector)
+{
     if (!irq_ready(uc, tp->irq)) {     /* IF clear or an STI shadow: look again next block */
         if (tp->deterministic || tp->retry_blocks == 0)
             return hand_back(uc, tp);  /* deterministic: the run loop's pending-poll grid */
@@ -196,14 +269,8 @@ int tick_path_service(void *uc, struct tick_path *tp)
         want_attention(tp);
         return SERVICE_CONTINUE;
     }
-    if (irq_deliver(uc, tp->irq, (uint32_t)((tp->vector_base & VECTOR_BASE_MASK) | (uint64_t)line)) != IRQ_DELIVERED)
+    if (irq_deliver(uc, tp->irq, vector) != IRQ_DELIVERED)
         return hand_back(uc, tp);      /* nothing changed: Python delivers it from scratch */
-    tp->irr &= ~(1ull << line);        /* INTA (Pic8259.acknowledge) */
-    if (!tp->auto_eoi)
-        tp->isr |= 1ull << line;
-    tp->output = requested_line(tp) >= 0;
-    if (tp->output)
-        want_attention(tp);
     tp->retry_blocks = RETRY_BLOCKS;
     tp->delivered++;
     if (needs_red_zone_look(tp)) {    /* stop in front of the handler: the host arms its watch */
@@ -214,6 +281,86 @@ int tick_path_service(void *uc, struct tick_path *tp)
         vc->emu_stop(uc);
     }
     return SERVICE_DELIVERED;
+}
+
+int tick_path_service(void *uc, struct tick_path *tp)
+{
+    int result;
+    if (!tp->live)
+        return SERVICE_CONTINUE;
+    int64_t now = (int64_t)vclock_now_ns(tp->clock);
+    if (tp->pit_live && now > tp->pit_accounted) {
+        uint64_t edges = rising_edges(tp, tp->pit_accounted, now);
+        tp->pit_accounted = now;
+        if (edges) {
+            tp->edges += edges;
+            tp->irr |= 1;              /* an edge on IR0 (edge-triggered: latched in IRR) */
+            if (tp->ioapic_latches)
+                tp->ioapic_edges++;
+        }
+    }
+    if (tp->apic_live)
+        apic_advance(tp, now);
+    tick_path_rearm(tp);
+    /* the local APIC's vector first, then the 8259's request (PcBoard.acknowledge) */
+    int vector = tp->apic_live ? apic_deliverable(tp) : -1;
+    if (vector >= 0) {
+        result = deliver(uc, tp, (uint32_t)vector);
+        if (result == SERVICE_DELIVERED) {
+            apic_set(tp->apic_irr, vector, 0);                  /* INTA (LocalApic.acknowledge) */
+            apic_set(tp->apic_isr, vector, 1);
+            look_again_if_requested(tp);
+        }
+        return result;
+    }
+    int line = tp->pit_live ? requested_line(tp) : -1;
+    tp->output = line >= 0;
+    if (line < 0)
+        return SERVICE_CONTINUE;
+    if ((1ull << line) & tp->host_lines)
+        return hand_back(uc, tp);
+    result = deliver(uc, tp, (uint32_t)((tp->vector_base & VECTOR_BASE_MASK) | (uint64_t)line));
+    if (result == SERVICE_DELIVERED) {
+        tp->irr &= ~(1ull << line);    /* INTA (Pic8259.acknowledge) */
+        if (!tp->auto_eoi)
+            tp->isr |= 1ull << line;
+        look_again_if_requested(tp);
+    }
+    return result;
+}
+
+/* --- the local APIC's page: EOI here while apic_live, the rest for the host ---------- */
+/* Whether an EOI is served here (LocalApic._end_of_interrupt); it is then done. */
+static int apic_end_of_interrupt(struct tick_path *tp)
+{
+    int vector = apic_highest(tp->apic_isr);
+    if (vector < 0)
+        return 1;                      /* nothing in service: nothing to do */
+    if (apic_test(tp->apic_tmr, vector))
+        return 0;                      /* level-triggered: the I/O APIC must hear of it */
+    apic_set(tp->apic_isr, vector, 0);
+    if (apic_deliverable(tp) >= 0 || (tp->pit_live && requested_line(tp) >= 0)) {
+        if (tp->deterministic) {       /* the host's path stops where the request is raised */
+            apic_set(tp->apic_isr, vector, 1);
+            return 0;
+        }
+        want_attention(tp);
+    }
+    return 1;
+}
+
+uint64_t tick_path_apic_read(void *uc, uint64_t offset, unsigned size, void *user)
+{
+    struct tick_path *tp = user;
+    return tp->apic_slow_read(uc, offset, size, NULL);
+}
+
+void tick_path_apic_write(void *uc, uint64_t offset, unsigned size, uint64_t value, void *user)
+{
+    struct tick_path *tp = user;
+    if (tp->apic_live && offset == APIC_EOI && size >= 4 && apic_end_of_interrupt(tp))
+        return;
+    tp->apic_slow_write(uc, offset, size, value, NULL);
 }
 
 /* ISR after an OCW2 end of interrupt; -1 if value is not one. */
@@ -232,7 +379,7 @@ static int64_t isr_after_end_of_interrupt(const struct tick_path *tp, uint32_t v
 int tick_path_takes_end_of_interrupt(const struct tick_path *tp, uint32_t value)
 {
     int64_t isr = isr_after_end_of_interrupt(tp, value);
-    if (!tp->live || isr < 0)
+    if (!tp->pit_live || isr < 0)
         return 0;
     if (tp->deterministic) {
         struct tick_path after = *tp;
@@ -245,9 +392,7 @@ int tick_path_takes_end_of_interrupt(const struct tick_path *tp, uint32_t value)
 void tick_path_end_of_interrupt(struct tick_path *tp, uint32_t value)
 {
     tp->isr = (uint64_t)isr_after_end_of_interrupt(tp, value);
-    tp->output = requested_line(tp) >= 0;
-    if (tp->output)
-        want_attention(tp);            /* fast mode: a tick that came while IR0 was in service */
+    look_again_if_requested(tp);       /* fast mode: a tick that came while IR0 was in service */
 }
 
 /* --- the timer thread ------------------------------------------------------------- */
@@ -272,10 +417,13 @@ static void *tick_thread_main(void *argument)
             continue;
         }
         uint64_t generation = tp->generation;
-        int64_t after = tp->pit_accounted;
-        if (generation == signalled_generation && signalled > after)
-            after = signalled;
-        int64_t edge = next_edge(tp, after);
+        int64_t after = generation == signalled_generation ? signalled : INT64_MIN;
+        int64_t edge = next_due(tp, after);
+        if (edge == NONE) {            /* a one-shot APIC timer that has expired */
+            tp->sleeping_until = NEVER;
+            pthread_cond_wait(&t->wake, &t->lock);
+            continue;
+        }
         uint64_t target = host_ns_of(tp, edge);
         if (monotonic_ns() >= target) {
             signalled = edge;
@@ -325,7 +473,8 @@ int tick_path_publish(struct tick_path *tp)
         return error;
     struct tick_thread *t = tp->thread;
     pthread_mutex_lock(&t->lock);
-    if (host_ns_of(tp, next_edge(tp, tp->pit_accounted)) < tp->sleeping_until)
+    int64_t due = next_due(tp, INT64_MIN);
+    if (due != NONE && host_ns_of(tp, due) < tp->sleeping_until)
         pthread_cond_signal(&t->wake);
     pthread_mutex_unlock(&t->lock);
     return 0;

@@ -1,6 +1,6 @@
-/* struct tick_path: the PIT channel 0 -> 8259 master -> CPU path served in C
- * (fast mode), mirrored by TickPathState in cpu/tick_path.py (same order, same
- * types). See _tick_path.c for what it covers and when the host takes it back. */
+/* struct tick_path: the timer ticks served in C - PIT channel 0 -> 8259 master -> CPU,
+ * and the local APIC timer -> CPU - mirrored by TickPathState in cpu/tick_path.py (same
+ * order, same types). See _tick_path.c for what it covers and when the host takes it back. */
 #ifndef UNISIM_TICK_PATH_H
 #define UNISIM_TICK_PATH_H
 
@@ -10,6 +10,10 @@
 #include "_vclock.h"
 
 #define SAFE_RANGES 64                 /* functions known not to keep data in their red zone */
+#define APIC_WORDS 4                   /* 256-bit IRR / ISR / TMR as four 64-bit words       */
+
+typedef uint64_t (*mmio_read_fn)(void *uc, uint64_t offset, unsigned size, void *user);
+typedef void (*mmio_write_fn)(void *uc, uint64_t offset, unsigned size, uint64_t value, void *user);
 
 struct tick_path {
     struct vclock *clock;
@@ -49,7 +53,23 @@ struct tick_path {
     uint64_t safe_start[SAFE_RANGES]; /* [start, end): code where a frame needs no look  */
     uint64_t safe_end[SAFE_RANGES];
     uint64_t deterministic;           /* 1: edges fall due at instruction counts (clock->tick_at) */
-    int64_t next_edge_ns;             /* the PIT's next rising edge, virtual ns          */
+    int64_t next_edge_ns;             /* the next timer event (PIT edge, APIC expiry), virtual ns */
+    uint64_t pit_live;                /* 1: the PIT -> 8259 path is C's (live = either)  */
+    uint64_t apic_live;               /* 1: the local APIC timer is C's                  */
+    /* the local APIC, copied in while apic_live (enabled, timer unmasked, xAPIC)         */
+    uint64_t apic_irr[APIC_WORDS];
+    uint64_t apic_isr[APIC_WORDS];
+    uint64_t apic_tmr[APIC_WORDS];
+    uint64_t apic_tpr;
+    uint64_t apic_timer_vector;       /* LVT timer bits 0-7                              */
+    uint64_t apic_periodic;           /* LVT timer bit 17                                */
+    uint64_t apic_initial_count;
+    uint64_t apic_divide_shift;       /* log2 of the divide configuration's divisor       */
+    int64_t apic_timer_start;         /* virtual ns the count was loaded                  */
+    int64_t apic_last_advance;        /* expiries up to this virtual ns are accounted      */
+    uint64_t apic_expiries;           /* statistics                                       */
+    mmio_read_fn apic_slow_read;      /* the host's handlers of the APIC page             */
+    mmio_write_fn apic_slow_write;
 };
 
 /* From vclock_block when clock->tick_attention is set: account PIT edges up to now and
@@ -67,5 +87,10 @@ void tick_path_end_of_interrupt(struct tick_path *tp, uint32_t value);
 
 /* Recompute when the next edge falls due (clock->tick_at) after virtual time moved. */
 void tick_path_rearm(struct tick_path *tp);
+
+/* Unicorn MMIO callbacks for the local APIC's page (user data: the struct tick_path):
+ * an EOI is served here while apic_live; everything else goes to the host's handlers. */
+uint64_t tick_path_apic_read(void *uc, uint64_t offset, unsigned size, void *user);
+void tick_path_apic_write(void *uc, uint64_t offset, unsigned size, uint64_t value, void *user);
 
 #endif

@@ -127,6 +127,11 @@ class FastPorts:
         self.drain()
         self._guarded(self._slow_out, port, size, value)
 
+    def guarded(self, function, *args):
+        """function(*args) from a C hook: an exception is kept for the run loop (take_error)
+        and the guest stopped, since it cannot cross the C frame."""
+        return self._guarded(function, *args)
+
     def _guarded(self, function, *args):
         try:
             return function(*args)

@@ -1,23 +1,27 @@
-"""The timer tick without Python: PIT channel 0 -> 8259 master -> IDT in C.
+"""The timer ticks without Python: PIT channel 0 -> 8259 master -> IDT, and the local APIC
+timer -> IDT, in C.
 
 Through the run loop one tick cost ~120 us of host time (stop, bring every device
 up to date, deliver, re-arm, restart, and a Python port hook for the handler's
-EOI); `_tick_path.c` does the same work in the block hook and the port hook.
+EOI); `_tick_path.c` does the same work in the block hook, the port hook (the
+8259's EOI) and the local APIC page's MMIO callbacks (its EOI; the page is mapped to
+C callbacks that hand every other access to the device).
 
-The edge falls due in fast mode when a C thread sees the PIT's edge in host time, in
+An event (a PIT edge, an APIC expiry) falls due in fast mode when a C thread sees it in host time, in
 deterministic mode at the instruction count where the run loop's deadline would have
 stopped the guest (``clock.tick_at``, checked by the block hook right after that
 deadline, under the same rules), so deterministic runs take every tick at the same
 instruction as before, and the same tick whichever path serves it.
 
-Ownership is per slice. ``begin`` (before emu_start) checks that the tick takes
-the plain path - the 8259 master initialised in fully nested, edge-
+Ownership is per slice and per source. ``begin`` (before emu_start) checks that a
+tick takes the plain path - for the APIC: enabled, the timer unmasked with a count and
+a valid vector; for the PIT: the 8259 master initialised in fully nested, edge-
 triggered mode with IRQ 0 unmasked and nothing pending, the PIT periodic, IRQ 0
 masked at the I/O APIC, no HPET legacy replacement, nothing that watches
 deliveries one by one (tracing, a debugger's step) - and copies the master's
 registers and the PIT's accounting into the C struct. ``take_back`` copies
 them back into the Python models before any Python device code runs (a port
-or MMIO access the C hooks do not serve, an MSR write) and when the slice ends,
+or MMIO access the C hooks do not serve) and when the slice ends,
 so the models are the only state anyone else ever reads. Anything the C path
 does not cover stops the guest with the request still pending, and the run
 loop's reference path delivers it.
@@ -31,12 +35,18 @@ from unikernel_sim.cpu.native import check_mirror, library
 from unikernel_sim.cpu.fast_delivery import FastDelivery, IrqContext
 from unikernel_sim.cpu.vclock import VClockState, VirtualClock
 from unikernel_sim.devices.i8259 import CASCADE_LINE, ICW4_AEOI, ICW4_SFNM
+from unikernel_sim.devices.local_apic import (
+    APIC_BASE_ADDRESS, LVT_MASKED, LVT_PERIODIC, LVT_TSC_DEADLINE, SVR_ENABLE, divide_shift,
+)
 
 if TYPE_CHECKING:
     from unikernel_sim.devices.board import PcBoard
 
 NEVER = (1 << 64) - 1
 SAFE_RANGES = 64                     # _tick_path.h
+APIC_WORDS = 4                       # _tick_path.h: a 256-bit APIC register as four words
+WORD_MASK = (1 << 64) - 1
+FIRST_VALID_VECTOR = 16
 PERIODIC_MODES = (2, 3, 6, 7)
 FULLY_NESTED_LOWEST = 7              # the 8259's lowest priority after ICW1: no rotation
 IRQ0_BIT = 1
@@ -71,6 +81,18 @@ class TickPathState(ctypes.Structure):
         ("safe_end", ctypes.c_uint64 * SAFE_RANGES),
         ("deterministic", ctypes.c_uint64),
         ("next_edge_ns", ctypes.c_int64),
+        ("pit_live", ctypes.c_uint64),
+        ("apic_live", ctypes.c_uint64),
+        ("apic_irr", ctypes.c_uint64 * APIC_WORDS),
+        ("apic_isr", ctypes.c_uint64 * APIC_WORDS),
+        ("apic_tmr", ctypes.c_uint64 * APIC_WORDS),
+        *((name, ctypes.c_uint64) for name in ("apic_tpr", "apic_timer_vector", "apic_periodic",
+                                                "apic_initial_count", "apic_divide_shift")),
+        ("apic_timer_start", ctypes.c_int64),
+        ("apic_last_advance", ctypes.c_int64),
+        ("apic_expiries", ctypes.c_uint64),
+        ("apic_slow_read", ctypes.c_void_p),
+        ("apic_slow_write", ctypes.c_void_p),
     ]
 
 
@@ -82,6 +104,8 @@ _lib.tick_path_close.restype = None
 _lib.tick_path_close.argtypes = [ctypes.POINTER(TickPathState)]
 _lib.tick_path_rearm.restype = None
 _lib.tick_path_rearm.argtypes = [ctypes.POINTER(TickPathState)]
+_APIC_READ = ctypes.cast(_lib.tick_path_apic_read, ctypes.c_void_p).value
+_APIC_WRITE = ctypes.cast(_lib.tick_path_apic_write, ctypes.c_void_p).value
 
 RedZoneLook = Callable[[int, int, int], "tuple[int, int] | None"]
 """(old RSP, new RSP, return RIP) of a 64-bit frame pushed below the interrupted RSP:
@@ -105,6 +129,18 @@ class TickPath:
         s.sleeping_until = NEVER
         self._pointer = ctypes.pointer(s)
         clock.state.tick = ctypes.addressof(s)
+        self.apic_window_native = False           # the APIC's page goes through _tick_path.c
+
+    def serve_apic_page(self, guard: Callable) -> None:
+        """Put the local APIC's MMIO page on the C callbacks, so that an EOI needs no
+        Python while the APIC timer is C's (everything else still reaches the device)."""
+        def set_slow(read, write) -> None:
+            self.state.apic_slow_read = ctypes.cast(read, ctypes.c_void_p).value
+            self.state.apic_slow_write = ctypes.cast(write, ctypes.c_void_p).value
+
+        self.board.mmio.serve_natively(APIC_BASE_ADDRESS, _APIC_READ, _APIC_WRITE, ctypes.addressof(self.state),
+                                       set_slow, guard)
+        self.apic_window_native = True
 
     def begin(self, *, watched: bool, red_zone_reach: int | None) -> bool:
         """Let C own the tick for this slice if it takes the plain path; True if it does.
@@ -115,9 +151,41 @@ class TickPath:
         if not self.enabled or watched or not self.fast.enabled:
             return False
         board = self.board
+        if board.interrupt_pending:
+            return False
+        s = self.state
+        s.pit_live = int(self._load_pit())
+        s.apic_live = int(self._load_apic())
+        if not (s.pit_live or s.apic_live):
+            return False
+        s.red_zone_pending = 0
+        s.red_zone_check = int(red_zone_reach is not None and self.red_zone_look is not None)
+        s.red_zone_reach = red_zone_reach or 0
+        s.retry_blocks = 256
+        s.deterministic = int(self.clock.deterministic)
+        s.generation += 1
+        s.live = 1
+        self.live = True
+        _lib.tick_path_rearm(self._pointer)     # deterministic mode: the count the edge falls due at
+        if not s.deterministic and _lib.tick_path_publish(self._pointer) != 0:
+            self.take_back()                    # no timer thread: the run loop keeps the tick
+            return False
+        return True
+
+    @property
+    def owned_timers(self) -> tuple:
+        """The devices whose events C serves in this slice (the run loop leaves them out)."""
+        s = self.state
+        if not self.live:
+            return ()
+        return ((self.board.pit,) if s.pit_live else ()) + ((self.board.lapic,) if s.apic_live else ())
+
+    def _load_pit(self) -> bool:
+        """Copy the 8259 master and PIT channel 0 in if they take the plain path."""
+        board = self.board
         pic, pit = board.pic.master, board.pit
         channel = pit.channels[0]
-        if (board.interrupt_pending or board.hpet.legacy_replacement or not board.lapic.accepts_pic
+        if (board.hpet.legacy_replacement or not board.lapic.accepts_pic
                 or not board.ioapic.pin_masked(IRQ0_IOAPIC_PIN)
                 or pic.init_step or pic.level_triggered or pic.special_mask or pic.poll_pending
                 or pic.rotate_on_aeoi or pic.lowest_priority != FULLY_NESTED_LOWEST or pic.icw4 & ICW4_SFNM
@@ -132,23 +200,31 @@ class TickPath:
         s.output = 0
         s.pit_loaded_at, s.pit_period, s.pit_accounted = channel.loaded_at, channel.period, pit._accounted_until
         s.ioapic_latches = 1                    # the host pulses the pin: the I/O APIC decides
-        s.ioapic_edges = s.red_zone_pending = 0
-        s.red_zone_check = int(red_zone_reach is not None and self.red_zone_look is not None)
-        s.red_zone_reach = red_zone_reach or 0
-        s.retry_blocks = 256
-        s.deterministic = int(self.clock.deterministic)
-        s.generation += 1
-        s.live = 1
-        self.live = True
-        _lib.tick_path_rearm(self._pointer)     # deterministic mode: the count the edge falls due at
-        if not s.deterministic and _lib.tick_path_publish(self._pointer) != 0:
-            self.take_back()                    # no timer thread: the run loop keeps the tick
+        s.ioapic_edges = 0
+        return True
+
+    def _load_apic(self) -> bool:
+        """Copy the local APIC in if its timer takes the plain path: the APIC enabled
+        (IA32_APIC_BASE and SVR), the timer unmasked with a count, a valid vector."""
+        apic = self.board.lapic
+        timer = apic.lvt[0]
+        if (not self.apic_window_native or not apic.globally_enabled or not apic.svr & SVR_ENABLE
+                or timer & (LVT_MASKED | LVT_TSC_DEADLINE) or (timer & 0xFF) < FIRST_VALID_VECTOR
+                or not apic.initial_count):
             return False
+        s = self.state
+        for words, value in ((s.apic_irr, apic.irr), (s.apic_isr, apic.isr), (s.apic_tmr, apic.tmr)):
+            for index in range(APIC_WORDS):
+                words[index] = (value >> (64 * index)) & WORD_MASK
+        s.apic_tpr, s.apic_timer_vector = apic.tpr, timer & 0xFF
+        s.apic_periodic = int(bool(timer & LVT_PERIODIC))
+        s.apic_initial_count, s.apic_divide_shift = apic.initial_count, divide_shift(apic.divide)
+        s.apic_timer_start, s.apic_last_advance = apic.timer_start_ns, apic._last_advance
         return True
 
     def take_back(self) -> None:
-        """Copy the 8259 master and the PIT's accounting back into the Python models
-        (before Python device code runs, and at the end of every slice)."""
+        """Copy the 8259 master, the PIT's accounting and the local APIC back into the
+        Python models (before Python device code runs, and at the end of every slice)."""
         if not self.live:
             return
         s = self.state
@@ -157,13 +233,19 @@ class TickPath:
         self.clock.state.tick_attention = 0
         self.clock.state.tick_at = NEVER
         board = self.board
-        pic = board.pic.master
-        pic.irr, pic.isr = s.irr, s.isr
-        board.pit._accounted_until = s.pit_accounted
-        if s.ioapic_edges:                      # what the edges did to the masked pin
-            board.ioapic.set_line(IRQ0_IOAPIC_PIN, True)
-            board.ioapic.set_line(IRQ0_IOAPIC_PIN, False)
-            s.ioapic_edges = 0
+        if s.pit_live:
+            pic = board.pic.master
+            pic.irr, pic.isr = s.irr, s.isr
+            board.pit._accounted_until = s.pit_accounted
+            if s.ioapic_edges:                  # what the edges did to the masked pin
+                board.ioapic.set_line(IRQ0_IOAPIC_PIN, True)
+                board.ioapic.set_line(IRQ0_IOAPIC_PIN, False)
+                s.ioapic_edges = 0
+        if s.apic_live:
+            apic = board.lapic
+            apic.irr, apic.isr, apic.tmr = (sum(word << (64 * i) for i, word in enumerate(words))
+                                            for words in (s.apic_irr, s.apic_isr, s.apic_tmr))
+            apic._last_advance = s.apic_last_advance
         if s.delivered:
             self.on_delivered(s.delivered)
             s.delivered = 0
@@ -171,7 +253,11 @@ class TickPath:
             s.red_zone_pending = 0
             context = self.fast.context
             self._red_zone_look_due = (context.last_old_rsp, context.last_new_rsp, context.last_return_rip)
-        pic.refresh_output()                    # a request C left pending reaches the run loop
+        if s.pit_live:
+            board.pic.master.refresh_output()    # a request C left pending reaches the run loop
+        if s.apic_live:
+            board.lapic.refresh_pending()
+        s.pit_live = s.apic_live = 0
 
     def look_at_red_zone(self) -> None:
         """The C path stopped in front of a handler whose frame may sit in a red zone: the
@@ -195,7 +281,8 @@ class TickPath:
     @property
     def counts(self) -> dict[str, int]:
         """Statistics: PIT edges accounted and stops handed to the run loop."""
-        return {"edges": self.state.edges, "handed_back": self.state.handed_back}
+        return {"edges": self.state.edges, "handed_back": self.state.handed_back,
+                "apic_expiries": self.state.apic_expiries}
 
     def close(self) -> None:
         """Stop the timer thread (it reads this struct: it must end before the struct)."""

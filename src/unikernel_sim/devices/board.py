@@ -163,14 +163,14 @@ class PcBoard:
     def catch_up(self) -> None:
         self.advance(self._now())
 
-    def next_event_ns(self, *, without: Device | None = None) -> int | None:
+    def next_event_ns(self, *, without: tuple[Device, ...] = ()) -> int | None:
         """The earliest time a device must act on its own, or None. A device whose
         events only raise IRQ lines that are all masked (at the PIC and the I/O APIC) is left
-        out, and so is `without` (the PIT while C serves its ticks: cpu/tick_path.py)."""
+        out, and so are those in `without` (the timers whose ticks C serves: cpu/tick_path.py)."""
         earliest = None
         masked = self.irq_masked
         for device in self._timed:
-            if device is without or (device.interrupt_only_events and all(map(masked, device.irq_lines))):
+            if device in without or (device.interrupt_only_events and all(map(masked, device.irq_lines))):
                 continue
             when = device.next_event_ns()
             if when is not None and (earliest is None or when < earliest):

@@ -185,6 +185,10 @@ class LocalApic(Device):
             self.tmr &= ~(1 << vector)
         self._update()
 
+    def refresh_pending(self) -> None:
+        """Recompute the CPU's request after IRR/ISR were set from outside (cpu/tick_path.py)."""
+        self._update()
+
     def _update(self) -> None:
         pending = self._deliverable() is not None
         if pending != self._pending:

@@ -10,6 +10,7 @@ device on a 32-bit bus would.
 """
 from __future__ import annotations
 
+import ctypes
 from typing import TYPE_CHECKING, Callable
 
 from unikernel_sim.devices.device import Device, MmioWindow
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 PAGE = 0x1000
 
+_SLOW_READ = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint, ctypes.c_void_p)
+_SLOW_WRITE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint, ctypes.c_uint64, ctypes.c_void_p)
 MmioTracer = Callable[[str, int, int, int], None]
 """Called as (kind, physical address, size, value) for every access, when tracing."""
 
@@ -31,6 +34,8 @@ class MmioBus:
         self.tracer: MmioTracer | None = None
         self.in_access = False      # a device is serving a guest load or store right now (Q19)
         self.before_access: Callable[[], None] = lambda: None   # device state to the Python models first
+        self._handlers: dict[int, tuple[Callable, Callable]] = {}   # window base -> (read, write)
+        self._native: list = []                                   # C callbacks' Python halves, kept alive
 
     def map(self, window: MmioWindow, device: Device) -> None:
         """Serve window's addresses from device; ValueError if it overlaps RAM or another window."""
@@ -67,3 +72,24 @@ class MmioBus:
 
         self.uc.mmio_map(window.base, window.size, read, None, write, None)
         self.windows.append((window, device))
+        self._handlers[window.base] = (read, write)
+
+    def serve_natively(self, base: int, read_c: int, write_c: int, user: int,
+                       set_slow: Callable[[object, object], None], guard: Callable) -> None:
+        """Map the window at base to C callbacks (read_c, write_c: addresses of
+        uc_cb_mmio_read_t / uc_cb_mmio_write_t functions, user their user data) that serve
+        what they can and call the device's own handlers for the rest: set_slow receives
+        those as C function pointers. guard(function, *args) runs a handler where an
+        exception cannot cross the C frame (it is kept and re-raised by the run loop)."""
+        from unicorn.unicorn_py3.unicorn import uclib
+
+        window = next(w for w, _device in self.windows if w.base == base)
+        read, write = self._handlers[base]
+        slow_read = _SLOW_READ(lambda _uc, offset, size, _user: guard(read, None, offset, size, None) or 0)
+        slow_write = _SLOW_WRITE(lambda _uc, offset, size, value, _user: guard(write, None, offset, size, value, None))
+        self._native.append((slow_read, slow_write))
+        set_slow(slow_read, slow_write)
+        self.uc.mem_unmap(window.base, window.size)
+        status = uclib.uc_mmio_map(self.uc._uch, window.base, window.size, read_c, user, write_c, user)
+        if status:
+            raise RuntimeError(f"uc_mmio_map of the window at {base:#x} failed with Unicorn error {status}")
