@@ -3,9 +3,9 @@
 timer off, in one process.
 
     python bench/irq_cost.py [--mode 32|64] [--hz 10000] [--iterations 300000000] [--runs 3] [--deterministic]
-                             [--source pit|lapic]
-The local APIC source runs in 32-bit mode only (the long-mode harness maps the first GiB,
-not the APIC's page).
+                             [--source pit|lapic|ioapic]
+The local APIC timer and the PIT through the I/O APIC run in 32-bit mode only (the
+long-mode harness maps the first GiB, not the APIC's page).
 Prints, per mode, the loop's time without and with the timer, the IRQs delivered and
 (with - without) / IRQs: what one interrupt costs the host, run loop included.
 """
@@ -31,6 +31,7 @@ APIC_EOI_32 = "mov dword ptr [0xfee000b0], 0\niretd"
 APIC_TIMER_VECTOR = 0x40
 APIC_DIVIDE_16 = 3                      # divide configuration 0b0011: the 1 GHz bus clock / 16
 APIC_NS_PER_TICK = 16
+IOAPIC_PIT_VECTOR = 0x30
 
 
 def apic_timer(hz: int) -> str:
@@ -40,7 +41,17 @@ def apic_timer(hz: int) -> str:
             f"mov dword ptr [0xfee00380], {count}")
 
 
+def pit_through_ioapic(hz: int) -> str:
+    """The PIT at hz through I/O APIC pin 2 (vector 0x30, edge, fixed, CPU 0), the 8259 masked."""
+    return ("mov dword ptr [0xfec00000], 0x15\nmov dword ptr [0xfec00010], 0\n"
+            f"mov dword ptr [0xfec00000], 0x14\nmov dword ptr [0xfec00010], {IOAPIC_PIT_VECTOR:#x}\n"
+            + program_pit(hz).rsplit("\nmov al, 0xfe", 1)[0])
+
+
 def guest(mode: int, iterations: int, hz: int | None, source: str = "pit") -> IdtGuest:
+    if source == "ioapic":
+        return IdtGuest(before=pit_through_ioapic(hz) if hz else "", fault="nop", flags=0x202 if hz else 0x2,
+                        after=compute_loop(iterations, mode), handlers={IOAPIC_PIT_VECTOR: APIC_EOI_32})
     if source == "lapic":
         return IdtGuest(before=apic_timer(hz) if hz else "", fault="nop", flags=0x202 if hz else 0x2,
                         after=compute_loop(iterations, mode), handlers={APIC_TIMER_VECTOR: APIC_EOI_32})
@@ -72,9 +83,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=300_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--deterministic", action="store_true")
-    parser.add_argument("--source", choices=("pit", "lapic"), default="pit")
+    parser.add_argument("--source", choices=("pit", "lapic", "ioapic"), default="pit")
     args = parser.parse_args()
-    for mode in args.mode or ([32] if args.source == "lapic" else [32, 64]):
+    for mode in args.mode or ([32] if args.source in ("lapic", "ioapic") else [32, 64]):
         quiet, loaded, irqs = [], [], []
         for _ in range(args.runs):                      # interleaved: without, with
             quiet.append(run_once(mode, args.iterations, None, args.deterministic, args.source)[0])

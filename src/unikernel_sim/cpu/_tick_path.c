@@ -21,11 +21,11 @@
  *     handler, so Unicorn goes on at the handler in the same emu_start;
  *   - the handler's OCW2 EOI (`out 0x20, al`) is served by the port hook.
  *
- * The host decides each slice whether this path may own the tick (TickPath.begin
- * in tick_path.py: the master in its plain fully nested state, the PIT
- * periodic, IRQ 0 unmasked at the 8259 and masked at the I/O APIC, nothing
- * pending, no diagnostics that watch deliveries) and copies the 8259 master and
- * the PIT's accounting into this struct. The first Python device access of the
+ * The host decides each slice whether this path may own the ticks (TickPath.begin
+ * in tick_path.py: the master in its plain fully nested state, the PIT periodic,
+ * IRQ 0 reaching the CPU through the 8259 and/or I/O APIC pin 2 (edge, fixed), the
+ * APIC enabled, nothing pending, no diagnostics that watch deliveries) and copies the
+ * 8259 master, the local APIC and the timers' accounting into this struct. The first Python device access of the
  * slice, or its end, copies them back (TickPath.take_back), so Python's device
  * models never see stale state. Anything unusual - a request for the cascade
  * line, IF clear (deterministic mode: at once, so the run loop's pending-poll grid
@@ -200,7 +200,7 @@ static int64_t next_due(const struct tick_path *tp, int64_t after)
     int64_t due = NONE;
     if (tp->pit_live)
         due = next_pit_edge(tp, after > tp->pit_accounted ? after : tp->pit_accounted);
-    if (tp->apic_live) {
+    if (tp->apic_timer_live) {
         int64_t expiry = apic_expiry_after(tp, after > tp->apic_last_advance ? after : tp->apic_last_advance);
         if (expiry < due)
             due = expiry;
@@ -254,7 +254,7 @@ static int needs_red_zone_look(const struct tick_path *tp)
 static void look_again_if_requested(struct tick_path *tp)
 {
     tp->output = tp->pit_live && requested_line(tp) >= 0;
-    if (tp->output || (tp->apic_live && apic_deliverable(tp) >= 0))
+    if ((tp->output && tp->pic_to_cpu) || (tp->apic_live && apic_deliverable(tp) >= 0))
         want_attention(tp);
 }
 
@@ -295,11 +295,15 @@ int tick_path_service(void *uc, struct tick_path *tp)
         if (edges) {
             tp->edges += edges;
             tp->irr |= 1;              /* an edge on IR0 (edge-triggered: latched in IRR) */
-            if (tp->ioapic_latches)
+            if (tp->pit_to_apic) {     /* and on I/O APIC pin 2, unmasked: a fixed interrupt */
+                apic_set(tp->apic_irr, (int)tp->pit_apic_vector, 1);
+                apic_set(tp->apic_tmr, (int)tp->pit_apic_vector, 0);
+            } else if (tp->ioapic_latches) {
                 tp->ioapic_edges++;
+            }
         }
     }
-    if (tp->apic_live)
+    if (tp->apic_timer_live)
         apic_advance(tp, now);
     tick_path_rearm(tp);
     /* the local APIC's vector first, then the 8259's request (PcBoard.acknowledge) */
@@ -315,7 +319,7 @@ int tick_path_service(void *uc, struct tick_path *tp)
     }
     int line = tp->pit_live ? requested_line(tp) : -1;
     tp->output = line >= 0;
-    if (line < 0)
+    if (line < 0 || !tp->pic_to_cpu)
         return SERVICE_CONTINUE;
     if ((1ull << line) & tp->host_lines)
         return hand_back(uc, tp);
@@ -339,7 +343,7 @@ static int apic_end_of_interrupt(struct tick_path *tp)
     if (apic_test(tp->apic_tmr, vector))
         return 0;                      /* level-triggered: the I/O APIC must hear of it */
     apic_set(tp->apic_isr, vector, 0);
-    if (apic_deliverable(tp) >= 0 || (tp->pit_live && requested_line(tp) >= 0)) {
+    if (apic_deliverable(tp) >= 0 || (tp->pit_live && tp->pic_to_cpu && requested_line(tp) >= 0)) {
         if (tp->deterministic) {       /* the host's path stops where the request is raised */
             apic_set(tp->apic_isr, vector, 1);
             return 0;
@@ -384,7 +388,7 @@ int tick_path_takes_end_of_interrupt(const struct tick_path *tp, uint32_t value)
     if (tp->deterministic) {
         struct tick_path after = *tp;
         after.isr = (uint64_t)isr;
-        return requested_line(&after) < 0;
+        return !tp->pic_to_cpu || requested_line(&after) < 0;
     }
     return 1;
 }

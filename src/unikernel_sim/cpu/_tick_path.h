@@ -70,6 +70,10 @@ struct tick_path {
     uint64_t apic_expiries;           /* statistics                                       */
     mmio_read_fn apic_slow_read;      /* the host's handlers of the APIC page             */
     mmio_write_fn apic_slow_write;
+    uint64_t apic_timer_live;         /* 1: the APIC's timer makes events (apic_live: its copy) */
+    uint64_t pic_to_cpu;              /* 1: the 8259's INT reaches the CPU (LINT0 ExtINT)  */
+    uint64_t pit_to_apic;             /* 1: the PIT's edge also reaches the APIC through   */
+    uint64_t pit_apic_vector;         /*    I/O APIC pin 2 (edge, fixed) at this vector    */
 };
 
 /* From vclock_block when clock->tick_attention is set: account PIT edges up to now and

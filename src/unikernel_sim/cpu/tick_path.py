@@ -15,11 +15,12 @@ instruction as before, and the same tick whichever path serves it.
 
 Ownership is per slice and per source. ``begin`` (before emu_start) checks that a
 tick takes the plain path - for the APIC: enabled, the timer unmasked with a count and
-a valid vector; for the PIT: the 8259 master initialised in fully nested, edge-
-triggered mode with IRQ 0 unmasked and nothing pending, the PIT periodic, IRQ 0
-masked at the I/O APIC, no HPET legacy replacement, nothing that watches
-deliveries one by one (tracing, a debugger's step) - and copies the master's
-registers and the PIT's accounting into the C struct. ``take_back`` copies
+a valid vector; for the PIT: periodic, the 8259 master initialised in fully nested,
+edge-triggered mode, IRQ 0 reaching the CPU through the 8259 (unmasked, LINT0 in ExtINT
+mode) and/or I/O APIC pin 2 (unmasked, edge, fixed, to this CPU), no HPET legacy
+replacement; for both: nothing pending, nothing that watches deliveries one by one
+(tracing, a debugger's step) - and copies the registers and the timers' accounting
+into the C struct. ``take_back`` copies
 them back into the Python models before any Python device code runs (a port
 or MMIO access the C hooks do not serve) and when the slice ends,
 so the models are the only state anyone else ever reads. Anything the C path
@@ -35,6 +36,14 @@ from unikernel_sim.cpu.native import check_mirror, library
 from unikernel_sim.cpu.fast_delivery import FastDelivery, IrqContext
 from unikernel_sim.cpu.vclock import VClockState, VirtualClock
 from unikernel_sim.devices.i8259 import CASCADE_LINE, ICW4_AEOI, ICW4_SFNM
+from unikernel_sim.devices.io_apic import DELIVERY_MODE_MASK as IOAPIC_DELIVERY_MASK
+from unikernel_sim.devices.io_apic import DELIVERY_MODE_SHIFT as IOAPIC_DELIVERY_SHIFT
+from unikernel_sim.devices.io_apic import DESTINATION_SHIFT as IOAPIC_DESTINATION_SHIFT
+from unikernel_sim.devices.io_apic import FIXED as IOAPIC_FIXED
+from unikernel_sim.devices.io_apic import LEVEL_TRIGGERED as IOAPIC_LEVEL
+from unikernel_sim.devices.io_apic import LOGICAL as IOAPIC_LOGICAL
+from unikernel_sim.devices.io_apic import LOWEST_PRIORITY as IOAPIC_LOWEST
+from unikernel_sim.devices.io_apic import MASKED as IOAPIC_MASKED
 from unikernel_sim.devices.local_apic import (
     APIC_BASE_ADDRESS, LVT_MASKED, LVT_PERIODIC, LVT_TSC_DEADLINE, SVR_ENABLE, divide_shift,
 )
@@ -93,6 +102,7 @@ class TickPathState(ctypes.Structure):
         ("apic_expiries", ctypes.c_uint64),
         ("apic_slow_read", ctypes.c_void_p),
         ("apic_slow_write", ctypes.c_void_p),
+        *((name, ctypes.c_uint64) for name in ("apic_timer_live", "pic_to_cpu", "pit_to_apic", "pit_apic_vector")),
     ]
 
 
@@ -154,9 +164,10 @@ class TickPath:
         if board.interrupt_pending:
             return False
         s = self.state
+        s.apic_live = int(self._load_apic())       # first: the PIT may reach it through the I/O APIC
         s.pit_live = int(self._load_pit())
-        s.apic_live = int(self._load_apic())
-        if not (s.pit_live or s.apic_live):
+        if not (s.pit_live or s.apic_timer_live):  # no timer of C's: nothing to serve
+            s.pit_live = s.apic_live = s.apic_timer_live = 0
             return False
         s.red_zone_pending = 0
         s.red_zone_check = int(red_zone_reach is not None and self.red_zone_look is not None)
@@ -178,41 +189,66 @@ class TickPath:
         s = self.state
         if not self.live:
             return ()
-        return ((self.board.pit,) if s.pit_live else ()) + ((self.board.lapic,) if s.apic_live else ())
+        return ((self.board.pit,) if s.pit_live else ()) + ((self.board.lapic,) if s.apic_timer_live else ())
 
     def _load_pit(self) -> bool:
-        """Copy the 8259 master and PIT channel 0 in if they take the plain path."""
+        """Copy the 8259 master and PIT channel 0 in if they take the plain path: the
+        edge reaches the CPU through the 8259 (IRQ 0 unmasked, LINT0 in ExtINT mode) and/or
+        through I/O APIC pin 2 (unmasked, edge, fixed, to this CPU; the APIC's copy loaded)."""
         board = self.board
         pic, pit = board.pic.master, board.pit
         channel = pit.channels[0]
-        if (board.hpet.legacy_replacement or not board.lapic.accepts_pic
-                or not board.ioapic.pin_masked(IRQ0_IOAPIC_PIN)
+        if (board.hpet.legacy_replacement
                 or pic.init_step or pic.level_triggered or pic.special_mask or pic.poll_pending
                 or pic.rotate_on_aeoi or pic.lowest_priority != FULLY_NESTED_LOWEST or pic.icw4 & ICW4_SFNM
-                or pic.imr & IRQ0_BIT or pic.lines & IRQ0_BIT
+                or pic.lines & IRQ0_BIT
                 or channel.loaded_at is None or not channel.gate or channel.mode not in PERIODIC_MODES
                 or channel.paused_ticks):
             return False
+        pic_to_cpu = board.lapic.accepts_pic
+        apic_vector = self._pit_apic_vector()
+        if apic_vector is False:
+            return False                            # the I/O APIC routes it some other way
+        if not (pic_to_cpu and not pic.imr & IRQ0_BIT) and apic_vector is None:
+            return False                            # the edge reaches no CPU: nothing to serve
         s = self.state
+        s.pic_to_cpu = int(pic_to_cpu)
+        s.pit_to_apic, s.pit_apic_vector = (0, 0) if apic_vector is None else (1, apic_vector)
         s.irr, s.isr, s.imr, s.vector_base = pic.irr, pic.isr, pic.imr, pic.vector_base
         s.auto_eoi = int(bool(pic.icw4 & ICW4_AEOI))
         s.host_lines = pic.icw3 & (1 << CASCADE_LINE)
         s.output = 0
         s.pit_loaded_at, s.pit_period, s.pit_accounted = channel.loaded_at, channel.period, pit._accounted_until
-        s.ioapic_latches = 1                    # the host pulses the pin: the I/O APIC decides
+        s.ioapic_latches = int(apic_vector is None)   # masked: the host pulses it (it latches edges)
         s.ioapic_edges = 0
         return True
 
+    def _pit_apic_vector(self) -> int | None | bool:
+        """The vector I/O APIC pin 2 sends the PIT's edges to: None while the pin is masked,
+        False when the C path cannot follow it (level-triggered, another delivery mode or
+        destination, a latched edge, or the APIC's copy not loaded)."""
+        ioapic, apic = self.board.ioapic, self.board.lapic
+        entry = ioapic.entries[IRQ0_IOAPIC_PIN]
+        if entry & IOAPIC_MASKED:
+            return None
+        mode = (entry >> IOAPIC_DELIVERY_SHIFT) & IOAPIC_DELIVERY_MASK
+        vector = entry & 0xFF
+        if (not self.state.apic_live or entry & IOAPIC_LEVEL or mode not in (IOAPIC_FIXED, IOAPIC_LOWEST)
+                or vector < FIRST_VALID_VECTOR or ioapic.latched >> IRQ0_IOAPIC_PIN & 1
+                or not apic.is_destination(entry >> IOAPIC_DESTINATION_SHIFT, bool(entry & IOAPIC_LOGICAL))):
+            return False
+        return vector
+
     def _load_apic(self) -> bool:
-        """Copy the local APIC in if its timer takes the plain path: the APIC enabled
-        (IA32_APIC_BASE and SVR), the timer unmasked with a count, a valid vector."""
+        """Copy the local APIC in if it is enabled (IA32_APIC_BASE and SVR); its timer makes
+        events in C if unmasked with a count and a valid vector."""
         apic = self.board.lapic
         timer = apic.lvt[0]
-        if (not self.apic_window_native or not apic.globally_enabled or not apic.svr & SVR_ENABLE
-                or timer & (LVT_MASKED | LVT_TSC_DEADLINE) or (timer & 0xFF) < FIRST_VALID_VECTOR
-                or not apic.initial_count):
+        if not self.apic_window_native or not apic.globally_enabled or not apic.svr & SVR_ENABLE:
             return False
         s = self.state
+        s.apic_timer_live = int(not timer & (LVT_MASKED | LVT_TSC_DEADLINE) and (timer & 0xFF) >= FIRST_VALID_VECTOR
+                                and apic.initial_count > 0)
         for words, value in ((s.apic_irr, apic.irr), (s.apic_isr, apic.isr), (s.apic_tmr, apic.tmr)):
             for index in range(APIC_WORDS):
                 words[index] = (value >> (64 * index)) & WORD_MASK
@@ -257,7 +293,7 @@ class TickPath:
             board.pic.master.refresh_output()    # a request C left pending reaches the run loop
         if s.apic_live:
             board.lapic.refresh_pending()
-        s.pit_live = s.apic_live = 0
+        s.pit_live = s.apic_live = s.apic_timer_live = 0
 
     def look_at_red_zone(self) -> None:
         """The C path stopped in front of a handler whose frame may sit in a red zone: the
