@@ -2,17 +2,18 @@
 
 KeyboardInterrupt does not reach Python while Unicorn runs: emu_start holds
 the thread in C and the Python-level handler waits until it returns
-(docs/unicorn-quirks.md). A watcher thread blocks on a socket that Python's C-level signal
-handler writes to (signal.set_wakeup_fd) and asks for a stop at the guest's next
+(docs/unicorn-quirks.md). A watcher thread blocks on a pipe that Python's C-level signal
+handler writes to (signal.set_wakeup_fd; a pipe rather than a socket pair: importing
+socket costs 5 ms of every start) and asks for a stop at the guest's next
 block boundary (``stop``: VirtualClock.request_async_stop; never uc.emu_stop()
 from another thread, Q19). Only the CLI asks for this; the wall-clock timeout
 is a HostTimer deadline.
 """
 from __future__ import annotations
 
+import os
 import select
 import signal
-import socket
 import threading
 from typing import Callable
 
@@ -34,10 +35,10 @@ class InterruptWatch:
         if not self.enabled:
             return self
         self._done = threading.Event()
-        self._reader, self._writer = socket.socketpair()
-        self._reader.setblocking(False)
-        self._writer.setblocking(False)
-        self._old_wakeup = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        self._reader, self._writer = os.pipe()
+        os.set_blocking(self._reader, False)
+        os.set_blocking(self._writer, False)
+        self._old_wakeup = signal.set_wakeup_fd(self._writer, warn_on_full_buffer=False)
         self._old_handlers = {number: signal.signal(number, self._on_signal) for number in WATCHED_SIGNALS}
         self._thread = threading.Thread(target=self._watch, name="unisim-signals", daemon=True)
         self._thread.start()
@@ -61,7 +62,7 @@ class InterruptWatch:
             if self._done.is_set():
                 return
             try:
-                data = self._reader.recv(64)
+                data = os.read(self._reader, 64)
             except BlockingIOError:
                 continue
             for number in WATCHED_SIGNALS:
@@ -74,12 +75,12 @@ class InterruptWatch:
             return
         self._done.set()
         try:
-            self._writer.send(b"\0")
+            os.write(self._writer, b"\0")
         except OSError:
             pass
         self._thread.join()
         signal.set_wakeup_fd(self._old_wakeup)
         for number, handler in self._old_handlers.items():
             signal.signal(number, handler)
-        self._reader.close()
-        self._writer.close()
+        os.close(self._reader)
+        os.close(self._writer)
