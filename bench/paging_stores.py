@@ -24,7 +24,6 @@ from pathlib import Path
 
 from keystone import KS_ARCH_X86, KS_MODE_64, Ks
 from unicorn import UC_ARCH_X86, UC_MODE_32, UC_MODE_64, UC_PROT_READ, UC_PROT_WRITE, Uc
-from unicorn import x86_const as x86
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 

@@ -202,7 +202,7 @@ TRACING_HANDLER = f"""
 # compute with short IF=0 windows (a tick landing in one waits for the run loop's
 # pending-poll grid), a byte to COM1 (the C port path moves virtual time), a long stretch
 # with IF=0, and hlt (the run loop sleeps to the next tick)
-BUSY_BODY = f"""
+BUSY_BODY = """
     mov r8, 60
 outer:
     mov rcx, 100000
@@ -302,7 +302,7 @@ TRACING_HANDLER_32 = f"""
     pop eax
     iretd
 """
-BUSY_BODY_32 = f"""
+BUSY_BODY_32 = """
     mov edi, 40
 outer:
     mov ecx, 100000

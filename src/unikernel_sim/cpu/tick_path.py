@@ -316,15 +316,11 @@ class TickPath:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Statistics: PIT edges accounted and stops handed to the run loop."""
+        """Statistics: PIT edges and APIC timer expiries accounted in C, stops handed to the run loop."""
         return {"edges": self.state.edges, "handed_back": self.state.handed_back,
                 "apic_expiries": self.state.apic_expiries}
 
-    def close(self) -> None:
-        """Stop the timer thread (it reads this struct: it must end before the struct)."""
-        self.take_back()
-        _lib.tick_path_close(self._pointer)
-
     def __del__(self) -> None:
+        """Stop the timer thread: it reads this struct, so it must end before the struct."""
         if _lib is not None and getattr(self, "_pointer", None) is not None:   # not at interpreter exit
             _lib.tick_path_close(self._pointer)
