@@ -69,6 +69,7 @@ def boot(
     trace: tuple[str, ...] = (),
     alignment: str = "hardware",
     check_returns: bool = False,
+    check_red_zone: bool = True,
     on_loaded: Iterable[Callable[[Machine], None]] = (),
     output_history: int | None = None,
     cpu: str | None = None,
@@ -88,7 +89,7 @@ def boot(
     options = {"tsc_hz": tsc_hz} if tsc_hz else {}
     machine = Machine(memory_mb, deterministic=deterministic, serial_input=serial_input,
                       strict_io=strict_io, rtc_start=rtc_start, check_returns=check_returns, cpu_model=cpu,
-                      alignment=alignment, **options)
+                      alignment=alignment, check_red_zone=check_red_zone, **options)
     machine.interrupts.trace = trace_interrupts
     if keys:
         try:

@@ -399,3 +399,11 @@ def test_the_loader_stack_at_the_entry_is_not_a_stack_overflow(firmware_elf):
     result = boot(firmware_elf, max_instructions=1)
     report = build_report(result.machine, result.stop)
     assert not any(hint.checker == "stack-overflow" for hint in report.hints), report.hint_messages()
+
+
+def test_boot_can_leave_the_red_zone_watch_out(firmware_elf):
+    """boot(check_red_zone=False) (bench/checker_costs.py measures the watch this way)."""
+    from unikernel_sim.run import boot
+
+    assert boot(firmware_elf, max_instructions=1_000, check_red_zone=False).machine.red_zone is None
+    assert boot(firmware_elf, max_instructions=1_000).machine.red_zone is not None
