@@ -30,6 +30,7 @@ STACK_TOP = 0x130000
 IST_TOPS = {1: 0x138000, 2: 0x13C000}
 RSP0_TOP = 0x134000
 RO_PAGE = 0x140000
+PD_HIGH = 0x142000                                       # 2 MiB pages of 3-4 GiB: the I/O APIC and local APIC
 NP_PAGE = 0x141000
 USER_CODE = 0x148000
 USER_STACK_TOP = 0x150000
@@ -105,13 +106,16 @@ def _stub64(vector: int) -> bytes:
 
 
 def _page_tables_long(user: bool = False) -> dict[int, bytes]:
-    """Identity map of the first GiB; with user, every page is user-accessible (U=1)."""
+    """Identity map of the first GiB and of 3-4 GiB (the APICs' pages); with user, every
+    page is user-accessible (U=1)."""
     u = 4 if user else 0
     pt = bytearray(struct.pack("<512Q", *[(i << 12) | 3 | u for i in range(512)]))
     struct.pack_into("<Q", pt, 8 * (RO_PAGE >> 12), RO_PAGE | 1 | u)
     struct.pack_into("<Q", pt, 8 * (NP_PAGE >> 12), 0)
     pd = struct.pack("<512Q", PT0 | 3 | u, *[(i << 21) | 0x83 | u for i in range(1, 512)])
-    return {PML4: struct.pack("<Q", PDPT | 3 | u), PDPT: struct.pack("<Q", PD | 3 | u), PD: pd, PT0: bytes(pt)}
+    pd_high = struct.pack("<512Q", *[(3 << 30) + (i << 21) | 0x83 | u for i in range(512)])
+    return {PML4: struct.pack("<Q", PDPT | 3 | u), PDPT: struct.pack("<4Q", PD | 3 | u, 0, 0, PD_HIGH | 3 | u),
+            PD: pd, PT0: bytes(pt), PD_HIGH: pd_high}
 
 
 ENTER_LONG_MODE = f"""
