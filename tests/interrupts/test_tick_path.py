@@ -441,3 +441,28 @@ def test_a_task_priority_above_the_timer_class_holds_its_ticks(tmp_path):
     with_c, _counts, machine = traced_outcome(image, deterministic=True, c_ticks=True)
     assert machine.ram.u32(ISR_SLOT) == 0 < with_c[0]            # none while held, some after
     assert with_c == traced_outcome(image, deterministic=True, c_ticks=False)[0]
+
+
+def apic_store_64(address: int, value: int) -> str:
+    """A dword store to an APIC register from 64-bit code (no disp32 reaches 0xFEE00000)."""
+    return f"mov eax, {address:#x}\nmov dword ptr [rax], {value:#x}\n"
+
+
+def test_deterministic_apic_and_ioapic_ticks_in_long_mode(tmp_path):
+    """The same equivalence in 64-bit mode: the APIC timer and the PIT through I/O APIC pin 2
+    together, the handlers' EOI a store to the APIC page."""
+    eoi = apic_store_64(0xFEE000B0, 0)
+    handler = TRACING_HANDLER.replace("    mov al, 0x20\n    out 0x20, al\n", eoi)
+    count = 1_000_000_000 // APIC_NS_PER_TICK // 7000 - 1
+    before = (apic_store_64(0xFEE003E0, 3) + apic_store_64(0xFEE00320, 0x20000 | APIC_TIMER_VECTOR)
+              + apic_store_64(0xFEE00380, count) + apic_store_64(0xFEC00000, 0x15) + apic_store_64(0xFEC00010, 0)
+              + apic_store_64(0xFEC00000, 0x14) + apic_store_64(0xFEC00010, IOAPIC_PIT_VECTOR)
+              + harness_program_pit(6000).rsplit("\nmov al, 0xfe", 1)[0])
+    image, _ = build_long(IdtGuest(before=before, fault="nop", flags=0x202, after=BUSY_BODY,
+                                   handlers={APIC_TIMER_VECTOR: handler, IOAPIC_PIT_VECTOR: handler}))
+    path = tmp_path / "apic64.bin"
+    path.write_bytes(image)
+    with_c = deterministic_outcome(str(path), c_ticks=True)
+    run_loop = deterministic_outcome(str(path), c_ticks=False)
+    assert with_c[0] > 100 and with_c[-1] > 0                      # ticks happened, PIT edges in C
+    assert with_c[:-1] == run_loop[:-1]
