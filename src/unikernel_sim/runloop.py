@@ -7,8 +7,9 @@ One slice, top to bottom (RunLoop.slice):
   2. arm the next stop: the instruction budget and the next device event
      (deterministic mode: an exact instruction count in the C clock hook; fast
      mode: a host-clock deadline on the timer thread) - or none, and the guest
-     runs free; in fast mode the PIT's ticks are left to C when they take the
-     plain path (cpu/tick_path.py: delivered without stopping the guest);
+     runs free; the timer ticks (PIT, local APIC timer) are left to C when they
+     take the plain path (cpu/tick_path.py: delivered without stopping the guest,
+     in deterministic mode at the instructions where this loop would deliver them);
   3. emu_start from RIP until something stops it;
   4. classify the stop: a hook's verdict (debug exit, triple fault, --expect,
      a breakpoint), a returned guest call, a Unicorn error (memory outside
