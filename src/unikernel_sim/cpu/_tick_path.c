@@ -180,13 +180,18 @@ static int lowest_bit(uint64_t bits)
 }
 
 /* The line that interrupts the CPU now, or -1 (Pic8259._requested_line). */
-static int requested_line(const struct tick_path *tp)
+static int requested_line_with(uint64_t irr, uint64_t isr, uint64_t imr)
 {
-    int line = lowest_bit(tp->irr & ~tp->imr & 0xFF);
-    int blocking = lowest_bit(tp->isr & 0xFF);
+    int line = lowest_bit(irr & ~imr & 0xFF);
+    int blocking = lowest_bit(isr & 0xFF);
     if (line < 0 || (blocking >= 0 && blocking <= line))
         return -1;
     return line;
+}
+
+static int requested_line(const struct tick_path *tp)
+{
+    return requested_line_with(tp->irr, tp->isr, tp->imr);
 }
 
 /* Deterministic mode: the instruction count at which virtual time reaches ns
@@ -228,15 +233,21 @@ static void want_attention(struct tick_path *tp)
     __atomic_store_n(&tp->clock->tick_attention, 1, __ATOMIC_RELEASE);
 }
 
+/* Stop in front of the current block: a clock stop, so the run loop goes round. */
+static void stop_here(void *uc, struct tick_path *tp)
+{
+    struct vclock *vc = tp->clock;
+    vc->stopped = 1;
+    vc->stop_requested = 1;
+    vc->emu_stop(uc);
+}
+
 /* Stop at this block boundary; the request stays pending for the run loop. */
 static int hand_back(void *uc, struct tick_path *tp)
 {
-    struct vclock *vc = tp->clock;
     tp->handed_back++;
     tick_path_rearm(tp);
-    vc->stopped = 1;                   /* a clock stop: the run loop goes round and delivers */
-    vc->stop_requested = 1;
-    vc->emu_stop(uc);
+    stop_here(uc, tp);
     return SERVICE_STOPPED;
 }
 
@@ -278,11 +289,8 @@ static int deliver(void *uc, struct tick_path *tp, uint32_t vector)
     tp->retry_blocks = RETRY_BLOCKS;
     tp->delivered++;
     if (needs_red_zone_look(tp)) {    /* stop in front of the handler: the host arms its watch */
-        struct vclock *vc = tp->clock;
         tp->red_zone_pending = 1;
-        vc->stopped = 1;
-        vc->stop_requested = 1;
-        vc->emu_stop(uc);
+        stop_here(uc, tp);
     }
     return SERVICE_DELIVERED;
 }
@@ -389,11 +397,8 @@ int tick_path_takes_end_of_interrupt(const struct tick_path *tp, uint32_t value)
     int64_t isr = isr_after_end_of_interrupt(tp, value);
     if (!tp->pit_live || isr < 0)
         return 0;
-    if (tp->deterministic) {
-        struct tick_path after = *tp;
-        after.isr = (uint64_t)isr;
-        return !tp->pic_to_cpu || requested_line(&after) < 0;
-    }
+    if (tp->deterministic)
+        return !tp->pic_to_cpu || requested_line_with(tp->irr, (uint64_t)isr, tp->imr) < 0;
     return 1;
 }
 
