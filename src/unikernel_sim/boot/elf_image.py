@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from unikernel_sim.errors import ImageError
 
@@ -81,7 +82,7 @@ def read_elf(data: bytes, where: str) -> ElfImage:
     DWARF with pyelftools, diagnostics/debug_info.py; tests compare the two)."""
     if len(data) < 52:
         raise ImageError(f"truncated ELF: {len(data)} bytes is shorter than an ELF header", where=where)
-    _check_header_tables(data, where)
+    tables = _check_header_tables(data, where)
     elf_class = 32 * data[EI_CLASS]
     e_type, e_machine = struct.unpack_from("<HH", data, E_TYPE_OFFSET)
     machine = MACHINE_NAMES.get(e_machine, f"e_machine {e_machine}")
@@ -94,19 +95,17 @@ def read_elf(data: bytes, where: str) -> ElfImage:
     if elf_type not in ("ET_EXEC", "ET_DYN"):
         raise ImageError(f"ELF type {elf_type} is not an executable", where=where,
                          hint="link the kernel (ld), do not boot an object file")
-    header_size, layout, offset, _ph_size, _sh_size = _HEADER_TABLE_FIELDS[data[EI_CLASS]]
     entry = struct.unpack_from("<I" if elf_class == 32 else "<Q", data, E_ENTRY_OFFSET)[0]
-    (phoff, shoff, _flags, _ehsize, phentsize, phnum, shentsize, shnum,
-     shstrndx) = struct.unpack_from(layout, data, offset)
     return ElfImage(
         elf_class=elf_class,
         machine=machine,
         elf_type=elf_type,
         entry=entry,
-        segments=_read_segments(data, elf_class, phoff, phentsize, phnum, where),
-        sections=_read_sections(data, elf_class, shoff, shentsize, shnum, shstrndx, where),
-        section_entry_size=shentsize,
-        shstrndx=shstrndx,
+        segments=_read_segments(data, elf_class, tables.phoff, tables.phentsize, tables.phnum, where),
+        sections=_read_sections(data, elf_class, tables.shoff, tables.shentsize, tables.shnum, tables.shstrndx,
+                                where),
+        section_entry_size=tables.shentsize,
+        shstrndx=tables.shstrndx,
     )
 
 
@@ -132,10 +131,24 @@ _HEADER_TABLE_FIELDS = {
 EI_CLASS, EI_DATA, ELFDATA2LSB = 4, 5, 1
 
 
-def _check_header_tables(data: bytes, where: str) -> None:
+class HeaderTables(NamedTuple):
+    """The ELF header's fields that locate the program and section header tables."""
+
+    phoff: int
+    shoff: int
+    flags: int
+    ehsize: int
+    phentsize: int
+    phnum: int
+    shentsize: int
+    shnum: int
+    shstrndx: int
+
+
+def _check_header_tables(data: bytes, where: str) -> HeaderTables:
     """The ELF header's table fields (System V ABI, "ELF Header"), checked against
-    the file before pyelftools follows them: a rejection names the field and its
-    value instead of a parser's "expected 4, found 1"."""
+    the file before the readers below follow them: a rejection names the field and
+    its value."""
     elf_class, encoding = data[EI_CLASS], data[EI_DATA]
     if elf_class not in _HEADER_TABLE_FIELDS:
         raise ImageError(f"ELF e_ident[EI_CLASS] is {elf_class}, neither 1 (32-bit) nor 2 (64-bit)", where=where)
@@ -145,8 +158,9 @@ def _check_header_tables(data: bytes, where: str) -> None:
     if len(data) < header_size:
         raise ImageError(f"truncated ELF: {len(data)} bytes is shorter than an ELF{32 * elf_class} header",
                          where=where)
-    (phoff, shoff, _flags, _ehsize, phentsize, phnum, shentsize, shnum,
-     shstrndx) = struct.unpack_from(layout, data, offset)
+    tables = HeaderTables(*struct.unpack_from(layout, data, offset))
+    phoff, shoff, phentsize, phnum = tables.phoff, tables.shoff, tables.phentsize, tables.phnum
+    shentsize, shnum, shstrndx = tables.shentsize, tables.shnum, tables.shstrndx
     size = len(data)
     if phnum == 0:
         raise ImageError("ELF e_phnum is 0: no program headers, so nothing to load", where=where)
@@ -156,7 +170,7 @@ def _check_header_tables(data: bytes, where: str) -> None:
         raise ImageError(f"ELF e_phoff {phoff:#x} with e_phnum {phnum} puts the program headers past the end "
                          f"of the file ({size:#x} bytes)", where=where, hint="the file looks truncated or corrupt")
     if shnum == 0 or shoff == 0:
-        return
+        return tables
     if shentsize != sh_size:
         raise ImageError(f"ELF e_shentsize is {shentsize}, not {sh_size}", where=where)
     if shoff + shnum * shentsize > size:
@@ -164,6 +178,7 @@ def _check_header_tables(data: bytes, where: str) -> None:
                          f"of the file ({size:#x} bytes)", where=where, hint="the file looks truncated or corrupt")
     if shstrndx >= shnum:
         raise ImageError(f"ELF e_shstrndx {shstrndx} is not below e_shnum {shnum}", where=where)
+    return tables
 
 
 def _read_segments(data: bytes, elf_class: int, phoff: int, phentsize: int, phnum: int,
