@@ -111,7 +111,7 @@ class FastPorts:
         if length:
             data = self._buffer.raw[:length]
             self.state.length = 0
-            self._guarded(self.on_bytes, data)
+            self.guarded(self.on_bytes, data)
 
     def take_error(self) -> BaseException | None:
         error, self._error = self._error, None
@@ -120,19 +120,16 @@ class FastPorts:
     # --- the Python path ------------------------------------------------------------------
     def _in(self, _uc, port: int, size: int, _user) -> int:
         self.drain()
-        value = self._guarded(self._slow_in, port, size)
+        value = self.guarded(self._slow_in, port, size)
         return 0 if value is None else value
 
     def _out(self, _uc, port: int, size: int, value: int, _user) -> None:
         self.drain()
-        self._guarded(self._slow_out, port, size, value)
+        self.guarded(self._slow_out, port, size, value)
 
     def guarded(self, function, *args):
         """function(*args) from a C hook: an exception is kept for the run loop (take_error)
         and the guest stopped, since it cannot cross the C frame."""
-        return self._guarded(function, *args)
-
-    def _guarded(self, function, *args):
         try:
             return function(*args)
         except BaseException as error:  # noqa: BLE001 - cannot cross the C frame; re-raised by the run loop
