@@ -179,26 +179,35 @@ def test_irq0_masked_at_the_8259_is_never_taken_by_the_c_path(tmp_path):
 # --- deterministic mode: the C path lands every tick where the run loop would --------------
 TRACE = 0x200000                      # the handler logs (return RIP, TSC) of every tick here
 TRACE_ENTRIES = 4096
-TRACING_HANDLER = f"""
-    push rax
-    push rdx
-    push rbx
-    mov rbx, [{COUNTER_SLOT:#x}]
-    and rbx, {TRACE_ENTRIES - 1}
-    shl rbx, 4
-    mov rax, [rsp + 24]
-    mov [{TRACE:#x} + rbx], rax
+
+
+def tracing_handler(bits: int, eoi: str) -> str:
+    """A handler that logs (return RIP, TSC) of its interrupt at TRACE, counts it, ends it
+    with eoi (an 8259 OCW2 or a store to the APIC's EOI register) and returns."""
+    a, d, b, sp, word, iret = (("eax", "edx", "ebx", "esp", "dword", "iretd") if bits == 32
+                               else ("rax", "rdx", "rbx", "rsp", "qword", "iretq"))
+    return f"""
+    push {a}
+    push {d}
+    push {b}
+    mov {b}, [{COUNTER_SLOT:#x}]
+    and {b}, {TRACE_ENTRIES - 1}
+    shl {b}, 4
+    mov {a}, [{sp} + {3 * (bits // 8)}]
+    mov [{TRACE:#x} + {b}], {a}
     rdtsc
-    mov [{TRACE + 8:#x} + rbx], eax
-    mov [{TRACE + 12:#x} + rbx], edx
-    inc qword ptr [{COUNTER_SLOT:#x}]
-    mov al, 0x20
-    out 0x20, al
-    pop rbx
-    pop rdx
-    pop rax
-    iretq
+    mov [{TRACE + 8:#x} + {b}], eax
+    mov [{TRACE + 12:#x} + {b}], edx
+    inc {word} ptr [{COUNTER_SLOT:#x}]
+    {eoi}
+    pop {b}
+    pop {d}
+    pop {a}
+    {iret}
 """
+
+
+PIC_EOI = "mov al, 0x20\nout 0x20, al"
 # compute with short IF=0 windows (a tick landing in one waits for the run loop's
 # pending-poll grid), a byte to COM1 (the C port path moves virtual time), a long stretch
 # with IF=0, and hlt (the run loop sleeps to the next tick)
@@ -233,41 +242,44 @@ spin:
 @pytest.fixture(scope="module")
 def busy_image(tmp_path_factory):
     image, _ = build_long(IdtGuest(before=harness_program_pit(10_000), fault="nop", flags=0x202, after=BUSY_BODY,
-                                   handlers={BIOS_IRQ0_VECTOR: TRACING_HANDLER}))
+                                   handlers={BIOS_IRQ0_VECTOR: tracing_handler(64, PIC_EOI)}))
     path = tmp_path_factory.mktemp("tick-det") / "busy.bin"
     path.write_bytes(image)
     return str(path)
 
 
-def deterministic_outcome(image: str, *, c_ticks: bool, budget: int | None = None) -> tuple:
-    machine = Machine(16, deterministic=True)
+def traced_outcome(image: str, *, deterministic: bool, c_ticks: bool, budget: int | None = None) -> tuple:
+    """Run a tracing guest to its exit (in budgets if given): ((ticks, IRQs, the trace, the
+    instruction count, the serial output, RAX at the exit), the tick path's counts, the machine)."""
+    machine = Machine(16, deterministic=deterministic)
     machine.load(image)
     machine.loop.tick_path.enabled = c_ticks
     while True:
-        stop = machine.run(max_instructions=budget) if budget else machine.run()
+        stop = machine.run(max_instructions=budget) if budget else machine.run(timeout=120)
         if stop.reason is not StopReason.BUDGET:
             break
     assert stop.reason is StopReason.GUEST_EXIT, stop.summary
-    ticks = machine.ram.u64(COUNTER_SLOT)
+    ticks = machine.ram.u32(COUNTER_SLOT)
     assert ticks <= TRACE_ENTRIES
-    return (ticks, machine.interrupts.irq_count, machine.ram.read(TRACE, 16 * ticks), machine.instructions,
-            bytes(machine.serial.data), machine.cpu_state().gpr["rax"], machine.loop.tick_path.counts["edges"])
+    counts = machine.loop.tick_path.counts
+    return ((ticks, machine.interrupts.irq_count, machine.ram.read(TRACE, 16 * ticks), machine.instructions,
+             bytes(machine.serial.data), machine.cpu_state().gpr["rax"]), counts, machine)
 
 
 def test_deterministic_ticks_land_where_the_run_loop_lands_them(busy_image):
     """Every tick's return RIP and TSC, the instruction count, the output: byte for byte
     the run loop's, with the C path serving the ticks."""
-    with_c = deterministic_outcome(busy_image, c_ticks=True)
-    run_loop = deterministic_outcome(busy_image, c_ticks=False)
-    assert with_c[0] > 100 and with_c[-1] > 0.5 * with_c[0]       # ticks happened, mostly in C
-    assert run_loop[-1] == 0
-    assert with_c[:-1] == run_loop[:-1]
+    with_c, counts, _ = traced_outcome(busy_image, deterministic=True, c_ticks=True)
+    run_loop, run_loop_counts, _ = traced_outcome(busy_image, deterministic=True, c_ticks=False)
+    assert with_c[0] > 100 and counts["edges"] > 0.5 * with_c[0]   # ticks happened, mostly in C
+    assert run_loop_counts["edges"] == 0
+    assert with_c == run_loop
 
 
 @pytest.mark.parametrize("budget", [100_003, 7_919])
 def test_deterministic_c_ticks_do_not_depend_on_how_the_run_is_cut(busy_image, budget):
-    assert deterministic_outcome(busy_image, c_ticks=True, budget=budget)[:-1] == \
-        deterministic_outcome(busy_image, c_ticks=True)[:-1]
+    assert traced_outcome(busy_image, deterministic=True, c_ticks=True, budget=budget)[0] == \
+        traced_outcome(busy_image, deterministic=True, c_ticks=True)[0]
 
 
 # --- the local APIC timer (32-bit: the harness's protected-mode tables map the APIC page) ---
@@ -283,25 +295,6 @@ def apic_timer(hz: int, *, tpr: int = 0) -> str:
             f"mov dword ptr [0xfee00320], {0x20000 | APIC_TIMER_VECTOR:#x}\nmov dword ptr [0xfee00380], {count}")
 
 
-TRACING_HANDLER_32 = f"""
-    push eax
-    push edx
-    push ebx
-    mov ebx, [{COUNTER_SLOT:#x}]
-    and ebx, {TRACE_ENTRIES - 1}
-    shl ebx, 4
-    mov eax, [esp + 12]
-    mov [{TRACE:#x} + ebx], eax
-    rdtsc
-    mov [{TRACE + 8:#x} + ebx], eax
-    mov [{TRACE + 12:#x} + ebx], edx
-    inc dword ptr [{COUNTER_SLOT:#x}]
-    {{eoi}}
-    pop ebx
-    pop edx
-    pop eax
-    iretd
-"""
 BUSY_BODY_32 = """
     mov edi, 40
 outer:
@@ -331,25 +324,9 @@ def apic_image(tmp_path, *, before: str, handlers: dict[int, str], after: str = 
     return str(path)
 
 
-def traced_outcome(image: str, *, deterministic: bool, c_ticks: bool, budget: int | None = None) -> tuple:
-    machine = Machine(16, deterministic=deterministic)
-    machine.load(image)
-    machine.loop.tick_path.enabled = c_ticks
-    while True:
-        stop = machine.run(max_instructions=budget) if budget else machine.run(timeout=120)
-        if stop.reason is not StopReason.BUDGET:
-            break
-    assert stop.reason is StopReason.GUEST_EXIT, stop.summary
-    ticks = machine.ram.u32(COUNTER_SLOT)
-    assert ticks <= TRACE_ENTRIES
-    counts = machine.loop.tick_path.counts
-    return ((ticks, machine.interrupts.irq_count, machine.ram.read(TRACE, 16 * ticks), machine.instructions,
-             bytes(machine.serial.data)), counts, machine)
-
-
 def test_apic_timer_ticks_reach_the_handler_once_each(tmp_path):
     image = apic_image(tmp_path, before=apic_timer(1000),
-                       handlers={APIC_TIMER_VECTOR: TRACING_HANDLER_32.format(eoi=APIC_EOI)},
+                       handlers={APIC_TIMER_VECTOR: tracing_handler(32, APIC_EOI)},
                        after=compute_loop(ITERATIONS))
     (ticks, irqs, *_), counts, machine = traced_outcome(image, deterministic=False, c_ticks=True)
     assert ticks == irqs
@@ -385,7 +362,7 @@ def test_python_reads_the_apic_state_the_c_path_left(tmp_path):
         out 0xf4, al
     """
     image = apic_image(tmp_path, before=apic_timer(1000), after=between,
-                       handlers={APIC_TIMER_VECTOR: TRACING_HANDLER_32.format(eoi=read_isr)})
+                       handlers={APIC_TIMER_VECTOR: tracing_handler(32, read_isr)})
     (ticks, irqs, *_), counts, machine = traced_outcome(image, deterministic=False, c_ticks=True)
     assert ticks == irqs > 10 and counts["apic_expiries"] > 0.5 * ticks
     assert machine.ram.u32(ISR_SLOT) == 1 << (APIC_TIMER_VECTOR & 31)
@@ -406,14 +383,14 @@ def test_deterministic_apic_ticks_land_where_the_run_loop_lands_them(tmp_path, t
     the PIT through I/O APIC pin 2 alone and beside the APIC timer."""
     handlers, before = {}, []
     if timers.startswith("apic"):
-        handlers[APIC_TIMER_VECTOR] = TRACING_HANDLER_32.format(eoi=APIC_EOI)
+        handlers[APIC_TIMER_VECTOR] = tracing_handler(32, APIC_EOI)
         before.append(apic_timer(7000))
     if timers == "apic+pit":
         before.append(harness_program_pit(3000))
-        handlers[BIOS_IRQ0_VECTOR] = TRACING_HANDLER_32.format(eoi="mov al, 0x20\nout 0x20, al")
+        handlers[BIOS_IRQ0_VECTOR] = tracing_handler(32, PIC_EOI)
     if timers.endswith("through-ioapic"):
         before.append(PIT_THROUGH_IOAPIC)
-        handlers[IOAPIC_PIT_VECTOR] = TRACING_HANDLER_32.format(eoi=APIC_EOI)
+        handlers[IOAPIC_PIT_VECTOR] = tracing_handler(32, APIC_EOI)
     image = apic_image(tmp_path, before="\n".join(before), handlers=handlers)
     with_c, counts, _ = traced_outcome(image, deterministic=True, c_ticks=True)
     run_loop, no_counts, _ = traced_outcome(image, deterministic=True, c_ticks=False)
@@ -437,7 +414,7 @@ def test_a_task_priority_above_the_timer_class_holds_its_ticks(tmp_path):
         {compute_loop(1_000_000)}
     """
     image = apic_image(tmp_path, before=apic_timer(7000, tpr=0x40), after=after,
-                       handlers={APIC_TIMER_VECTOR: TRACING_HANDLER_32.format(eoi=APIC_EOI)})
+                       handlers={APIC_TIMER_VECTOR: tracing_handler(32, APIC_EOI)})
     with_c, _counts, machine = traced_outcome(image, deterministic=True, c_ticks=True)
     assert machine.ram.u32(ISR_SLOT) == 0 < with_c[0]            # none while held, some after
     assert with_c == traced_outcome(image, deterministic=True, c_ticks=False)[0]
@@ -452,7 +429,7 @@ def test_deterministic_apic_and_ioapic_ticks_in_long_mode(tmp_path):
     """The same equivalence in 64-bit mode: the APIC timer and the PIT through I/O APIC pin 2
     together, the handlers' EOI a store to the APIC page."""
     eoi = apic_store_64(0xFEE000B0, 0)
-    handler = TRACING_HANDLER.replace("    mov al, 0x20\n    out 0x20, al\n", eoi)
+    handler = tracing_handler(64, eoi)
     count = 1_000_000_000 // APIC_NS_PER_TICK // 7000 - 1
     before = (apic_store_64(0xFEE003E0, 3) + apic_store_64(0xFEE00320, 0x20000 | APIC_TIMER_VECTOR)
               + apic_store_64(0xFEE00380, count) + apic_store_64(0xFEC00000, 0x15) + apic_store_64(0xFEC00010, 0)
@@ -462,7 +439,7 @@ def test_deterministic_apic_and_ioapic_ticks_in_long_mode(tmp_path):
                                    handlers={APIC_TIMER_VECTOR: handler, IOAPIC_PIT_VECTOR: handler}))
     path = tmp_path / "apic64.bin"
     path.write_bytes(image)
-    with_c = deterministic_outcome(str(path), c_ticks=True)
-    run_loop = deterministic_outcome(str(path), c_ticks=False)
-    assert with_c[0] > 100 and with_c[-1] > 0                      # ticks happened, PIT edges in C
-    assert with_c[:-1] == run_loop[:-1]
+    with_c, counts, _ = traced_outcome(str(path), deterministic=True, c_ticks=True)
+    run_loop, _, _ = traced_outcome(str(path), deterministic=True, c_ticks=False)
+    assert with_c[0] > 100 and counts["edges"] > 0                 # ticks happened, PIT edges in C
+    assert with_c == run_loop
