@@ -96,7 +96,7 @@ class Machine:
         self.clock.count_between = self._instructions_between
         if deterministic:
             self.clock.start_counting()
-        self.host_timer = HostTimer(self.clock.request_async_stop)
+        self.host_timer = HostTimer(self.clock)
         self.code_cache = CodeCache(uc, self.ram)
         self.serial = ConsoleOutput()
         self.debugcon = ConsoleOutput()

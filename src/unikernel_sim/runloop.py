@@ -127,7 +127,7 @@ class RunLoop:
         self.timeout = timeout
         if timeout is not None:
             self.host_timer.arm(host_ns() + int(timeout * 1e9), TIMEOUT)
-        self.host_timer.watch_output(lambda: self.fast_ports.state.length > 0)
+        self.host_timer.watch_output(self.fast_ports.length_address)
         unexplained = 0
         self._slices_in_run = 0
         # Deterministic mode: a run's start is a boundary the caller chose (a budget, a

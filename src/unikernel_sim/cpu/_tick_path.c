@@ -461,12 +461,12 @@ static int start_thread(struct tick_path *tp)
 {
     struct tick_thread *t = tp->thread;
     pthread_condattr_t attributes;
-    if (t != NULL && t->owner == getpid())
+    if (t != NULL && t->owner == vclock_process())
         return 0;
     t = calloc(1, sizeof *t);          /* after a fork the parent's thread is not ours */
     if (t == NULL)
         return ENOMEM;
-    t->owner = getpid();
+    t->owner = vclock_process();
     pthread_mutex_init(&t->lock, NULL);
     pthread_condattr_init(&attributes);
     pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
@@ -502,7 +502,7 @@ int tick_path_publish(struct tick_path *tp)
 void tick_path_close(struct tick_path *tp)
 {
     struct tick_thread *t = tp->thread;
-    if (t == NULL || t->owner != getpid())
+    if (t == NULL || t->owner != vclock_process())
         return;
     pthread_mutex_lock(&t->lock);
     t->quit = 1;

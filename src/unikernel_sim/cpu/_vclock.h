@@ -4,6 +4,7 @@
 #define UNISIM_VCLOCK_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #define RETURN_HISTORY 16
 #define POSITION_CACHE 64             /* (block, instruction) -> its index, for RDTSC in a block */
@@ -77,5 +78,7 @@ struct vclock {
 };
 
 uint64_t vclock_now_ns(const struct vclock *vc);
+void vclock_request_async_stop(struct vclock *vc);
+pid_t vclock_process(void);          /* getpid(), cached (updated in a forked child) */
 
 #endif

@@ -101,6 +101,11 @@ class FastPorts:
         self.state.event_ns = NEVER if event_ns is None else max(0, event_ns)
 
     @property
+    def length_address(self) -> int:
+        """Where the buffered byte count lives (the host timer's output watch reads it)."""
+        return ctypes.addressof(self.state) + FastPortsState.length.offset
+
+    @property
     def fast_accesses(self) -> int:
         return self.state.fast_accesses
 

@@ -1,0 +1,188 @@
+/* Host-clock deadlines that stop emu_start: fast mode's next device event, a run's
+ * wall-clock timeout, and the output watch (guest output waiting in the C port
+ * buffer while the guest runs on).
+ *
+ * Why C: the same thread in Python cost a guest call ~15 us of its ~70 (measured by
+ * turning it off): every arm woke it, and a woken Python thread competes for the GIL
+ * with the thread that is about to return from emu_start. This thread never takes
+ * the GIL; the host arms through ctypes (~1 us) and reads the fired bits from the
+ * struct. A deadline that passes asks for a stop with vclock_request_async_stop(),
+ * which takes effect at the guest's next block boundary (never inside an
+ * instruction, Q19) or, between two slices, at the next slice's first block.
+ *
+ * Each armed deadline fires once (its bit stays set until the host takes it). The
+ * output watch re-arms itself every period while it is on and fires only when the
+ * port buffer holds bytes. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "_vclock.h"
+
+#define HOST_TIMER_KINDS 3
+#define KIND_OUTPUT 2                  /* host_timer.py: EVENT 0, TIMEOUT 1, OUTPUT 2      */
+#define NEVER UINT64_MAX
+
+struct host_timer_thread {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;               /* on CLOCK_MONOTONIC */
+    int quit;
+    pid_t owner;                       /* a forked child starts its own thread */
+};
+
+/* Mirrored by HostTimerState in cpu/host_timer.py (same order, same types). */
+struct host_timer {
+    struct vclock *clock;              /* where the stop is asked for                     */
+    const volatile uint64_t *output_length;   /* bytes in the C port buffer; NULL: no watch */
+    uint64_t output_period_ns;         /* how often the output watch looks               */
+    uint64_t deadline[HOST_TIMER_KINDS];   /* host ns (CLOCK_MONOTONIC); NEVER: disarmed */
+    uint64_t fired;                    /* bit per kind: passed since armed, not yet taken */
+    uint64_t sleeping_until;           /* the thread's wake-up; 0 while it is awake       */
+    struct host_timer_thread *thread;  /* C only                                          */
+};
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* (Lock held.) Fire what is due at now; returns the earliest deadline still to come. */
+static uint64_t fire_due(struct host_timer *ht, uint64_t now)
+{
+    uint64_t earliest = NEVER;
+    int stop = 0;
+    for (int kind = 0; kind < HOST_TIMER_KINDS; kind++) {
+        uint64_t bit = 1ull << kind;
+        uint64_t due = ht->deadline[kind];
+        if (due == NEVER)
+            continue;
+        if (kind == KIND_OUTPUT) {
+            if (due <= now) {          /* look, and look again a period later */
+                if (ht->output_length != NULL && *ht->output_length > 0) {
+                    __atomic_or_fetch(&ht->fired, bit, __ATOMIC_ACQ_REL);
+                    stop = 1;
+                }
+                due = ht->deadline[kind] = now + ht->output_period_ns;
+            }
+        } else if (__atomic_load_n(&ht->fired, __ATOMIC_ACQUIRE) & bit) {
+            continue;                  /* fired once: waits for the host to take it */
+        } else if (due <= now) {
+            __atomic_or_fetch(&ht->fired, bit, __ATOMIC_ACQ_REL);
+            stop = 1;
+            continue;
+        }
+        if (due < earliest)
+            earliest = due;
+    }
+    if (stop)
+        vclock_request_async_stop(ht->clock);
+    return earliest;
+}
+
+static void *host_timer_main(void *argument)
+{
+    struct host_timer *ht = argument;
+    struct host_timer_thread *t = ht->thread;
+    pthread_mutex_lock(&t->lock);
+    while (!t->quit) {
+        uint64_t until = fire_due(ht, monotonic_ns());
+        ht->sleeping_until = until;
+        if (until == NEVER) {
+            pthread_cond_wait(&t->wake, &t->lock);
+        } else {
+            struct timespec at = {(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
+            pthread_cond_timedwait(&t->wake, &t->lock, &at);
+        }
+        ht->sleeping_until = 0;        /* awake: it looks at every deadline before sleeping */
+    }
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+static int start_thread(struct host_timer *ht)
+{
+    struct host_timer_thread *t = ht->thread;
+    pthread_condattr_t attributes;
+    if (t != NULL && t->owner == vclock_process())
+        return 0;
+    t = calloc(1, sizeof *t);          /* after a fork the parent's thread is not ours */
+    if (t == NULL)
+        return ENOMEM;
+    t->owner = vclock_process();
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_condattr_init(&attributes);
+    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->wake, &attributes);
+    pthread_condattr_destroy(&attributes);
+    ht->thread = t;
+    ht->sleeping_until = 0;
+    int error = pthread_create(&t->thread, NULL, host_timer_main, ht);
+    if (error) {
+        ht->thread = NULL;
+        free(t);
+    }
+    return error;
+}
+
+/* Arm kind at host ns deadline (NEVER disarms) and forget whether it fired. The thread
+ * is woken only if it sleeps past the new deadline (a wake-up costs a few us; a run
+ * arms and disarms several kinds). 0 on success, an errno if the thread cannot start. */
+int host_timer_arm(struct host_timer *ht, uint32_t kind, uint64_t deadline)
+{
+    if (kind >= HOST_TIMER_KINDS)
+        return EINVAL;
+    if (deadline != NEVER) {
+        int error = start_thread(ht);
+        if (error)
+            return error;
+    }
+    struct host_timer_thread *t = ht->thread;
+    if (t == NULL || t->owner != vclock_process()) {   /* nothing armed in this process yet */
+        ht->deadline[kind] = deadline;
+        __atomic_and_fetch(&ht->fired, ~(1ull << kind), __ATOMIC_ACQ_REL);
+        return 0;
+    }
+    pthread_mutex_lock(&t->lock);
+    ht->deadline[kind] = deadline;
+    __atomic_and_fetch(&ht->fired, ~(1ull << kind), __ATOMIC_ACQ_REL);
+    if (deadline < ht->sleeping_until)
+        pthread_cond_signal(&t->wake);
+    pthread_mutex_unlock(&t->lock);
+    return 0;
+}
+
+/* Whether kind fired since it was armed; the bit is cleared (the deadline stays: an
+ * event or timeout does not fire again until re-armed). */
+int host_timer_take(struct host_timer *ht, uint32_t kind)
+{
+    uint64_t bit = 1ull << kind;
+    return (__atomic_fetch_and(&ht->fired, ~bit, __ATOMIC_ACQ_REL) & bit) != 0;
+}
+
+/* Stop and free the thread (the machine is closed). */
+void host_timer_close(struct host_timer *ht)
+{
+    struct host_timer_thread *t = ht->thread;
+    if (t == NULL || t->owner != vclock_process())
+        return;
+    pthread_mutex_lock(&t->lock);
+    t->quit = 1;
+    pthread_cond_signal(&t->wake);
+    pthread_mutex_unlock(&t->lock);
+    pthread_join(t->thread, NULL);
+    pthread_mutex_destroy(&t->lock);
+    pthread_cond_destroy(&t->wake);
+    ht->thread = NULL;
+    free(t);
+}
+
+uint64_t host_timer_struct_size(void)
+{
+    return sizeof(struct host_timer);
+}
