@@ -13,11 +13,13 @@ GuestCallError, whose message is the crash report.
 """
 from __future__ import annotations
 
+import ctypes
 import struct
 from typing import TYPE_CHECKING, Sequence
 
-from unicorn import UC_HOOK_CODE
 from unicorn import x86_const as x86
+
+from unikernel_sim.cpu.unicorn_compat import mem_read_into
 
 from unikernel_sim.stops import Stop, StopReason
 
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 INTEGER_REGISTERS = (x86.UC_X86_REG_RDI, x86.UC_X86_REG_RSI, x86.UC_X86_REG_RDX,
                      x86.UC_X86_REG_RCX, x86.UC_X86_REG_R8, x86.UC_X86_REG_R9)
 VECTOR_REGISTERS = tuple(getattr(x86, f"UC_X86_REG_XMM{i}") for i in range(8))
+SETUP_REGISTERS = (x86.UC_X86_REG_RAX, x86.UC_X86_REG_RSP, x86.UC_X86_REG_RIP)   # vector count, stack, callee
 RED_ZONE = 128
 DEFAULT_CALL_TIMEOUT = 30.0
 MASK64 = (1 << 64) - 1
@@ -55,48 +58,55 @@ HLT = b"\xf4"
 class GuestCaller:
     """Calls guest functions with a return address (the sentinel) that stops the run.
 
-    The code hook on the sentinel is the fast path, but Unicorn 2.1.4 skips code
-    hooks while a stop is already pending (helper_uc_tracecode returns early when
-    stop_request is set), and emu_stop sets that flag before it interrupts the
-    CPU. A host-timer stop landing between the callee's `ret` and the hook then
-    let the call run past its return address (reproduced: a #UD in VGA memory
-    after 800-12,000 calls at a 10 kHz tick). So the sentinel also holds a `hlt`,
-    which ends emulation if it runs, and the run loop asks returned() after
-    every slice, before it injects an interrupt."""
+    A C code hook on the sentinel stops the run while a call is active
+    (vclock_call_return). Unicorn 2.1.4 skips code hooks while a stop is already
+    pending (helper_uc_tracecode returns early when stop_request is set), and
+    emu_stop sets that flag before it interrupts the CPU. A host-timer stop landing
+    between the callee's `ret` and the hook then let the call run past its return
+    address (reproduced: a #UD in VGA memory after 800-12,000 calls at a 10 kHz
+    tick). So the sentinel also holds a `hlt`, which ends emulation if it runs, and
+    the run loop asks returned() after every slice, before it injects an interrupt.
+
+    Calls do not nest: the guest's registers are saved in one context, reused by
+    every call (allocating a context per call cost more than saving into it)."""
 
     def __init__(self, machine: "Machine", sentinel: int) -> None:
         self.machine = machine
         self.sentinel = sentinel
-        self.hook = machine.uc.hook_add(UC_HOOK_CODE, self._on_return, begin=sentinel, end=sentinel)
-        self._active = False
+        self.hook = machine.clock.watch_call_return(sentinel)
+        self._clock_state = machine.clock.state
+        self._saved = machine.uc.context_save()
+        self._peek = ctypes.create_string_buffer(len(HLT))
 
-    def returned(self) -> bool:
-        """True when a call is running and RIP is at the sentinel or just past its hlt
-        (RIP is read only while a call runs: this is asked after every slice)."""
-        return self._active and self.machine.rip in (self.sentinel, self.sentinel + len(HLT))
+    def returned(self, rip: int | None = None) -> bool:
+        """True when a call is running and RIP (read unless given) is at the sentinel or
+        just past its hlt (asked after every slice)."""
+        if not self._clock_state.call_active:
+            return False
+        if rip is None:
+            rip = self.machine.rip
+        return rip == self.sentinel or rip == self.sentinel + len(HLT)
 
     def _arm_sentinel(self) -> None:
         """Make sure the hlt is there. The sentinel lies in the BIOS area, which the
         Multiboot2 memory map reports as reserved, so no kernel keeps data there and the
         hlt can stay (putting a byte back in available memory after every call cost
         70-110 us through Unicorn's code invalidation). Identity-mapped like the return
-        address itself, so physical RAM is read directly."""
-        ram = self.machine.ram
-        if ram.read(self.sentinel, len(HLT)) != HLT:
-            ram.write(self.sentinel, HLT)
-
-    def _on_return(self, uc, address: int, size: int, _user) -> None:
-        if self._active:
-            self.machine.request_stop(Stop(StopReason.RETURNED, "guest call returned"))
+        address itself, so physical RAM is read directly (uc_mem_read into a buffer kept
+        for it: the binding's mem_read allocates one per call)."""
+        if not mem_read_into(self.machine.uc, self.sentinel, self._peek) or self._peek.raw != HLT:
+            self.machine.ram.write(self.sentinel, HLT)
 
     def call(self, function: str | int, args: Sequence[int | float], *, returns: str = "int",
              max_instructions: int | None = None, timeout: float | None = DEFAULT_CALL_TIMEOUT) -> int | float:
         machine, uc = self.machine, self.machine.uc
+        if self._clock_state.call_active:
+            raise RuntimeError("a guest call is already running (calls do not nest)")
         address = self.machine.symbols.resolve(function)
-        saved = uc.context_save()
+        uc.context_update(self._saved)
         integers = [a for a in args if not isinstance(a, float)]
-        floats = [a for a in args if isinstance(a, float)]
-        stack_args = integers[len(INTEGER_REGISTERS):] + floats[len(VECTOR_REGISTERS):]
+        floats = [a for a in args if isinstance(a, float)] if len(integers) < len(args) else ()
+        stack_args = integers[len(INTEGER_REGISTERS):] + list(floats[len(VECTOR_REGISTERS):])
         registers = machine.registers
         rsp = registers.read(x86.UC_X86_REG_RSP) - RED_ZONE
         rsp -= 8 * len(stack_args)
@@ -108,26 +118,25 @@ class GuestCaller:
                 or machine.write_virtual(rsp, frame)):
             raise RuntimeError(f"the guest stack at {rsp:#x} is not mapped")
         self._arm_sentinel()
-        for register, value in zip(INTEGER_REGISTERS, integers):
-            registers.write(register, int(value) & MASK64)     # numpy integers too
         for register, value in zip(VECTOR_REGISTERS, floats):
             uc.reg_write(register, int.from_bytes(self._float_bytes(value), "little"))
-        registers.write(x86.UC_X86_REG_RAX, min(len(floats), len(VECTOR_REGISTERS)))
-        registers.write(x86.UC_X86_REG_RSP, rsp)
-        registers.write(x86.UC_X86_REG_RIP, address)
-        self._active = True
+        count = min(len(integers), len(INTEGER_REGISTERS))
+        registers.write_many(INTEGER_REGISTERS[:count] + SETUP_REGISTERS,
+                             [int(value) & MASK64 for value in integers[:count]]      # numpy integers too
+                             + [min(len(floats), len(VECTOR_REGISTERS)), rsp, address])
+        self._clock_state.call_active = 1
         try:
             stop = machine.run(max_instructions=max_instructions, timeout=timeout)
         finally:
-            self._active = False
-        name = function if isinstance(function, str) else f"{function:#x}"
+            self._clock_state.call_active = 0
         if stop.reason != StopReason.RETURNED:
             from unikernel_sim.diagnostics.report import build_report
 
+            name = function if isinstance(function, str) else f"{function:#x}"
             report = f"guest call {name}() failed: {build_report(machine, stop).text()}"
             raise GuestCallError(name, stop, report)
         value = self._return_value(returns)
-        uc.context_restore(saved)
+        uc.context_restore(self._saved)
         return value
 
     @staticmethod

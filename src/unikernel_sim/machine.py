@@ -326,9 +326,10 @@ class Machine:
         return self._caller.call(function, args, returns=returns, max_instructions=max_instructions,
                                  timeout=timeout)
 
-    def guest_call_returned(self) -> bool:
-        """Whether a guest call is running and has just returned to its sentinel."""
-        return self._caller is not None and self._caller.returned()
+    def guest_call_returned(self, rip: int | None = None) -> bool:
+        """Whether a guest call is running and has just returned to its sentinel (rip:
+        where the guest is, if the caller has just read it)."""
+        return self._caller is not None and self._caller.returned(rip)
 
     def snapshot(self) -> "Snapshot":
         """Everything needed to come back here: CPU, RAM (copy-on-write), devices, clock."""

@@ -122,12 +122,17 @@ class RunLoop:
             self.budget_end = self.clock.instructions + max_instructions
         else:
             self.budget_end = None
-        self.clock.cancel_async_stop()
-        self.clock.resume()
+        # The deadlines of the run before are not disarmed at its end (two calls into C a
+        # guest call saved): one may fire between runs, and until the first slice re-arms
+        # EVENT, in this run's first slice too. Such a stop finds nothing due and the loop
+        # goes on, but a step would end having executed nothing: EVENT goes first then.
+        if step:
+            self.host_timer.arm(None)
         self.timeout = timeout
-        if timeout is not None:
-            self.host_timer.arm(host_ns() + int(timeout * 1e9), TIMEOUT)
+        self.host_timer.arm(None if timeout is None else host_ns() + int(timeout * 1e9), TIMEOUT)
         self.host_timer.watch_output(self.fast_ports.length_address)
+        self.clock.cancel_async_stop()                   # what a deadline of the run before asked
+        self.clock.resume()
         unexplained = 0
         self._slices_in_run = 0
         # Deterministic mode: a run's start is a boundary the caller chose (a budget, a
@@ -153,9 +158,7 @@ class RunLoop:
             self.fast_ports.drain()
             if self.machine.red_zone is not None:
                 self.machine.red_zone.retire()
-            self.host_timer.arm(None)
-            self.host_timer.arm(None, TIMEOUT)
-            self.host_timer.watch_output(None)
+            self.host_timer.output_done()
             self.clock.pause()
             for callback in self.on_stop:
                 callback()
@@ -196,7 +199,8 @@ class RunLoop:
         finally:
             self._running = False
             self.tick_path.take_back()
-        self.clock.settle(self.machine.rip)               # a stop inside a block: count to RIP
+        rip = self.machine.rip
+        self.clock.settle(rip)                            # a stop inside a block: count to RIP
         covering = self.clock.cover_requested_block()     # a budget ends inside the next block
         if covering:
             self._host_timed_stop = self.clock.deterministic   # our stop, not the guest's: no IRQ here
@@ -211,7 +215,7 @@ class RunLoop:
         # 4. why did it stop?
         if self._pending is not None:
             return self._pending
-        if self.machine.guest_call_returned():
+        if self.machine.guest_call_returned(None if misaligned else rip):   # a #GP moves RIP
             return Stop(StopReason.RETURNED, "guest call returned")   # its hook was skipped (Q13)
         if error is not None:
             return self._stop_for_error(error)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from unikernel_sim.cpu.unicorn_compat import delete_native_hook
 from unikernel_sim.kernel_lib.scratch import GuestScratch
 
 TEXT = b"hello, unikernel"
@@ -17,7 +18,7 @@ def test_call_returns_when_the_sentinel_hook_never_fires(unisim_booted):
     text = scratch.put_c_string(TEXT)
     assert machine.call("strlen", text) == len(TEXT)            # the normal path, and the caller exists
     caller = machine._caller
-    machine.uc.hook_del(caller.hook)                            # the worst case: the hook is always skipped
+    delete_native_hook(machine.uc, caller.hook)                 # the worst case: the hook is always skipped
     machine.uc.ctl_flush_tb()                                   # translated code carries the hook inline
     for _ in range(3):
         assert machine.call("strlen", text) == len(TEXT)        # Python's len() is the oracle

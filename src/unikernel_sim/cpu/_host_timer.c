@@ -42,6 +42,7 @@ struct host_timer {
     uint64_t deadline[HOST_TIMER_KINDS];   /* host ns (CLOCK_MONOTONIC); NEVER: disarmed */
     uint64_t fired;                    /* bit per kind: passed since armed, not yet taken */
     uint64_t sleeping_until;           /* the thread's wake-up; 0 while it is awake       */
+    uint64_t output_watch;             /* 1 while a run goes on; else the watch retires   */
     struct host_timer_thread *thread;  /* C only                                          */
 };
 
@@ -67,6 +68,10 @@ static uint64_t fire_due(struct host_timer *ht, uint64_t now)
                 if (ht->output_length != NULL && *ht->output_length > 0) {
                     __atomic_or_fetch(&ht->fired, bit, __ATOMIC_ACQ_REL);
                     stop = 1;
+                }
+                if (!__atomic_load_n(&ht->output_watch, __ATOMIC_ACQUIRE)) {
+                    ht->deadline[kind] = NEVER;   /* no run: retire until the next one */
+                    continue;
                 }
                 due = ht->deadline[kind] = now + ht->output_period_ns;
             }
@@ -153,6 +158,26 @@ int host_timer_arm(struct host_timer *ht, uint32_t kind, uint64_t deadline)
     __atomic_and_fetch(&ht->fired, ~(1ull << kind), __ATOMIC_ACQ_REL);
     if (deadline < ht->sleeping_until)
         pthread_cond_signal(&t->wake);
+    pthread_mutex_unlock(&t->lock);
+    return 0;
+}
+
+/* A run starts: the output watch looks every period until the run ends (the host
+ * clears output_watch; the thread then retires the watch at its next look, so a run
+ * that follows soon finds it armed and costs only this call). */
+int host_timer_watch_output(struct host_timer *ht)
+{
+    int error = start_thread(ht);
+    if (error)
+        return error;
+    struct host_timer_thread *t = ht->thread;
+    pthread_mutex_lock(&t->lock);
+    __atomic_store_n(&ht->output_watch, 1, __ATOMIC_RELEASE);
+    if (ht->deadline[KIND_OUTPUT] == NEVER) {
+        ht->deadline[KIND_OUTPUT] = monotonic_ns() + ht->output_period_ns;
+        if (ht->deadline[KIND_OUTPUT] < ht->sleeping_until)
+            pthread_cond_signal(&t->wake);
+    }
     pthread_mutex_unlock(&t->lock);
     return 0;
 }

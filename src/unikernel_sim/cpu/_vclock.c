@@ -296,6 +296,20 @@ void vclock_ret(void *uc, uint64_t address, uint32_t size, void *user_data)
     vc->last_returns[vc->ret_count++ % RETURN_HISTORY] = address;
 }
 
+/* A code hook on a guest call's return address (guest_call.py): ends emu_start in
+ * front of it while a call runs, as any hook's stop does (the instruction is not
+ * counted). In C because a Python hook cost every call a trip through the binding. */
+void vclock_call_return(void *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    struct vclock *vc = user_data;
+    (void)address;
+    (void)size;
+    if (!vc->call_active)
+        return;
+    vc->stop_requested = 1;
+    vc->emu_stop(uc);
+}
+
 /* The process the timer threads belong to. getpid() is a system call (glibc caches
  * nothing since 2.25) and the threads' owner check runs on every arm: ~9 calls per guest
  * call. A forked child gets its own value (and starts its own threads). */

@@ -75,6 +75,7 @@ struct vclock {
     uint64_t tick_attention;          /* set by the tick path's thread or EOI: serve it at the next block */
     void *tick;                       /* struct tick_path (_tick_path.h), or NULL             */
     uint64_t tick_at;                 /* deterministic: serve the tick path at this count; NEVER */
+    uint64_t call_active;             /* 1: a guest call runs; vclock_call_return stops at its return */
 };
 
 uint64_t vclock_now_ns(const struct vclock *vc);

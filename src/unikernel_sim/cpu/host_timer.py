@@ -38,6 +38,7 @@ class HostTimerState(ctypes.Structure):
         ("deadline", ctypes.c_uint64 * KINDS),
         ("fired", ctypes.c_uint64),
         ("sleeping_until", ctypes.c_uint64),
+        ("output_watch", ctypes.c_uint64),
         ("thread", ctypes.c_void_p),
     ]
 
@@ -50,6 +51,8 @@ _arm = _lib.host_timer_arm
 _arm.restype = ctypes.c_int
 _take = _lib.host_timer_take
 _take.restype = ctypes.c_int
+_watch_output = _lib.host_timer_watch_output
+_watch_output.restype = ctypes.c_int
 _lib.host_timer_close.restype = None
 _lib.host_timer_close.argtypes = [ctypes.POINTER(HostTimerState)]
 
@@ -65,25 +68,34 @@ class HostTimer:
         self._ref = ctypes.byref(s)
         self._clock = clock                          # the thread asks its struct for stops
 
-    def watch_output(self, length_address: int | None) -> None:
-        """While set, every OUTPUT_PERIOD_NS: if the uint64 at length_address (the C port
-        buffer's fill) is not 0, fire OUTPUT (stop the guest so the run loop drains it).
-        None stops watching."""
-        if length_address is None:
-            if self.state.deadline[OUTPUT] != NEVER:
-                self._arm(OUTPUT, NEVER)
-            return
+    def watch_output(self, length_address: int) -> None:
+        """From now until output_done(): every OUTPUT_PERIOD_NS, if the uint64 at
+        length_address (the C port buffer's fill) is not 0, fire OUTPUT (stop the guest
+        so the run loop drains it)."""
         self.state.output_length = length_address
-        self._arm(OUTPUT, host_ns() + OUTPUT_PERIOD_NS)
+        error = _watch_output(self._ref)
+        if error:
+            raise OSError(error, "cannot start the host timer thread")
+
+    def output_done(self) -> None:
+        """The run ended: the thread retires the watch at its next look (a run that
+        follows before then finds it armed)."""
+        self.state.output_watch = 0
 
     def arm(self, deadline_host_ns: int | None, kind: int = EVENT) -> None:
         """Stop the guest at deadline_host_ns (CLOCK_MONOTONIC ns); None disarms.
-        Disarming what is neither armed nor fired costs no call into C."""
+        Disarming what is neither armed nor fired, or arming what is already armed at
+        that time and has not fired, costs no call into C. A deadline left armed after a
+        run may fire between runs: harmless, the next run cancels the stop it asks for
+        and arms what it needs (runloop.py)."""
         s = self.state
+        bit = 1 << kind
         if deadline_host_ns is None:
-            if s.deadline[kind] == NEVER and not s.fired & (1 << kind):
+            if s.deadline[kind] == NEVER and not s.fired & bit:
                 return
             deadline_host_ns = NEVER
+        elif s.deadline[kind] == deadline_host_ns and not s.fired & bit:
+            return
         self._arm(kind, deadline_host_ns)
 
     def _arm(self, kind: int, deadline: int) -> None:

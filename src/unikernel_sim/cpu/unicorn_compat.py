@@ -29,6 +29,7 @@ import ctypes
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Sequence
 
 from unicorn import UC_HOOK_INTR, Uc, UcError
 from unicorn.unicorn_py3.unicorn import UcContext, uclib
@@ -38,7 +39,7 @@ from unikernel_sim.arch import Vector
 
 __all__ = [
     "RUN_UNTIL_NEVER", "UcContext", "add_native_hook", "clear_exception_in_flight", "context_offsets",
-    "context_address", "delete_native_hook", "engine_handle",
+    "context_address", "delete_native_hook", "engine_handle", "mem_read_into",
     "in_64bit_mode", "interrupt_shadow", "native_function_address", "set_cpl", "take_exception_info",
 ]
 
@@ -75,6 +76,8 @@ def engine_handle(uc: Uc):
 
 
 _REG_ACCESS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+_REG_BATCH = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
+BATCH_MAX = 16
 
 
 class GeneralRegisters:
@@ -89,6 +92,11 @@ class GeneralRegisters:
         self._pointer = ctypes.byref(self._value)
         self._read = _REG_ACCESS(native_function_address("uc_reg_read"))
         self._write = _REG_ACCESS(native_function_address("uc_reg_write"))
+        self._write_batch = _REG_BATCH(native_function_address("uc_reg_write_batch"))
+        self._batch_ids = (ctypes.c_int * BATCH_MAX)()
+        self._batch_values = (ctypes.c_uint64 * BATCH_MAX)()
+        base = ctypes.addressof(self._batch_values)
+        self._batch_pointers = (ctypes.c_void_p * BATCH_MAX)(*(base + 8 * i for i in range(BATCH_MAX)))
 
     def read(self, register: int) -> int:
         error = self._read(self._handle, register, self._pointer)
@@ -101,6 +109,25 @@ class GeneralRegisters:
         error = self._write(self._handle, register, self._pointer)
         if error:
             raise UcError(error)
+
+    def write_many(self, registers: Sequence[int], values: Sequence[int]) -> None:
+        """Several writes in one uc_reg_write_batch call (a guest call sets up to ten)."""
+        count = len(registers)
+        if count > BATCH_MAX:
+            raise ValueError(f"at most {BATCH_MAX} registers at once")
+        ids, slots = self._batch_ids, self._batch_values
+        for i in range(count):
+            ids[i] = registers[i]
+            slots[i] = values[i]
+        error = self._write_batch(self._handle, ids, self._batch_pointers, count)
+        if error:
+            raise UcError(error)
+
+
+def mem_read_into(uc: Uc, address: int, buffer: ctypes.Array) -> bool:
+    """Fill buffer from guest physical memory at address; False if outside RAM. The
+    binding's mem_read allocates a buffer and a bytearray per call (~3 us)."""
+    return uclib.uc_mem_read(uc._uch, address, buffer, len(buffer)) == 0
 
 
 def context_address(context: UcContext) -> int:

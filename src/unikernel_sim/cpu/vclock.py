@@ -99,6 +99,7 @@ class VClockState(ctypes.Structure):
         ("tick_attention", ctypes.c_uint64),
         ("tick", ctypes.c_void_p),
         ("tick_at", ctypes.c_uint64),
+        ("call_active", ctypes.c_uint64),
     ]
 
 
@@ -113,6 +114,7 @@ _COUNT_HOOK = ctypes.cast(_lib.vclock_count, ctypes.c_void_p)
 _RDTSC_HOOK = ctypes.cast(_lib.vclock_rdtsc, ctypes.c_void_p)
 _RDTSCP_HOOK = ctypes.cast(_lib.vclock_rdtscp, ctypes.c_void_p)
 _RET_HOOK = ctypes.cast(_lib.vclock_ret, ctypes.c_void_p)
+_CALL_RETURN_HOOK = ctypes.cast(_lib.vclock_call_return, ctypes.c_void_p)
 _BLOCK_HOOK = ctypes.cast(_lib.vclock_block, ctypes.c_void_p)
 _lib.vclock_request_async_stop.restype = None
 _lib.vclock_request_async_stop.argtypes = [ctypes.POINTER(VClockState)]
@@ -191,6 +193,11 @@ class VirtualClock:
     def watch_return(self, address: int) -> None:
         """Record executions of the `ret` at address (C hook, no Python)."""
         self._add_hook(UC_HOOK_CODE, _RET_HOOK, address, address)
+
+    def watch_call_return(self, address: int) -> int:
+        """Stop in front of address while call_active is set (a guest call's return
+        address; C hook, no Python). Returns the hook's handle (delete_native_hook)."""
+        return self._add_hook(UC_HOOK_CODE, _CALL_RETURN_HOOK, address, address)
 
     def last_return(self) -> int | None:
         """Address of the most recent watched `ret`, or None."""
