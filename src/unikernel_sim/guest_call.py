@@ -77,6 +77,7 @@ class GuestCaller:
         self._clock_state = machine.clock.state
         self._saved = machine.uc.context_save()
         self._peek = ctypes.create_string_buffer(len(HLT))
+        self._return_word = struct.pack("<Q", sentinel)
 
     def returned(self, rip: int | None = None) -> bool:
         """True when a call is running and RIP (read unless given) is at the sentinel or
@@ -111,9 +112,10 @@ class GuestCaller:
         rsp = registers.read(x86.UC_X86_REG_RSP) - RED_ZONE
         rsp -= 8 * len(stack_args)
         rsp &= ~0xF                                      # aligned at the call instruction
-        frame = b"".join(self._stack_word(a) for a in stack_args)
         rsp -= 8                                         # the return address
-        frame = struct.pack("<Q", self.sentinel) + frame
+        frame = self._return_word
+        if stack_args:
+            frame += b"".join(self._stack_word(a) for a in stack_args)
         if not (len(frame) <= PAGE and machine.interrupts.fast.write_virtual(rsp, frame)
                 or machine.write_virtual(rsp, frame)):
             raise RuntimeError(f"the guest stack at {rsp:#x} is not mapped")

@@ -316,9 +316,9 @@ class Machine:
         """Call a guest function by symbol or address (System V AMD64 ABI) and return
         RAX (``returns="int"``, ``"int32"``, ``"int64"``) or XMM0 (``"float"``,
         ``"double"``). Raises GuestCallError with the crash report if it does not return."""
-        from unikernel_sim.guest_call import GuestCaller
-
         if self._caller is None:
+            from unikernel_sim.guest_call import GuestCaller
+
             if self.kernel is None:
                 raise RuntimeError("load a kernel before calling into it")
             self._caller = GuestCaller(self, CALL_SENTINEL)

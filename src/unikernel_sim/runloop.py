@@ -116,7 +116,7 @@ class RunLoop:
         over, not hit again. UsageError for a budget or timeout out of range (limits.py)."""
         _check_limits(max_instructions, timeout)
         self._stepping = step
-        self.machine.breakpoints.resume_from(self.machine.rip)
+        self.machine.breakpoints.resume_from(self._read_rip)
         if max_instructions is not None:
             self.clock.start_counting()
             self.budget_end = self.clock.instructions + max_instructions
@@ -170,11 +170,12 @@ class RunLoop:
         #    delivered there would land at a different instruction in every run)
         self._pending = None
         host_timed, self._host_timed_stop = self._host_timed_stop, False
-        self._feed_serial_input()
-        if not host_timed:
+        if self.serial_stream is not None:
+            self._feed_serial_input()
+        if not host_timed and self.key_scripts:
             self._release_keys()
         self.advance_devices()
-        if not host_timed:
+        if not host_timed and self.board.interrupt_pending:
             self._inject_interrupt()
         self.tick_path.look_at_red_zone()
         if self._pending is not None:                     # delivery ended in a triple fault
@@ -247,6 +248,9 @@ class RunLoop:
         return UNEXPLAINED
 
     # --- 1. devices and interrupts ------------------------------------------------------
+    def _read_rip(self) -> int:
+        return self.machine.rip
+
     def _feed_serial_input(self) -> None:
         """Bytes a streamed --serial-in delivered, as far as the UART has room."""
         stream = self.serial_stream

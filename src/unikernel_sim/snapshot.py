@@ -12,15 +12,12 @@ of snapshot levels).
 """
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from unicorn.unicorn_const import (
-    UC_CTL_CONTEXT_CPU, UC_CTL_CONTEXT_MEMORY, UC_CTL_CONTEXT_MODE, UC_CTL_IO_WRITE,
-)
+from unicorn.unicorn_const import UC_CTL_CONTEXT_CPU, UC_CTL_CONTEXT_MEMORY
 
-from unikernel_sim.cpu.unicorn_compat import UcContext
+from unikernel_sim.cpu.unicorn_compat import UcContext, set_context_mode
 from unikernel_sim.devices.device import State
 from unikernel_sim.stops import ExceptionRecord
 
@@ -29,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def _context_mode(machine: "Machine", mode: int) -> None:
-    machine.uc.ctl(UC_CTL_CONTEXT_MODE, UC_CTL_IO_WRITE, ctypes.c_int(mode))
+    set_context_mode(machine.uc, mode)
 
 
 @dataclass

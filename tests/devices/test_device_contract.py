@@ -9,7 +9,7 @@ from collections import deque
 import pytest
 from keystone import KS_ARCH_X86, KS_MODE_64, Ks
 
-from unikernel_sim.devices.device import Device, MmioWindow, PortRange
+from unikernel_sim.devices.device import Device, MmioWindow, PortRange, Stateful
 from unikernel_sim.machine import Machine
 from unikernel_sim.stops import StopReason
 
@@ -210,3 +210,45 @@ def test_a_device_that_stops_the_guest_inside_an_access_sees_each_access_once(de
                                                         "read", "read"]
     assert int.from_bytes(device.registers[0:4], "little") == 2
     assert int.from_bytes(device.registers[4:8], "little") == 1
+
+
+def _containers(stateful, path=""):
+    """(owner, field name, container) for every container field, nested objects included."""
+    for name in stateful.saved_fields:
+        value = getattr(stateful, name)
+        if isinstance(value, Stateful):
+            yield from _containers(value, f"{path}{name}.")
+        elif isinstance(value, list) and value and all(isinstance(item, Stateful) for item in value):
+            for index, item in enumerate(value):
+                yield from _containers(item, f"{path}{name}[{index}].")
+        elif isinstance(value, (bytearray, list, deque, dict)):
+            yield stateful, f"{path}{name}", value
+
+
+def _scribble(container) -> None:
+    if isinstance(container, dict):
+        container[("scribbled",)] = 1
+    elif isinstance(container, bytearray):
+        if container:
+            container[0] ^= 0xFF
+        else:
+            container.append(0x5A)
+    else:
+        container.append(0x5A)
+
+
+def test_a_restore_undoes_in_place_changes_to_every_container_and_keeps_its_own_copy():
+    """Loading copies a container only where it differs from the saved one: every
+    container of every device is changed in place after a snapshot, and each restore
+    (twice) must bring the saved contents back without handing out the snapshot's object."""
+    machine = Machine(16)
+    saved = machine.snapshot()
+    expected = machine.board.save_state()
+    assert sum(1 for device in machine.board.devices for _ in _containers(device)) > 10   # PCI, HPET, VGA...
+    for _ in range(2):
+        for _owner, _name, container in [entry for device in machine.board.devices
+                                         for entry in _containers(device)]:
+            _scribble(container)
+        assert machine.board.save_state() != expected
+        machine.restore(saved)
+        assert machine.board.save_state() == expected

@@ -20,9 +20,16 @@ compared: restore with flush=True after running such code.
 """
 from __future__ import annotations
 
+import ctypes
+
 from unicorn import Uc
 
+from unikernel_sim.cpu.unicorn_compat import mem_read_into
 from unikernel_sim.memory.ram import Ram
+
+_memcmp = ctypes.CDLL(None).memcmp
+_memcmp.restype = ctypes.c_int
+_memcmp.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
 
 
 class CodeCache:
@@ -32,6 +39,7 @@ class CodeCache:
         self.flushes = 0
         self._ranges: list[tuple[int, int]] = []      # physical [start, end) of code
         self._last: tuple[bytes, ...] = ()             # the latest fingerprint (shared by snapshots)
+        self._buffers: dict[int, ctypes.Array] = {}    # size -> where the code is read to compare
 
     def watch(self, start: int, end: int) -> None:
         """Compare [start, end) (physical addresses of code) across restores."""
@@ -46,13 +54,26 @@ class CodeCache:
         return image
 
     def before_restore(self, snapshot_fingerprint: tuple[bytes, ...] | None, *, flush: bool = False) -> bool:
-        """Whether the cache must be flushed once the snapshot's RAM is back."""
+        """Whether the cache must be flushed once the snapshot's RAM is back. The code
+        is read into buffers kept for it and compared with memcmp: no allocation per
+        restore (the binding's mem_read made a 49 KiB bytearray each time)."""
         if flush or snapshot_fingerprint is None:
             return True
         if len(snapshot_fingerprint) != len(self._ranges):
             return True
-        return any(self.uc.mem_read(start, end - start) != code          # a bytearray: no second copy
-                   for (start, end), code in zip(self._ranges, snapshot_fingerprint))
+        for (start, end), code in zip(self._ranges, snapshot_fingerprint):
+            buffer = self._buffer(end - start)
+            if len(code) != len(buffer) or not mem_read_into(self.uc, start, buffer):
+                return True
+            if _memcmp(buffer, code, len(buffer)):
+                return True
+        return False
+
+    def _buffer(self, size: int) -> ctypes.Array:
+        buffer = self._buffers.get(size)
+        if buffer is None:
+            buffer = self._buffers[size] = ctypes.create_string_buffer(size)
+        return buffer
 
     def flush(self) -> None:
         self.uc.ctl_flush_tb()

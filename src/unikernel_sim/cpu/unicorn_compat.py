@@ -32,6 +32,7 @@ from functools import lru_cache
 from typing import Sequence
 
 from unicorn import UC_HOOK_INTR, Uc, UcError
+from unicorn.unicorn_const import UC_CTL_CONTEXT_MODE, UC_CTL_IO_WRITE
 from unicorn.unicorn_py3.unicorn import UcContext, uclib
 from unicorn.x86_const import UC_X86_REG_GDTR, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RSP
 
@@ -39,7 +40,7 @@ from unikernel_sim.arch import Vector
 
 __all__ = [
     "RUN_UNTIL_NEVER", "UcContext", "add_native_hook", "clear_exception_in_flight", "context_offsets",
-    "context_address", "delete_native_hook", "engine_handle", "mem_read_into",
+    "context_address", "delete_native_hook", "engine_handle", "mem_read_into", "set_context_mode",
     "in_64bit_mode", "interrupt_shadow", "native_function_address", "set_cpl", "take_exception_info",
 ]
 
@@ -78,6 +79,7 @@ def engine_handle(uc: Uc):
 _REG_ACCESS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
 _REG_BATCH = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
 BATCH_MAX = 16
+_CONTEXT_MODE_WRITE = (UC_CTL_IO_WRITE << 30) | (1 << 26) | UC_CTL_CONTEXT_MODE   # uc.h UC_CTL_WRITE(ctl, 1)
 
 
 class GeneralRegisters:
@@ -128,6 +130,14 @@ def mem_read_into(uc: Uc, address: int, buffer: ctypes.Array) -> bool:
     """Fill buffer from guest physical memory at address; False if outside RAM. The
     binding's mem_read allocates a buffer and a bytearray per call (~3 us)."""
     return uclib.uc_mem_read(uc._uch, address, buffer, len(buffer)) == 0
+
+
+def set_context_mode(uc: Uc, mode: int) -> None:
+    """uc_ctl(UC_CTL_CONTEXT_MODE, write, mode) without the binding's encoding per call
+    (a snapshot restore switches twice)."""
+    status = uclib.uc_ctl(uc._uch, _CONTEXT_MODE_WRITE, ctypes.c_int(mode))
+    if status != 0:
+        raise UcError(status)
 
 
 def context_address(context: UcContext) -> int:

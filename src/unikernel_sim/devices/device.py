@@ -105,9 +105,15 @@ class Stateful:
         return state
 
     def load_state(self, state: State) -> None:
+        """Containers are copied only where they differ from the saved ones: a guest
+        call changes few devices, and comparing a register file is cheaper than making
+        a new one (the PCI functions' configuration spaces were most of a restore)."""
         self.__dict__.update(state[PLAIN_VALUES])
+        others = state[OTHER_FIELDS]
+        if not others:
+            return
         kinds = self._kind_map()
-        for name in state[OTHER_FIELDS]:
+        for name in others:
             saved, kind = state[name], kinds[name]
             if kind == NESTED:
                 getattr(self, name).load_state(saved)
@@ -115,7 +121,8 @@ class Stateful:
                 for item, item_state in zip(getattr(self, name), saved):
                     item.load_state(item_state)
             elif isinstance(saved, _CONTAINERS):
-                setattr(self, name, type(saved)(saved))       # the snapshot keeps its own copy
+                if getattr(self, name) != saved:
+                    setattr(self, name, type(saved)(saved))   # the snapshot keeps its own copy
             else:
                 setattr(self, name, saved)                     # a property
 

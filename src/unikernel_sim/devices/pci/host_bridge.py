@@ -96,10 +96,6 @@ class PciHostBridge(Device):
         self.functions = functions if functions is not None else qemu_pc_functions()
         self._by_location = {(f.device, f.function): f for f in self.functions}
 
-    def load_state(self, state) -> None:
-        super().load_state(state)
-        self._by_location = {(f.device, f.function): f for f in self.functions}
-
     def _target(self) -> tuple[PciFunction | None, int]:
         bus = (self.address >> 16) & 0xFF
         device, function = (self.address >> 11) & 0x1F, (self.address >> 8) & 0x7
