@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from unicorn import x86_const as x86
 
-from unikernel_sim.cpu.unicorn_compat import mem_read_into
+from unikernel_sim.cpu.native import check_mirror, library
+from unikernel_sim.cpu.unicorn_compat import context_address, mem_read_into
 
 from unikernel_sim.stops import Stop, StopReason
 
@@ -40,6 +41,40 @@ class F32(float):
 
 
 PAGE = 4096                        # the C write covers at most two pages: frames up to one page
+CALL_STACK_WORDS = 500             # _guest_call.c: stack arguments the C set-up takes (a page)
+CALL_UNMAPPED = -1                 # _guest_call.c: the guest stack is not mapped
+
+
+class CallFrame(ctypes.Structure):
+    """struct call_frame (_guest_call.c), field for field."""
+    _fields_ = [
+        ("reg_arguments", ctypes.c_int64 * len(INTEGER_REGISTERS)),
+        ("reg_rax", ctypes.c_int64),
+        ("red_zone", ctypes.c_uint64),
+        ("function", ctypes.c_uint64),
+        ("vector_count", ctypes.c_uint64),
+        ("integer_count", ctypes.c_uint64),
+        ("integers", ctypes.c_uint64 * len(INTEGER_REGISTERS)),
+        ("stack_count", ctypes.c_uint64),
+        ("words", ctypes.c_uint64 * (1 + CALL_STACK_WORDS)),
+    ]
+
+
+check_mirror(CallFrame, "struct call_frame", "call_frame_struct_size")
+_call_enter = library.guest_call_enter            # no argtypes: the arguments are made once
+_call_enter.restype = ctypes.c_int
+_call_leave = library.guest_call_leave
+_call_leave.restype = ctypes.c_uint64
+
+
+def _signed(value: int, returns: str) -> int:
+    """RAX as the C return type says: int (unsigned 64-bit), int32 or int64."""
+    if returns == "int32":
+        value &= 0xFFFFFFFF
+        return value - (1 << 32) if value & (1 << 31) else value
+    if returns == "int64":
+        return value - (1 << 64) if value & (1 << 63) else value
+    return value
 
 
 class GuestCallError(Exception):
@@ -76,8 +111,16 @@ class GuestCaller:
         self.hook = machine.clock.watch_call_return(sentinel)
         self._clock_state = machine.clock.state
         self._saved = machine.uc.context_save()
+        self._saved_address = ctypes.c_void_p(context_address(self._saved))
         self._peek = ctypes.create_string_buffer(len(HLT))
-        self._return_word = struct.pack("<Q", sentinel)
+        self._frame = frame = CallFrame()
+        for i, register in enumerate(INTEGER_REGISTERS):
+            frame.reg_arguments[i] = register
+        frame.reg_rax = x86.UC_X86_REG_RAX
+        frame.red_zone = RED_ZONE
+        frame.words[0] = sentinel
+        self._frame_ref = ctypes.byref(frame)
+        self._native = machine.interrupts.fast.native
 
     def returned(self, rip: int | None = None) -> bool:
         """True when a call is running and RIP (read unless given) is at the sentinel or
@@ -100,32 +143,14 @@ class GuestCaller:
 
     def call(self, function: str | int, args: Sequence[int | float], *, returns: str = "int",
              max_instructions: int | None = None, timeout: float | None = DEFAULT_CALL_TIMEOUT) -> int | float:
-        machine, uc = self.machine, self.machine.uc
+        machine = self.machine
         if self._clock_state.call_active:
             raise RuntimeError("a guest call is already running (calls do not nest)")
-        address = self.machine.symbols.resolve(function)
-        uc.context_update(self._saved)
-        integers = [a for a in args if not isinstance(a, float)]
-        floats = [a for a in args if isinstance(a, float)] if len(integers) < len(args) else ()
-        stack_args = integers[len(INTEGER_REGISTERS):] + list(floats[len(VECTOR_REGISTERS):])
-        registers = machine.registers
-        rsp = registers.read(x86.UC_X86_REG_RSP) - RED_ZONE
-        rsp -= 8 * len(stack_args)
-        rsp &= ~0xF                                      # aligned at the call instruction
-        rsp -= 8                                         # the return address
-        frame = self._return_word
-        if stack_args:
-            frame += b"".join(self._stack_word(a) for a in stack_args)
-        if not (len(frame) <= PAGE and machine.interrupts.fast.write_virtual(rsp, frame)
-                or machine.write_virtual(rsp, frame)):
-            raise RuntimeError(f"the guest stack at {rsp:#x} is not mapped")
-        self._arm_sentinel()
-        for register, value in zip(VECTOR_REGISTERS, floats):
-            uc.reg_write(register, int.from_bytes(self._float_bytes(value), "little"))
-        count = min(len(integers), len(INTEGER_REGISTERS))
-        registers.write_many(INTEGER_REGISTERS[:count] + SETUP_REGISTERS,
-                             [int(value) & MASK64 for value in integers[:count]]      # numpy integers too
-                             + [min(len(floats), len(VECTOR_REGISTERS)), rsp, address])
+        address = machine.symbols.resolve(function)
+        if any(isinstance(a, float) for a in args) or len(args) - len(INTEGER_REGISTERS) > CALL_STACK_WORDS:
+            self._enter_from_python(address, args)
+        else:
+            self._enter(address, args)
         self._clock_state.call_active = 1
         try:
             stop = machine.run(max_instructions=max_instructions, timeout=timeout)
@@ -137,8 +162,57 @@ class GuestCaller:
             name = function if isinstance(function, str) else f"{function:#x}"
             report = f"guest call {name}() failed: {build_report(machine, stop).text()}"
             raise GuestCallError(name, stop, report)
+        return self._leave(returns)
+
+    def _enter(self, address: int, args: Sequence[int]) -> None:
+        """Integer arguments only, the frame within a page: one call into C."""
+        frame = self._frame
+        count = min(len(args), len(INTEGER_REGISTERS))
+        frame.integer_count = count
+        for i in range(count):
+            frame.integers[i] = int(args[i]) & MASK64                # numpy integers too
+        stacked = args[count:]
+        frame.stack_count = len(stacked)
+        for i, value in enumerate(stacked, 1):
+            frame.words[i] = int(value) & MASK64
+        frame.function = address
+        status = _call_enter(*self._native, self._saved_address, self._frame_ref)
+        if status == CALL_UNMAPPED:
+            rsp = self.machine.registers.read(x86.UC_X86_REG_RSP)
+            raise RuntimeError(f"the guest stack below RSP {rsp:#x} is not mapped")
+        if status:
+            raise RuntimeError(f"the call's return address {self.sentinel:#x} cannot hold its hlt")
+
+    def _enter_from_python(self, address: int, args: Sequence[int | float]) -> None:
+        """Float arguments (XMM registers), or more stack words than a page holds."""
+        machine, uc = self.machine, self.machine.uc
+        uc.context_update(self._saved)
+        integers = [a for a in args if not isinstance(a, float)]
+        floats = [a for a in args if isinstance(a, float)]
+        stack_args = integers[len(INTEGER_REGISTERS):] + floats[len(VECTOR_REGISTERS):]
+        registers = machine.registers
+        rsp = registers.read(x86.UC_X86_REG_RSP) - RED_ZONE
+        rsp -= 8 * len(stack_args)
+        rsp &= ~0xF                                      # aligned at the call instruction
+        rsp -= 8                                         # the return address
+        frame = struct.pack("<Q", self.sentinel) + b"".join(self._stack_word(a) for a in stack_args)
+        if not (len(frame) <= PAGE and machine.interrupts.fast.write_virtual(rsp, frame)
+                or machine.write_virtual(rsp, frame)):
+            raise RuntimeError(f"the guest stack at {rsp:#x} is not mapped")
+        self._arm_sentinel()
+        for register, value in zip(VECTOR_REGISTERS, floats):
+            uc.reg_write(register, int.from_bytes(self._float_bytes(value), "little"))
+        count = min(len(integers), len(INTEGER_REGISTERS))
+        registers.write_many(INTEGER_REGISTERS[:count] + SETUP_REGISTERS,
+                             [int(value) & MASK64 for value in integers[:count]]
+                             + [min(len(floats), len(VECTOR_REGISTERS)), rsp, address])
+
+    def _leave(self, returns: str) -> int | float:
+        """The return value, with the guest's registers put back as they were."""
+        if returns in ("int", "int32", "int64"):
+            return _signed(_call_leave(*self._native, self._saved_address, self._frame_ref), returns)
         value = self._return_value(returns)
-        uc.context_restore(self._saved)
+        self.machine.uc.context_restore(self._saved)
         return value
 
     @staticmethod
@@ -158,10 +232,4 @@ class GuestCaller:
         if returns == "double":
             low = uc.reg_read(x86.UC_X86_REG_XMM0) & MASK64
             return struct.unpack("<d", low.to_bytes(8, "little"))[0]
-        value = self.machine.registers.read(x86.UC_X86_REG_RAX)
-        if returns == "int32":
-            value &= 0xFFFFFFFF
-            return value - (1 << 32) if value & (1 << 31) else value
-        if returns == "int64":
-            return value - (1 << 64) if value & (1 << 63) else value
-        return value
+        return _signed(self.machine.registers.read(x86.UC_X86_REG_RAX), returns)

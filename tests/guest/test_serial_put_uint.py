@@ -71,6 +71,8 @@ KPRINTF_CASES = [
     ("%ld %lld", (INT64_MIN, INT64_MAX)),
     ("100%% sure %p", (0x1000,)),
     ("[%10s][%-10s]", ("right", "left")),
+    # more arguments than registers: the rest go on the stack, in order (psABI 3.2.3)
+    ("%d %u %x %ld %c %s %d %lu %x %s|", (-1, 2, 0x33, -(1 << 40), ord("5"), "six", 7, UINT64_MAX, 0x99, "ten")),
 ]
 
 

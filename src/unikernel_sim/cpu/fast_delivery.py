@@ -81,6 +81,12 @@ class FastDelivery:
         self._handle = engine_handle(uc)
         self._pointer = ctypes.pointer(c)
 
+    @property
+    def native(self) -> tuple[object, ctypes._Pointer]:
+        """(engine handle, pointer to the context) for other C code that walks pages and
+        writes registers through the same function pointers (_guest_call.c)."""
+        return self._handle, self._pointer
+
     def ready(self) -> bool:
         """Whether the CPU takes an external interrupt now: IF set, no STI/MOV SS shadow."""
         return bool(_irq_ready(self._handle, self._pointer))
