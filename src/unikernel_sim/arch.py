@@ -55,6 +55,8 @@ class ExceptionClass(enum.Enum):
 
 @dataclass(frozen=True)
 class ExceptionFacts:
+    """What the SDM's table 6-1 says about one exception vector."""
+
     mnemonic: str
     description: str
     has_error_code: bool       # SDM vol. 3A 6.13 and table 6-1's "Error Code" column

@@ -19,6 +19,8 @@ from unikernel_sim.stops import EXIT_CODES, Stop, StopReason
 
 @dataclass
 class BootResult:
+    """What a boot ended with: why it stopped, the exit status and the guest's output."""
+
     stop: Stop
     exit_code: int                    # the process status `unisim boot` exits with
     serial_bytes: bytes

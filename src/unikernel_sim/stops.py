@@ -88,6 +88,8 @@ class ExceptionRecord:
 
 @dataclass
 class Stop:
+    """Why a run ended, with where and the fault chain when there is one."""
+
     reason: StopReason
     summary: str                       # one line, what happened
     rip: int = 0

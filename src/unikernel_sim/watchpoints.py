@@ -25,6 +25,8 @@ KINDS = {"write": UC_HOOK_MEM_WRITE, "read": UC_HOOK_MEM_READ, "access": UC_HOOK
 
 @dataclass(frozen=True)
 class Hit:
+    """A watched range touched: by which instruction, at which address."""
+
     kind: str             # "write", "read" or "access": the watchpoint's kind
     address: int          # the start of the watched range
     accessed: int         # the address the instruction touched

@@ -146,6 +146,8 @@ def rsdp(rsdt_address: int) -> bytes:
 
 @dataclass(frozen=True)
 class AcpiTables:
+    """The ACPI tables as placed in guest memory, and the RSDP the boot information copies."""
+
     rsdp_address: int
     rsdp: bytes                          # what tag 14 copies
     tables: tuple[tuple[int, bytes], ...]  # (address, bytes) of FACS, DSDT, FADT, MADT, HPET, WAET, RSDT

@@ -39,6 +39,8 @@ BOOT_LOADER_NAME = "unikernel_sim"
 
 @dataclass
 class ModuleInfo:
+    """A loaded module as the module tag (type 3) describes it."""
+
     start: int
     end: int               # one past the last byte, as GRUB sets mod_end
     cmdline: str
@@ -46,6 +48,8 @@ class ModuleInfo:
 
 @dataclass
 class ElfSectionsInfo:
+    """What the ELF-symbols tag (type 9) carries: the section headers with sh_addr where they were placed."""
+
     entry_size: int
     shndx: int
     headers: list[bytes]   # section headers, sh_addr already patched

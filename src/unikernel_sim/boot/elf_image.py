@@ -23,6 +23,8 @@ MACHINES = {"EM_386": 32, "EM_X86_64": 64}
 
 @dataclass
 class Segment:
+    """A PT_LOAD program header and the bytes it loads."""
+
     index: int
     paddr: int
     vaddr: int
@@ -52,6 +54,8 @@ class Section:
 
 @dataclass
 class ElfImage:
+    """What the loader needs of an ELF file: its header fields, segments and sections."""
+
     elf_class: int                      # 32 or 64
     machine: str                        # "EM_386" / "EM_X86_64"
     elf_type: str

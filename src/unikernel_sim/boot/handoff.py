@@ -88,6 +88,8 @@ def _stub32() -> bytes:
 
 @dataclass
 class HandoffStub:
+    """The code that puts the CPU in the Multiboot entry state, and where it lies."""
+
     scratch: int
 
     @property

@@ -32,6 +32,8 @@ MEMORY_RESERVED = 2
 
 @dataclass(frozen=True)
 class MemoryRegion:
+    """One memory-map entry as the boot information reports it (Multiboot2 tag 6 types)."""
+
     base: int
     length: int
     type: int
@@ -75,6 +77,8 @@ def align_up(value: int, alignment: int) -> int:
 
 @dataclass
 class Placement:
+    """A named range of guest physical memory the loader has used."""
+
     start: int
     end: int
     name: str

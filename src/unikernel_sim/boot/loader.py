@@ -57,6 +57,8 @@ class ModuleSpec:
 
 @dataclass
 class LoadedKernel:
+    """A kernel placed in guest memory with its boot information, as the loader left it."""
+
     path: str
     header: mbh.Multiboot2Header
     elf: ElfImage | None

@@ -47,6 +47,8 @@ VIDEO_MODE_TYPE_TEXT = 1
 
 @dataclass
 class Multiboot1Header:
+    """A parsed Multiboot 1 header (spec 3.1.1) and what its flags ask of the loader."""
+
     offset: int
     flags: int
     header_addr: int = 0
@@ -97,6 +99,8 @@ def parse(data: bytes, offset: int, where: str) -> Multiboot1Header:
 
 @dataclass
 class Multiboot1Module:
+    """A module as the Multiboot 1 module list describes it."""
+
     start: int
     end: int
     cmdline: bytes

@@ -72,6 +72,8 @@ required request for anything else must make the loader fail (3.1.4)."""
 
 @dataclass
 class HeaderTag:
+    """One header tag as it lies in the file."""
+
     type: int
     flags: int
     size: int
@@ -89,6 +91,8 @@ class HeaderTag:
 
 @dataclass
 class AddressTag:
+    """The address tag (type 2): where an a.out-kludge image is loaded."""
+
     header_addr: int
     load_addr: int
     load_end_addr: int
@@ -97,6 +101,8 @@ class AddressTag:
 
 @dataclass
 class FramebufferRequest:
+    """The framebuffer tag (type 5): the mode the kernel asks for."""
+
     width: int
     height: int
     depth: int
@@ -105,6 +111,8 @@ class FramebufferRequest:
 
 @dataclass
 class RelocatableTag:
+    """The relocatable tag (type 10): where the image may be placed instead."""
+
     min_addr: int
     max_addr: int
     align: int
@@ -113,6 +121,8 @@ class RelocatableTag:
 
 @dataclass
 class Multiboot2Header:
+    """A parsed Multiboot2 header (spec 3.1) and what its tags ask of the loader."""
+
     offset: int
     architecture: int
     header_length: int

@@ -28,6 +28,8 @@ ST_TYPE_MASK = 0xF
 
 @dataclass(frozen=True)
 class Symbol:
+    """One ELF symbol the reports and guest calls name."""
+
     name: str
     address: int
     size: int

@@ -75,6 +75,8 @@ class ColourLayout:
 
 @dataclass(frozen=True)
 class VbeMode:
+    """One mode of the VBE mode list QEMU's VGA BIOS offers (vbe_modes.txt)."""
+
     number: int
     width: int
     height: int

@@ -101,6 +101,8 @@ def operand_address(instruction, operand, read_register: Callable[[int], int]) -
 
 @dataclass(frozen=True)
 class Site:
+    """An aligned SSE access in the kernel's code and how to compute its operand's address."""
+
     address: int
     text: str
     base_reg: int             # Unicorn ids, 0 for none

@@ -14,7 +14,7 @@ checking still gets host randomness.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from unicorn import UC_HOOK_INSN, Uc
 from unicorn.x86_const import (
@@ -23,6 +23,9 @@ from unicorn.x86_const import (
 
 from unikernel_sim.arch import CR4
 
+if TYPE_CHECKING:
+    from unikernel_sim.cpu.engine import ProbeEngine
+
 LEAF_FEATURES = 1
 EDX_APIC = 1 << 9            # SDM vol. 2A, CPUID table 3-11: on-chip APIC
 ECX_XSAVE = 1 << 26          # table 3-10: XSAVE supported
@@ -30,7 +33,6 @@ ECX_OSXSAVE = 1 << 27        # table 3-10: CR4.OSXSAVE set by the OS
 ECX_RDRAND = 1 << 30         # table 3-10: RDRAND supported
 CPUID_BYTES = b"\x0f\xa2"
 SCRATCH_ADDRESS = 0x1000
-SCRATCH_SIZE = 0x1000
 HANDLED = 1                  # Unicorn's CPUID hook: skip QEMU's own execution
 NOT_HANDLED = 0
 
@@ -41,8 +43,7 @@ Registers = tuple[int, int, int, int]     # (eax, ebx, ecx, edx)
 def _qemu_leaf1() -> Registers:
     """QEMU's own leaf-1 answer, asked once per process in a scratch engine (its CR4
     differs from the guest's, so OSXSAVE is recomputed by leaf1)."""
-    uc = _probe_engine()
-    uc.mem_map(SCRATCH_ADDRESS, SCRATCH_SIZE)
+    uc = _probe_engine().fresh()
     uc.mem_write(SCRATCH_ADDRESS, CPUID_BYTES)
     uc.reg_write(UC_X86_REG_EAX, LEAF_FEATURES)
     uc.reg_write(UC_X86_REG_ECX, 0)
@@ -138,7 +139,7 @@ class CpuModel:
         return eax, ebx, ecx, edx
 
 
-def _probe_engine() -> Uc:
-    from unikernel_sim.cpu.engine import create_probe_engine
+def _probe_engine() -> "ProbeEngine":
+    from unikernel_sim.cpu.engine import probe_engine
 
-    return create_probe_engine()
+    return probe_engine()

@@ -41,6 +41,8 @@ KIND_EXTERNAL = "external"       # a hardware IRQ injected by the simulator
 
 @dataclass
 class Event:
+    """An interrupt or exception to deliver through the IDT."""
+
     vector: int
     kind: str
     error_code: int | None
@@ -75,12 +77,16 @@ class DeliveryFault(Exception):
 
 @dataclass
 class DeliveryStep:
+    """One event of a delivery chain, and why delivering it faulted (if it did)."""
+
     event: Event
     failure: str | None       # why delivering it faulted (None: delivered)
 
 
 @dataclass
 class DeliveryOutcome:
+    """A delivery's whole chain: the events in order and whether it ended in a triple fault."""
+
     steps: list[DeliveryStep]
     triple_fault: bool
 

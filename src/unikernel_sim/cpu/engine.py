@@ -8,8 +8,9 @@ entry state is then reached by running a stub (boot/handoff.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
-from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
+from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc
 from unicorn import x86_const as x86
 
 from unikernel_sim.arch import EFER, GPR_NAMES, MSR, RFLAGS, SEGMENT_NAMES
@@ -30,9 +31,41 @@ def create_engine(translation_buffer: int = TRANSLATION_BUFFER) -> Uc:
     return uc
 
 
-def create_probe_engine() -> Uc:
-    """A small engine for one-off probes (cpuid answers, context layout)."""
-    return create_engine(PROBE_TRANSLATION_BUFFER)
+PROBE_MEMORY = 0x10000                  # what every probe may use, from address 0
+
+
+class ProbeEngine:
+    """One small engine for the process's one-off probes (the context layout, QEMU's
+    CPUID answers). Each probe starts from the same clean CPU context, zeroed memory
+    and an empty translation cache, as a new engine would: a new engine per probe cost
+    ~3 ms each (its first emu_start sets up the translator), 18 ms of every start-up.
+    An interrupt or exception stops the run; the CPU context at it is in `captured`."""
+
+    def __init__(self) -> None:
+        uc = self.uc = create_engine(PROBE_TRANSLATION_BUFFER)
+        uc.mem_map(0, PROBE_MEMORY)
+        self.captured: list[bytes] = []
+        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        self._clean = uc.context_save()
+
+    def _on_interrupt(self, uc: Uc, vector: int, _user) -> None:
+        self.captured.append(bytes(uc.context_save()))
+        uc.emu_stop()
+
+    def fresh(self) -> Uc:
+        """The engine as new: clean registers, zeroed memory, nothing translated."""
+        uc = self.uc
+        uc.context_restore(self._clean)
+        uc.mem_write(0, bytes(PROBE_MEMORY))
+        uc.ctl_flush_tb()
+        self.captured.clear()
+        return uc
+
+
+@lru_cache(maxsize=1)
+def probe_engine() -> ProbeEngine:
+    """The process's probe engine (made on first use)."""
+    return ProbeEngine()
 
 
 def reg_id(name: str) -> int:

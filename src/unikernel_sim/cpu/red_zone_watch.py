@@ -32,6 +32,8 @@ short window keeps the evidence and drops the cost."""
 
 @dataclass
 class RedZoneHit:
+    """A function that read a red-zone slot an interrupt frame had overwritten."""
+
     function: str
     where: str
     rip: int

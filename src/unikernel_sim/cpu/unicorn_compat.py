@@ -29,14 +29,17 @@ import ctypes
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from unicorn import UC_HOOK_INTR, Uc, UcError
+from unicorn import Uc, UcError
 from unicorn.unicorn_const import UC_CTL_CONTEXT_MODE, UC_CTL_IO_WRITE
 from unicorn.unicorn_py3.unicorn import UcContext, uclib
 from unicorn.x86_const import UC_X86_REG_GDTR, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RSP
 
 from unikernel_sim.arch import Vector
+
+if TYPE_CHECKING:
+    from unikernel_sim.cpu.engine import ProbeEngine
 
 __all__ = [
     "RUN_UNTIL_NEVER", "UcContext", "add_native_hook", "clear_exception_in_flight", "context_offsets",
@@ -164,6 +167,8 @@ SELECTOR_B = 0x2468
 
 @dataclass(frozen=True)
 class ContextOffsets:
+    """Where QEMU's exception fields lie in Unicorn's saved CPU context (byte offsets; Q2, Q3, Q10)."""
+
     error_code: int
     is_int: int
     old_exception: int
@@ -171,27 +176,20 @@ class ContextOffsets:
 
 
 def _probe(code: bytes, rax: int = 0, rbx: int = 0) -> tuple[bytes, bytes]:
-    uc = _probe_engine()
-    uc.mem_map(0, 0x10000)
+    probe = _probe_engine()
+    uc = probe.fresh()
     uc.mem_write(PROBE_CODE_ADDRESS, code)
     uc.reg_write(UC_X86_REG_RSP, PROBE_STACK)
     uc.reg_write(UC_X86_REG_RAX, rax)
     uc.reg_write(UC_X86_REG_RBX, rbx)
     before = bytes(uc.context_save())
-    captured: list[bytes] = []
-
-    def on_interrupt(uc, vector, _user):
-        captured.append(bytes(uc.context_save()))
-        uc.emu_stop()
-
-    uc.hook_add(UC_HOOK_INTR, on_interrupt)
     try:
         uc.emu_start(PROBE_CODE_ADDRESS, PROBE_CODE_ADDRESS + len(code))
     except UcError:
         pass
-    if not captured:
+    if not probe.captured:
         raise RuntimeError("Unicorn raised no exception in the context probe")
-    return before, captured[0]
+    return before, probe.captured[0]
 
 
 # GDT for the ring-3 probe: null, kernel code64, kernel data, user data (0x1b), user code64 (0x23).
@@ -208,22 +206,15 @@ HF_INHIBIT_IRQ = 1 << 3             # QEMU: the instruction after STI / MOV SS i
 
 def _probe_cpl(ring3: bool) -> bytes:
     """The CPU context at an int3 executed at CPL 0, or at CPL 3 after an iretq."""
-    uc = _probe_engine()
-    uc.mem_map(0, 0x10000)
+    probe = _probe_engine()
+    uc = probe.fresh()
     uc.mem_write(PROBE_GDT_ADDRESS, PROBE_GDT)
     uc.reg_write(UC_X86_REG_GDTR, (0, PROBE_GDT_ADDRESS, len(PROBE_GDT) - 1, 0))
     uc.mem_write(PROBE_CODE_ADDRESS, IRETQ_TO_RING3 if ring3 else INT3)
     uc.mem_write(PROBE_USER_CODE, INT3)
     uc.reg_write(UC_X86_REG_RSP, PROBE_STACK)
-    captured: list[bytes] = []
-
-    def on_interrupt(uc, vector, _user):
-        captured.append(bytes(uc.context_save()))
-        uc.emu_stop()
-
-    uc.hook_add(UC_HOOK_INTR, on_interrupt)
     uc.emu_start(PROBE_CODE_ADDRESS, PROBE_CODE_ADDRESS + 0x1000)
-    return captured[0]
+    return probe.captured[0]
 
 
 def _ints(blob: bytes) -> list[int]:
@@ -259,6 +250,8 @@ def context_offsets() -> ContextOffsets:
 
 @dataclass
 class ExceptionInfo:
+    """The pending exception's details that UC_HOOK_INTR does not give (Q3)."""
+
     error_code: int
     software: bool        # raised by INT n / INT3 / INTO (RIP is already past it)
 
@@ -332,7 +325,7 @@ def in_64bit_mode(uc: Uc) -> bool:
     return _hflags(uc) & HF_LMA_CS64 == HF_LMA_CS64
 
 
-def _probe_engine() -> Uc:
-    from unikernel_sim.cpu.engine import create_probe_engine
+def _probe_engine() -> "ProbeEngine":
+    from unikernel_sim.cpu.engine import probe_engine
 
-    return create_probe_engine()
+    return probe_engine()

@@ -21,6 +21,8 @@ _PG, _PAE, _PSE, _LMA, _NXE = int(CR0.PG), int(CR4.PAE), int(CR4.PSE), int(EFER.
 
 @dataclass
 class WalkStep:
+    """One paging-structure entry a walk read, with its permission bits."""
+
     level: str           # "PML4E", "PDPTE", "PDE", "PTE"
     table: int           # physical address of the table
     index: int
@@ -34,6 +36,8 @@ class WalkStep:
 
 @dataclass
 class Walk:
+    """One page-table walk: every entry read, and where it ended (SDM vol. 3A chapter 4)."""
+
     virtual: int
     mode: str                        # "none", "32-bit", "PAE", "4-level"
     steps: list[WalkStep] = field(default_factory=list)

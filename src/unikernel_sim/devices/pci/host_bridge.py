@@ -39,6 +39,8 @@ DEVICE_SPECIFIC = 0x40
 
 @dataclass
 class PciFunction(Stateful):
+    """One function on bus 0: its 256-byte configuration space as QEMU 7.2 shows it after SeaBIOS."""
+
     device: int
     function: int
     config: bytearray
