@@ -252,3 +252,46 @@ def test_a_restore_undoes_in_place_changes_to_every_container_and_keeps_its_own_
         assert machine.board.save_state() != expected
         machine.restore(saved)
         assert machine.board.save_state() == expected
+
+
+def _scribble_plain(stateful) -> None:
+    """Change every plain int field of stateful and of its nested objects."""
+    for name in stateful.saved_fields:
+        value = getattr(stateful, name)
+        if isinstance(value, Stateful):
+            _scribble_plain(value)
+        elif isinstance(value, list) and value and all(isinstance(item, Stateful) for item in value):
+            for item in value:
+                _scribble_plain(item)
+        elif type(value) is int and not isinstance(type(stateful).__dict__.get(name), property):
+            setattr(stateful, name, value ^ 0x5A)
+
+
+def test_a_restore_puts_back_plain_fields_of_nested_objects_too():
+    """The board loads through a flattened plan: the PICs inside the PIC pair, the PIT's
+    channels and the PCI functions are loaded as well as the devices themselves."""
+    machine = Machine(16)
+    saved = machine.snapshot()
+    expected = machine.board.save_state()
+    for _ in range(2):                                                # the second restore reuses the plan
+        for device in machine.board.devices:
+            _scribble_plain(device)
+        assert machine.board.save_state() != expected
+        machine.restore(saved)
+        assert machine.board.save_state() == expected
+
+
+def test_a_restore_after_a_device_replaced_its_nested_objects_loads_them_all_the_same():
+    """The PIT's reset makes new channel objects: the plan made for the old ones no longer
+    fits, and the restore must still bring every channel back (into the new objects)."""
+    machine = Machine(16)
+    saved = machine.snapshot()
+    expected = machine.board.save_state()
+    machine.restore(saved)                                            # a plan for these channels
+    old_channels = list(machine.board.pit.channels)
+    machine.board.pit.reset()
+    for channel in machine.board.pit.channels:
+        _scribble_plain(channel)
+    assert all(new is not old for new, old in zip(machine.board.pit.channels, old_channels))
+    machine.restore(saved)
+    assert machine.board.save_state() == expected

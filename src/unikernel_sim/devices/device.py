@@ -127,6 +127,71 @@ class Stateful:
                 setattr(self, name, saved)                     # a property
 
 
+
+_PLAIN, _CONTAINER, _SETATTR, _CUSTOM = range(4)      # LoadPlan step kinds
+
+
+class LoadPlan:
+    """Stateful.load_state for a list of objects and their saved states, flattened once:
+    the same steps in the same order, without a method call and a kind lookup per
+    object and field. A board restore is 17 devices and 11 nested objects (the PICs,
+    the PIT's channels, the PCI functions); a test suite restores thousands of times.
+
+    Valid only while every nested object is the one the plan was made for: a device
+    that replaces one (the PIT's reset makes new channels) makes apply() return False
+    before it changes anything, and the caller loads the slow way."""
+
+    def __init__(self, objects: list["Stateful"], states: list[State]) -> None:
+        self.links: list[tuple[dict, str, int | None, Stateful]] = []   # (owner's __dict__, field, index, child)
+        self.steps: list[tuple] = []
+        for obj, state in zip(objects, states, strict=True):
+            self._add(obj, state)
+
+    def _add(self, obj: "Stateful", state: State) -> None:
+        if type(obj).load_state is not Stateful.load_state:
+            self.steps.append((_CUSTOM, obj, state))             # its own load_state does its subtree
+            return
+        values = obj.__dict__
+        self.steps.append((_PLAIN, values, state[PLAIN_VALUES]))
+        kinds = obj._kind_map()
+        for name in state[OTHER_FIELDS]:
+            saved, kind = state[name], kinds[name]
+            if kind == NESTED:
+                self.links.append((values, name, None, getattr(obj, name)))
+                self._add(getattr(obj, name), saved)
+            elif kind == NESTED_LIST:
+                for index, (item, item_state) in enumerate(zip(getattr(obj, name), saved)):
+                    self.links.append((values, name, index, item))
+                    self._add(item, item_state)
+            elif isinstance(saved, _CONTAINERS) and kind != PROPERTY:
+                self.steps.append((_CONTAINER, values, name, saved))
+            else:
+                self.steps.append((_SETATTR, obj, name, saved))
+
+    def apply(self) -> bool:
+        """Load every state; False, with nothing loaded, if a nested object was replaced."""
+        for owner, name, index, child in self.links:
+            current = owner.get(name)
+            if index is not None:
+                if not isinstance(current, list) or len(current) <= index:
+                    return False
+                current = current[index]
+            if current is not child:
+                return False
+        for step in self.steps:
+            kind = step[0]
+            if kind == _PLAIN:
+                step[1].update(step[2])
+            elif kind == _CONTAINER:
+                _, values, name, saved = step
+                if values[name] != saved:
+                    values[name] = type(saved)(saved)             # the snapshot keeps its own copy
+            elif kind == _SETATTR:
+                setattr(step[1], step[2], step[3])
+            else:
+                step[1].load_state(step[2])
+        return True
+
 class Device(Stateful):
     """A device on the board.
 
