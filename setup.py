@@ -12,9 +12,11 @@ setup(
             sources=["src/unikernel_sim/cpu/_vclock.c", "src/unikernel_sim/cpu/_fast_ports.c",
                      "src/unikernel_sim/cpu/_alignment.c", "src/unikernel_sim/cpu/_irq_delivery.c",
                      "src/unikernel_sim/cpu/_profile.c", "src/unikernel_sim/cpu/_tick_path.c",
-                     "src/unikernel_sim/cpu/_host_timer.c", "src/unikernel_sim/cpu/_guest_call.c"],
+                     "src/unikernel_sim/cpu/_host_timer.c", "src/unikernel_sim/cpu/_guest_call.c",
+                     "src/unikernel_sim/cpu/_timer_thread.c"],
             depends=["src/unikernel_sim/cpu/_vclock.h", "src/unikernel_sim/cpu/_alignment.h",
-                     "src/unikernel_sim/cpu/_irq_delivery.h", "src/unikernel_sim/cpu/_tick_path.h"],
+                     "src/unikernel_sim/cpu/_irq_delivery.h", "src/unikernel_sim/cpu/_tick_path.h",
+                     "src/unikernel_sim/cpu/_timer_thread.h"],
             extra_compile_args=["-O2", "-pthread"],
             extra_link_args=["-pthread"],
         )

@@ -14,25 +14,14 @@
  * output watch re-arms itself every period while it is on and fires only when the
  * port buffer holds bytes. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdint.h>
-#include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "_timer_thread.h"
 #include "_vclock.h"
 
 #define HOST_TIMER_KINDS 3
 #define KIND_OUTPUT 2                  /* host_timer.py: EVENT 0, TIMEOUT 1, OUTPUT 2      */
 #define NEVER UINT64_MAX
-
-struct host_timer_thread {
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;               /* on CLOCK_MONOTONIC */
-    int quit;
-    pid_t owner;                       /* a forked child starts its own thread */
-};
 
 /* Mirrored by HostTimerState in cpu/host_timer.py (same order, same types). */
 struct host_timer {
@@ -43,15 +32,8 @@ struct host_timer {
     uint64_t fired;                    /* bit per kind: passed since armed, not yet taken */
     uint64_t sleeping_until;           /* the thread's wake-up; 0 while it is awake       */
     uint64_t output_watch;             /* 1 while a run goes on; else the watch retires   */
-    struct host_timer_thread *thread;  /* C only                                          */
+    struct timer_thread *thread;       /* C only                                          */
 };
-
-static uint64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* (Lock held.) Fire what is due at now; returns the earliest deadline still to come. */
 static uint64_t fire_due(struct host_timer *ht, uint64_t now)
@@ -93,17 +75,12 @@ static uint64_t fire_due(struct host_timer *ht, uint64_t now)
 static void *host_timer_main(void *argument)
 {
     struct host_timer *ht = argument;
-    struct host_timer_thread *t = ht->thread;
+    struct timer_thread *t = ht->thread;
     pthread_mutex_lock(&t->lock);
     while (!t->quit) {
-        uint64_t until = fire_due(ht, monotonic_ns());
+        uint64_t until = fire_due(ht, timer_thread_monotonic_ns());
         ht->sleeping_until = until;
-        if (until == NEVER) {
-            pthread_cond_wait(&t->wake, &t->lock);
-        } else {
-            struct timespec at = {(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
-            pthread_cond_timedwait(&t->wake, &t->lock, &at);
-        }
+        timer_thread_sleep(t, until);
         ht->sleeping_until = 0;        /* awake: it looks at every deadline before sleeping */
     }
     pthread_mutex_unlock(&t->lock);
@@ -112,27 +89,10 @@ static void *host_timer_main(void *argument)
 
 static int start_thread(struct host_timer *ht)
 {
-    struct host_timer_thread *t = ht->thread;
-    pthread_condattr_t attributes;
-    if (t != NULL && t->owner == vclock_process())
+    if (timer_thread_ours(ht->thread))
         return 0;
-    t = calloc(1, sizeof *t);          /* after a fork the parent's thread is not ours */
-    if (t == NULL)
-        return ENOMEM;
-    t->owner = vclock_process();
-    pthread_mutex_init(&t->lock, NULL);
-    pthread_condattr_init(&attributes);
-    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
-    pthread_cond_init(&t->wake, &attributes);
-    pthread_condattr_destroy(&attributes);
-    ht->thread = t;
     ht->sleeping_until = 0;
-    int error = pthread_create(&t->thread, NULL, host_timer_main, ht);
-    if (error) {
-        ht->thread = NULL;
-        free(t);
-    }
-    return error;
+    return timer_thread_start(&ht->thread, host_timer_main, ht);
 }
 
 /* Arm kind at host ns deadline (NEVER disarms) and forget whether it fired. The thread
@@ -147,8 +107,8 @@ int host_timer_arm(struct host_timer *ht, uint32_t kind, uint64_t deadline)
         if (error)
             return error;
     }
-    struct host_timer_thread *t = ht->thread;
-    if (t == NULL || t->owner != vclock_process()) {   /* nothing armed in this process yet */
+    struct timer_thread *t = ht->thread;
+    if (!timer_thread_ours(t)) {       /* nothing armed in this process yet */
         ht->deadline[kind] = deadline;
         __atomic_and_fetch(&ht->fired, ~(1ull << kind), __ATOMIC_ACQ_REL);
         return 0;
@@ -170,11 +130,11 @@ int host_timer_watch_output(struct host_timer *ht)
     int error = start_thread(ht);
     if (error)
         return error;
-    struct host_timer_thread *t = ht->thread;
+    struct timer_thread *t = ht->thread;
     pthread_mutex_lock(&t->lock);
     __atomic_store_n(&ht->output_watch, 1, __ATOMIC_RELEASE);
     if (ht->deadline[KIND_OUTPUT] == NEVER) {
-        ht->deadline[KIND_OUTPUT] = monotonic_ns() + ht->output_period_ns;
+        ht->deadline[KIND_OUTPUT] = timer_thread_monotonic_ns() + ht->output_period_ns;
         if (ht->deadline[KIND_OUTPUT] < ht->sleeping_until)
             pthread_cond_signal(&t->wake);
     }
@@ -193,18 +153,7 @@ int host_timer_take(struct host_timer *ht, uint32_t kind)
 /* Stop and free the thread (the machine is closed). */
 void host_timer_close(struct host_timer *ht)
 {
-    struct host_timer_thread *t = ht->thread;
-    if (t == NULL || t->owner != vclock_process())
-        return;
-    pthread_mutex_lock(&t->lock);
-    t->quit = 1;
-    pthread_cond_signal(&t->wake);
-    pthread_mutex_unlock(&t->lock);
-    pthread_join(t->thread, NULL);
-    pthread_mutex_destroy(&t->lock);
-    pthread_cond_destroy(&t->wake);
-    ht->thread = NULL;
-    free(t);
+    timer_thread_close(&ht->thread);
 }
 
 uint64_t host_timer_struct_size(void)

@@ -32,12 +32,7 @@
  * decides; fast mode: for longer than RETRY_BLOCKS blocks), a delivery the C path
  * declines (privilege change, fault) - stops the guest and leaves the request
  * pending for the run loop's reference path (hand_back). */
-#include <errno.h>
-#include <pthread.h>
 #include <stdint.h>
-#include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "_tick_path.h"
 
@@ -59,21 +54,6 @@
 #define APIC_PRIORITY_CLASS 0xF0       /* a vector's or a priority's class: bits 7-4          */
 
 enum { SERVICE_CONTINUE, SERVICE_DELIVERED, SERVICE_STOPPED };
-
-struct tick_thread {
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;               /* on CLOCK_MONOTONIC */
-    int quit;
-    pid_t owner;                       /* a forked child starts its own thread */
-};
-
-static uint64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* --- the PIT's schedule, as i8254.py computes it (Python's floor division) --------- */
 static int64_t floor_div(__int128 a, __int128 b)
@@ -419,7 +399,7 @@ static uint64_t host_ns_of(const struct tick_path *tp, int64_t virtual_ns)
 static void *tick_thread_main(void *argument)
 {
     struct tick_path *tp = argument;
-    struct tick_thread *t = tp->thread;
+    struct timer_thread *t = tp->thread;
     int64_t signalled = 0;
     uint64_t signalled_generation = NEVER;
     uint64_t signalled_at = 0;         /* host ns of the latest flag */
@@ -427,7 +407,7 @@ static void *tick_thread_main(void *argument)
     while (!t->quit) {
         if (!__atomic_load_n(&tp->live, __ATOMIC_ACQUIRE)) {
             tp->sleeping_until = NEVER;
-            pthread_cond_wait(&t->wake, &t->lock);
+            timer_thread_sleep(t, NEVER);
             continue;
         }
         uint64_t generation = tp->generation;
@@ -435,13 +415,13 @@ static void *tick_thread_main(void *argument)
         int64_t edge = next_due(tp, after);
         if (edge == NONE) {            /* a one-shot APIC timer that has expired */
             tp->sleeping_until = NEVER;
-            pthread_cond_wait(&t->wake, &t->lock);
+            timer_thread_sleep(t, NEVER);
             continue;
         }
         uint64_t target = host_ns_of(tp, edge);
         if (target < signalled_at + MIN_SIGNAL_INTERVAL_NS)
             target = signalled_at + MIN_SIGNAL_INTERVAL_NS;
-        uint64_t now = monotonic_ns();
+        uint64_t now = timer_thread_monotonic_ns();
         if (now >= target) {
             signalled = edge;
             signalled_generation = generation;
@@ -449,9 +429,8 @@ static void *tick_thread_main(void *argument)
             want_attention(tp);
             continue;
         }
-        struct timespec until = {(time_t)(target / 1000000000ull), (long)(target % 1000000000ull)};
         tp->sleeping_until = target;
-        pthread_cond_timedwait(&t->wake, &t->lock, &until);
+        timer_thread_sleep(t, target);
     }
     pthread_mutex_unlock(&t->lock);
     return NULL;
@@ -459,27 +438,10 @@ static void *tick_thread_main(void *argument)
 
 static int start_thread(struct tick_path *tp)
 {
-    struct tick_thread *t = tp->thread;
-    pthread_condattr_t attributes;
-    if (t != NULL && t->owner == vclock_process())
+    if (timer_thread_ours(tp->thread))
         return 0;
-    t = calloc(1, sizeof *t);          /* after a fork the parent's thread is not ours */
-    if (t == NULL)
-        return ENOMEM;
-    t->owner = vclock_process();
-    pthread_mutex_init(&t->lock, NULL);
-    pthread_condattr_init(&attributes);
-    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
-    pthread_cond_init(&t->wake, &attributes);
-    pthread_condattr_destroy(&attributes);
-    tp->thread = t;
     tp->sleeping_until = NEVER;
-    int error = pthread_create(&t->thread, NULL, tick_thread_main, tp);
-    if (error) {
-        tp->thread = NULL;
-        free(t);
-    }
-    return error;
+    return timer_thread_start(&tp->thread, tick_thread_main, tp);
 }
 
 /* The host loaded a new copy and set live: wake the thread if it sleeps past the next
@@ -489,7 +451,7 @@ int tick_path_publish(struct tick_path *tp)
     int error = start_thread(tp);
     if (error)
         return error;
-    struct tick_thread *t = tp->thread;
+    struct timer_thread *t = tp->thread;
     pthread_mutex_lock(&t->lock);
     int64_t due = next_due(tp, INT64_MIN);
     if (due != NONE && host_ns_of(tp, due) < tp->sleeping_until)
@@ -501,18 +463,7 @@ int tick_path_publish(struct tick_path *tp)
 /* Stop and free the thread (the machine is closed). */
 void tick_path_close(struct tick_path *tp)
 {
-    struct tick_thread *t = tp->thread;
-    if (t == NULL || t->owner != vclock_process())
-        return;
-    pthread_mutex_lock(&t->lock);
-    t->quit = 1;
-    pthread_cond_signal(&t->wake);
-    pthread_mutex_unlock(&t->lock);
-    pthread_join(t->thread, NULL);
-    pthread_mutex_destroy(&t->lock);
-    pthread_cond_destroy(&t->wake);
-    tp->thread = NULL;
-    free(t);
+    timer_thread_close(&tp->thread);
 }
 
 uint64_t tick_path_struct_size(void)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "_irq_delivery.h"
+#include "_timer_thread.h"
 #include "_vclock.h"
 
 #define SAFE_RANGES 64                 /* functions known not to keep data in their red zone */
@@ -40,7 +41,7 @@ struct tick_path {
     uint64_t handed_back;             /* stops asked so the host delivers (statistics)   */
     uint64_t edges;                   /* PIT edges accounted in C (statistics)           */
     uint64_t retry_blocks;            /* blocks left to wait for IF before handing back  */
-    void *thread;                     /* struct tick_thread (C only)                     */
+    struct timer_thread *thread;      /* C only                                          */
     uint64_t sleeping_until;          /* the timer thread's wake-up, host ns; NEVER: idle */
     /* the red-zone watch (cpu/red_zone_watch.py): a 64-bit frame pushed on the          */
     /* interrupted stack may land in a red zone; the host looks unless the interrupted   */
