@@ -129,8 +129,8 @@ class RunLoop:
         if step:
             self.host_timer.arm(None)
         self.timeout = timeout
-        self.host_timer.arm(None if timeout is None else host_ns() + int(timeout * 1e9), TIMEOUT)
-        self.host_timer.watch_output(self.fast_ports.length_address)
+        self.host_timer.start_run(None if timeout is None else host_ns() + int(timeout * 1e9),
+                                  self.fast_ports.length_address)
         self.clock.cancel_async_stop()                   # what a deadline of the run before asked
         self.clock.resume()
         unexplained = 0

@@ -68,7 +68,7 @@ def test_re_arming_forgets_that_a_deadline_fired(machine):
 def test_the_output_watch_fires_only_with_bytes_waiting_and_retires_after_the_run(machine):
     timer = machine.host_timer
     length = ctypes.c_uint64(0)
-    timer.watch_output(ctypes.addressof(length))
+    timer.start_run(None, ctypes.addressof(length))
     time.sleep(3 * OUTPUT_PERIOD_NS / 1e9)
     assert not timer.take_fired(OUTPUT)                         # nothing buffered: no stop
     length.value = 5

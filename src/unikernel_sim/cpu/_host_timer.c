@@ -20,7 +20,8 @@
 #include "_vclock.h"
 
 #define HOST_TIMER_KINDS 3
-#define KIND_OUTPUT 2                  /* host_timer.py: EVENT 0, TIMEOUT 1, OUTPUT 2      */
+#define KIND_TIMEOUT 1                 /* host_timer.py: EVENT 0, TIMEOUT 1, OUTPUT 2      */
+#define KIND_OUTPUT 2
 #define NEVER UINT64_MAX
 
 /* Mirrored by HostTimerState in cpu/host_timer.py (same order, same types). */
@@ -122,22 +123,24 @@ int host_timer_arm(struct host_timer *ht, uint32_t kind, uint64_t deadline)
     return 0;
 }
 
-/* A run starts: the output watch looks every period until the run ends (the host
- * clears output_watch; the thread then retires the watch at its next look, so a run
- * that follows soon finds it armed and costs only this call). */
-int host_timer_watch_output(struct host_timer *ht)
+/* A run starts: its wall-clock timeout (NEVER: none) replaces the last run's, and the
+ * output watch looks every period until the run ends (the host clears output_watch; the
+ * thread then retires the watch at its next look, so a run that follows soon finds it
+ * armed). One call, one lock: a guest call is one run. 0, or an errno. */
+int host_timer_start_run(struct host_timer *ht, uint64_t timeout_deadline)
 {
     int error = start_thread(ht);
     if (error)
         return error;
     struct timer_thread *t = ht->thread;
     pthread_mutex_lock(&t->lock);
+    ht->deadline[KIND_TIMEOUT] = timeout_deadline;
+    __atomic_and_fetch(&ht->fired, ~(1ull << KIND_TIMEOUT), __ATOMIC_ACQ_REL);
     __atomic_store_n(&ht->output_watch, 1, __ATOMIC_RELEASE);
-    if (ht->deadline[KIND_OUTPUT] == NEVER) {
+    if (ht->deadline[KIND_OUTPUT] == NEVER)
         ht->deadline[KIND_OUTPUT] = timer_thread_monotonic_ns() + ht->output_period_ns;
-        if (ht->deadline[KIND_OUTPUT] < ht->sleeping_until)
-            pthread_cond_signal(&t->wake);
-    }
+    if (ht->deadline[KIND_OUTPUT] < ht->sleeping_until || timeout_deadline < ht->sleeping_until)
+        pthread_cond_signal(&t->wake);
     pthread_mutex_unlock(&t->lock);
     return 0;
 }

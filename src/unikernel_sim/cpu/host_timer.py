@@ -51,8 +51,8 @@ _arm = _lib.host_timer_arm
 _arm.restype = ctypes.c_int
 _take = _lib.host_timer_take
 _take.restype = ctypes.c_int
-_watch_output = _lib.host_timer_watch_output
-_watch_output.restype = ctypes.c_int
+_start_run = _lib.host_timer_start_run
+_start_run.restype = ctypes.c_int
 _lib.host_timer_close.restype = None
 _lib.host_timer_close.argtypes = [ctypes.POINTER(HostTimerState)]
 
@@ -68,12 +68,14 @@ class HostTimer:
         self._ref = ctypes.byref(s)
         self._clock = clock                          # the thread asks its struct for stops
 
-    def watch_output(self, length_address: int) -> None:
-        """From now until output_done(): every OUTPUT_PERIOD_NS, if the uint64 at
-        length_address (the C port buffer's fill) is not 0, fire OUTPUT (stop the guest
-        so the run loop drains it)."""
-        self.state.output_length = length_address
-        error = _watch_output(self._ref)
+    def start_run(self, timeout_deadline_ns: int | None, output_length_address: int) -> None:
+        """A run starts: stop it at timeout_deadline_ns (CLOCK_MONOTONIC ns; None: no
+        timeout, the last run's is dropped), and until output_done() every
+        OUTPUT_PERIOD_NS, if the uint64 at output_length_address (the C port buffer's
+        fill) is not 0, fire OUTPUT (stop the guest so the run loop drains it)."""
+        self.state.output_length = output_length_address
+        deadline = NEVER if timeout_deadline_ns is None else max(0, timeout_deadline_ns)
+        error = _start_run(self._ref, ctypes.c_uint64(deadline))
         if error:
             raise OSError(error, "cannot start the host timer thread")
 
