@@ -14,7 +14,7 @@ IntFlag operand makes ``&`` build a new enum member, ~1 us).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class Vector(enum.IntEnum):
@@ -53,8 +53,7 @@ class ExceptionClass(enum.Enum):
     INTERRUPT = "interrupt"
 
 
-@dataclass(frozen=True)
-class ExceptionFacts:
+class ExceptionFacts(NamedTuple):
     """What the SDM's table 6-1 says about one exception vector."""
 
     mnemonic: str

@@ -10,8 +10,7 @@ end of the basic block otherwise.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_WRITE
 
@@ -23,8 +22,7 @@ if TYPE_CHECKING:
 KINDS = {"write": UC_HOOK_MEM_WRITE, "read": UC_HOOK_MEM_READ, "access": UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE}
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
     """A watched range touched: by which instruction, at which address."""
 
     kind: str             # "write", "read" or "access": the watchpoint's kind

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from unikernel_sim.boot.bios_tables import apm_tag_payload, boot_device_payload
 from unikernel_sim.boot.layout import MemoryRegion, basic_memory_kib
@@ -37,8 +37,7 @@ EGA_TEXT_BPP = 16                       # a character byte and an attribute byte
 BOOT_LOADER_NAME = "unikernel_sim"
 
 
-@dataclass
-class ModuleInfo:
+class ModuleInfo(NamedTuple):
     """A loaded module as the module tag (type 3) describes it."""
 
     start: int
@@ -46,8 +45,7 @@ class ModuleInfo:
     cmdline: str
 
 
-@dataclass
-class ElfSectionsInfo:
+class ElfSectionsInfo(NamedTuple):
     """What the ELF-symbols tag (type 9) carries: the section headers with sh_addr where they were placed."""
 
     entry_size: int

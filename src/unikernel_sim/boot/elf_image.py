@@ -38,8 +38,7 @@ class Segment:
         return bool(self.flags & 0x1)
 
 
-@dataclass
-class Section:
+class Section(NamedTuple):
     """One section header, kept raw for the ELF-symbols boot information tag."""
 
     name: str

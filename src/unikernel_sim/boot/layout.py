@@ -11,7 +11,7 @@ overlaps and out-of-RAM placements are caught with the names of both parties.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from unikernel_sim.errors import ImageError
 
@@ -30,8 +30,7 @@ MEMORY_AVAILABLE = 1
 MEMORY_RESERVED = 2
 
 
-@dataclass(frozen=True)
-class MemoryRegion:
+class MemoryRegion(NamedTuple):
     """One memory-map entry as the boot information reports it (Multiboot2 tag 6 types)."""
 
     base: int
@@ -75,8 +74,7 @@ def align_up(value: int, alignment: int) -> int:
     return (value + alignment - 1) // alignment * alignment
 
 
-@dataclass
-class Placement:
+class Placement(NamedTuple):
     """A named range of guest physical memory the loader has used."""
 
     start: int

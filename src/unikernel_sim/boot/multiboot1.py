@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from unikernel_sim.boot.layout import MemoryRegion, basic_memory_kib
 from unikernel_sim.boot.vbe_bios import (
@@ -97,8 +98,7 @@ def parse(data: bytes, offset: int, where: str) -> Multiboot1Header:
     return header
 
 
-@dataclass
-class Multiboot1Module:
+class Multiboot1Module(NamedTuple):
     """A module as the Multiboot 1 module list describes it."""
 
     start: int

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from unikernel_sim.errors import ImageError
 
@@ -70,8 +71,7 @@ HIGHEST_KNOWN_INFO_TAG = 21
 required request for anything else must make the loader fail (3.1.4)."""
 
 
-@dataclass
-class HeaderTag:
+class HeaderTag(NamedTuple):
     """One header tag as it lies in the file."""
 
     type: int
@@ -89,8 +89,7 @@ class HeaderTag:
         return TAG_NAMES.get(self.type, f"unknown type {self.type}")
 
 
-@dataclass
-class AddressTag:
+class AddressTag(NamedTuple):
     """The address tag (type 2): where an a.out-kludge image is loaded."""
 
     header_addr: int
@@ -99,8 +98,7 @@ class AddressTag:
     bss_end_addr: int
 
 
-@dataclass
-class FramebufferRequest:
+class FramebufferRequest(NamedTuple):
     """The framebuffer tag (type 5): the mode the kernel asks for."""
 
     width: int
@@ -109,8 +107,7 @@ class FramebufferRequest:
     optional: bool
 
 
-@dataclass
-class RelocatableTag:
+class RelocatableTag(NamedTuple):
     """The relocatable tag (type 10): where the image may be placed instead."""
 
     min_addr: int

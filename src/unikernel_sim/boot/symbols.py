@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import bisect
 import struct
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from unikernel_sim.boot.elf_image import SHT_SYMTAB, read_elf
 from unikernel_sim.errors import ImageError
@@ -26,8 +25,7 @@ SYMBOL_KINDS = {0: "STT_NOTYPE", 1: "STT_OBJECT", 2: "STT_FUNC"}   # ELF32_ST_TY
 ST_TYPE_MASK = 0xF
 
 
-@dataclass(frozen=True)
-class Symbol:
+class Symbol(NamedTuple):
     """One ELF symbol the reports and guest calls name."""
 
     name: str

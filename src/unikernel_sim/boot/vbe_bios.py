@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import NamedTuple
 
 VRAM_SIZE = 16 << 20                       # QEMU std VGA default (vgamem_mb=16)
 LFB_BASE = 0xFD000000                      # BAR0 as SeaBIOS assigns it on `pc`
@@ -63,8 +63,7 @@ IMAGE_PAGE_MEMORY = VRAM_SIZE - (256 << 10)
 FRAMEBUFFER_TYPE_INDEXED, FRAMEBUFFER_TYPE_RGB, FRAMEBUFFER_TYPE_EGA_TEXT = 0, 1, 2
 
 
-@dataclass(frozen=True)
-class ColourLayout:
+class ColourLayout(NamedTuple):
     """Bits of each channel in a pixel: (position, size) for red, green, blue, reserved."""
 
     red: tuple[int, int]
@@ -73,8 +72,7 @@ class ColourLayout:
     reserved: tuple[int, int]
 
 
-@dataclass(frozen=True)
-class VbeMode:
+class VbeMode(NamedTuple):
     """One mode of the VBE mode list QEMU's VGA BIOS offers (vbe_modes.txt)."""
 
     number: int

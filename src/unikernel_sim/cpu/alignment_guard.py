@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from unicorn import UC_HOOK_CODE, Uc
 from unicorn import x86_const as x86
@@ -99,8 +98,7 @@ def operand_address(instruction, operand, read_register: Callable[[int], int]) -
     return (value(memory.base) + value(memory.index) * memory.scale + memory.disp) & ((1 << 64) - 1)
 
 
-@dataclass(frozen=True)
-class Site:
+class Site(NamedTuple):
     """An aligned SSE access in the kernel's code and how to compute its operand's address."""
 
     address: int

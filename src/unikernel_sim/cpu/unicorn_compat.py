@@ -29,7 +29,7 @@ import ctypes
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 from unicorn import Uc, UcError
 from unicorn.unicorn_const import UC_CTL_CONTEXT_MODE, UC_CTL_IO_WRITE
@@ -165,8 +165,7 @@ SELECTOR_A = 0x1234
 SELECTOR_B = 0x2468
 
 
-@dataclass(frozen=True)
-class ContextOffsets:
+class ContextOffsets(NamedTuple):
     """Where QEMU's exception fields lie in Unicorn's saved CPU context (byte offsets; Q2, Q3, Q10)."""
 
     error_code: int

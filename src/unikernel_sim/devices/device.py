@@ -14,20 +14,17 @@ not state: they are never listed, so never copied or pickled.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class PortRange:
+class PortRange(NamedTuple):
     """I/O ports first .. first+count-1."""
 
     first: int
     count: int = 1
 
 
-@dataclass(frozen=True)
-class MmioWindow:
+class MmioWindow(NamedTuple):
     """Physical addresses base .. base+size-1 (whole 4 KiB pages: Unicorn maps pages)."""
 
     base: int
