@@ -350,3 +350,23 @@ def guestkit_image(tmp_path: Path) -> str:
     path = tmp_path / "exit.bin"
     path.write_bytes(guestkit.flat_image(guestkit.assemble(EXIT_NOW, guestkit.code_address(guestkit.DEFAULT_LOAD_ADDRESS))))
     return str(path)
+
+
+def test_a_bug_in_unisim_is_one_line_and_a_saved_traceback(capfd, monkeypatch, tmp_path, firmware_elf):
+    """An exception nobody expected (here: the loader itself breaks) is not a traceback on
+    the terminal: one line naming the file the traceback went to, and the internal-error
+    exit code."""
+    import unikernel_sim.run as run_module
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("simulated bug")
+
+    monkeypatch.setattr(run_module, "Machine", broken)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    code, err = run_cli(capfd, firmware_elf)
+    assert code == ExitCode.INTERNAL_ERROR
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "internal error: ZeroDivisionError: simulated bug" in lines[0], err
+    saved = Path(lines[0].split("traceback saved to ")[1].split(" ")[0])
+    assert saved.parent == tmp_path and "Traceback (most recent call last)" in saved.read_text()

@@ -9,9 +9,7 @@ import argparse
 import math
 import signal
 import sys
-import tempfile
 import threading
-import traceback
 
 from unikernel_sim.cli.profile import add_output_arguments
 from unikernel_sim.cli.terminal import say
@@ -270,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         say("unisim: hung up (SIGHUP)")
         return int(ExitCode.HANGUP)
     except Exception as error:  # a bug in unisim: one line, details in a file
+        import tempfile
+        import traceback             # only here: importing it costs every start ~2 ms
+
         with tempfile.NamedTemporaryFile("w", prefix="unisim-crash-", suffix=".txt", delete=False) as log:
             traceback.print_exc(file=log)
         say(f"unisim: internal error: {type(error).__name__}: {error}; traceback saved to {log.name} "
