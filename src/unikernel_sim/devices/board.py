@@ -63,6 +63,9 @@ class BoardWiring:
     uart_fast_path: Callable[[bool, int | None], None] = lambda tx_plain, lsr_value: None   # COM1's C path
 
 
+LOAD_PLANS = 16                 # snapshots whose device-loading plan is kept (devices/device.py)
+
+
 class PcBoard:
     def __init__(self, wiring: BoardWiring, io: IoBus, mmio: MmioBus, *, ram_size: int,
                  serial_input: bytes = b"", rtc_start: dt.datetime) -> None:
@@ -70,7 +73,7 @@ class PcBoard:
         self.mmio = mmio
         self.devices: list[Device] = []
         self._timed: list[Device] = []          # the devices that act on their own over time
-        self._load_plan: tuple[list[State], LoadPlan] | None = None   # (the states it loads, the plan)
+        self._load_plans: dict[int, tuple[list[State], LoadPlan]] = {}   # id -> (the states, their plan)
         self._now = now = wiring.now_ns
         self._events_moved = wiring.events_moved
 
@@ -183,13 +186,16 @@ class PcBoard:
         return [device.save_state() for device in self.devices]
 
     def load_state(self, states: list[State]) -> None:
-        """Through a LoadPlan kept for the latest states loaded (a test restores the same
-        snapshot thousands of times); the devices' own load_state when it no longer fits."""
-        plan = self._load_plan
-        if plan is None or plan[0] is not states:
-            plan = self._load_plan = (states, LoadPlan(self.devices, states))
-        if not plan[1].apply():
-            self._load_plan = None
+        """Through a LoadPlan kept for each of the latest LOAD_PLANS states loaded (a test
+        restores one snapshot thousands of times, reverse execution a few checkpoints in
+        turn); the devices' own load_state when a plan no longer fits."""
+        entry = self._load_plans.get(id(states))
+        if entry is None or entry[0] is not states:
+            if len(self._load_plans) >= LOAD_PLANS:
+                del self._load_plans[next(iter(self._load_plans))]      # the oldest
+            entry = self._load_plans[id(states)] = (states, LoadPlan(self.devices, states))
+        if not entry[1].apply():
+            del self._load_plans[id(states)]
             for device, state in zip(self.devices, states, strict=True):
                 device.load_state(state)
 
