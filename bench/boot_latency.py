@@ -26,6 +26,7 @@ import tempfile
 import time
 
 from unikernel_sim.firmware import build_firmware
+from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 
 def first_byte_and_exit(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -76,10 +77,8 @@ def main() -> None:
                  statistics.median(process_time([sys.executable, "-c", "import unicorn"]) for _ in range(args.runs))))
     rows.append(("python -c pass",
                  statistics.median(process_time([sys.executable, "-c", "pass"]) for _ in range(args.runs))))
-    print(f"| measurement (median of {args.runs}) | ms |")
-    print("|---|---|")
-    for name, seconds in rows:
-        print(f"| {name} | {seconds * 1000:.1f} |")
+    print_table([f"measurement (median of {args.runs})", "ms"],
+                ((name, f"{seconds * 1000:.1f}") for name, seconds in rows))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 from unikernel_sim.boot.loader import ModuleSpec
 from unikernel_sim.firmware import build_firmware
 from unikernel_sim.run import boot
+from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CASES = {
@@ -55,11 +56,9 @@ def main() -> None:
         for name, options in CASES.items():
             samples[name].append(job_seconds(kernel, args.steps, options))
     base = statistics.median(samples[next(iter(CASES))])
-    print(f"| stories260K, {args.steps} steps (median of {args.runs}) | seconds | vs default |")
-    print("|---|---|---|")
-    for name, values in samples.items():
-        median = statistics.median(values)
-        print(f"| {name} | {median:.3f} | {median / base:.3f}x |")
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    print_table([f"stories260K, {args.steps} steps (median of {args.runs})", "seconds", "vs default"],
+                ((name, f"{median:.3f}", f"{median / base:.3f}x") for name, median in medians.items()))
 
 
 if __name__ == "__main__":

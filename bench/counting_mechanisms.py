@@ -29,6 +29,7 @@ from pathlib import Path
 from unicorn import UC_ARCH_X86, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_MODE_32, Uc
 from unicorn.unicorn_const import UC_CTL_IO_READ_WRITE, UC_CTL_TB_REQUEST_CACHE
 from unicorn.unicorn_py3.unicorn import uclib
+from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 # uc_ctl's control word: type | (argument count << 26) | (direction << 30) (unicorn.h, UC_CTL)
 REQUEST_CACHE_CONTROL = UC_CTL_TB_REQUEST_CACHE | (2 << 26) | (UC_CTL_IO_READ_WRITE << 30)
@@ -113,12 +114,10 @@ def main() -> None:
     assert counts["insn-hook"] == expected, (counts["insn-hook"], expected)
     assert counts["block-icount"] == expected, (counts["block-icount"], expected)
     raw = statistics.median(times["raw"])
-    print(f"| case (median of {args.runs}, {expected:,} instructions) | seconds | vs raw | count |")
-    print("|---|---|---|---|")
-    for name in cases:
-        median = statistics.median(times[name])
-        count = "-" if name == "raw" else f"{counts[name]:,}"
-        print(f"| {name} | {median:.3f} | {median / raw:.2f}x | {count} |")
+    medians = {name: statistics.median(times[name]) for name in cases}
+    print_table([f"case (median of {args.runs}, {expected:,} instructions)", "seconds", "vs raw", "count"],
+                ((name, f"{median:.3f}", f"{median / raw:.2f}x", "-" if name == "raw" else f"{counts[name]:,}")
+                 for name, median in medians.items()))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import time
 
 from unikernel_sim.firmware import build_firmware
 from unikernel_sim.run import boot
+from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 
 def main() -> None:
@@ -28,10 +29,9 @@ def main() -> None:
         start = time.perf_counter()
         result = boot(kernel, deterministic=True, timeout=60)
         samples.append(time.perf_counter() - start)
-    print("| boots | median ms per boot | guest instructions | serial bytes |")
-    print("|---|---|---|---|")
-    print(f"| {args.boots} | {statistics.median(samples) * 1000:.1f} | {result.instructions} | "
-          f"{len(result.serial_bytes)} |")
+    print_table(["boots", "median ms per boot", "guest instructions", "serial bytes"],
+                [(args.boots, f"{statistics.median(samples) * 1000:.1f}", result.instructions,
+                  len(result.serial_bytes))])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from unikernel_sim.boot.loader import ModuleSpec
 from unikernel_sim.cli.llama import _cmdline
 from unikernel_sim.firmware import build_firmware
 from unikernel_sim.machine import Machine
+from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PIT_HZ = 1_193_182
@@ -72,10 +73,10 @@ def main() -> int:
         seconds.append(time.perf_counter() - started)
         differing += text != reference
         ratios.append(irqs / periods if periods else 1.0)
-    print("| fast runs | differing from deterministic | timer IRQs / PIT periods (median, min) | s per run (median) |")
-    print("|---|---|---|---|")
-    print(f"| {args.runs} ({args.steps} steps, temp {args.temp}, PIT {args.hz} Hz) | {differing} | "
-          f"{statistics.median(ratios):.3f}, {min(ratios):.3f} | {statistics.median(seconds):.2f} |")
+    print_table(["fast runs", "differing from deterministic", "timer IRQs / PIT periods (median, min)",
+                 "s per run (median)"],
+                [(f"{args.runs} ({args.steps} steps, temp {args.temp}, PIT {args.hz} Hz)", differing,
+                  f"{statistics.median(ratios):.3f}, {min(ratios):.3f}", f"{statistics.median(seconds):.2f}")])
     return 1 if differing else 0
 
 

@@ -31,6 +31,7 @@ from unikernel_sim.cli import main  # noqa: E402
 from unikernel_sim.exit_codes import ExitCode  # noqa: E402
 from unikernel_sim.firmware import build_firmware  # noqa: E402
 from unikernel_sim.run import boot  # noqa: E402
+from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 DOCUMENTED = {int(code) for code in ExitCode} | set(range(0, 64))
 NASTY_VALUES = ["", "-1", "0", "1", "nan", "inf", "-inf", "1e400", "1e-400", "0x", "0x10", "9" * 40,
@@ -131,10 +132,7 @@ def main_() -> int:
             Path(folder), args.guests, rng, failures)
     counts["property examples (loader, headers, flat code, boot info, report)"] = fuzz_properties(
         args.examples, failures)
-    print("| generator | cases |")
-    print("|---|---|")
-    for name, count in counts.items():
-        print(f"| {name} | {count} |")
+    print_table(["generator", "cases"], counts.items())
     print(f"\nfailures by class: {dict(failures) or 'none'}")
     return 1 if failures else 0
 

@@ -23,6 +23,7 @@ from unicorn.unicorn_const import UC_CTL_CONTEXT_CPU, UC_CTL_CONTEXT_MEMORY
 from unikernel_sim.cpu.unicorn_compat import set_context_mode
 from unikernel_sim.firmware import build_firmware
 from unikernel_sim.pytest_plugin import boot_to_ready
+from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 RED_ZONE = 128
 
@@ -81,15 +82,17 @@ def main() -> None:
             ("restore + strlen(0x100000)", restore_and("strlen", 0x100000),
              lambda: (bare_restore(), bare_call())),
             ("restore + malloc(5632)", restore_and("malloc", 5632), None)]
-    print(f"| measurement (median of {args.batches} x {args.calls}) | unisim us | bare Unicorn us | ratio |")
-    print("|---|---|---|---|")
-    for label, action, bare in rows:
-        ours = per_call_us(action, args.calls, args.batches)
-        if bare is None:
-            print(f"| {label} | {ours:.1f} | - | - |")
-            continue
-        floor = per_call_us(bare, args.calls, args.batches)
-        print(f"| {label} | {ours:.1f} | {floor:.1f} | {ours / floor:.2f}x |")
+    def measured():
+        for label, action, bare in rows:
+            ours = per_call_us(action, args.calls, args.batches)
+            if bare is None:
+                yield label, f"{ours:.1f}", "-", "-"
+                continue
+            floor = per_call_us(bare, args.calls, args.batches)
+            yield label, f"{ours:.1f}", f"{floor:.1f}", f"{ours / floor:.2f}x"
+
+    print_table([f"measurement (median of {args.batches} x {args.calls})", "unisim us", "bare Unicorn us", "ratio"],
+                measured())
     machine.restore(snapshot)
 
 

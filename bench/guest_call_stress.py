@@ -13,6 +13,7 @@ from unikernel_sim.firmware import build_firmware
 from unikernel_sim.guest_call import GuestCallError
 from unikernel_sim.kernel_lib.scratch import GuestScratch
 from unikernel_sim.pytest_plugin import boot_to_ready
+from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 TEXT = b"hello, unikernel " * 8
 
@@ -39,7 +40,7 @@ def main() -> int:
             failures += 1
             break
         calls += 1
-    print(f"| calls | IRQs | failures |\n|---|---|---|\n| {calls} | {machine.interrupts.irq_count - irqs_before} | {failures} |")
+    print_table(["calls", "IRQs", "failures"], [(calls, machine.interrupts.irq_count - irqs_before, failures)])
     return 1 if failures else 0
 
 

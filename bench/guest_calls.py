@@ -11,6 +11,7 @@ import time
 
 from unikernel_sim.firmware import build_firmware
 from unikernel_sim.pytest_plugin import boot_to_ready
+from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 MIB = 1 << 20
 
@@ -51,10 +52,7 @@ def main() -> None:
     booted = boot_to_ready(kernel, deterministic=True)
     for size in (MIB, 64 * MIB):
         rows.append((f"restore after {size // MIB} MiB dirtied (median of 7)", f"{restore_ms(booted, size):.2f} ms"))
-    print("| measurement | value |")
-    print("|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    print_table(["measurement", "value"], rows)
 
 
 if __name__ == "__main__":

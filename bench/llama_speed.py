@@ -14,7 +14,6 @@ import re
 import subprocess
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from unikernel_sim.tinyllama.config import PRESETS
 from unikernel_sim.tinyllama.reference import ReferenceModel
 from unikernel_sim.tinyllama.synthetic import synthetic_tokenizer
 from unikernel_sim.tinyllama.tokenizer import Tokenizer
+from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 NATIVE_SOURCES = ["tinyllama/forward.c", "tinyllama/model.c", "tinyllama/sampler.c", "kernel_lib/libm/math.c",
@@ -116,10 +116,10 @@ def main() -> None:
         rows.append((name, generated, generated / guest_s, generated / numpy_s, generated / native_s,
                      guest_s / native_s, per_token))
         hot[name] = hits.most_common(5)
-    print("| model | tokens | guest tok/s | numpy tok/s | native gcc -O2 tok/s | native/guest | guest instructions/token |")
-    print("|---|---|---|---|---|---|---|")
-    for name, generated, guest, ref, nat, ratio, per_token in rows:
-        print(f"| {name} | {generated} | {guest:.1f} | {ref:.1f} | {nat:.1f} | {ratio:.1f}x | {per_token / 1e6:.2f} M |")
+    print_table(["model", "tokens", "guest tok/s", "numpy tok/s", "native gcc -O2 tok/s", "native/guest",
+                 "guest instructions/token"],
+                ((name, generated, f"{guest:.1f}", f"{ref:.1f}", f"{nat:.1f}", f"{ratio:.1f}x", f"{per_token / 1e6:.2f} M")
+                 for name, generated, guest, ref, nat, ratio, per_token in rows))
     for name, hits in hot.items():
         total = sum(count for _, count in hits) or 1
         print(f"\nhottest guest functions, {name} (RIP sampled every 2 ms): "

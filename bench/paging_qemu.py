@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paging_stores import paging_image, paging_seconds  # noqa: E402
+from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 GRUB_CFG = 'set timeout=0\nset default=0\nmenuentry "paging" {\n  multiboot2 /boot/kernel.bin\n  boot\n}\n'
 QEMU = ["qemu-system-x86_64", "-m", "512M", "-display", "none", "-no-reboot",
@@ -66,13 +67,13 @@ def main() -> None:
             samples.setdefault(("qemu", rounds), []).append(qemu_seconds(isos[rounds]))
             samples.setdefault(("unisim", rounds), []).append(unisim_seconds(rounds))
     extra = args.long - args.short
-    print(f"| side (median of {args.runs}) | {args.short} rounds, s | {args.long} rounds, s | ms per round |")
-    print("|---|---|---|---|")
-    per_round = {}
+    per_round, rows = {}, []
     for side in ("qemu", "unisim"):
         short, long = (statistics.median(samples[(side, r)]) for r in (args.short, args.long))
         per_round[side] = (long - short) / extra * 1e3
-        print(f"| {side} | {short:.3f} | {long:.3f} | {per_round[side]:.3f} |")
+        rows.append((side, f"{short:.3f}", f"{long:.3f}", f"{per_round[side]:.3f}"))
+    print_table([f"side (median of {args.runs})", f"{args.short} rounds, s", f"{args.long} rounds, s",
+                 "ms per round"], rows)
     print(f"\nunisim / QEMU per round: {per_round['unisim'] / per_round['qemu']:.2f}x")
 
 

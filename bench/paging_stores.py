@@ -32,6 +32,7 @@ from interrupts.harness import IdtGuest, build_protected  # noqa: E402
 from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER  # noqa: E402
 from unikernel_sim.machine import Machine  # noqa: E402
 from unikernel_sim.stops import StopReason  # noqa: E402
+from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 MIB = 1 << 20
 CODE, DATA, SECOND_MAPPING = 0x1000, 0x8000, 0x100000
@@ -177,10 +178,8 @@ def main() -> None:
     for _ in range(args.runs):
         for name, (target, separate) in STORE_CASES.items():
             loops[name].append(bare_loop_seconds(target, args.iterations, separate))
-    print(f"| bare Unicorn, 64-bit loop (median of {args.runs}) | ns per iteration |")
-    print("|---|---|")
-    for name, samples in loops.items():
-        print(f"| {name} | {statistics.median(samples) / args.iterations * 1e9:.2f} |")
+    print_table([f"bare Unicorn, 64-bit loop (median of {args.runs})", "ns per iteration"],
+                ((name, f"{statistics.median(samples) / args.iterations * 1e9:.2f}") for name, samples in loops.items()))
     path = paging_image(args.rounds)
     runs = {name: [] for name in PAGING_CASES}
     for _ in range(args.runs):
