@@ -116,3 +116,35 @@ def test_a_run_without_timeout_is_not_ended_by_the_timeout_of_the_run_before(mak
     machine.host_timer.arm(host_ns() + 1_000_000, TIMEOUT)      # as if it were about to expire
     stop = machine.run(max_instructions=50_000_000)
     assert stop.reason is StopReason.BUDGET
+
+
+def test_a_forked_child_gets_timer_threads_of_its_own(make_guest):
+    """Threads do not survive fork(): a child using a machine made in the parent must start
+    its own host-timer thread (the owner check uses a pid cached at import and updated by a
+    pthread_atfork handler). If the child trusted the parent's thread, its timeout would
+    never fire: the parent kills it after a bound and the test fails."""
+    import os
+    import signal
+
+    machine = Machine(16)
+    machine.load(make_guest(SPIN_AFTER_BANNER))
+    assert machine.run(timeout=0.05).reason is StopReason.TIMEOUT     # the parent's thread exists
+    child = os.fork()
+    if child == 0:                                                    # the child: exit status is the verdict
+        try:
+            stop = machine.run(timeout=0.2)
+            os._exit(0 if stop.reason is StopReason.TIMEOUT else 1)
+        except BaseException:                                         # noqa: BLE001 - any failure is a 2
+            os._exit(2)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(child, os.WNOHANG)
+        if pid:
+            assert os.waitstatus_to_exitcode(status) == 0
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        pytest.fail("the child's run never reached its timeout")
+    assert machine.run(timeout=0.05).reason is StopReason.TIMEOUT     # the parent's thread still works
