@@ -132,6 +132,8 @@ class RunLoop:
         self.host_timer.start_run(None if timeout is None else host_ns() + int(timeout * 1e9),
                                   self.fast_ports.length_address)
         self.clock.cancel_async_stop()                   # what a deadline of the run before asked
+        if self._interrupt_requested:                    # but a debugger's interrupt since: at the first block
+            self.clock.request_async_stop()
         self.clock.resume()
         unexplained = 0
         self._slices_in_run = 0

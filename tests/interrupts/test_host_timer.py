@@ -148,3 +148,17 @@ def test_a_forked_child_gets_timer_threads_of_its_own(make_guest):
         os.waitpid(child, 0)
         pytest.fail("the child's run never reached its timeout")
     assert machine.run(timeout=0.05).reason is StopReason.TIMEOUT     # the parent's thread still works
+
+
+def test_an_interrupt_asked_between_two_runs_stops_the_next_one_at_once(make_guest):
+    """A debugger's interrupt (gdb's Ctrl-C, a client attaching) may arrive while no run is
+    going on; the next run starts by dropping the stops the last run's deadlines asked for,
+    but must keep this one: it stops before the spinning guest's first block, not at the
+    next deadline of its own (here: none but a 20 s timeout)."""
+    machine = Machine(16)
+    machine.load(make_guest(SPIN_AFTER_BANNER))
+    assert machine.run(timeout=0.05).reason is StopReason.TIMEOUT
+    machine.loop.interrupt()
+    start = time.monotonic()
+    stop = machine.run(timeout=20)
+    assert stop.reason is StopReason.INTERRUPTED and time.monotonic() - start < 10
