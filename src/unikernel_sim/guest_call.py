@@ -154,6 +154,9 @@ class GuestCaller:
         self._clock_state.call_active = 1
         try:
             stop = machine.run(max_instructions=max_instructions, timeout=timeout)
+        except BaseException:
+            machine.uc.context_restore(self._saved)   # a bad limit, Ctrl-C: the guest is where it was
+            raise
         finally:
             self._clock_state.call_active = 0
         if stop.reason != StopReason.RETURNED:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from unikernel_sim.cpu.unicorn_compat import delete_native_hook
+from unikernel_sim.errors import UsageError
 from unikernel_sim.kernel_lib.scratch import GuestScratch
 
 TEXT = b"hello, unikernel"
@@ -39,3 +42,16 @@ def test_the_sentinel_lies_in_memory_the_kernel_was_told_is_reserved(unisim_boot
     assert regions, machine.serial.text()
     holding = [kind for base, length, kind in regions if base <= sentinel < base + length]
     assert holding == [MULTIBOOT_MEMORY_RESERVED]
+
+
+def test_a_call_refused_for_a_bad_limit_leaves_the_guest_where_it_was(unisim_booted):
+    """The arguments are in place before the run checks its limits: a refused call must
+    put the guest's registers back, or the next run would start inside the callee."""
+    machine = unisim_booted.fresh()
+    before = machine.cpu_state()
+    with pytest.raises(UsageError, match="timeout"):
+        machine.call("strlen", 0x100000, timeout=-1)
+    with pytest.raises(UsageError, match="budget"):
+        machine.call("strlen", 0x100000, max_instructions=0)
+    after = machine.cpu_state()
+    assert (after.rip, after.gpr) == (before.rip, before.gpr)
