@@ -162,3 +162,30 @@ def test_an_interrupt_asked_between_two_runs_stops_the_next_one_at_once(make_gue
     start = time.monotonic()
     stop = machine.run(timeout=20)
     assert stop.reason is StopReason.INTERRUPTED and time.monotonic() - start < 10
+
+
+def test_a_machine_that_ran_is_collected_and_its_threads_end(make_guest):
+    """A Machine is a web of reference cycles (hooks and callbacks point back at it); the
+    garbage collector must be able to free it, and with it stop its timer threads. A
+    ctypes byref() kept on the host timer hid one edge of such a cycle from the collector
+    and kept every machine, and its thread, alive."""
+    import gc
+    import os
+    import weakref
+
+    def live_threads() -> int:
+        return len(os.listdir(f"/proc/{os.getpid()}/task"))
+
+    gc.collect()
+    before = live_threads()
+
+    def run_one() -> weakref.ref:
+        machine = Machine(16)
+        machine.load(make_guest(SPIN_AFTER_BANNER))
+        assert machine.run(timeout=0.02).reason is StopReason.TIMEOUT    # its host-timer thread runs
+        return weakref.ref(machine)
+
+    gone = [run_one() for _ in range(3)]
+    gc.collect()
+    assert all(ref() is None for ref in gone)
+    assert wait_until(lambda: live_threads() <= before)

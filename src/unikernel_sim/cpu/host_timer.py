@@ -45,8 +45,10 @@ class HostTimerState(ctypes.Structure):
 
 check_mirror(HostTimerState, "struct host_timer", "host_timer_struct_size")
 _lib = library
-# Called without argtypes (a byref made once, plain ints and a c_uint64): the argtypes
-# conversion tripled the cost of a call a run makes several times.
+# Called without argtypes (the struct's pointer made once, plain ints and a c_uint64): the
+# argtypes conversion tripled the cost of a call a run makes several times. Not a byref():
+# that object is invisible to the garbage collector, and through the struct's reference
+# to the clock (whose callbacks hold the machine) it kept every Machine alive.
 _arm = _lib.host_timer_arm
 _arm.restype = ctypes.c_int
 _take = _lib.host_timer_take
@@ -65,7 +67,6 @@ class HostTimer:
         for kind in range(KINDS):
             s.deadline[kind] = NEVER
         self._pointer = ctypes.pointer(s)
-        self._ref = ctypes.byref(s)
         self._clock = clock                          # the thread asks its struct for stops
 
     def start_run(self, timeout_deadline_ns: int | None, output_length_address: int) -> None:
@@ -75,7 +76,7 @@ class HostTimer:
         fill) is not 0, fire OUTPUT (stop the guest so the run loop drains it)."""
         self.state.output_length = output_length_address
         deadline = NEVER if timeout_deadline_ns is None else max(0, timeout_deadline_ns)
-        error = _start_run(self._ref, ctypes.c_uint64(deadline))
+        error = _start_run(self._pointer, ctypes.c_uint64(deadline))
         if error:
             raise OSError(error, "cannot start the host timer thread")
 
@@ -101,7 +102,7 @@ class HostTimer:
         self._arm(kind, deadline_host_ns)
 
     def _arm(self, kind: int, deadline: int) -> None:
-        error = _arm(self._ref, kind, ctypes.c_uint64(max(0, deadline)))
+        error = _arm(self._pointer, kind, ctypes.c_uint64(max(0, deadline)))
         if error:
             raise OSError(error, "cannot start the host timer thread")
 
@@ -110,7 +111,7 @@ class HostTimer:
         re-armed; the output watch looks again a period later by itself)."""
         if not self.state.fired & (1 << kind):          # only the thread sets bits: safe to read
             return False
-        return bool(_take(self._ref, kind))
+        return bool(_take(self._pointer, kind))
 
     def close(self) -> None:
         """Stop the thread (it reads this struct and the clock's)."""
