@@ -187,12 +187,11 @@ def main() -> None:
             runs[name].append(paging_seconds(path, name))
     bare = statistics.median(runs["bare engine, no hooks"])
     accesses = args.rounds * ((TOUCH_END - TOUCH_START) // 4096 * 2 + REMAP_PAGES * 2)
-    print(f"\n| 4 KiB-paging kernel, {args.rounds} rounds, {accesses / 1e6:.1f} M page-crossing accesses "
-          f"(median of {args.runs}) | seconds | vs bare |")
-    print("|---|---|---|")
-    for name, samples in runs.items():
-        median = statistics.median(samples)
-        print(f"| {name} | {median:.3f} | {median / bare:.3f}x |")
+    medians = {name: statistics.median(samples) for name, samples in runs.items()}
+    print()
+    print_table([f"4 KiB-paging kernel, {args.rounds} rounds, {accesses / 1e6:.1f} M page-crossing accesses "
+                 f"(median of {args.runs})", "seconds", "vs bare"],
+                ((name, f"{median:.3f}", f"{median / bare:.3f}x") for name, median in medians.items()))
 
 
 if __name__ == "__main__":

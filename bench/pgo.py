@@ -19,6 +19,7 @@ from unikernel_sim.firmware import build_firmware
 from unikernel_sim.pgo import build_pgo_firmware
 from unikernel_sim.profiling.collector import Profiler
 from unikernel_sim.run import boot
+from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODULES = [ModuleSpec(str(DATA / "stories260K.bin"), "model"), ModuleSpec(str(DATA / "tok512.bin"), "tokenizer")]
@@ -63,12 +64,10 @@ def main() -> None:
             start = time.perf_counter()
             run(kernel, args.steps, False)
             walls[name].append(time.perf_counter() - start)
-    print(f"| firmware | instructions / token | of which memcpy + memset | wall ms / token (fast mode, median of "
-          f"{args.runs}) |")
-    print("|---|---|---|---|")
-    for name in ("generic", "pgo"):
-        print(f"| {name} | {counted[name][0] / args.steps / 1e6:.3f} M | {copies[name] / args.steps:,.0f} | "
-              f"{statistics.median(walls[name]) / args.steps * 1e3:.2f} |")
+    print_table(["firmware", "instructions / token", "of which memcpy + memset",
+                 f"wall ms / token (fast mode, median of {args.runs})"],
+                ((name, f"{counted[name][0] / args.steps / 1e6:.3f} M", f"{copies[name] / args.steps:,.0f}",
+                  f"{statistics.median(walls[name]) / args.steps * 1e3:.2f}") for name in ("generic", "pgo")))
     print(f"instructions pgo/generic {counted['pgo'][0] / counted['generic'][0]:.3f}, wall "
           f"{statistics.median(walls['pgo']) / statistics.median(walls['generic']):.3f}; same text: yes; "
           f"the loop (instrumented build, {args.train_steps}-step training run, rebuild): {loop_seconds:.1f} s; "

@@ -24,6 +24,7 @@ from interrupts.harness import IdtGuest, build_protected, compute_loop, program_
 from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER  # noqa: E402
 from unikernel_sim.machine import Machine  # noqa: E402
 from unikernel_sim.stops import StopReason  # noqa: E402
+from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 TIMER_HANDLER = "push eax\nmov al, 0x20\nout 0x20, al\npop eax\niretd"
 
@@ -66,11 +67,9 @@ def main() -> None:
             results[name].append(run_case(path, name))
     raw = statistics.median(results["raw"])
     instructions = 4 * args.iterations
-    print(f"| case (median of {args.runs}, {instructions / 1e6:.0f} M guest instructions) | seconds | vs raw |")
-    print("|---|---|---|")
-    for name, samples in results.items():
-        median = statistics.median(samples)
-        print(f"| {name} | {median:.3f} | {median / raw:.3f}x |")
+    medians = {name: statistics.median(samples) for name, samples in results.items()}
+    print_table([f"case (median of {args.runs}, {instructions / 1e6:.0f} M guest instructions)", "seconds", "vs raw"],
+                ((name, f"{median:.3f}", f"{median / raw:.3f}x") for name, median in medians.items()))
 
 
 if __name__ == "__main__":
