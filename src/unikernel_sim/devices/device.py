@@ -106,33 +106,50 @@ class Stateful:
         call changes few devices, and comparing a register file is cheaper than making
         a new one (the PCI functions' configuration spaces were most of a restore)."""
         self.__dict__.update(state[PLAIN_VALUES])
-        others = state[OTHER_FIELDS]
-        if not others:
-            return
-        kinds = self._kind_map()
-        for name in others:
-            saved, kind = state[name], kinds[name]
-            if kind == NESTED:
+        for how, name, saved in _other_fields(self, state):
+            if how == NESTED:
                 getattr(self, name).load_state(saved)
-            elif kind == NESTED_LIST:
+            elif how == NESTED_LIST:
                 for item, item_state in zip(getattr(self, name), saved):
                     item.load_state(item_state)
-            elif isinstance(saved, _CONTAINERS):
-                if getattr(self, name) != saved:
-                    setattr(self, name, type(saved)(saved))   # the snapshot keeps its own copy
+            elif how == CONTAINER:
+                _put_back_container(self, name, saved)
             else:
                 setattr(self, name, saved)                     # a property
 
 
+def _other_fields(obj: Stateful, state: State):
+    """How each saved field beyond the plain ones goes back, in the state's order:
+    (NESTED or NESTED_LIST, name, its state) into the same object(s), (CONTAINER, name,
+    saved) as a copy where it differs, (PROPERTY, name, saved) through its setter."""
+    others = state[OTHER_FIELDS]
+    if not others:
+        return
+    kinds = obj._kind_map()
+    for name in others:
+        saved, kind = state[name], kinds[name]
+        if kind in (NESTED, NESTED_LIST):
+            yield kind, name, saved
+        elif isinstance(saved, _CONTAINERS):
+            yield CONTAINER, name, saved
+        else:
+            yield PROPERTY, name, saved
 
-_PLAIN, _CONTAINER, _SETATTR, _CUSTOM = range(4)      # LoadPlan step kinds
+
+def _put_back_container(obj: Stateful, name: str, saved) -> None:
+    if getattr(obj, name) != saved:
+        setattr(obj, name, type(saved)(saved))                 # the snapshot keeps its own copy
+
+
+_PLAIN, _CONTAINER, _CONTAINER_PROPERTY, _SETATTR, _CUSTOM = range(5)      # LoadPlan step kinds
 
 
 class LoadPlan:
     """Stateful.load_state for a list of objects and their saved states, flattened once:
-    the same steps in the same order, without a method call and a kind lookup per
-    object and field. A board restore is 17 devices and 11 nested objects (the PICs,
-    the PIT's channels, the PCI functions); a test suite restores thousands of times.
+    the same steps in the same order (_other_fields decides them for both), without a
+    method call and a kind lookup per object and field. A board restore is 17 devices and
+    11 nested objects (the PICs, the PIT's channels, the PCI functions); a test suite
+    restores thousands of times.
 
     Valid only while every nested object is the one the plan was made for: a device
     that replaces one (the PIT's reset makes new channels) makes apply() return False
@@ -150,18 +167,18 @@ class LoadPlan:
             return
         values = obj.__dict__
         self.steps.append((_PLAIN, values, state[PLAIN_VALUES]))
-        kinds = obj._kind_map()
-        for name in state[OTHER_FIELDS]:
-            saved, kind = state[name], kinds[name]
-            if kind == NESTED:
+        for how, name, saved in _other_fields(obj, state):
+            if how == NESTED:
                 self.links.append((values, name, None, getattr(obj, name)))
                 self._add(getattr(obj, name), saved)
-            elif kind == NESTED_LIST:
+            elif how == NESTED_LIST:
                 for index, (item, item_state) in enumerate(zip(getattr(obj, name), saved)):
                     self.links.append((values, name, index, item))
                     self._add(item, item_state)
-            elif isinstance(saved, _CONTAINERS) and kind != PROPERTY:
-                self.steps.append((_CONTAINER, values, name, saved))
+            elif how == CONTAINER and name in values:
+                self.steps.append((_CONTAINER, values, name, saved))   # a plain attribute: its dict entry
+            elif how == CONTAINER:
+                self.steps.append((_CONTAINER_PROPERTY, obj, name, saved))
             else:
                 self.steps.append((_SETATTR, obj, name, saved))
 
@@ -183,11 +200,14 @@ class LoadPlan:
                 _, values, name, saved = step
                 if values[name] != saved:
                     values[name] = type(saved)(saved)             # the snapshot keeps its own copy
+            elif kind == _CONTAINER_PROPERTY:
+                _put_back_container(step[1], step[2], step[3])
             elif kind == _SETATTR:
                 setattr(step[1], step[2], step[3])
             else:
                 step[1].load_state(step[2])
         return True
+
 
 class Device(Stateful):
     """A device on the board.
