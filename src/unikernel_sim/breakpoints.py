@@ -7,7 +7,7 @@ Breakpoints are named by symbol or address and removed the same way.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from unicorn import UC_HOOK_CODE
 
@@ -32,13 +32,13 @@ class Breakpoints:
     def addresses(self) -> list[int]:
         return sorted(self._hooks)
 
-    def resume_from(self, read_rip: Callable[[], int]) -> None:
+    def resume(self) -> None:
         """A run starts at RIP: if the previous run stopped on the breakpoint there,
         execute its instruction instead of stopping on it again (as a debugger steps over
         the breakpoint it stopped at). A run that merely ended there (a budget, a step, a
         restored snapshot) stops on it. RIP is read only if the last run stopped on a
         breakpoint (every guest call starts a run)."""
-        rip = None if self._last_hit is None else read_rip()
+        rip = None if self._last_hit is None else self.machine.rip
         self._resume_address = rip if rip in self._hooks and rip == self._last_hit else None
         self._last_hit = None
 

@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 from unicorn import x86_const as x86
 
 from unikernel_sim.cpu.native import check_mirror, library
-from unikernel_sim.cpu.unicorn_compat import context_address, mem_read_into
-
+from unikernel_sim.cpu.unicorn_compat import context_address
 from unikernel_sim.stops import Stop, StopReason
 
 if TYPE_CHECKING:
@@ -65,6 +64,8 @@ _call_enter = library.guest_call_enter            # no argtypes: the arguments a
 _call_enter.restype = ctypes.c_int
 _call_leave = library.guest_call_leave
 _call_leave.restype = ctypes.c_uint64
+_call_arm_sentinel = library.guest_call_arm_sentinel
+_call_arm_sentinel.restype = ctypes.c_int
 
 
 def _signed(value: int, returns: str) -> int:
@@ -112,7 +113,6 @@ class GuestCaller:
         self._clock_state = machine.clock.state
         self._saved = machine.uc.context_save()
         self._saved_address = ctypes.c_void_p(context_address(self._saved))
-        self._peek = ctypes.create_string_buffer(len(HLT))
         self._frame = frame = CallFrame()
         for i, register in enumerate(INTEGER_REGISTERS):
             frame.reg_arguments[i] = register
@@ -136,10 +136,9 @@ class GuestCaller:
         Multiboot2 memory map reports as reserved, so no kernel keeps data there and the
         hlt can stay (putting a byte back in available memory after every call cost
         70-110 us through Unicorn's code invalidation). Identity-mapped like the return
-        address itself, so physical RAM is read directly (uc_mem_read into a buffer kept
-        for it: the binding's mem_read allocates one per call)."""
-        if not mem_read_into(self.machine.uc, self.sentinel, self._peek) or self._peek.raw != HLT:
-            self.machine.ram.write(self.sentinel, HLT)
+        address itself, so physical RAM is read directly (the C set-up does the same)."""
+        if _call_arm_sentinel(*self._native, ctypes.c_uint64(self.sentinel)):
+            raise RuntimeError(f"the call's return address {self.sentinel:#x} cannot hold its hlt")
 
     def call(self, function: str | int, args: Sequence[int | float], *, returns: str = "int",
              max_instructions: int | None = None, timeout: float | None = DEFAULT_CALL_TIMEOUT) -> int | float:

@@ -116,7 +116,7 @@ class RunLoop:
         over, not hit again. UsageError for a budget or timeout out of range (limits.py)."""
         _check_limits(max_instructions, timeout)
         self._stepping = step
-        self.machine.breakpoints.resume_from(self._read_rip)
+        self.machine.breakpoints.resume()
         if max_instructions is not None:
             self.clock.start_counting()
             self.budget_end = self.clock.instructions + max_instructions
@@ -172,12 +172,11 @@ class RunLoop:
         #    delivered there would land at a different instruction in every run)
         self._pending = None
         host_timed, self._host_timed_stop = self._host_timed_stop, False
-        if self.serial_stream is not None:
-            self._feed_serial_input()
+        self._feed_serial_input()
         if not host_timed and self.key_scripts:
             self._release_keys()
         self.advance_devices()
-        if not host_timed and self.board.interrupt_pending:
+        if not host_timed and self.board.interrupt_pending:   # the common case: read no registers
             self._inject_interrupt()
         self.tick_path.look_at_red_zone()
         if self._pending is not None:                     # delivery ended in a triple fault
@@ -250,9 +249,6 @@ class RunLoop:
         return UNEXPLAINED
 
     # --- 1. devices and interrupts ------------------------------------------------------
-    def _read_rip(self) -> int:
-        return self.machine.rip
-
     def _feed_serial_input(self) -> None:
         """Bytes a streamed --serial-in delivered, as far as the UART has room."""
         stream = self.serial_stream
@@ -265,8 +261,6 @@ class RunLoop:
 
     def _release_keys(self) -> None:
         """--keys steps whose {wait:} text has appeared (on the screen, or in output)."""
-        if not self.key_scripts:
-            return
         now = self.clock.now_ns()
         for script in self.key_scripts:
             script.poll_screen(now)
@@ -279,8 +273,7 @@ class RunLoop:
             self.machine.red_zone.expire(now)
 
     def _inject_interrupt(self) -> None:
-        if not self.board.interrupt_pending:            # the common case: read no registers
-            return
+        """The board has a request (the slice asked): deliver it if the CPU takes it."""
         interrupts, red_zone = self.interrupts, self.machine.red_zone
         if red_zone is None and not self.step_over_interrupts:
             interrupts.inject_pending_irq(self.board)

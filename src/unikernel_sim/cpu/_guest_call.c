@@ -31,8 +31,9 @@ struct call_frame {
     uint64_t words[1 + CALL_STACK_WORDS];   /* the return address (sentinel), then those  */
 };
 
-/* Make sure the sentinel holds hlt (guest_call.py: GuestCaller._arm_sentinel). */
-static int arm_sentinel(void *uc, const struct irq_ctx *c, uint64_t sentinel)
+/* Make sure the sentinel holds hlt (why it can stay there: guest_call.py). 0, or
+ * CALL_SENTINEL_FAILED. */
+int guest_call_arm_sentinel(void *uc, const struct irq_ctx *c, uint64_t sentinel)
 {
     uint8_t byte = 0;
     static const uint8_t hlt = OPCODE_HLT;
@@ -49,7 +50,7 @@ int guest_call_enter(void *uc, struct irq_ctx *c, void *saved_context, struct ca
     uint64_t rsp = 0, words = 1 + f->stack_count;
     if (f->stack_count > CALL_STACK_WORDS || f->integer_count > CALL_INTEGER_REGISTERS)
         return CALL_UNMAPPED;
-    int sentinel = arm_sentinel(uc, c, f->words[0]);
+    int sentinel = guest_call_arm_sentinel(uc, c, f->words[0]);
     if (sentinel != 0)
         return sentinel;
     if (c->context_save(uc, saved_context) != 0)

@@ -96,6 +96,15 @@ static int start_thread(struct host_timer *ht)
     return timer_thread_start(&ht->thread, host_timer_main, ht);
 }
 
+/* (Lock held, or no thread of this process yet.) Arm kind at deadline and forget whether
+ * it fired; returns whether the thread sleeps past the deadline and must be woken. */
+static int set_deadline(struct host_timer *ht, uint32_t kind, uint64_t deadline)
+{
+    ht->deadline[kind] = deadline;
+    __atomic_and_fetch(&ht->fired, ~(1ull << kind), __ATOMIC_ACQ_REL);
+    return deadline < ht->sleeping_until;
+}
+
 /* Arm kind at host ns deadline (NEVER disarms) and forget whether it fired. The thread
  * is woken only if it sleeps past the new deadline (a wake-up costs a few us; a run
  * arms and disarms several kinds). 0 on success, an errno if the thread cannot start. */
@@ -110,14 +119,11 @@ int host_timer_arm(struct host_timer *ht, uint32_t kind, uint64_t deadline)
     }
     struct timer_thread *t = ht->thread;
     if (!timer_thread_ours(t)) {       /* nothing armed in this process yet */
-        ht->deadline[kind] = deadline;
-        __atomic_and_fetch(&ht->fired, ~(1ull << kind), __ATOMIC_ACQ_REL);
+        set_deadline(ht, kind, deadline);
         return 0;
     }
     pthread_mutex_lock(&t->lock);
-    ht->deadline[kind] = deadline;
-    __atomic_and_fetch(&ht->fired, ~(1ull << kind), __ATOMIC_ACQ_REL);
-    if (deadline < ht->sleeping_until)
+    if (set_deadline(ht, kind, deadline))
         pthread_cond_signal(&t->wake);
     pthread_mutex_unlock(&t->lock);
     return 0;
@@ -134,12 +140,11 @@ int host_timer_start_run(struct host_timer *ht, uint64_t timeout_deadline)
         return error;
     struct timer_thread *t = ht->thread;
     pthread_mutex_lock(&t->lock);
-    ht->deadline[KIND_TIMEOUT] = timeout_deadline;
-    __atomic_and_fetch(&ht->fired, ~(1ull << KIND_TIMEOUT), __ATOMIC_ACQ_REL);
+    int wake = set_deadline(ht, KIND_TIMEOUT, timeout_deadline);
     __atomic_store_n(&ht->output_watch, 1, __ATOMIC_RELEASE);
     if (ht->deadline[KIND_OUTPUT] == NEVER)
         ht->deadline[KIND_OUTPUT] = timer_thread_monotonic_ns() + ht->output_period_ns;
-    if (ht->deadline[KIND_OUTPUT] < ht->sleeping_until || timeout_deadline < ht->sleeping_until)
+    if (wake || ht->deadline[KIND_OUTPUT] < ht->sleeping_until)
         pthread_cond_signal(&t->wake);
     pthread_mutex_unlock(&t->lock);
     return 0;

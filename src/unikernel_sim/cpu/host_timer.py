@@ -16,7 +16,7 @@ from __future__ import annotations
 import ctypes
 
 from unikernel_sim.cpu.native import check_mirror, library
-from unikernel_sim.cpu.vclock import VClockState, VirtualClock, host_ns
+from unikernel_sim.cpu.vclock import VClockState, VirtualClock
 
 EVENT = 0
 TIMEOUT = 1
@@ -59,6 +59,12 @@ _lib.host_timer_close.restype = None
 _lib.host_timer_close.argtypes = [ctypes.POINTER(HostTimerState)]
 
 
+def _started(error: int) -> None:
+    """The C calls that may start the thread return an errno when it cannot start."""
+    if error:
+        raise OSError(error, "cannot start the host timer thread")
+
+
 class HostTimer:
     def __init__(self, clock: VirtualClock) -> None:
         self.state = s = HostTimerState()
@@ -76,9 +82,7 @@ class HostTimer:
         fill) is not 0, fire OUTPUT (stop the guest so the run loop drains it)."""
         self.state.output_length = output_length_address
         deadline = NEVER if timeout_deadline_ns is None else max(0, timeout_deadline_ns)
-        error = _start_run(self._pointer, ctypes.c_uint64(deadline))
-        if error:
-            raise OSError(error, "cannot start the host timer thread")
+        _started(_start_run(self._pointer, ctypes.c_uint64(deadline)))
 
     def output_done(self) -> None:
         """The run ended: the thread retires the watch at its next look (a run that
@@ -99,12 +103,7 @@ class HostTimer:
             deadline_host_ns = NEVER
         elif s.deadline[kind] == deadline_host_ns and not s.fired & bit:
             return
-        self._arm(kind, deadline_host_ns)
-
-    def _arm(self, kind: int, deadline: int) -> None:
-        error = _arm(self._pointer, kind, ctypes.c_uint64(max(0, deadline)))
-        if error:
-            raise OSError(error, "cannot start the host timer thread")
+        _started(_arm(self._pointer, kind, ctypes.c_uint64(max(0, deadline_host_ns))))
 
     def take_fired(self, kind: int = EVENT) -> bool:
         """Whether that deadline passed since it was armed (it does not fire again until
