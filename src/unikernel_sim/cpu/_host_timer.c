@@ -79,7 +79,7 @@ static void *host_timer_main(void *argument)
     struct timer_thread *t = ht->thread;
     pthread_mutex_lock(&t->lock);
     while (!t->quit) {
-        uint64_t until = fire_due(ht, timer_thread_monotonic_ns());
+        uint64_t until = fire_due(ht, vclock_host_ns());
         ht->sleeping_until = until;
         timer_thread_sleep(t, until);
         ht->sleeping_until = 0;        /* awake: it looks at every deadline before sleeping */
@@ -143,7 +143,7 @@ int host_timer_start_run(struct host_timer *ht, uint64_t timeout_deadline)
     int wake = set_deadline(ht, KIND_TIMEOUT, timeout_deadline);
     __atomic_store_n(&ht->output_watch, 1, __ATOMIC_RELEASE);
     if (ht->deadline[KIND_OUTPUT] == NEVER)
-        ht->deadline[KIND_OUTPUT] = timer_thread_monotonic_ns() + ht->output_period_ns;
+        ht->deadline[KIND_OUTPUT] = vclock_host_ns() + ht->output_period_ns;
     if (wake || ht->deadline[KIND_OUTPUT] < ht->sleeping_until)
         pthread_cond_signal(&t->wake);
     pthread_mutex_unlock(&t->lock);

@@ -421,7 +421,7 @@ static void *tick_thread_main(void *argument)
         uint64_t target = host_ns_of(tp, edge);
         if (target < signalled_at + MIN_SIGNAL_INTERVAL_NS)
             target = signalled_at + MIN_SIGNAL_INTERVAL_NS;
-        uint64_t now = timer_thread_monotonic_ns();
+        uint64_t now = vclock_host_ns();
         if (now >= target) {
             signalled = edge;
             signalled_generation = generation;

@@ -7,13 +7,6 @@
 #include "_timer_thread.h"
 #include "_vclock.h"
 
-uint64_t timer_thread_monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int timer_thread_ours(const struct timer_thread *t)
 {
     return t != NULL && t->owner == vclock_process();

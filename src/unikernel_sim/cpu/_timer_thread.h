@@ -31,6 +31,5 @@ void timer_thread_sleep(struct timer_thread *t, uint64_t until);
 /* Stop, join and free this process's thread in *slot, and clear the slot. */
 void timer_thread_close(struct timer_thread **slot);
 
-uint64_t timer_thread_monotonic_ns(void);
 
 #endif

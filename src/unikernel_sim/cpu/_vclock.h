@@ -80,6 +80,7 @@ struct vclock {
 
 uint64_t vclock_now_ns(const struct vclock *vc);
 void vclock_request_async_stop(struct vclock *vc);
+uint64_t vclock_host_ns(void);                  /* CLOCK_MONOTONIC in ns: fast mode's clock */
 pid_t vclock_process(void);          /* getpid(), cached (updated in a forked child) */
 
 #endif

@@ -15,7 +15,7 @@ from unikernel_sim.cpu.engine import PROBE_TRANSLATION_BUFFER, TRANSLATION_BUFFE
 from unikernel_sim.errors import HostLimitError
 
 MIB = 1 << 20
-PROBE_ENGINES = 2                    # cpuid and context-layout probes, once per process
+PROBE_ENGINES = 2                    # the shared probe engine (cpu/engine.py) and one more as margin
 HEADROOM = 96 * MIB                  # Unicorn's own tables, thread stacks, Python's growth
 
 
