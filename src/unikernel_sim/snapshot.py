@@ -25,10 +25,6 @@ if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
 
 
-def _context_mode(machine: "Machine", mode: int) -> None:
-    set_context_mode(machine.uc, mode)
-
-
 @dataclass
 class Snapshot:
     context: UcContext
@@ -49,11 +45,11 @@ class Snapshot:
 
 
 def take_snapshot(machine: "Machine") -> Snapshot:
-    _context_mode(machine, UC_CTL_CONTEXT_CPU | UC_CTL_CONTEXT_MEMORY)
+    set_context_mode(machine.uc, UC_CTL_CONTEXT_CPU | UC_CTL_CONTEXT_MEMORY)
     try:
         context = machine.uc.context_save()
     finally:
-        _context_mode(machine, UC_CTL_CONTEXT_CPU)
+        set_context_mode(machine.uc, UC_CTL_CONTEXT_CPU)
     return Snapshot(
         context=context,
         devices=machine.board.save_state(),
@@ -71,11 +67,11 @@ def take_snapshot(machine: "Machine") -> Snapshot:
 
 def restore_snapshot(machine: "Machine", snapshot: Snapshot, *, flush: bool = False) -> None:
     stale = machine.code_cache.before_restore(snapshot.code_fingerprint, flush=flush)
-    _context_mode(machine, UC_CTL_CONTEXT_CPU | UC_CTL_CONTEXT_MEMORY)
+    set_context_mode(machine.uc, UC_CTL_CONTEXT_CPU | UC_CTL_CONTEXT_MEMORY)
     try:
         machine.uc.context_restore(snapshot.context)
     finally:
-        _context_mode(machine, UC_CTL_CONTEXT_CPU)
+        set_context_mode(machine.uc, UC_CTL_CONTEXT_CPU)
     if stale:
         machine.code_cache.flush()
     machine.board.load_state(snapshot.devices)
