@@ -267,6 +267,29 @@ def test_bad_usage(capfd, firmware_elf, args, fragment):
     assert_one_line(err, fragment)
 
 
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["boot", "--help"], ["profile", "--help"], ["info", "--help"], ["demo", "--help"],
+    ["llama", "--help"], ["chat", "--help"], ["pgo", "--help"], ["boot", "k.elf", "--memory", "64", "-v"],
+    ["profile", "--diff", "a.json", "b.json"], ["llama", "--model", "m", "--tokenizer", "t", "--temp", "0"],
+    ["chat", "why?", "--dot", "avx2"], ["info", "--acpi"], ["frobnicate"], [],
+])
+def test_the_parser_built_for_one_command_answers_as_the_whole_one(capsys, argv):
+    """Only the named command's arguments are added at start (the others cost ~6 ms);
+    the parser with every command built is the oracle: same help, namespace and errors."""
+    import unikernel_sim.cli as cli
+
+    def outcome(parser):
+        try:
+            result = vars(parser.parse_args(argv))
+        except SystemExit as exit_:
+            result = ("exit", exit_.code)
+        except Exception as error:
+            result = (type(error).__name__, str(error))
+        return result, capsys.readouterr()
+
+    assert outcome(cli.build_parser(cli._command_named(argv))) == outcome(cli.build_parser())
+
+
 def test_missing_serial_input_file(capfd, tmp_path, firmware_elf):
     missing = str(tmp_path / "in.txt")
     code, err = run_cli(capfd, firmware_elf, "--serial-in", missing)

