@@ -30,7 +30,7 @@ from unikernel_sim.console import ConsoleOutput
 from unikernel_sim.cpu import cpuid
 from unikernel_sim.cpu.alignment_guard import AlignmentGuard, code_regions
 from unikernel_sim.cpu.code_cache import CodeCache
-from unikernel_sim.cpu.engine import CpuState, create_engine, read_cpu_state
+from unikernel_sim.cpu.engine import CpuState, create_engine, probes_on, read_cpu_state
 from unikernel_sim.cpu.fast_syscall import FastSystemCall
 from unikernel_sim.cpu.control_register_guard import ControlRegisterGuard
 from unikernel_sim.cpu.host_limits import check_address_space
@@ -85,8 +85,10 @@ class Machine:
             raise UsageError(f"memory size {memory_mb} MiB is out of range", where="--memory",
                              hint=f"give {MIN_MEMORY_MB}..{MAX_MEMORY_MB} MiB")
         check_address_space(memory_mb * MIB)    # before Unicorn can exit the process over it
-        context_offsets()   # locate QEMU's exception fields before any exception can happen
         self.uc = uc = create_engine()
+        with probes_on(uc):     # on this engine before it maps anything: no engine of their own
+            context_offsets()   # locate QEMU's exception fields before any exception can happen
+            cpuid.qemu_leaf1()
         self.ram = Ram(uc, memory_mb * MIB)
         self.registers = GeneralRegisters(uc)          # RIP, RSP, GPRs without the binding's cost
         self.memory = GuestMemory(uc, self.ram)

@@ -40,9 +40,11 @@ Registers = tuple[int, int, int, int]     # (eax, ebx, ecx, edx)
 
 
 @lru_cache(maxsize=1)
-def _qemu_leaf1() -> Registers:
-    """QEMU's own leaf-1 answer, asked once per process in a scratch engine (its CR4
-    differs from the guest's, so OSXSAVE is recomputed by leaf1)."""
+def qemu_leaf1() -> Registers:
+    """QEMU's own leaf-1 answer, asked once per process on the probe engine (its CR4
+    differs from the guest's, so OSXSAVE is recomputed by leaf1). A machine asks it
+    while its new engine is lent to the probes (a guest's CPUID would otherwise
+    make an engine for it mid-run)."""
     uc = _probe_engine().fresh()
     uc.mem_write(SCRATCH_ADDRESS, CPUID_BYTES)
     uc.reg_write(UC_X86_REG_EAX, LEAF_FEATURES)
@@ -55,7 +57,7 @@ def _qemu_leaf1() -> Registers:
 def leaf1(cr4: int, *, deterministic: bool = False, apic_enabled: bool = True) -> Registers:
     """Leaf 1 for a CPU whose CR4 is cr4: QEMU's bits, APIC only while IA32_APIC_BASE
     enables it, OSXSAVE mirroring CR4, and no RDRAND in deterministic mode."""
-    eax, ebx, ecx, edx = _qemu_leaf1()
+    eax, ebx, ecx, edx = qemu_leaf1()
     ecx &= ~ECX_OSXSAVE
     if deterministic:
         ecx &= ~ECX_RDRAND

@@ -8,7 +8,9 @@ entry state is then reached by running a stub (boot/handoff.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import Iterator
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc
 from unicorn import x86_const as x86
@@ -35,17 +37,21 @@ PROBE_MEMORY = 0x10000                  # what every probe may use, from address
 
 
 class ProbeEngine:
-    """One small engine for the process's one-off probes (the context layout, QEMU's
-    CPUID answers). Each probe starts from the same clean CPU context, zeroed memory
-    and an empty translation cache, as a new engine would: a new engine per probe cost
-    ~3 ms each (its first emu_start sets up the translator), 18 ms of every start-up.
-    An interrupt or exception stops the run; the CPU context at it is in `captured`."""
+    """An engine for the process's one-off probes (the context layout, QEMU's CPUID
+    answers). Each probe starts from the same clean CPU context, zeroed memory and an
+    empty translation cache, as a new engine would: a new engine per probe cost ~3 ms
+    each (its first emu_start sets up the translator), 18 ms of every start-up.
+    An interrupt or exception stops the run; the CPU context at it is in `captured`.
 
-    def __init__(self) -> None:
-        uc = self.uc = create_engine(PROBE_TRANSLATION_BUFFER)
+    uc: an engine to borrow (a machine's, before it maps anything): the probes then
+    pay no engine of their own (~5 ms: its creation, QEMU's set-up at the first
+    mem_map, the translator's at the first run), and `give_back` leaves it as it was."""
+
+    def __init__(self, uc: Uc | None = None) -> None:
+        self.uc = uc = uc if uc is not None else create_engine(PROBE_TRANSLATION_BUFFER)
         uc.mem_map(0, PROBE_MEMORY)
         self.captured: list[bytes] = []
-        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        self._hook = uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self._clean = uc.context_save()
 
     def _on_interrupt(self, uc: Uc, vector: int, _user) -> None:
@@ -61,11 +67,41 @@ class ProbeEngine:
         self.captured.clear()
         return uc
 
+    def give_back(self) -> None:
+        """A borrowed engine as it was lent: no hook, no memory, the clean context, an
+        empty translation cache."""
+        uc = self.uc
+        uc.hook_del(self._hook)
+        uc.mem_unmap(0, PROBE_MEMORY)
+        uc.context_restore(self._clean)
+        uc.ctl_flush_tb()
+
+
+_lent: ProbeEngine | None = None         # a machine's engine, while it runs the probes
+
 
 @lru_cache(maxsize=1)
-def probe_engine() -> ProbeEngine:
-    """The process's probe engine (made on first use)."""
+def _own_probe_engine() -> ProbeEngine:
     return ProbeEngine()
+
+
+def probe_engine() -> ProbeEngine:
+    """The engine the probes run on: a lent one (probes_on), else the process's own
+    (made on first use)."""
+    return _lent if _lent is not None else _own_probe_engine()
+
+
+@contextmanager
+def probes_on(uc: Uc) -> Iterator[None]:
+    """Run the probes made inside the block on uc (a new engine with nothing mapped)
+    instead of an engine of their own (the process keeps what they find)."""
+    global _lent
+    _lent = ProbeEngine(uc)
+    try:
+        yield
+    finally:
+        lent, _lent = _lent, None
+        lent.give_back()
 
 
 def reg_id(name: str) -> int:
