@@ -86,10 +86,10 @@ class Machine:
                              hint=f"give {MIN_MEMORY_MB}..{MAX_MEMORY_MB} MiB")
         check_address_space(memory_mb * MIB)    # before Unicorn can exit the process over it
         self.uc = uc = create_engine()
-        with probes_on(uc):     # on this engine before it maps anything: no engine of their own
+        self.ram = Ram(uc, memory_mb * MIB)
+        with probes_on(uc):     # on this engine before it runs anything: no engine of their own
             context_offsets()   # locate QEMU's exception fields before any exception can happen
             cpuid.qemu_leaf1()
-        self.ram = Ram(uc, memory_mb * MIB)
         self.registers = GeneralRegisters(uc)          # RIP, RSP, GPRs without the binding's cost
         self.memory = GuestMemory(uc, self.ram)
         self.clock = VirtualClock(uc, deterministic=deterministic, tsc_hz=tsc_hz,

@@ -7,10 +7,9 @@ entry state is then reached by running a stub (boot/handoff.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc
 from unicorn import x86_const as x86
@@ -43,13 +42,18 @@ class ProbeEngine:
     each (its first emu_start sets up the translator), 18 ms of every start-up.
     An interrupt or exception stops the run; the CPU context at it is in `captured`.
 
-    uc: an engine to borrow (a machine's, before it maps anything): the probes then
-    pay no engine of their own (~5 ms: its creation, QEMU's set-up at the first
-    mem_map, the translator's at the first run), and `give_back` leaves it as it was."""
+    uc: an engine to borrow (a machine's, with its RAM mapped from address 0 and
+    nothing run yet): the probes then pay no engine of their own (~5 ms: its
+    creation, QEMU's set-up at the first mem_map, the translator's at the first
+    run), and `give_back` leaves it as it was. The probes use the lender's RAM:
+    mapping and unmapping a region of their own on it made Unicorn's later
+    snapshot restores slow (a guest call's memset went from seconds to a timeout)."""
 
     def __init__(self, uc: Uc | None = None) -> None:
-        self.uc = uc = uc if uc is not None else create_engine(PROBE_TRANSLATION_BUFFER)
-        uc.mem_map(0, PROBE_MEMORY)
+        if uc is None:
+            uc = create_engine(PROBE_TRANSLATION_BUFFER)
+            uc.mem_map(0, PROBE_MEMORY)
+        self.uc = uc
         self.captured: list[bytes] = []
         self._hook = uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self._clean = uc.context_save()
@@ -68,12 +72,12 @@ class ProbeEngine:
         return uc
 
     def give_back(self) -> None:
-        """A borrowed engine as it was lent: no hook, no memory, the clean context, an
-        empty translation cache."""
+        """A borrowed engine as it was lent: no hook, the clean context, the probes'
+        memory zeroed as new RAM is, an empty translation cache."""
         uc = self.uc
         uc.hook_del(self._hook)
-        uc.mem_unmap(0, PROBE_MEMORY)
         uc.context_restore(self._clean)
+        uc.mem_write(0, bytes(PROBE_MEMORY))
         uc.ctl_flush_tb()
 
 
@@ -93,8 +97,9 @@ def probe_engine() -> ProbeEngine:
 
 @contextmanager
 def probes_on(uc: Uc) -> Iterator[None]:
-    """Run the probes made inside the block on uc (a new engine with nothing mapped)
-    instead of an engine of their own (the process keeps what they find)."""
+    """Run the probes made inside the block on uc (a new engine with RAM mapped from
+    address 0, nothing run) instead of an engine of their own (the process keeps
+    what they find)."""
     global _lent
     _lent = ProbeEngine(uc)
     try:
@@ -108,8 +113,7 @@ def reg_id(name: str) -> int:
     return getattr(x86, f"UC_X86_REG_{name.upper()}")
 
 
-@dataclass
-class CpuState:
+class CpuState(NamedTuple):
     """A plain copy of the registers a report or a test looks at."""
 
     gpr: dict[str, int]
