@@ -6,8 +6,7 @@ streams output and prints the result.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from unikernel_sim.boot.loader import ModuleSpec
 from unikernel_sim.errors import UsageError
@@ -17,8 +16,7 @@ from unikernel_sim.machine import Machine
 from unikernel_sim.stops import EXIT_CODES, Stop, StopReason
 
 
-@dataclass
-class BootResult:
+class BootResult(NamedTuple):
     """What a boot ended with: why it stopped, the exit status and the guest's output."""
 
     stop: Stop
@@ -27,8 +25,13 @@ class BootResult:
     debugcon_bytes: bytes
     instructions: int | None          # exact when counted (deterministic, budget), else None
     wall_time: float                  # seconds, load + run
-    machine: Machine = field(repr=False)
+    machine: Machine
     expect_matched: bool | None = None
+
+    def __repr__(self) -> str:
+        """Without the machine (its repr says nothing more than that it is one)."""
+        shown = ", ".join(f"{name}={value!r}" for name, value in zip(self._fields, self) if name != "machine")
+        return f"BootResult({shown})"
 
     @property
     def exit_reason(self) -> StopReason:

@@ -3,9 +3,10 @@ way (FaultStep), and the last exception the CPU raised (ExceptionRecord)."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from unikernel_sim.exit_codes import ExitCode
+from unikernel_sim.records import record_equal, record_repr
 
 
 class StopReason(enum.Enum):
@@ -60,8 +61,7 @@ ABNORMAL = frozenset({
 })
 
 
-@dataclass
-class FaultStep:
+class FaultStep(NamedTuple):
     """One exception on the way to a stop (a chain ends in a triple fault)."""
 
     vector: int
@@ -71,8 +71,7 @@ class FaultStep:
     cr2: int | None = None
 
 
-@dataclass
-class ExceptionRecord:
+class ExceptionRecord(NamedTuple):
     """The latest exception the CPU raised (not an IRQ), with the registers as they
     were at the faulting instruction: a report written after the guest's own handler
     ran (and panicked) still shows and unwinds from the fault."""
@@ -86,18 +85,26 @@ class ExceptionRecord:
     last_return: int | None = None     # the latest watched `ret` (--check-returns)
 
 
-@dataclass
 class Stop:
     """Why a run ended, with where and the fault chain when there is one."""
 
-    reason: StopReason
-    summary: str                       # one line, what happened
-    rip: int = 0
-    where: str = ""                    # symbol+offset of rip
-    exit_value: int | None = None      # what the guest wrote to the debug-exit port
-    vector: int | None = None
-    fault_address: int | None = None   # CR2, or the unmapped physical address
-    chain: list[FaultStep] = field(default_factory=list)
+    def __init__(self, reason: StopReason, summary: str, rip: int = 0, where: str = "",
+                 exit_value: int | None = None, vector: int | None = None, fault_address: int | None = None,
+                 chain: list[FaultStep] | None = None) -> None:
+        self.reason = reason
+        self.summary = summary                 # one line, what happened
+        self.rip = rip
+        self.where = where                     # symbol+offset of rip
+        self.exit_value = exit_value           # what the guest wrote to the debug-exit port
+        self.vector = vector
+        self.fault_address = fault_address     # CR2, or the unmapped physical address
+        self.chain: list[FaultStep] = [] if chain is None else chain
+
+    def __repr__(self) -> str:
+        return record_repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return record_equal(self, other)
 
     @property
     def abnormal(self) -> bool:

@@ -8,7 +8,6 @@ segment that contains it.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from unikernel_sim.errors import ImageError
@@ -21,8 +20,7 @@ SHF_ALLOC = 0x2
 MACHINES = {"EM_386": 32, "EM_X86_64": 64}
 
 
-@dataclass
-class Segment:
+class Segment(NamedTuple):
     """A PT_LOAD program header and the bytes it loads."""
 
     index: int
@@ -51,8 +49,7 @@ class Section(NamedTuple):
     sh_link: int = 0     # for a symbol table: the index of its string table
 
 
-@dataclass
-class ElfImage:
+class ElfImage(NamedTuple):
     """What the loader needs of an ELF file: its header fields, segments and sections."""
 
     elf_class: int                      # 32 or 64
@@ -60,7 +57,7 @@ class ElfImage:
     elf_type: str
     entry: int                          # e_entry (virtual)
     segments: list[Segment]
-    sections: list[Section] = field(default_factory=list)
+    sections: list[Section]
     section_entry_size: int = 0
     shstrndx: int = 0
 

@@ -26,7 +26,7 @@ far-returns into a 32-bit code segment (compatibility mode), clears CR0.PG
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from unicorn import Uc
 from unicorn import x86_const as x86
@@ -86,8 +86,7 @@ def _stub32() -> bytes:
     )
 
 
-@dataclass
-class HandoffStub:
+class HandoffStub(NamedTuple):
     """The code that puts the CPU in the Multiboot entry state, and where it lies."""
 
     scratch: int

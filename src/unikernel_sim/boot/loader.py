@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from unikernel_sim.boot import multiboot1 as mb1
 from unikernel_sim.boot import multiboot2_header as mbh
@@ -38,8 +37,7 @@ FOUR_GIB = 1 << 32
 KERNEL_FILE_ALLOWANCE = 256 << 20    # a kernel file may exceed a small RAM with its debug info
 
 
-@dataclass
-class ModuleSpec:
+class ModuleSpec(NamedTuple):
     """A module to load: its file, its command line, and optionally a fixed address."""
 
     path: str
@@ -55,8 +53,7 @@ class ModuleSpec:
         return cls(path, cmdline)
 
 
-@dataclass
-class LoadedKernel:
+class LoadedKernel(NamedTuple):
     """A kernel placed in guest memory with its boot information, as the loader left it."""
 
     path: str
@@ -68,7 +65,12 @@ class LoadedKernel:
     load_base: int
     modules: list[ModuleInfo]
     layout: PhysicalLayout
-    image_data: bytes = field(repr=False, default=b"")
+    image_data: bytes = b""
+
+    def __repr__(self) -> str:
+        """Without image_data: a whole kernel image is no help in a repr."""
+        shown = ", ".join(f"{name}={value!r}" for name, value in zip(self._fields, self) if name != "image_data")
+        return f"LoadedKernel({shown})"
 
 
 def load_kernel(
@@ -134,8 +136,7 @@ def load_kernel(
                         module_infos, layout, data)
 
 
-@dataclass
-class _AddressFields:
+class _AddressFields(NamedTuple):
     """Multiboot 1's address fields in the shape of Multiboot2's address tag."""
 
     offset: int

@@ -12,7 +12,6 @@ mode GRUB sets (boot/vbe_bios.py); no request, or mode type 1, the EGA text cons
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from unikernel_sim.boot.layout import MemoryRegion, basic_memory_kib
@@ -20,6 +19,7 @@ from unikernel_sim.boot.vbe_bios import (
     EGA_TEXT_MODE, MODE_LFB, VbeMode, control_info, framebuffer_fields, interface_fields, mode_info, text_mode_info,
 )
 from unikernel_sim.errors import ImageError
+from unikernel_sim.records import record_equal, record_repr
 
 HEADER_MAGIC = 0x1BADB002
 BOOTLOADER_MAGIC = 0x2BADB002
@@ -46,20 +46,27 @@ EGA_TEXT_COLUMNS, EGA_TEXT_ROWS, EGA_TEXT_ADDRESS, EGA_TEXT_BPP = 80, 25, 0xB800
 VIDEO_MODE_TYPE_TEXT = 1
 
 
-@dataclass
 class Multiboot1Header:
     """A parsed Multiboot 1 header (spec 3.1.1) and what its flags ask of the loader."""
 
-    offset: int
-    flags: int
-    header_addr: int = 0
-    load_addr: int = 0
-    load_end_addr: int = 0
-    bss_end_addr: int = 0
-    entry_addr: int = 0
-    video: tuple[int, int, int, int] | None = None      # mode_type, width, height, depth
-    warnings: list[str] = field(default_factory=list)
-    protocol: str = "multiboot1"
+    protocol = "multiboot1"
+
+    def __init__(self, offset: int, flags: int) -> None:
+        self.offset = offset
+        self.flags = flags
+        self.header_addr = 0
+        self.load_addr = 0
+        self.load_end_addr = 0
+        self.bss_end_addr = 0
+        self.entry_addr = 0
+        self.video: tuple[int, int, int, int] | None = None      # mode_type, width, height, depth
+        self.warnings: list[str] = []
+
+    def __repr__(self) -> str:
+        return record_repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return record_equal(self, other)
 
     @property
     def has_address_fields(self) -> bool:

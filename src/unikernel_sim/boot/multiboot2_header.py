@@ -10,10 +10,10 @@ BIOS; any other unknown tag is refused unless marked optional (3.1.3).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from unikernel_sim.errors import ImageError
+from unikernel_sim.records import record_equal, record_repr
 
 HEADER_MAGIC = 0xE85250D6
 BOOTLOADER_MAGIC = 0x36D76289
@@ -116,24 +116,30 @@ class RelocatableTag(NamedTuple):
     preference: int
 
 
-@dataclass
 class Multiboot2Header:
     """A parsed Multiboot2 header (spec 3.1) and what its tags ask of the loader."""
 
-    offset: int
-    architecture: int
-    header_length: int
-    checksum: int
-    tags: list[HeaderTag] = field(default_factory=list)
-    requested_info: list[int] = field(default_factory=list)
-    optional_info: list[int] = field(default_factory=list)
-    address: AddressTag | None = None
-    entry_address: int | None = None
-    console_flags: int | None = None
-    framebuffer: FramebufferRequest | None = None
-    module_align: bool = False
-    relocatable: RelocatableTag | None = None
-    warnings: list[str] = field(default_factory=list)   # what GRUB accepts but is off (printed, not fatal)
+    def __init__(self, offset: int, architecture: int, header_length: int, checksum: int) -> None:
+        self.offset = offset
+        self.architecture = architecture
+        self.header_length = header_length
+        self.checksum = checksum
+        self.tags: list[HeaderTag] = []
+        self.requested_info: list[int] = []
+        self.optional_info: list[int] = []
+        self.address: AddressTag | None = None
+        self.entry_address: int | None = None
+        self.console_flags: int | None = None
+        self.framebuffer: FramebufferRequest | None = None
+        self.module_align = False
+        self.relocatable: RelocatableTag | None = None
+        self.warnings: list[str] = []      # what GRUB accepts but is off (printed, not fatal)
+
+    def __repr__(self) -> str:
+        return record_repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return record_equal(self, other)
 
 
 def _checksum_ok(magic: int, arch: int, length: int, checksum: int) -> bool:

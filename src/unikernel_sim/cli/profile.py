@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
 
 from unikernel_sim.errors import InputFileError, UsageError
+from unikernel_sim.records import record_repr
 
 DEFAULT_TOP = 20
 
@@ -55,17 +55,21 @@ def output_paths(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [(what, path) for what, path in named if path]
 
 
-@dataclass
 class ProfileRequest:
     """What a run was asked to profile, and the profiler once the machine exists."""
 
-    paths: list[tuple[str, str]]
-    table: bool = False                 # print the top functions (unisim profile)
-    top: int = DEFAULT_TOP
-    histograms: list = field(default_factory=list)     # HistogramSpec beyond the defaults
-    database: str | None = None
-    profilers: list = field(default_factory=list)
-    recorders: list = field(default_factory=list)
+    def __init__(self, paths: list[tuple[str, str]], *, table: bool = False, top: int = DEFAULT_TOP,
+                 histograms: list | None = None, database: str | None = None) -> None:
+        self.paths = paths
+        self.table = table                   # print the top functions (unisim profile)
+        self.top = top
+        self.histograms = [] if histograms is None else histograms    # HistogramSpec beyond the defaults
+        self.database = database
+        self.profilers: list = []
+        self.recorders: list = []
+
+    def __repr__(self) -> str:
+        return record_repr(self)
 
     @property
     def wanted(self) -> bool:

@@ -19,7 +19,8 @@ which ends the run with the whole chain. `iret`/`iretq` then run natively.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
+
 from unicorn import Uc
 from unicorn import x86_const as x86
 
@@ -39,8 +40,7 @@ KIND_SOFTWARE = "software"       # INT n, INT3, INTO: RIP already past the instr
 KIND_EXTERNAL = "external"       # a hardware IRQ injected by the simulator
 
 
-@dataclass
-class Event:
+class Event(NamedTuple):
     """An interrupt or exception to deliver through the IDT."""
 
     vector: int
@@ -75,16 +75,14 @@ class DeliveryFault(Exception):
         self.cr2 = cr2
 
 
-@dataclass
-class DeliveryStep:
+class DeliveryStep(NamedTuple):
     """One event of a delivery chain, and why delivering it faulted (if it did)."""
 
     event: Event
     failure: str | None       # why delivering it faulted (None: delivered)
 
 
-@dataclass
-class DeliveryOutcome:
+class DeliveryOutcome(NamedTuple):
     """A delivery's whole chain: the events in order and whether it ended in a triple fault."""
 
     steps: list[DeliveryStep]

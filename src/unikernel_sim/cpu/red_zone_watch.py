@@ -12,11 +12,12 @@ data in its red zone, and the interrupt destroyed it. Code built with
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from unicorn import UC_HOOK_MEM_READ
 from unicorn import x86_const as x86
+
+from unikernel_sim.records import record_equal, record_repr
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
@@ -30,14 +31,20 @@ armed), and code reads its red zone right after the interrupt returns, so a
 short window keeps the evidence and drops the cost."""
 
 
-@dataclass
 class RedZoneHit:
     """A function that read a red-zone slot an interrupt frame had overwritten."""
 
-    function: str
-    where: str
-    rip: int
-    offsets: list[int] = field(default_factory=list)     # relative to the interrupted RSP
+    def __init__(self, function: str, where: str, rip: int, offsets: list[int] | None = None) -> None:
+        self.function = function
+        self.where = where
+        self.rip = rip
+        self.offsets: list[int] = [] if offsets is None else offsets     # relative to the interrupted RSP
+
+    def __repr__(self) -> str:
+        return record_repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return record_equal(self, other)
 
 
 def may_use_red_zone(code: bytes, address: int) -> bool:

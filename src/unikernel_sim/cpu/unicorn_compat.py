@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple, Sequence
 
@@ -247,8 +246,7 @@ def context_offsets() -> ContextOffsets:
     return ContextOffsets(error_code=error_code, is_int=is_int, old_exception=old_exception, hflags=hflags)
 
 
-@dataclass
-class ExceptionInfo:
+class ExceptionInfo(NamedTuple):
     """The pending exception's details that UC_HOOK_INTR does not give (Q3)."""
 
     error_code: int

@@ -20,8 +20,7 @@ then the 8259's request if the local APIC lets it through LINT0 (virtual wire).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from unikernel_sim.devices.bochs_vbe import BochsVbe
 from unikernel_sim.devices.bus import IoBus
@@ -47,8 +46,7 @@ IRQ_KEYBOARD = 1
 IRQ_MOUSE = 12
 
 
-@dataclass
-class BoardWiring:
+class BoardWiring(NamedTuple):
     """What the devices need from the machine around them."""
 
     now_ns: Callable[[], int]                         # the virtual clock

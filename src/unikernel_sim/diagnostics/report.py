@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING
 
 from unikernel_sim.arch import (
@@ -246,7 +246,7 @@ class CrashReport:
         return [hint.message for hint in self.hints]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        return json.dumps(_json_ready(self), indent=2)
 
     def text(self) -> str:
         return render_text(self)
@@ -381,6 +381,21 @@ def _stack(machine: "Machine", evidence: Evidence) -> list[StackRow]:
         symbol = named if evidence.is_code(value) and not named.startswith("0x") else None
         rows.append(StackRow(address, value, symbol, index == 0))
     return rows
+
+
+
+def _json_ready(value: object) -> object:
+    """What `asdict` gives, except that a NamedTuple (a page walk's steps) becomes an
+    object with its field names, as the schema has it, not an array."""
+    if hasattr(value, "_asdict"):
+        return {name: _json_ready(item) for name, item in value._asdict().items()}
+    if is_dataclass(value):
+        return {f.name: _json_ready(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    return value
 
 
 def render_text(report: CrashReport) -> str:

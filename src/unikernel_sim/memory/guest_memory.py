@@ -5,7 +5,6 @@ through it; nothing here changes CPU state."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Iterator
 
 from unicorn import Uc
@@ -56,9 +55,7 @@ class GuestMemory:
         walk = walks.get(page)
         if walk is None:
             walk = walks[page] = self._walk(page, registers)
-        if walk.physical is None:
-            return replace(walk, virtual=virtual)
-        return replace(walk, virtual=virtual, physical=walk.physical + offset)
+        return walk.moved_to(virtual, None if walk.physical is None else walk.physical + offset)
 
     def _physical_chunks(self, virtual: int, length: int) -> list[tuple[int, int]] | None:
         chunks = []

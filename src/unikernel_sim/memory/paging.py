@@ -7,10 +7,10 @@ reports can show which level is missing or forbids an access.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from unikernel_sim.arch import CR0, CR4, EFER, PTE, PTE_ADDRESS_MASK_64
+from unikernel_sim.records import record_equal, record_repr
 
 ADDRESS_MASK_64 = PTE_ADDRESS_MASK_64
 # Plain ints for the walk: `int & IntFlag` goes through enum machinery (~1 us per
@@ -19,8 +19,7 @@ _P, _RW, _US, _PS, _NX = int(PTE.P), int(PTE.RW), int(PTE.US), int(PTE.PS), int(
 _PG, _PAE, _PSE, _LMA, _NXE = int(CR0.PG), int(CR4.PAE), int(CR4.PSE), int(EFER.LMA), int(EFER.NXE)
 
 
-@dataclass
-class WalkStep:
+class WalkStep(NamedTuple):
     """One paging-structure entry a walk read, with its permission bits."""
 
     level: str           # "PML4E", "PDPTE", "PDE", "PTE"
@@ -34,20 +33,34 @@ class WalkStep:
     large: bool          # PS: this entry maps a page
 
 
-@dataclass
 class Walk:
     """One page-table walk: every entry read, and where it ended (SDM vol. 3A chapter 4)."""
 
-    virtual: int
-    mode: str                        # "none", "32-bit", "PAE", "4-level"
-    steps: list[WalkStep] = field(default_factory=list)
-    physical: int | None = None      # None: not mapped
-    page_size: int = 0
-    fault_level: str | None = None   # the level whose entry is not present
-    writable: bool = True
-    user: bool = True
-    executable: bool = True
-    error: str | None = None         # e.g. "table outside guest RAM"
+    def __init__(self, virtual: int, mode: str) -> None:
+        self.virtual = virtual
+        self.mode = mode                              # "none", "32-bit", "PAE", "4-level"
+        self.steps: list[WalkStep] = []
+        self.physical: int | None = None              # None: not mapped
+        self.page_size = 0
+        self.fault_level: str | None = None           # the level whose entry is not present
+        self.writable = True
+        self.user = True
+        self.executable = True
+        self.error: str | None = None                 # e.g. "table outside guest RAM"
+
+    def __repr__(self) -> str:
+        return record_repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return record_equal(self, other)
+
+    def moved_to(self, virtual: int, physical: int | None) -> "Walk":
+        """This walk's answer for another address in the same page (a batch reuses one
+        walk per page); the steps are shared, not copied."""
+        moved = Walk.__new__(Walk)
+        moved.__dict__.update(self.__dict__)
+        moved.virtual, moved.physical = virtual, physical
+        return moved
 
 
 def paging_mode(cr0: int, cr4: int, efer: int) -> str:

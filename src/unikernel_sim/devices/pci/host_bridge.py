@@ -19,10 +19,10 @@ the header reads as recorded.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 from importlib import resources
 
 from unikernel_sim.devices.device import Device, PortRange, Stateful
+from unikernel_sim.records import record_equal, record_repr
 
 CONFIG_ADDRESS = 0xCF8
 CONFIG_DATA = 0xCFC
@@ -37,15 +37,22 @@ INTERRUPT_LINE = 0x3C
 DEVICE_SPECIFIC = 0x40
 
 
-@dataclass
 class PciFunction(Stateful):
     """One function on bus 0: its 256-byte configuration space as QEMU 7.2 shows it after SeaBIOS."""
 
-    device: int
-    function: int
-    config: bytearray
-    bar_masks: list[int] = field(default_factory=lambda: [0] * BARS)   # writable bits of each BAR
     saved_fields = ("config",)
+
+    def __init__(self, device: int, function: int, config: bytearray, bar_masks: list[int] | None = None) -> None:
+        self.device = device
+        self.function = function
+        self.config = config
+        self.bar_masks = [0] * BARS if bar_masks is None else bar_masks   # writable bits of each BAR
+
+    def __repr__(self) -> str:
+        return record_repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return record_equal(self, other)
 
     def read_dword(self, register: int) -> int:
         return struct.unpack_from("<I", self.config, register)[0]
