@@ -295,3 +295,24 @@ def test_a_restore_after_a_device_replaced_its_nested_objects_loads_them_all_the
     assert all(new is not old for new, old in zip(machine.board.pit.channels, old_channels))
     machine.restore(saved)
     assert machine.board.save_state() == expected
+
+
+def test_a_restore_tells_the_uarts_c_port_path_what_the_restored_registers_mean():
+    """The UART's after_load (run by the board's flattened plan) republishes to the C port
+    path: with the divisor latch open, a THR write is not a plain transmit and must reach
+    Python; after a restore to a snapshot taken with it closed, it is one again."""
+    machine = Machine(16)
+    uart = machine.board.uart
+    fast = machine.loop.fast_ports.state
+    uart.lcr, uart.ier, uart.mcr = 0x03, 0, 0
+    uart.publish()
+    saved = machine.snapshot()
+    assert fast.tx_ok == 1 and fast.lsr_ok == 1
+    for _ in range(2):                                   # the second restore reuses the plan
+        uart.lcr = 0x83                                  # DLAB: port 0x3F8 is the divisor latch
+        uart.rx_fifo.append(0x41)                        # a received byte: an LSR read has a side effect
+        uart.publish()
+        assert fast.tx_ok == 0 and fast.lsr_ok == 0
+        machine.restore(saved)
+        assert (uart.lcr, list(uart.rx_fifo)) == (0x03, [])
+        assert fast.tx_ok == 1 and fast.lsr_ok == 1

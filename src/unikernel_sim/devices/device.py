@@ -14,7 +14,7 @@ not state: they are never listed, so never copied or pickled.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 
 class PortRange(NamedTuple):
@@ -116,6 +116,11 @@ class Stateful:
                 _put_back_container(self, name, saved)
             else:
                 setattr(self, name, saved)                     # a property
+        self.after_load()
+
+    def after_load(self) -> None:
+        """Called once the state is back, to tell what depends on it (the UART's C port
+        path): overriding this rather than load_state keeps a restore's flattened plan."""
 
 
 def _other_fields(obj: Stateful, state: State):
@@ -141,15 +146,21 @@ def _put_back_container(obj: Stateful, name: str, saved) -> None:
         setattr(obj, name, type(saved)(saved))                 # the snapshot keeps its own copy
 
 
-_PLAIN, _CONTAINER, _CONTAINER_PROPERTY, _SETATTR, _CUSTOM = range(5)      # LoadPlan step kinds
+_CONTAINER_PROPERTY, _SETATTR, _CUSTOM = range(3)      # LoadPlan.others step kinds
 
 
 class LoadPlan:
     """Stateful.load_state for a list of objects and their saved states, flattened once:
-    the same steps in the same order (_other_fields decides them for both), without a
-    method call and a kind lookup per object and field. A board restore is 17 devices and
-    11 nested objects (the PICs, the PIT's channels, the PCI functions); a test suite
-    restores thousands of times.
+    the same steps (_other_fields decides them for both), without a method call and a
+    kind lookup per object and field. A board restore is 17 devices and 11 nested
+    objects (the PICs, the PIT's channels, the PCI functions); a test suite restores
+    thousands of times.
+
+    The steps run grouped by kind, each group in the objects' order: every object's
+    plain values, then the containers that differ, then the rest (property setters,
+    a device's own load_state) in their order, then the after_load calls. Each object
+    thus gets its plain values before its setters run, as load_state does; what a
+    setter reads of another object is already loaded too.
 
     Valid only while every nested object is the one the plan was made for: a device
     that replaces one (the PIT's reset makes new channels) makes apply() return False
@@ -157,16 +168,19 @@ class LoadPlan:
 
     def __init__(self, objects: list["Stateful"], states: list[State]) -> None:
         self.links: list[tuple[dict, str, int | None, Stateful]] = []   # (owner's __dict__, field, index, child)
-        self.steps: list[tuple] = []
+        self.plain: list[tuple[dict, State]] = []                       # (__dict__, its plain values)
+        self.containers: list[tuple[dict, str, Any]] = []               # (__dict__, field, saved container)
+        self.others: list[tuple] = []                                   # (_CONTAINER_PROPERTY | _SETATTR | _CUSTOM, ...)
+        self.after_loads: list[Callable[[], None]] = []
         for obj, state in zip(objects, states, strict=True):
             self._add(obj, state)
 
     def _add(self, obj: "Stateful", state: State) -> None:
         if type(obj).load_state is not Stateful.load_state:
-            self.steps.append((_CUSTOM, obj, state))             # its own load_state does its subtree
+            self.others.append((_CUSTOM, obj, state))            # its own load_state does its subtree
             return
         values = obj.__dict__
-        self.steps.append((_PLAIN, values, state[PLAIN_VALUES]))
+        self.plain.append((values, state[PLAIN_VALUES]))
         for how, name, saved in _other_fields(obj, state):
             if how == NESTED:
                 self.links.append((values, name, None, getattr(obj, name)))
@@ -176,11 +190,13 @@ class LoadPlan:
                     self.links.append((values, name, index, item))
                     self._add(item, item_state)
             elif how == CONTAINER and name in values:
-                self.steps.append((_CONTAINER, values, name, saved))   # a plain attribute: its dict entry
+                self.containers.append((values, name, saved))    # a plain attribute: its dict entry
             elif how == CONTAINER:
-                self.steps.append((_CONTAINER_PROPERTY, obj, name, saved))
+                self.others.append((_CONTAINER_PROPERTY, obj, name, saved))
             else:
-                self.steps.append((_SETATTR, obj, name, saved))
+                self.others.append((_SETATTR, obj, name, saved))
+        if type(obj).after_load is not Stateful.after_load:
+            self.after_loads.append(obj.after_load)
 
     def apply(self) -> bool:
         """Load every state; False, with nothing loaded, if a nested object was replaced."""
@@ -192,20 +208,21 @@ class LoadPlan:
                 current = current[index]
             if current is not child:
                 return False
-        for step in self.steps:
+        for values, saved in self.plain:
+            values.update(saved)
+        for values, name, saved in self.containers:
+            if values[name] != saved:
+                values[name] = type(saved)(saved)               # the snapshot keeps its own copy
+        for step in self.others:
             kind = step[0]
-            if kind == _PLAIN:
-                step[1].update(step[2])
-            elif kind == _CONTAINER:
-                _, values, name, saved = step
-                if values[name] != saved:
-                    values[name] = type(saved)(saved)             # the snapshot keeps its own copy
-            elif kind == _CONTAINER_PROPERTY:
+            if kind == _CONTAINER_PROPERTY:
                 _put_back_container(step[1], step[2], step[3])
             elif kind == _SETATTR:
                 setattr(step[1], step[2], step[3])
             else:
                 step[1].load_state(step[2])
+        for after_load in self.after_loads:
+            after_load()
         return True
 
 

@@ -116,8 +116,7 @@ class Uart16550(Device):
         quiet = not self.rx_fifo and not self.lsr_errors
         self.fast_path(tx_plain, LSR_THR_EMPTY | LSR_TRANSMITTER_EMPTY if quiet else None)
 
-    def load_state(self, state) -> None:
-        super().load_state(state)
+    def after_load(self) -> None:
         self.publish()
 
     # --- host side -------------------------------------------------------
