@@ -330,6 +330,26 @@ def program_pit(hz: int) -> str:
             f"mov al, {count >> 8}\nout 0x40, al\nmov al, 0xfe\nout 0x21, al")
 
 
+HPET_TICKS_PER_SECOND = 100_000_000      # QEMU's HPET: a 10 ns period
+
+
+def program_hpet_legacy(hz: int, bits: int = 32) -> str:
+    """HPET timer 0 periodic at hz, edge-triggered, 64-bit comparator, under legacy
+    replacement (it drives IRQ 0 and I/O APIC pin 2 instead of the PIT), IRQ 0 unmasked at
+    the 8259 (the HPET page identity-mapped). The comparator's halves are written each
+    with VAL_SET (a write clears it), so the comparator and the period are both `period`:
+    the first match one period after the counter starts at 0."""
+    period = HPET_TICKS_PER_SECOND // hz
+    config = 0x4C                                        # INT_ENB (2), TYPE periodic (3), VAL_SET (6)
+    writes = [(0x010, 0), (0x0F0, 0), (0x0F4, 0), (0x100, config), (0x108, period), (0x100, config), (0x10C, 0),
+              (0x010, 3)]                                # ENABLE_CNF | LEG_RT_CNF last: the counter starts
+    if bits == 32:
+        stores = [f"mov dword ptr [{0xFED00000 + offset:#x}], {value:#x}" for offset, value in writes]
+    else:                                                # no disp32 reaches 0xFED00000 in 64-bit mode
+        stores = [f"mov eax, {0xFED00000 + offset:#x}\nmov dword ptr [rax], {value:#x}" for offset, value in writes]
+    return "\n".join(stores + ["mov al, 0xfe", "out 0x21, al"])
+
+
 def compute_loop(iterations: int, bits: int = 32) -> str:
     """A loop of four integer instructions per iteration, then the debug exit."""
     a, c = ("eax", "ecx") if bits == 32 else ("rax", "rcx")

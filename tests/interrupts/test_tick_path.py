@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from interrupts.harness import COUNTER_SLOT, IdtGuest, build_long, build_protected, compute_loop
+from interrupts.harness import program_hpet_legacy
 from interrupts.harness import program_pit as harness_program_pit
 from unikernel_sim.machine import Machine
 from unikernel_sim.stops import StopReason
@@ -398,6 +399,53 @@ def test_deterministic_apic_ticks_land_where_the_run_loop_lands_them(tmp_path, t
     assert with_c[0] > 100 and served > 0.5 * with_c[0] and no_counts == {**no_counts, "apic_expiries": 0, "edges": 0}
     assert with_c == run_loop
     assert traced_outcome(image, deterministic=True, c_ticks=True, budget=7_919)[0] == with_c
+
+
+HPET_THROUGH_IOAPIC = (                  # the same HPET on I/O APIC pin 2 -> vector 0x30, the 8259 masked
+    "mov dword ptr [0xfec00000], 0x15\nmov dword ptr [0xfec00010], 0\n"
+    f"mov dword ptr [0xfec00000], 0x14\nmov dword ptr [0xfec00010], {IOAPIC_PIT_VECTOR:#x}\n"
+    + program_hpet_legacy(5000).rsplit("\nmov al, 0xfe", 1)[0])
+
+
+@pytest.mark.parametrize("route", ["8259", "ioapic", "ioapic+apic-timer"])
+def test_deterministic_hpet_ticks_land_where_the_run_loop_lands_them(tmp_path, route):
+    """HPET timer 0 under legacy replacement (periodic, edge) as IRQ 0's timer: every tick's
+    return EIP and TSC byte for byte the run loop's, through the 8259, through I/O APIC pin 2,
+    and there beside the APIC timer; runs cut into budgets take the same ticks."""
+    if route == "8259":
+        before, handlers = program_hpet_legacy(5000), {BIOS_IRQ0_VECTOR: tracing_handler(32, PIC_EOI)}
+    else:
+        before, handlers = HPET_THROUGH_IOAPIC, {IOAPIC_PIT_VECTOR: tracing_handler(32, APIC_EOI)}
+    if route.endswith("apic-timer"):
+        before += "\n" + apic_timer(7000)
+        handlers[APIC_TIMER_VECTOR] = tracing_handler(32, APIC_EOI)
+    image = apic_image(tmp_path, before=before, handlers=handlers)
+    with_c, counts, machine = traced_outcome(image, deterministic=True, c_ticks=True)
+    run_loop, no_counts, _ = traced_outcome(image, deterministic=True, c_ticks=False)
+    assert machine.board.hpet.legacy_replacement
+    assert with_c[0] > 100 and counts["edges"] > 0.3 * with_c[0] and no_counts["edges"] == 0
+    assert with_c == run_loop
+    assert traced_outcome(image, deterministic=True, c_ticks=True, budget=7_919)[0] == with_c
+
+
+def test_hpet_ticks_in_c_reach_the_handler_once_each_in_fast_mode(tmp_path):
+    """Fast mode: every HPET match that passed reaches the handler once (coalesced at most
+    when the guest runs late), served in C; the model the C path handed back, brought up to
+    now, has its comparator at the next match."""
+    image = apic_image(tmp_path, before=program_hpet_legacy(TIMER_HZ),
+                       handlers={BIOS_IRQ0_VECTOR: tracing_handler(32, PIC_EOI)}, after=compute_loop(ITERATIONS))
+    machine = Machine(16)
+    machine.load(image)
+    stop = machine.run(timeout=120)
+    assert stop.reason is StopReason.GUEST_EXIT, stop.summary
+    hpet, now = machine.board.hpet, machine.clock.now_ns()
+    ticks, periods = machine.ram.u32(COUNTER_SLOT), hpet.counter(now) // hpet.period[0]
+    assert machine.loop.tick_path.counts["edges"] > 0.5 * ticks
+    assert 0.9 * periods <= ticks <= periods
+    machine.board.catch_up()                            # fast mode: the clock runs on between calls
+    later = machine.clock.now_ns()
+    assert hpet.comparator[0] == hpet.match[0]
+    assert hpet.counter(now) < hpet.match[0] <= hpet.counter(later) + hpet.period[0]
 
 
 def test_a_task_priority_above_the_timer_class_holds_its_ticks(tmp_path):

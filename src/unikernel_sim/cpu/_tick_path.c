@@ -1,5 +1,5 @@
-/* The timer ticks in C: PIT channel 0 -> 8259 master -> the guest's IDT, and the local
- * APIC timer -> the guest's IDT, with no Python between the timer's event and the
+/* The timer ticks in C: PIT channel 0 (or HPET timer 0 under legacy replacement) -> 8259
+ * master and/or I/O APIC pin 2 -> the guest's IDT, and the local APIC timer -> the guest's IDT, with no Python between the timer's event and the
  * handler's first instruction. The APIC's vector is taken before the 8259's request
  * (PcBoard.acknowledge); the APIC's EOI is served by the MMIO callbacks of its page
  * (tick_path_apic_write), which hand every other access to the device model.
@@ -90,6 +90,28 @@ static uint64_t rising_edges(const struct tick_path *tp, int64_t start, int64_t 
     if (t1 <= t0)
         return 0;
     return (uint64_t)(floor_div(t1, n) - floor_div(t0, n));
+}
+
+/* --- HPET timer 0 under legacy replacement (hpet.py): periodic, edge, 64-bit -------- */
+/* Its matches fall at hpet_first_ns + k * hpet_period_ns (10 ns a counter tick, exact). */
+static int64_t hpet_matches_up_to(const struct tick_path *tp, int64_t t)   /* matches at or before t */
+{
+    return t < tp->hpet_first_ns ? 0 : floor_div(t - tp->hpet_first_ns, tp->hpet_period_ns) + 1;
+}
+
+/* IRQ 0's source: the first edge after `after`, and the edges in (start, end]. */
+static int64_t next_irq0_edge(const struct tick_path *tp, int64_t after)
+{
+    if (tp->irq0_from_hpet)
+        return tp->hpet_first_ns + hpet_matches_up_to(tp, after) * tp->hpet_period_ns;
+    return next_pit_edge(tp, after);
+}
+
+static uint64_t irq0_edges(const struct tick_path *tp, int64_t start, int64_t end)
+{
+    if (tp->irq0_from_hpet)
+        return end > start ? (uint64_t)(hpet_matches_up_to(tp, end) - hpet_matches_up_to(tp, start)) : 0;
+    return rising_edges(tp, start, end);
 }
 
 /* --- the local APIC (local_apic.py; SDM vol. 3A 11.5.4, 11.8.3) -------------------- */
@@ -188,7 +210,7 @@ static int64_t next_due(const struct tick_path *tp, int64_t after)
 {
     int64_t due = NONE;
     if (tp->pit_live)
-        due = next_pit_edge(tp, after > tp->pit_accounted ? after : tp->pit_accounted);
+        due = next_irq0_edge(tp, after > tp->pit_accounted ? after : tp->pit_accounted);
     if (tp->apic_timer_live) {
         int64_t expiry = apic_expiry_after(tp, after > tp->apic_last_advance ? after : tp->apic_last_advance);
         if (expiry < due)
@@ -282,7 +304,7 @@ int tick_path_service(void *uc, struct tick_path *tp)
         return SERVICE_CONTINUE;
     int64_t now = (int64_t)vclock_now_ns(tp->clock);
     if (tp->pit_live && now > tp->pit_accounted) {
-        uint64_t edges = rising_edges(tp, tp->pit_accounted, now);
+        uint64_t edges = irq0_edges(tp, tp->pit_accounted, now);
         tp->pit_accounted = now;
         if (edges) {
             tp->edges += edges;

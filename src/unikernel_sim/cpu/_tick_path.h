@@ -1,4 +1,5 @@
-/* struct tick_path: the timer ticks served in C - PIT channel 0 -> 8259 master -> CPU,
+/* struct tick_path: the timer ticks served in C - PIT channel 0 (or HPET timer 0 under
+ * legacy replacement) -> 8259 master -> CPU,
  * and the local APIC timer -> CPU - mirrored by TickPathState in cpu/tick_path.py (same
  * order, same types). See _tick_path.c for what it covers and when the host takes it back. */
 #ifndef UNISIM_TICK_PATH_H
@@ -75,6 +76,11 @@ struct tick_path {
     uint64_t pic_to_cpu;              /* 1: the 8259's INT reaches the CPU (LINT0 ExtINT)  */
     uint64_t pit_to_apic;             /* 1: the PIT's edge also reaches the APIC through   */
     uint64_t pit_apic_vector;         /*    I/O APIC pin 2 (edge, fixed) at this vector    */
+    /* IRQ 0's edges from HPET timer 0 under legacy replacement instead of the PIT (the pit_ */
+    /* fields above then mean IRQ 0: pit_live its path, pit_accounted its accounting)       */
+    uint64_t irq0_from_hpet;          /* 1: periodic, edge-triggered, 64-bit comparator     */
+    int64_t hpet_first_ns;            /* virtual ns of its next match when copied in        */
+    int64_t hpet_period_ns;           /* its period: 10 ns a counter tick                   */
 };
 
 /* From vclock_block when clock->tick_attention is set: account PIT edges up to now and

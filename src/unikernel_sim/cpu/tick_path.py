@@ -1,5 +1,5 @@
-"""The timer ticks without Python: PIT channel 0 -> 8259 master -> IDT, and the local APIC
-timer -> IDT, in C.
+"""The timer ticks without Python: PIT channel 0 (or HPET timer 0 under legacy replacement)
+-> 8259 master and/or I/O APIC pin 2 -> IDT, and the local APIC timer -> IDT, in C.
 
 Through the run loop one tick cost ~120 us of host time (stop, bring every device
 up to date, deliver, re-arm, restart, and a Python port hook for the handler's
@@ -17,8 +17,9 @@ Ownership is per slice and per source. ``begin`` (before emu_start) checks that 
 tick takes the plain path - for the APIC: enabled, the timer unmasked with a count and
 a valid vector; for the PIT: periodic, the 8259 master initialised in fully nested,
 edge-triggered mode, IRQ 0 reaching the CPU through the 8259 (unmasked, LINT0 in ExtINT
-mode) and/or I/O APIC pin 2 (unmasked, edge, fixed, to this CPU), no HPET legacy
-replacement; for both: nothing pending, nothing that watches deliveries one by one
+mode) and/or I/O APIC pin 2 (unmasked, edge, fixed, to this CPU); under the HPET's
+legacy replacement the same with HPET timer 0 (periodic, edge, 64-bit) as IRQ 0's timer instead
+of the PIT, the other HPET timers idle; for all: nothing pending, nothing that watches deliveries one by one
 (tracing, a debugger's step) - and copies the registers and the timers' accounting
 into the C struct. ``take_back`` copies
 them back into the Python models before any Python device code runs (a port
@@ -35,6 +36,11 @@ from typing import TYPE_CHECKING, Callable
 from unikernel_sim.cpu.native import check_mirror, library
 from unikernel_sim.cpu.fast_delivery import FastDelivery, IrqContext
 from unikernel_sim.cpu.vclock import VClockState, VirtualClock
+from unikernel_sim.devices.hpet import INTERRUPT_ENABLE as HPET_INTERRUPT_ENABLE
+from unikernel_sim.devices.hpet import LEVEL as HPET_LEVEL
+from unikernel_sim.devices.hpet import MODE_32 as HPET_MODE_32
+from unikernel_sim.devices.hpet import NS_PER_TICK as HPET_NS_PER_TICK
+from unikernel_sim.devices.hpet import PERIODIC as HPET_PERIODIC
 from unikernel_sim.devices.i8259 import CASCADE_LINE, ICW4_AEOI, ICW4_SFNM
 from unikernel_sim.devices.io_apic import DELIVERY_MODE_MASK as IOAPIC_DELIVERY_MASK
 from unikernel_sim.devices.io_apic import DELIVERY_MODE_SHIFT as IOAPIC_DELIVERY_SHIFT
@@ -103,6 +109,9 @@ class TickPathState(ctypes.Structure):
         ("apic_slow_read", ctypes.c_void_p),
         ("apic_slow_write", ctypes.c_void_p),
         *((name, ctypes.c_uint64) for name in ("apic_timer_live", "pic_to_cpu", "pit_to_apic", "pit_apic_vector")),
+        ("irq0_from_hpet", ctypes.c_uint64),
+        ("hpet_first_ns", ctypes.c_int64),
+        ("hpet_period_ns", ctypes.c_int64),
     ]
 
 
@@ -189,21 +198,20 @@ class TickPath:
         s = self.state
         if not self.live:
             return ()
-        return ((self.board.pit,) if s.pit_live else ()) + ((self.board.lapic,) if s.apic_timer_live else ())
+        irq0 = self.board.hpet if s.irq0_from_hpet else self.board.pit
+        return ((irq0,) if s.pit_live else ()) + ((self.board.lapic,) if s.apic_timer_live else ())
 
     def _load_pit(self) -> bool:
-        """Copy the 8259 master and PIT channel 0 in if they take the plain path: the
-        edge reaches the CPU through the 8259 (IRQ 0 unmasked, LINT0 in ExtINT mode) and/or
-        through I/O APIC pin 2 (unmasked, edge, fixed, to this CPU; the APIC's copy loaded)."""
+        """Copy the 8259 master and IRQ 0's timer in if they take the plain path: the timer
+        is PIT channel 0 (periodic, gate high), or HPET timer 0 under legacy replacement
+        (_load_hpet_timer); the edge reaches the CPU through the 8259 (IRQ 0 unmasked, LINT0
+        in ExtINT mode) and/or through I/O APIC pin 2 (unmasked, edge, fixed, to this CPU;
+        the APIC's copy loaded)."""
         board = self.board
-        pic, pit = board.pic.master, board.pit
-        channel = pit.channels[0]
-        if (board.hpet.legacy_replacement
-                or pic.init_step or pic.level_triggered or pic.special_mask or pic.poll_pending
+        pic = board.pic.master
+        if (pic.init_step or pic.level_triggered or pic.special_mask or pic.poll_pending
                 or pic.rotate_on_aeoi or pic.lowest_priority != FULLY_NESTED_LOWEST or pic.icw4 & ICW4_SFNM
-                or pic.lines & IRQ0_BIT
-                or channel.loaded_at is None or not channel.gate or channel.mode not in PERIODIC_MODES
-                or channel.paused_ticks):
+                or pic.lines & IRQ0_BIT):
             return False
         pic_to_cpu = board.lapic.accepts_pic
         apic_vector = self._pit_apic_vector()
@@ -212,15 +220,42 @@ class TickPath:
         if not (pic_to_cpu and not pic.imr & IRQ0_BIT) and apic_vector is None:
             return False                            # the edge reaches no CPU: nothing to serve
         s = self.state
+        if board.hpet.legacy_replacement:
+            if not self._load_hpet_timer():
+                return False
+        else:
+            pit = board.pit
+            channel = pit.channels[0]
+            if (channel.loaded_at is None or not channel.gate or channel.mode not in PERIODIC_MODES
+                    or channel.paused_ticks):
+                return False
+            s.irq0_from_hpet = 0
+            s.pit_loaded_at, s.pit_period, s.pit_accounted = channel.loaded_at, channel.period, pit._accounted_until
         s.pic_to_cpu = int(pic_to_cpu)
         s.pit_to_apic, s.pit_apic_vector = (0, 0) if apic_vector is None else (1, apic_vector)
         s.irr, s.isr, s.imr, s.vector_base = pic.irr, pic.isr, pic.imr, pic.vector_base
         s.auto_eoi = int(bool(pic.icw4 & ICW4_AEOI))
         s.host_lines = pic.icw3 & (1 << CASCADE_LINE)
         s.output = 0
-        s.pit_loaded_at, s.pit_period, s.pit_accounted = channel.loaded_at, channel.period, pit._accounted_until
         s.ioapic_latches = int(apic_vector is None)   # masked: the host pulses it (it latches edges)
         s.ioapic_edges = 0
+        return True
+
+    def _load_hpet_timer(self) -> bool:
+        """HPET timer 0 drives IRQ 0 (legacy replacement): copy its schedule in if it is
+        periodic, edge-triggered, with a 64-bit comparator that is its next match, and
+        the other timers make no events (C owns the whole HPET while live)."""
+        hpet = self.board.hpet
+        config, match = hpet.timer_config[0], hpet.match[0]
+        if (not config & HPET_INTERRUPT_ENABLE or not config & HPET_PERIODIC or config & (HPET_LEVEL | HPET_MODE_32)
+                or not hpet.period[0] or match is None or match != hpet.comparator[0] or hpet.status & 1
+                or any(other is not None for other in hpet.match[1:])):
+            return False
+        s = self.state
+        s.irq0_from_hpet = 1
+        s.hpet_first_ns = hpet.time_of(match)
+        s.hpet_period_ns = hpet.period[0] * HPET_NS_PER_TICK
+        s.pit_accounted = s.hpet_first_ns - 1       # every match before its next is accounted
         return True
 
     def _pit_apic_vector(self) -> int | None | bool:
@@ -272,7 +307,11 @@ class TickPath:
         if s.pit_live:
             pic = board.pic.master
             pic.irr, pic.isr = s.irr, s.isr
-            board.pit._accounted_until = s.pit_accounted
+            if s.irq0_from_hpet:                # its next match: the first after what C accounted
+                matches = max(0, (s.pit_accounted - s.hpet_first_ns) // s.hpet_period_ns + 1)
+                board.hpet.move_periodic_match(0, matches)
+            else:
+                board.pit._accounted_until = s.pit_accounted
             if s.ioapic_edges:                  # what the edges did to the masked pin
                 board.ioapic.set_line(IRQ0_IOAPIC_PIN, True)
                 board.ioapic.set_line(IRQ0_IOAPIC_PIN, False)

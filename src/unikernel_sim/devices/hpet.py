@@ -36,6 +36,7 @@ TIMER_CONFIG, TIMER_COMPARATOR, TIMER_FSB = 0x00, 0x08, 0x10
 CAPABILITIES_VALUE = 0x009896808086A201
 PERIOD_FS = 10_000_000                         # femtoseconds per tick: 100 MHz
 FS_PER_NS = 1_000_000
+NS_PER_TICK = PERIOD_FS // FS_PER_NS           # 10: a tick is a whole number of ns
 ENABLE = 1 << 0
 LEGACY_ROUTE = 1 << 1
 LEVEL = 1 << 1
@@ -100,7 +101,7 @@ class Hpet(Device):
             return self.counter_at_start
         return (self.counter_at_start + (now_ns - self.start_ns) * FS_PER_NS // PERIOD_FS) & ALL_ONES
 
-    def _time_of(self, count: int) -> int:
+    def time_of(self, count: int) -> int:
         """The virtual ns at which the running counter reaches count (ceiling)."""
         ticks = count - self.counter_at_start
         return self.start_ns + -(-ticks * PERIOD_FS // FS_PER_NS)
@@ -120,7 +121,7 @@ class Hpet(Device):
         self.match[timer] = now_count + max(difference, 1)
 
     def next_event_ns(self) -> int | None:
-        times = [self._time_of(match) for match in self.match if match is not None]
+        times = [self.time_of(match) for match in self.match if match is not None]
         return min(times) if times else None
 
     def advance(self, now_ns: int) -> None:
@@ -142,6 +143,13 @@ class Hpet(Device):
             else:
                 self.match[timer] = None
             self._fire(timer)
+
+    def move_periodic_match(self, timer: int, periods: int) -> None:
+        """Timer n's match and comparator `periods` periods on: the timer tick in C
+        (cpu/tick_path.py) fired that many matches of a periodic, 64-bit timer whose
+        comparator was its match, as advance() would have."""
+        self.match[timer] += periods * self.period[timer]
+        self.comparator[timer] = self.match[timer] & ALL_ONES
 
     def _fire(self, timer: int) -> None:
         if self.timer_config[timer] & LEVEL:
