@@ -7,6 +7,7 @@ entry state is then reached by running a stub (boot/handoff.py).
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Iterator, NamedTuple
@@ -82,6 +83,7 @@ class ProbeEngine:
 
 
 _lent: ProbeEngine | None = None         # a machine's engine, while it runs the probes
+_lending = threading.Lock()              # machines made in two threads lend one at a time
 
 
 @lru_cache(maxsize=1)
@@ -101,12 +103,13 @@ def probes_on(uc: Uc) -> Iterator[None]:
     address 0, nothing run) instead of an engine of their own (the process keeps
     what they find)."""
     global _lent
-    _lent = ProbeEngine(uc)
-    try:
-        yield
-    finally:
-        lent, _lent = _lent, None
-        lent.give_back()
+    with _lending:
+        _lent = ProbeEngine(uc)
+        try:
+            yield
+        finally:
+            lent, _lent = _lent, None
+            lent.give_back()
 
 
 def reg_id(name: str) -> int:

@@ -18,10 +18,10 @@ tick takes the plain path - for the APIC: enabled, the timer unmasked with a cou
 a valid vector; for the PIT: periodic, the 8259 master initialised in fully nested,
 edge-triggered mode, IRQ 0 reaching the CPU through the 8259 (unmasked, LINT0 in ExtINT
 mode) and/or I/O APIC pin 2 (unmasked, edge, fixed, to this CPU); under the HPET's
-legacy replacement the same with HPET timer 0 (periodic, edge, 64-bit) as IRQ 0's timer instead
-of the PIT, the other HPET timers idle; for all: nothing pending, nothing that watches deliveries one by one
-(tracing, a debugger's step) - and copies the registers and the timers' accounting
-into the C struct. ``take_back`` copies
+legacy replacement the same with HPET timer 0 (periodic, edge, 64-bit comparator) as
+IRQ 0's timer instead of the PIT, the other HPET timers idle; for all: nothing pending,
+nothing that watches deliveries one by one (tracing, a debugger's step) - and copies the
+registers and the timers' accounting into the C struct. ``take_back`` copies
 them back into the Python models before any Python device code runs (a port
 or MMIO access the C hooks do not serve) and when the slice ends,
 so the models are the only state anyone else ever reads. Anything the C path

@@ -170,7 +170,7 @@ class LoadPlan:
         self.links: list[tuple[dict, str, int | None, Stateful]] = []   # (owner's __dict__, field, index, child)
         self.plain: list[tuple[dict, State]] = []                       # (__dict__, its plain values)
         self.containers: list[tuple[dict, str, Any]] = []               # (__dict__, field, saved container)
-        self.others: list[tuple] = []                                   # (_CONTAINER_PROPERTY | _SETATTR | _CUSTOM, ...)
+        self.others: list[tuple] = []                                   # (kind: setter or own load_state, ...)
         self.after_loads: list[Callable[[], None]] = []
         for obj, state in zip(objects, states, strict=True):
             self._add(obj, state)
