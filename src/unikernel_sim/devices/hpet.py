@@ -134,12 +134,16 @@ class Hpet(Device):
                 continue
             config = self.timer_config[timer]
             if config & PERIODIC and self.period[timer]:
-                period = self.period[timer]
-                cmp = self.comparator[timer]
-                while _signed((cmp - now_count) & ALL_ONES, 64) <= 0:
-                    cmp = (cmp + period) & ALL_ONES
-                self.comparator[timer] = cmp & (0xFFFFFFFF if config & MODE_32 else ALL_ONES)
-                self.match[timer] = now_count + _signed((cmp - now_count) & ALL_ONES, 64)
+                # The comparator as a counter value: in 32-bit mode only the low words are
+                # compared (QEMU's hpet_time_after), so past 2^32 the period still steps it
+                # (recorded: tests/data/grub_reference/hpet32_qemu-7.2_pc.txt).
+                bits = 32 if config & MODE_32 else 64
+                mask = (1 << bits) - 1
+                cmp = now_count + _signed((self.comparator[timer] - now_count) & mask, bits)
+                while cmp <= now_count:
+                    cmp += self.period[timer]
+                self.comparator[timer] = cmp & mask
+                self.match[timer] = cmp
             else:
                 self.match[timer] = None
             self._fire(timer)
