@@ -333,15 +333,17 @@ def program_pit(hz: int) -> str:
 HPET_TICKS_PER_SECOND = 100_000_000      # QEMU's HPET: a 10 ns period
 
 
-def program_hpet_legacy(hz: int, bits: int = 32) -> str:
-    """HPET timer 0 periodic at hz, edge-triggered, 64-bit comparator, under legacy
-    replacement (it drives IRQ 0 and I/O APIC pin 2 instead of the PIT), IRQ 0 unmasked at
-    the 8259 (the HPET page identity-mapped). The comparator's halves are written each
-    with VAL_SET (a write clears it), so the comparator and the period are both `period`:
-    the first match one period after the counter starts at 0."""
+def program_hpet_legacy(hz: int, bits: int = 32, *, comparator_32: bool = False, counter: int = 0) -> str:
+    """HPET timer 0 periodic at hz, edge-triggered, under legacy replacement (it drives
+    IRQ 0 and I/O APIC pin 2 instead of the PIT), IRQ 0 unmasked at the 8259 (the HPET page
+    identity-mapped), the counter started at `counter`. The comparator's halves are written
+    each with VAL_SET (a write clears it), so the comparator is one period on from the
+    counter and the period is `period`; comparator_32: 32-bit comparator mode (Linux's)."""
     period = HPET_TICKS_PER_SECOND // hz
-    config = 0x4C                                        # INT_ENB (2), TYPE periodic (3), VAL_SET (6)
-    writes = [(0x010, 0), (0x0F0, 0), (0x0F4, 0), (0x100, config), (0x108, period), (0x100, config), (0x10C, 0),
+    config = 0x4C | (0x100 if comparator_32 else 0)     # INT_ENB (2), TYPE periodic (3), VAL_SET (6), 32BIT (8)
+    first = counter + period
+    writes = [(0x010, 0), (0x0F0, counter & 0xFFFFFFFF), (0x0F4, counter >> 32), (0x100, config),
+              (0x108, first & 0xFFFFFFFF), (0x100, config), (0x10C, first >> 32), (0x108, period),
               (0x010, 3)]                                # ENABLE_CNF | LEG_RT_CNF last: the counter starts
     if bits == 32:
         stores = [f"mov dword ptr [{0xFED00000 + offset:#x}], {value:#x}" for offset, value in writes]

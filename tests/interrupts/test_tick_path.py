@@ -407,12 +407,19 @@ HPET_THROUGH_IOAPIC = (                  # the same HPET on I/O APIC pin 2 -> ve
     + program_hpet_legacy(5000).rsplit("\nmov al, 0xfe", 1)[0])
 
 
-@pytest.mark.parametrize("route", ["8259", "ioapic", "ioapic+apic-timer"])
+HPET_NEAR_2_TO_THE_32 = (1 << 32) - 25 * 20_000   # 25 periods of 5 kHz below the counter's 2^32
+
+
+@pytest.mark.parametrize("route", ["8259", "ioapic", "ioapic+apic-timer", "8259, 32-bit comparator across 2^32"])
 def test_deterministic_hpet_ticks_land_where_the_run_loop_lands_them(tmp_path, route):
     """HPET timer 0 under legacy replacement (periodic, edge) as IRQ 0's timer: every tick's
     return EIP and TSC byte for byte the run loop's, through the 8259, through I/O APIC pin 2,
-    and there beside the APIC timer; runs cut into budgets take the same ticks."""
-    if route == "8259":
+    there beside the APIC timer, and with a 32-bit comparator while the counter passes 2^32;
+    runs cut into budgets take the same ticks."""
+    if route.startswith("8259, 32-bit"):
+        before = program_hpet_legacy(5000, comparator_32=True, counter=HPET_NEAR_2_TO_THE_32)
+        handlers = {BIOS_IRQ0_VECTOR: tracing_handler(32, PIC_EOI)}
+    elif route == "8259":
         before, handlers = program_hpet_legacy(5000), {BIOS_IRQ0_VECTOR: tracing_handler(32, PIC_EOI)}
     else:
         before, handlers = HPET_THROUGH_IOAPIC, {IOAPIC_PIT_VECTOR: tracing_handler(32, APIC_EOI)}
@@ -422,7 +429,10 @@ def test_deterministic_hpet_ticks_land_where_the_run_loop_lands_them(tmp_path, r
     image = apic_image(tmp_path, before=before, handlers=handlers)
     with_c, counts, machine = traced_outcome(image, deterministic=True, c_ticks=True)
     run_loop, no_counts, _ = traced_outcome(image, deterministic=True, c_ticks=False)
-    assert machine.board.hpet.legacy_replacement
+    hpet = machine.board.hpet
+    assert hpet.legacy_replacement
+    if "2^32" in route:
+        assert hpet.counter(machine.clock.now_ns()) >> 32 == 1 and hpet.comparator[0] < 1 << 32   # it wrapped
     assert with_c[0] > 100 and counts["edges"] > 0.3 * with_c[0] and no_counts["edges"] == 0
     assert with_c == run_loop
     assert traced_outcome(image, deterministic=True, c_ticks=True, budget=7_919)[0] == with_c

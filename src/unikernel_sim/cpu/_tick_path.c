@@ -92,7 +92,7 @@ static uint64_t rising_edges(const struct tick_path *tp, int64_t start, int64_t 
     return (uint64_t)(floor_div(t1, n) - floor_div(t0, n));
 }
 
-/* --- HPET timer 0 under legacy replacement (hpet.py): periodic, edge, 64-bit -------- */
+/* --- HPET timer 0 under legacy replacement (hpet.py): periodic, edge-triggered ------ */
 /* Its matches fall at hpet_first_ns + k * hpet_period_ns (10 ns a counter tick, exact). */
 static int64_t hpet_matches_up_to(const struct tick_path *tp, int64_t t)   /* matches at or before t */
 {

@@ -78,7 +78,7 @@ struct tick_path {
     uint64_t pit_apic_vector;         /*    I/O APIC pin 2 (edge, fixed) at this vector    */
     /* IRQ 0's edges from HPET timer 0 under legacy replacement instead of the PIT (the pit_ */
     /* fields above then mean IRQ 0: pit_live its path, pit_accounted its accounting)       */
-    uint64_t irq0_from_hpet;          /* 1: periodic, edge-triggered, 64-bit comparator     */
+    uint64_t irq0_from_hpet;          /* 1: periodic, edge-triggered                        */
     int64_t hpet_first_ns;            /* virtual ns of its next match when copied in        */
     int64_t hpet_period_ns;           /* its period: 10 ns a counter tick                   */
 };

@@ -18,8 +18,8 @@ tick takes the plain path - for the APIC: enabled, the timer unmasked with a cou
 a valid vector; for the PIT: periodic, the 8259 master initialised in fully nested,
 edge-triggered mode, IRQ 0 reaching the CPU through the 8259 (unmasked, LINT0 in ExtINT
 mode) and/or I/O APIC pin 2 (unmasked, edge, fixed, to this CPU); under the HPET's
-legacy replacement the same with HPET timer 0 (periodic, edge, 64-bit comparator) as
-IRQ 0's timer instead of the PIT, the other HPET timers idle; for all: nothing pending,
+legacy replacement the same with HPET timer 0 (periodic, edge-triggered) as IRQ 0's
+timer instead of the PIT, the other HPET timers idle; for all: nothing pending,
 nothing that watches deliveries one by one (tracing, a debugger's step) - and copies the
 registers and the timers' accounting into the C struct. ``take_back`` copies
 them back into the Python models before any Python device code runs (a port
@@ -243,12 +243,14 @@ class TickPath:
 
     def _load_hpet_timer(self) -> bool:
         """HPET timer 0 drives IRQ 0 (legacy replacement): copy its schedule in if it is
-        periodic, edge-triggered, with a 64-bit comparator that is its next match, and
-        the other timers make no events (C owns the whole HPET while live)."""
+        periodic, edge-triggered, its comparator its next match (the low word of it in
+        32-bit mode: the model steps the match by the period across 2^32, as QEMU does),
+        and the other timers make no events (C owns the whole HPET while live)."""
         hpet = self.board.hpet
         config, match = hpet.timer_config[0], hpet.match[0]
-        if (not config & HPET_INTERRUPT_ENABLE or not config & HPET_PERIODIC or config & (HPET_LEVEL | HPET_MODE_32)
-                or not hpet.period[0] or match is None or match != hpet.comparator[0] or hpet.status & 1
+        mask = 0xFFFFFFFF if config & HPET_MODE_32 else WORD_MASK
+        if (not config & HPET_INTERRUPT_ENABLE or not config & HPET_PERIODIC or config & HPET_LEVEL
+                or not hpet.period[0] or match is None or match & mask != hpet.comparator[0] or hpet.status & 1
                 or any(other is not None for other in hpet.match[1:])):
             return False
         s = self.state

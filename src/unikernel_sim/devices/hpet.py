@@ -150,10 +150,10 @@ class Hpet(Device):
 
     def move_periodic_match(self, timer: int, periods: int) -> None:
         """Timer n's match and comparator `periods` periods on: the timer tick in C
-        (cpu/tick_path.py) fired that many matches of a periodic, 64-bit timer whose
-        comparator was its match, as advance() would have."""
+        (cpu/tick_path.py) fired that many matches of a periodic timer whose comparator
+        was its match, as advance() would have."""
         self.match[timer] += periods * self.period[timer]
-        self.comparator[timer] = self.match[timer] & ALL_ONES
+        self.comparator[timer] = self.match[timer] & (0xFFFFFFFF if self.timer_config[timer] & MODE_32 else ALL_ONES)
 
     def _fire(self, timer: int) -> None:
         if self.timer_config[timer] & LEVEL:
