@@ -1,8 +1,9 @@
-"""The HPET's 32-bit periodic comparator across the counter's 2^32 boundary, against an
-independent record: probe_hpet32.c booted by GRUB 2.06 on QEMU 7.2's `pc`
-(tests/data/grub_reference/hpet32_qemu-7.2_pc.txt; RECIPE.md). The comparator values are
-arithmetic and must match exactly; the counter values the probe saw depend on the host, so
-they are checked only to lie between the old match and the new."""
+"""The HPET's periodic comparator against independent records: probe_hpet32.c (a 32-bit
+comparator across the counter's 2^32 boundary) and probe_hpet_period.c (what a write to the
+comparator's high half does to the period, with and without VAL_SET), booted by GRUB 2.06 on
+QEMU 7.2's `pc` (tests/data/grub_reference/*_qemu-7.2_pc.txt; RECIPE.md). The comparator
+values are arithmetic and must match exactly; the counter values the first probe saw depend
+on the host, so they are checked only to lie between the old match and the new."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,3 +39,13 @@ def test_a_32_bit_periodic_comparator_steps_by_its_period_across_2_to_the_32():
     assert result.serial.splitlines()[0] == recorded.splitlines()[0]      # the start and first comparator
     assert_counters_between_matches(theirs)
     assert_counters_between_matches(ours)
+
+
+def test_a_high_half_comparator_write_with_val_set_leaves_the_period_as_qemu_does():
+    """Periodic, 64-bit: with VAL_SET a write to the comparator's high half sets the
+    comparator only (the model used to set the period's high half too: its second match
+    came 43 s late); without VAL_SET it sets the period's."""
+    recorded = (DATA / "hpet_period_qemu-7.2_pc.txt").read_text()
+    result = boot(str(DATA / "probe_hpet_period.elf"), timeout=60)
+    assert result.stop.reason.value == "guest-exit", result.stop.summary
+    assert result.serial == recorded

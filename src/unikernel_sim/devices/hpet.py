@@ -241,13 +241,16 @@ class Hpet(Device):
                 self.status &= ~(1 << timer)
                 self._drive(timer, False)
         elif field == TIMER_COMPARATOR:
+            # As QEMU 7.2: the comparator takes the write unless the timer is periodic
+            # without VAL_SET; a periodic timer's period takes a low-half write always, a
+            # high-half write only when the comparator did not (recorded:
+            # tests/data/grub_reference/hpet_period_qemu-7.2_pc.txt).
             config = self.timer_config[timer]
-            written = _merge(self.comparator[timer], half, size, value)
-            if config & MODE_32:
-                written &= 0xFFFFFFFF
-            if not config & PERIODIC or config & VALUE_SET:
-                self.comparator[timer] = written
-            if config & PERIODIC:
+            sets_comparator = not config & PERIODIC or config & VALUE_SET
+            if sets_comparator:
+                written = _merge(self.comparator[timer], half, size, value)
+                self.comparator[timer] = written & 0xFFFFFFFF if config & MODE_32 else written
+            if config & PERIODIC and (half == 0 or not sets_comparator):
                 self.period[timer] = _merge(self.period[timer], half, size, value) & (
                     0x7FFFFFFF if config & MODE_32 else ALL_ONES >> 1)
             self.timer_config[timer] &= ~VALUE_SET
