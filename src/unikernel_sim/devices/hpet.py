@@ -51,6 +51,7 @@ TIMER_CONFIG_WRITABLE = LEVEL | INTERRUPT_ENABLE | PERIODIC | VALUE_SET | MODE_3
 ROUTE_CAPABILITY = 0x00000004 << 32            # recorded: each timer may use I/O APIC pin 2
 TIMER_POWER_ON = PERIODIC_CAPABLE | SIZE_64_CAPABLE | ROUTE_CAPABILITY
 ALL_ONES = (1 << 64) - 1
+LOW_WORD = 0xFFFFFFFF
 LEGACY_LINES = {0: 0, 1: 8}                    # timer -> ISA IRQ under LEG_RT_CNF
 
 
@@ -69,7 +70,7 @@ class Hpet(Device):
     name = "hpet"
     mmio = (MmioWindow(HPET_BASE, WINDOW),)
     saved_fields = ("config", "status", "counter_at_start", "start_ns", "timer_config", "comparator", "period",
-                    "fsb_route", "match", "_lines")
+                    "fsb_route", "match", "wrap_pending", "_lines")
 
     def __init__(self, now_ns: Callable[[], int], set_isa_irq: Callable[[int, bool], None],
                  set_ioapic_pin: Callable[[int, bool], None], on_reprogram: Callable[[], None] = lambda: None) -> None:
@@ -88,6 +89,7 @@ class Hpet(Device):
         self.period = [0] * TIMERS
         self.fsb_route = [0] * TIMERS
         self.match: list[int | None] = [None] * TIMERS   # the counter value each timer fires at
+        self.wrap_pending = [False] * TIMERS     # one-shot 32-bit: that match is the counter's wrap
         self._lines = 0                    # timers whose level interrupt is asserted
 
     @property
@@ -110,15 +112,27 @@ class Hpet(Device):
     def _arm(self, timer: int, now_ns: int) -> None:
         """Compute when timer n next fires, as QEMU's hpet_set_timer: a comparator at or
         behind the counter (a signed 64-bit difference, or 32-bit in 32-bit mode) fires
-        one tick from now; a one-shot timer fires once per programming."""
+        one tick from now; a one-shot timer fires once per programming, and a one-shot
+        32-bit one also when the counter's low word reaches 0xFFFFFFFF first (HPET 1.0a
+        2.3.9.2.2; recorded: tests/data/grub_reference/hpet_oneshot_qemu-7.2_pc.txt)."""
         config = self.timer_config[timer]
+        self.wrap_pending[timer] = False
         if not (self.config & ENABLE and config & INTERRUPT_ENABLE):
             self.match[timer] = None
             return
         now_count = self.counter(now_ns)
-        bits = 32 if config & MODE_32 else 64
-        difference = _signed((self.comparator[timer] - now_count) & ((1 << bits) - 1), bits)
-        self.match[timer] = now_count + max(difference, 1)
+        difference = self._ticks_to_comparator(timer, now_count)
+        if config & MODE_32 and not config & PERIODIC:
+            to_wrap = LOW_WORD - (now_count & LOW_WORD)
+            if to_wrap < difference:
+                difference, self.wrap_pending[timer] = to_wrap, True
+        self.match[timer] = now_count + difference
+
+    def _ticks_to_comparator(self, timer: int, now_count: int) -> int:
+        """Ticks from now_count to the comparator, at least 1 (a signed 64-bit difference,
+        or 32-bit in 32-bit mode: one at or behind the counter fires on the next tick)."""
+        bits = 32 if self.timer_config[timer] & MODE_32 else 64
+        return max(_signed((self.comparator[timer] - now_count) & ((1 << bits) - 1), bits), 1)
 
     def next_event_ns(self) -> int | None:
         times = [self.time_of(match) for match in self.match if match is not None]
@@ -144,6 +158,9 @@ class Hpet(Device):
                     cmp += self.period[timer]
                 self.comparator[timer] = cmp & mask
                 self.match[timer] = cmp
+            elif self.wrap_pending[timer]:          # the wrap's interrupt: the match's is still to come
+                self.wrap_pending[timer] = False
+                self.match[timer] = now_count + self._ticks_to_comparator(timer, now_count)
             else:
                 self.match[timer] = None
             self._fire(timer)
