@@ -4,15 +4,16 @@ They are plain classes with their own __init__ rather than dataclasses: importin
 `dataclasses` (it imports inspect, ast, dis and tokenize) and generating each
 definition's methods from source cost every start-up ~15 ms for the 23 records a
 boot defines (docs/performance.md, start-up). Their immutable records are NamedTuples.
-These two functions give the plain classes a dataclass's repr and equality."""
+These two functions give the plain classes a dataclass's repr and equality, and a
+NamedTuple a repr without a field that says nothing (a machine, a whole image)."""
 from __future__ import annotations
 
 
 def record_repr(record: object, hidden: tuple[str, ...] = ()) -> str:
-    """Class(field=value, ...) over the attributes __init__ set, in its order; names
-    in hidden (a machine, a whole image) and private ones are left out."""
-    fields = ", ".join(f"{name}={value!r}" for name, value in vars(record).items()
-                       if not name.startswith("_") and name not in hidden)
+    """Class(field=value, ...) over a NamedTuple's fields or the attributes __init__ set,
+    in their order; names in hidden (a machine, a whole image) and private ones are left out."""
+    items = record._asdict().items() if hasattr(record, "_asdict") else vars(record).items()
+    fields = ", ".join(f"{name}={value!r}" for name, value in items if not name.startswith("_") and name not in hidden)
     return f"{type(record).__qualname__}({fields})"
 
 

@@ -13,6 +13,7 @@ from unikernel_sim.errors import UsageError
 from unikernel_sim.exit_codes import ExitCode, guest_exit_status
 from unikernel_sim.expect import ExpectWatcher
 from unikernel_sim.machine import Machine
+from unikernel_sim.records import record_repr
 from unikernel_sim.stops import EXIT_CODES, Stop, StopReason
 
 
@@ -30,8 +31,7 @@ class BootResult(NamedTuple):
 
     def __repr__(self) -> str:
         """Without the machine (its repr says nothing more than that it is one)."""
-        shown = ", ".join(f"{name}={value!r}" for name, value in zip(self._fields, self) if name != "machine")
-        return f"BootResult({shown})"
+        return record_repr(self, hidden=("machine",))
 
     @property
     def exit_reason(self) -> StopReason:

@@ -26,6 +26,7 @@ from unikernel_sim.boot.layout import (
     CONVENTIONAL_END, EXTENDED_START, PAGE, PhysicalLayout, memory_map, top_reserved_base,
 )
 from unikernel_sim.errors import ImageError, UsageError
+from unikernel_sim.records import record_repr
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
@@ -69,8 +70,7 @@ class LoadedKernel(NamedTuple):
 
     def __repr__(self) -> str:
         """Without image_data: a whole kernel image is no help in a repr."""
-        shown = ", ".join(f"{name}={value!r}" for name, value in zip(self._fields, self) if name != "image_data")
-        return f"LoadedKernel({shown})"
+        return record_repr(self, hidden=("image_data",))
 
 
 def load_kernel(
