@@ -8,10 +8,8 @@
  * QEMU 7.2 (RECIPE.md) and by unisim, the comparator values must agree. */
 #include <stdint.h>
 
-#define COM1 0x3F8
-#define COM1_LSR (COM1 + 5)
-#define LSR_THR_EMPTY 0x20
-#define DEBUG_EXIT 0xF4
+#include "probe_serial.h"
+
 #define HPET_BASE 0xFED00000u
 #define HPET_CONFIG 0x010
 #define HPET_COUNTER_LOW 0x0F0
@@ -25,26 +23,6 @@
 #define TN_VAL_SET (1u << 6)
 #define PERIOD 1000000u                  /* 10 ms at 100 MHz */
 #define MOVES 3
-
-static inline void outb(uint16_t port, uint8_t value) { __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port)); }
-static inline uint8_t inb(uint16_t port) { uint8_t v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
-static inline uint32_t mmio_read(uint32_t address) { return *(volatile uint32_t *)address; }
-static inline void mmio_write(uint32_t address, uint32_t value) { *(volatile uint32_t *)address = value; }
-
-static void put(char c)
-{
-    while (!(inb(COM1_LSR) & LSR_THR_EMPTY))
-        ;
-    outb(COM1, (uint8_t)c);
-}
-
-static void puts_(const char *s) { while (*s) put(*s++); }
-
-static void hex(uint32_t value)
-{
-    for (int shift = 28; shift >= 0; shift -= 4)
-        put("0123456789abcdef"[(value >> shift) & 0xF]);
-}
 
 static void print_comparator(const char *label)
 {
