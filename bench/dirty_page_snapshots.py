@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import statistics
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,7 @@ from unicorn import UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, Uc
 from unicorn.unicorn_const import UC_CTL_CONTEXT_CPU, UC_CTL_CONTEXT_MEMORY
 
 from unikernel_sim.cpu.unicorn_compat import set_context_mode
+from batches import per_call_us  # bench/batches.py, beside this script
 from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 RAM = 64 << 20
@@ -55,18 +55,6 @@ def build_prototype(directory: Path) -> ctypes.CDLL:
 
 def anonymous(size: int) -> int:
     return _libc.mmap(None, size, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS_NORESERVE, -1, 0)
-
-
-def median_us(action, calls: int, batches: int) -> float:
-    for _ in range(calls // 10):
-        action()
-    samples = []
-    for _ in range(batches):
-        start = time.perf_counter()
-        for _ in range(calls):
-            action()
-        samples.append((time.perf_counter() - start) / calls * 1e6)
-    return statistics.median(samples)
 
 
 def run(uc: Uc, code: bytes, address: int) -> None:
@@ -109,8 +97,8 @@ def main() -> None:
             ours.context_restore(context)
             run(ours, call, CALL_ADDRESS)
 
-        rows = [("restore + a call writing 3 pages (us)", f"{median_us(unicorn_restore_and_call, args.calls, args.batches):.1f}",
-                 f"{median_us(our_restore_and_call, args.calls, args.batches):.1f}")]
+        rows = [("restore + a call writing 3 pages (us)", f"{per_call_us(unicorn_restore_and_call, args.calls, args.batches):.1f}",
+                 f"{per_call_us(our_restore_and_call, args.calls, args.batches):.1f}")]
         lib.dirty_restore()
         assert bytes(ours.mem_read(0x200000, 16)) == at_snapshot, "the prototype lost a store"
         for count in (64, 1024, 2048):

@@ -13,9 +13,7 @@ call through unisim can reach, not a different machine.
 from __future__ import annotations
 
 import argparse
-import statistics
 import struct
-import time
 
 from unicorn import x86_const as x86
 from unicorn.unicorn_const import UC_CTL_CONTEXT_CPU, UC_CTL_CONTEXT_MEMORY
@@ -23,21 +21,10 @@ from unicorn.unicorn_const import UC_CTL_CONTEXT_CPU, UC_CTL_CONTEXT_MEMORY
 from unikernel_sim.cpu.unicorn_compat import set_context_mode
 from unikernel_sim.firmware import build_firmware
 from unikernel_sim.pytest_plugin import boot_to_ready
+from batches import per_call_us  # bench/batches.py, beside this script
 from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 RED_ZONE = 128
-
-
-def per_call_us(action, calls: int, batches: int) -> float:
-    for _ in range(calls // 10):
-        action()                                        # warm the translation cache
-    samples = []
-    for _ in range(batches):
-        start = time.perf_counter()
-        for _ in range(calls):
-            action()
-        samples.append((time.perf_counter() - start) / calls * 1e6)
-    return statistics.median(samples)
 
 
 def main() -> None:
