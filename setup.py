@@ -1,6 +1,6 @@
 """Build the one C extension: the virtual clock's hooks, the COM1 fast path, the SSE
-alignment guard, the common case of interrupt delivery, the timer tick, the host-clock deadlines,
-a guest call's set-up and the exact profiler.
+alignment guard, the common case of interrupt delivery, the timer tick, the HPET counter's
+reads, the host-clock deadlines, a guest call's set-up and the exact profiler.
 
 Everything else is declared in pyproject.toml."""
 from setuptools import Extension, setup
@@ -13,7 +13,7 @@ setup(
                      "src/unikernel_sim/cpu/_alignment.c", "src/unikernel_sim/cpu/_irq_delivery.c",
                      "src/unikernel_sim/cpu/_profile.c", "src/unikernel_sim/cpu/_tick_path.c",
                      "src/unikernel_sim/cpu/_host_timer.c", "src/unikernel_sim/cpu/_guest_call.c",
-                     "src/unikernel_sim/cpu/_timer_thread.c"],
+                     "src/unikernel_sim/cpu/_timer_thread.c", "src/unikernel_sim/cpu/_hpet_counter.c"],
             depends=["src/unikernel_sim/cpu/_vclock.h", "src/unikernel_sim/cpu/_alignment.h",
                      "src/unikernel_sim/cpu/_irq_delivery.h", "src/unikernel_sim/cpu/_tick_path.h",
                      "src/unikernel_sim/cpu/_timer_thread.h"],

@@ -36,6 +36,7 @@ from unikernel_sim.arch import EFER_LMA, MSR, OPCODE_HLT, RFLAGS_IF
 from unikernel_sim.cpu.fast_ports import FastPorts
 from unikernel_sim.cpu.host_timer import OUTPUT, TIMEOUT
 from unikernel_sim.cpu.return_watch import ReturnWatch
+from unikernel_sim.cpu.hpet_counter import HpetCounterPath
 from unikernel_sim.cpu.tick_path import TickPath
 from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER
 from unikernel_sim.cpu.vclock import host_ns
@@ -103,6 +104,9 @@ class RunLoop:
         self.tick_path.on_delivered = self._count_c_ticks
         self.tick_path.red_zone_look = self._red_zone_look
         self.tick_path.serve_apic_page(self.fast_ports.guarded)
+        self.hpet_counter = HpetCounterPath(self.clock, self.board.mmio, self.fast_ports.guarded)
+        self.board.hpet.counter_view = self.hpet_counter.publish
+        self.board.hpet.publish()
         self.board.mmio.before_access = self._take_back_tick
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         self.board.io.on_unknown = self._on_unknown_port

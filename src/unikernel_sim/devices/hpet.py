@@ -78,6 +78,7 @@ class Hpet(Device):
         self.set_isa_irq = set_isa_irq                  # legacy replacement: the PIC and the I/O APIC
         self.set_ioapic_pin = set_ioapic_pin            # otherwise the pin Tn_INT_ROUTE_CNF names
         self.on_reprogram = on_reprogram
+        self.counter_view: Callable[[bool, int, int], None] = lambda running, at_start, start_ns: None
         self.reset()
 
     def reset(self) -> None:
@@ -91,6 +92,14 @@ class Hpet(Device):
         self.match: list[int | None] = [None] * TIMERS   # the counter value each timer fires at
         self.wrap_pending = [False] * TIMERS     # one-shot 32-bit: that match is the counter's wrap
         self._lines = 0                    # timers whose level interrupt is asserted
+        self.publish()
+
+    def publish(self) -> None:
+        """Tell the C counter reads (cpu/hpet_counter.py) what counter() is computed from."""
+        self.counter_view(bool(self.config & ENABLE), self.counter_at_start, self.start_ns)
+
+    def after_load(self) -> None:
+        self.publish()
 
     @property
     def legacy_replacement(self) -> bool:
@@ -234,6 +243,7 @@ class Hpet(Device):
         if register in (CONFIGURATION, MAIN_COUNTER):
             for timer in range(TIMERS):
                 self._arm(timer, now)
+            self.publish()
         self.on_reprogram()
 
     def _write_configuration(self, new: int, now: int) -> None:

@@ -31,11 +31,24 @@ class MmioBus:
         self.uc = uc
         self.ram_size = ram_size
         self.windows: list[tuple[MmioWindow, Device]] = []
-        self.tracer: MmioTracer | None = None
+        self._tracer: MmioTracer | None = None
+        self.tracing_changed: list[Callable[[bool], None]] = []   # C paths that must let Python see all
         self.in_access = False      # a device is serving a guest load or store right now (Q19)
         self.before_access: Callable[[], None] = lambda: None   # device state to the Python models first
         self._handlers: dict[int, tuple[Callable, Callable]] = {}   # window base -> (read, write)
         self._native: list = []                                   # C callbacks' Python halves, kept alive
+
+    @property
+    def tracer(self) -> MmioTracer | None:
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, tracer: MmioTracer | None) -> None:
+        """Called for every access from now on (None: no longer); a C path that answers
+        accesses itself (the HPET counter's) hands them to Python meanwhile."""
+        self._tracer = tracer
+        for listener in self.tracing_changed:
+            listener(tracer is not None)
 
     def map(self, window: MmioWindow, device: Device) -> None:
         """Serve window's addresses from device; ValueError if it overlaps RAM or another window."""
@@ -56,14 +69,14 @@ class MmioBus:
                 value = device.mmio_read(offset, size) & ((1 << (8 * size)) - 1)
             finally:
                 self.in_access = False
-            if self.tracer:
-                self.tracer("read", base + offset, size, value)
+            if self._tracer:
+                self._tracer("read", base + offset, size, value)
             return value
 
         def write(uc, offset: int, size: int, value: int, _user) -> None:
             self.before_access()
-            if self.tracer:
-                self.tracer("write", base + offset, size, value)
+            if self._tracer:
+                self._tracer("write", base + offset, size, value)
             self.in_access = True
             try:
                 device.mmio_write(offset, size, value & ((1 << (8 * size)) - 1))
