@@ -82,7 +82,8 @@ class ProbeEngine:
         uc.ctl_flush_tb()
 
 
-_lent: ProbeEngine | None = None         # a machine's engine, while it runs the probes
+_lender: Uc | None = None                # a machine's engine, lent for the probes of a block
+_lent: ProbeEngine | None = None         # its probe set-up, made when a probe first asks
 _lending = threading.Lock()              # machines made in two threads lend one at a time
 
 
@@ -94,22 +95,29 @@ def _own_probe_engine() -> ProbeEngine:
 def probe_engine() -> ProbeEngine:
     """The engine the probes run on: a lent one (probes_on), else the process's own
     (made on first use)."""
-    return _lent if _lent is not None else _own_probe_engine()
+    global _lent
+    if _lender is None:
+        return _own_probe_engine()
+    if _lent is None:
+        _lent = ProbeEngine(_lender)
+    return _lent
 
 
 @contextmanager
 def probes_on(uc: Uc) -> Iterator[None]:
     """Run the probes made inside the block on uc (a new engine with RAM mapped from
     address 0, nothing run) instead of an engine of their own (the process keeps
-    what they find)."""
-    global _lent
+    what they find). The engine is touched only if a probe runs: once the answers
+    are cached, a machine's block costs nothing."""
+    global _lender, _lent
     with _lending:
-        _lent = ProbeEngine(uc)
+        _lender = uc
         try:
             yield
         finally:
-            lent, _lent = _lent, None
-            lent.give_back()
+            lent, _lender, _lent = _lent, None, None
+            if lent is not None:
+                lent.give_back()
 
 
 def reg_id(name: str) -> int:
