@@ -7,8 +7,8 @@ One slice, top to bottom (RunLoop.slice):
   2. arm the next stop: the instruction budget and the next device event
      (deterministic mode: an exact instruction count in the C clock hook; fast
      mode: a host-clock deadline on the timer thread) - or none, and the guest
-     runs free; the timer ticks (PIT, local APIC timer) are left to C when they
-     take the plain path (cpu/tick_path.py: delivered without stopping the guest,
+     runs free; the timer ticks (PIT or HPET timer 0, local APIC timer) are left to C
+     when they take the plain path (cpu/tick_path.py: delivered without stopping the guest,
      in deterministic mode at the instructions where this loop would deliver them);
   3. emu_start from RIP until something stops it;
   4. classify the stop: a hook's verdict (debug exit, triple fault, --expect,
@@ -35,8 +35,8 @@ from unicorn import x86_const as x86
 from unikernel_sim.arch import EFER_LMA, MSR, OPCODE_HLT, RFLAGS_IF
 from unikernel_sim.cpu.fast_ports import FastPorts
 from unikernel_sim.cpu.host_timer import OUTPUT, TIMEOUT
-from unikernel_sim.cpu.return_watch import ReturnWatch
 from unikernel_sim.cpu.hpet_counter import HpetCounterPath
+from unikernel_sim.cpu.return_watch import ReturnWatch
 from unikernel_sim.cpu.tick_path import TickPath
 from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER
 from unikernel_sim.cpu.vclock import host_ns

@@ -1,8 +1,9 @@
 /* The timer ticks in C: PIT channel 0 (or HPET timer 0 under legacy replacement) -> 8259
- * master and/or I/O APIC pin 2 -> the guest's IDT, and the local APIC timer -> the guest's IDT, with no Python between the timer's event and the
- * handler's first instruction. The APIC's vector is taken before the 8259's request
- * (PcBoard.acknowledge); the APIC's EOI is served by the MMIO callbacks of its page
- * (tick_path_apic_write), which hand every other access to the device model.
+ * master and/or I/O APIC pin 2 -> the guest's IDT, and the local APIC timer -> the guest's
+ * IDT, with no Python between the timer's event and the handler's first instruction.
+ * The APIC's vector is taken before the 8259's request (PcBoard.acknowledge); the APIC's
+ * EOI is served by the MMIO callbacks of its page (tick_path_apic_write), which hand
+ * every other access to the device model.
  *
  * Through Python a tick cost ~120 us of host time: the host timer's thread wakes,
  * stops emu_start, the run loop brings every device up to date, delivers, re-arms

@@ -1,7 +1,7 @@
 /* struct tick_path: the timer ticks served in C - PIT channel 0 (or HPET timer 0 under
- * legacy replacement) -> 8259 master -> CPU,
- * and the local APIC timer -> CPU - mirrored by TickPathState in cpu/tick_path.py (same
- * order, same types). See _tick_path.c for what it covers and when the host takes it back. */
+ * legacy replacement) -> 8259 master and/or I/O APIC pin 2 -> CPU, and the local APIC
+ * timer -> CPU - mirrored by TickPathState in cpu/tick_path.py (same order, same types).
+ * See _tick_path.c for what it covers and when the host takes it back. */
 #ifndef UNISIM_TICK_PATH_H
 #define UNISIM_TICK_PATH_H
 
@@ -40,7 +40,7 @@ struct tick_path {
     /* results                                                                            */
     uint64_t delivered;               /* IRQs delivered in C, not yet told to the host   */
     uint64_t handed_back;             /* stops asked so the host delivers (statistics)   */
-    uint64_t edges;                   /* PIT edges accounted in C (statistics)           */
+    uint64_t edges;                   /* IRQ 0 edges accounted in C (statistics)         */
     uint64_t retry_blocks;            /* blocks left to wait for IF before handing back  */
     struct timer_thread *thread;      /* C only                                          */
     uint64_t sleeping_until;          /* the timer thread's wake-up, host ns; NEVER: idle */

@@ -15,7 +15,8 @@ from unikernel_sim.cpu.engine import PROBE_TRANSLATION_BUFFER, TRANSLATION_BUFFE
 from unikernel_sim.errors import HostLimitError
 
 MIB = 1 << 20
-PROBE_ENGINES = 2                    # the shared probe engine (cpu/engine.py) and one more as margin
+PROBE_ENGINES = 2                    # a probe engine of its own (cpu/engine.py: made only for a probe run
+                                     # outside a machine's lent engine) and one more as margin
 HEADROOM = 96 * MIB                  # Unicorn's own tables, thread stacks, Python's growth
 
 

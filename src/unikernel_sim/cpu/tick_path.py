@@ -357,7 +357,8 @@ class TickPath:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Statistics: PIT edges and APIC timer expiries accounted in C, stops handed to the run loop."""
+        """Statistics: IRQ 0 edges (PIT or HPET) and APIC timer expiries accounted in C, stops
+        handed to the run loop."""
         return {"edges": self.state.edges, "handed_back": self.state.handed_back,
                 "apic_expiries": self.state.apic_expiries}
 

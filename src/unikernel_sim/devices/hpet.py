@@ -179,7 +179,7 @@ class Hpet(Device):
         (cpu/tick_path.py) fired that many matches of a periodic timer whose comparator
         was its match, as advance() would have."""
         self.match[timer] += periods * self.period[timer]
-        self.comparator[timer] = self.match[timer] & (0xFFFFFFFF if self.timer_config[timer] & MODE_32 else ALL_ONES)
+        self.comparator[timer] = self.match[timer] & (LOW_WORD if self.timer_config[timer] & MODE_32 else ALL_ONES)
 
     def _fire(self, timer: int) -> None:
         if self.timer_config[timer] & LEVEL:
