@@ -25,11 +25,12 @@ from unicorn.unicorn_const import UC_CTL_CONTEXT_CPU, UC_CTL_CONTEXT_MEMORY
 from unikernel_sim.cpu.unicorn_compat import set_context_mode
 from batches import per_call_us  # bench/batches.py, beside this script
 from markdown_table import print_table  # bench/markdown_table.py, beside this script
+from snapshot_stores import page_stores  # bench/snapshot_stores.py: the same store loop
 
 RAM = 64 << 20
 PAGE = 4096
 CAPACITY = 8192                       # pages the prototype can save
-CALL_ADDRESS, STORES_ADDRESS, FIRST_PAGE = 0x1000, 0x2000, 0x400000
+CALL_ADDRESS, STORES_ADDRESS = 0x1000, 0x2000
 PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS_NORESERVE = 3, 0x22 | 0x4000
 SHORT_CALL = ("mov rsp, 0x80000; push rax; mov qword ptr [0x200000], rax; lock inc qword ptr [0x200008]; "
               "mov rcx, 16; mov rdi, 0x300000; rep stosb; pop rax; hlt")
@@ -102,8 +103,7 @@ def main() -> None:
         lib.dirty_restore()
         assert bytes(ours.mem_read(0x200000, 16)) == at_snapshot, "the prototype lost a store"
         for count in (64, 1024, 2048):
-            stores = assemble(f"mov rcx, {count}; mov rdi, {FIRST_PAGE}; l: mov byte ptr [rdi], 1; "
-                              f"add rdi, {PAGE}; dec rcx; jnz l; hlt", STORES_ADDRESS)
+            stores = page_stores(count, STORES_ADDRESS)
             unicorn.context_restore(snapshot)
             unicorn.mem_write(STORES_ADDRESS, stores)
             start = time.perf_counter()

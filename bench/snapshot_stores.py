@@ -31,9 +31,11 @@ FIRST_PAGE = 0x400000
 PAGE = 4096
 
 
-def page_stores(pages: int) -> bytes:
+def page_stores(pages: int, address: int = CODE_ADDRESS) -> bytes:
+    """Code at address that stores one byte to each of `pages` pages from FIRST_PAGE, then
+    halts (bench/dirty_page_snapshots.py runs the same loop)."""
     text = f"mov rcx, {pages}; mov rdi, {FIRST_PAGE}; l: mov byte ptr [rdi], 1; add rdi, {PAGE}; dec rcx; jnz l; hlt"
-    return bytes(Ks(KS_ARCH_X86, KS_MODE_64).asm(text, CODE_ADDRESS)[0])
+    return bytes(Ks(KS_ARCH_X86, KS_MODE_64).asm(text, address)[0])
 
 
 def us_per_page(pages: int, *, restored: bool, unmapped_first: bool = False) -> float:
