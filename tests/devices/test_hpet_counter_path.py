@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,11 +22,17 @@ READ.restype = ctypes.c_uint64
 READ.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint, ctypes.c_void_p]
 
 
+@pytest.fixture(scope="module")
+def deterministic_machine() -> Machine:
+    return Machine(16, deterministic=True)
+
+
 @settings(max_examples=300, deadline=None)
 @given(running=st.booleans(), at_start=st.integers(0, (1 << 64) - 1), start_ns=st.integers(0, 1 << 50),
        instructions=st.integers(0, 1 << 52), half=st.sampled_from([0, 4]), size=st.sampled_from([1, 2, 4, 8]))
-def test_a_counter_read_in_c_is_what_the_model_computes(running, at_start, start_ns, instructions, half, size):
-    machine = MACHINE
+def test_a_counter_read_in_c_is_what_the_model_computes(deterministic_machine, running, at_start, start_ns,
+                                                         instructions, half, size):
+    machine = deterministic_machine
     hpet, path = machine.board.hpet, machine.loop.hpet_counter
     hpet.config = int(running)
     hpet.counter_at_start, hpet.start_ns = at_start, start_ns
@@ -35,9 +42,6 @@ def test_a_counter_read_in_c_is_what_the_model_computes(running, at_start, start
         size = 4
     expected = (hpet.counter(machine.clock.now_ns()) >> (8 * half)) & ((1 << (8 * size)) - 1)
     assert READ(None, MAIN_COUNTER + half, size, ctypes.addressof(path.state)) == expected
-
-
-MACHINE = Machine(16, deterministic=True)
 
 
 def run_probe(*, deterministic: bool = True, c_reads: bool = True, tracer=None) -> tuple[str, int]:
