@@ -66,14 +66,7 @@ def take_snapshot(machine: "Machine") -> Snapshot:
 
 
 def restore_snapshot(machine: "Machine", snapshot: Snapshot, *, flush: bool = False) -> None:
-    stale = machine.code_cache.before_restore(snapshot.code_fingerprint, flush=flush)
-    set_context_mode(machine.uc, UC_CTL_CONTEXT_CPU | UC_CTL_CONTEXT_MEMORY)
-    try:
-        machine.uc.context_restore(snapshot.context)
-    finally:
-        set_context_mode(machine.uc, UC_CTL_CONTEXT_CPU)
-    if stale:
-        machine.code_cache.flush()
+    machine.code_cache.restore(snapshot.context, snapshot.code_fingerprint, flush=flush)
     machine.board.load_state(snapshot.devices)
     machine.clock.restore(snapshot.clock)
     machine.serial.rewind(snapshot.serial_total, snapshot.serial_length)

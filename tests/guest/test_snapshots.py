@@ -2,6 +2,8 @@
 cache is flushed when the code changed."""
 from __future__ import annotations
 
+from hypothesis import HealthCheck, given, settings, strategies as st
+
 from unikernel_sim import kernel_lib as kl
 import guestkit
 
@@ -47,3 +49,19 @@ def test_restoring_unchanged_code_keeps_the_cache(unisim_booted):
         machine.call("malloc", 64)
         machine.restore(unisim_booted.snapshot)
     assert machine.code_cache.flushes == flushes
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.floats(0, 1), same=st.booleans())
+def test_a_restore_flushes_exactly_when_a_code_byte_differs(unisim_booted, position, same):
+    """Any byte of the kernel's code, in its first page or its last, decides: the C
+    comparison reads the code a page at a time (cpu/_snapshot_restore.c)."""
+    machine = unisim_booted.fresh()
+    start, end = machine.code_cache._ranges[0]
+    address = start + min(int(position * (end - start)), end - start - 1)
+    original = machine.ram.read(address, 1)[0]
+    machine.ram.write(address, bytes([original if same else original ^ 0xFF]))
+    flushes = machine.code_cache.flushes
+    machine.restore(unisim_booted.snapshot)
+    assert machine.code_cache.flushes == flushes + (0 if same else 1)
+    assert machine.ram.read(address, 1)[0] == original

@@ -22,14 +22,36 @@ from __future__ import annotations
 
 import ctypes
 
-from unicorn import Uc
+from unicorn import Uc, UcError
+from unicorn.unicorn_const import UC_CTL_CONTEXT_CPU, UC_CTL_CONTEXT_MEMORY
 
-from unikernel_sim.cpu.unicorn_compat import mem_read_into
+from unikernel_sim.cpu.native import check_mirror, library
+from unikernel_sim.cpu.unicorn_compat import (
+    CONTEXT_MODE_WRITE, UcContext, engine_handle, native_function_address,
+)
 from unikernel_sim.memory.ram import Ram
 
-_memcmp = ctypes.CDLL(None).memcmp
-_memcmp.restype = ctypes.c_int
-_memcmp.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+CODE_NOT_COMPARED = (1 << 64) - 1     # _snapshot_restore.c: flush without comparing
+CODE_RANGE_SETS = 8                   # the latest fingerprints whose C ranges are kept
+
+
+class CodeRange(ctypes.Structure):
+    """struct code_range (_snapshot_restore.c): code to compare with a snapshot's copy."""
+    _fields_ = [("start", ctypes.c_uint64), ("length", ctypes.c_uint64), ("saved", ctypes.c_void_p)]
+
+
+class RestoreFunctions(ctypes.Structure):
+    """struct restore_functions (_snapshot_restore.c): the Unicorn calls a restore makes."""
+    _fields_ = [("ctl", ctypes.c_void_p), ("context_restore", ctypes.c_void_p),
+                ("mem_read", ctypes.c_void_p), ("mode_write", ctypes.c_uint64),
+                ("mode_cpu", ctypes.c_uint64), ("mode_cpu_memory", ctypes.c_uint64)]
+
+
+check_mirror(CodeRange, "struct code_range", "code_range_size")
+check_mirror(RestoreFunctions, "struct restore_functions", "restore_functions_size")
+_snapshot_restore = library.snapshot_restore
+_snapshot_restore.restype = ctypes.c_int
+_snapshot_restore.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64]
 
 
 class CodeCache:
@@ -39,7 +61,14 @@ class CodeCache:
         self.flushes = 0
         self._ranges: list[tuple[int, int]] = []      # physical [start, end) of code
         self._last: tuple[bytes, ...] = ()             # the latest fingerprint (shared by snapshots)
-        self._buffers: dict[int, ctypes.Array] = {}    # size -> where the code is read to compare
+        self._compared: dict[int, tuple[tuple[bytes, ...], ctypes.Array]] = {}   # id -> (fingerprint, its C ranges)
+        self._handle = engine_handle(uc)
+        self._functions = RestoreFunctions(
+            ctl=native_function_address("uc_ctl"),
+            context_restore=native_function_address("uc_context_restore"),
+            mem_read=native_function_address("uc_mem_read"), mode_write=CONTEXT_MODE_WRITE,
+            mode_cpu=UC_CTL_CONTEXT_CPU, mode_cpu_memory=UC_CTL_CONTEXT_CPU | UC_CTL_CONTEXT_MEMORY)
+        self._functions_ref = ctypes.byref(self._functions)
 
     def watch(self, start: int, end: int) -> None:
         """Compare [start, end) (physical addresses of code) across restores."""
@@ -53,27 +82,35 @@ class CodeCache:
         self._last = image
         return image
 
-    def before_restore(self, snapshot_fingerprint: tuple[bytes, ...] | None, *, flush: bool = False) -> bool:
-        """Whether the cache must be flushed once the snapshot's RAM is back. The code
-        is read into buffers kept for it and compared with memcmp: no allocation per
-        restore (the binding's mem_read made a 49 KiB bytearray each time)."""
-        if flush or snapshot_fingerprint is None:
-            return True
-        if len(snapshot_fingerprint) != len(self._ranges):
-            return True
-        for (start, end), code in zip(self._ranges, snapshot_fingerprint):
-            buffer = self._buffer(end - start)
-            if len(code) != len(buffer) or not mem_read_into(self.uc, start, buffer):
-                return True
-            if _memcmp(buffer, code, len(buffer)):
-                return True
-        return False
+    def restore(self, context: UcContext, snapshot_fingerprint: tuple[bytes, ...] | None, *,
+                flush: bool = False) -> None:
+        """Put a snapshot's registers and RAM back (context saved with its memory), then
+        flush the cache if the code now in RAM differs from the snapshot's or flush is
+        asked. One C call: the comparison must see RAM before the restore replaces it."""
+        ranges = None if flush else self._ranges_for(snapshot_fingerprint)
+        count = CODE_NOT_COMPARED if ranges is None else len(ranges)
+        status = _snapshot_restore(self._handle, self._functions_ref, context.context, ranges, count)
+        if status < 0:
+            raise UcError(-status)
+        if status:
+            self.flush()
 
-    def _buffer(self, size: int) -> ctypes.Array:
-        buffer = self._buffers.get(size)
-        if buffer is None:
-            buffer = self._buffers[size] = ctypes.create_string_buffer(size)
-        return buffer
+    def _ranges_for(self, fingerprint: tuple[bytes, ...] | None) -> ctypes.Array | None:
+        """The C ranges comparing RAM with fingerprint, kept with it (they point into its
+        bytes); None when it cannot be compared (no fingerprint, other ranges)."""
+        entry = self._compared.get(id(fingerprint))
+        if entry is not None and entry[0] is fingerprint:
+            return entry[1]
+        if fingerprint is None or len(fingerprint) != len(self._ranges) or any(
+                len(code) != end - start for (start, end), code in zip(self._ranges, fingerprint)):
+            return None
+        ranges = (CodeRange * len(fingerprint))(*(
+            CodeRange(start, end - start, ctypes.cast(ctypes.c_char_p(code), ctypes.c_void_p))
+            for (start, end), code in zip(self._ranges, fingerprint)))
+        if len(self._compared) >= CODE_RANGE_SETS:
+            del self._compared[next(iter(self._compared))]      # the oldest
+        self._compared[id(fingerprint)] = (fingerprint, ranges)
+        return ranges
 
     def flush(self) -> None:
         self.uc.ctl_flush_tb()

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, NamedTuple
 
+from unikernel_sim.devices._state_load import load_containers, load_plain
+
 
 class PortRange(NamedTuple):
     """I/O ports first .. first+count-1."""
@@ -162,6 +164,9 @@ class LoadPlan:
     thus gets its plain values before its setters run, as load_state does; what a
     setter reads of another object is already loaded too.
 
+    The plain values and the containers, most of a restore's work, are loaded by two
+    C loops (_state_load.c); the rest is rare enough for Python.
+
     Valid only while every nested object is the one the plan was made for: a device
     that replaces one (the PIT's reset makes new channels) makes apply() return False
     before it changes anything, and the caller loads the slow way."""
@@ -208,11 +213,8 @@ class LoadPlan:
                 current = current[index]
             if current is not child:
                 return False
-        for values, saved in self.plain:
-            values.update(saved)
-        for values, name, saved in self.containers:
-            if values[name] != saved:
-                values[name] = type(saved)(saved)               # the snapshot keeps its own copy
+        load_plain(self.plain)                                   # values.update(saved), each
+        load_containers(self.containers)                         # a copy where values[name] != saved
         for step in self.others:
             kind = step[0]
             if kind == _CONTAINER_PROPERTY:

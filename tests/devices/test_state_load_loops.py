@@ -1,0 +1,56 @@
+"""The device-state load's two C loops (devices/_state_load.c) against what they
+replace, Python's own dict.update and `!=` plus a copy by the saved container's type."""
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+from hypothesis import given, strategies as st
+
+from unikernel_sim.devices._state_load import load_containers, load_plain
+
+names = st.sampled_from(["mode", "count", "latch", "status", "irr", "imr"])
+plain_values = st.one_of(st.integers(), st.booleans(), st.none(), st.text(max_size=3))
+dicts = st.dictionaries(names, plain_values, max_size=6)
+
+
+@given(st.lists(st.tuples(dicts, dicts), max_size=5))
+def test_load_plain_is_dict_update_in_order(pairs):
+    expected = [(dict(values), saved) for values, saved in pairs]
+    for values, saved in expected:
+        values.update(saved)
+    load_plain(pairs)
+    assert [values for values, _ in pairs] == [values for values, _ in expected]
+
+
+containers = st.one_of(st.lists(st.integers(0, 255), max_size=4),
+                       st.binary(max_size=4).map(bytearray),
+                       st.lists(st.integers(0, 255), max_size=4).map(deque))
+
+
+@given(st.lists(st.tuples(containers, containers), max_size=5))
+def test_load_containers_copies_only_what_differs(cases):
+    triples, before = [], []
+    for current, saved in cases:
+        if type(current) is not type(saved):
+            current = type(saved)(current)
+        values = {"field": current}
+        triples.append((values, "field", saved))
+        before.append(current)
+    load_containers(triples)
+    for (values, _, saved), current in zip(triples, before):
+        assert values["field"] == saved
+        assert type(values["field"]) is type(saved)
+        assert values["field"] is not saved                  # the snapshot keeps its own copy
+        assert (values["field"] is current) == (current == saved)   # equal ones are left alone
+
+
+def test_the_loops_refuse_what_is_not_their_shape():
+    with pytest.raises(TypeError, match="list"):
+        load_plain(({}, {}))
+    with pytest.raises(TypeError, match="item 0"):
+        load_plain([({}, {}, {})])
+    with pytest.raises(TypeError, match="item 1"):
+        load_containers([({"a": []}, "a", []), ({}, "a")])
+    with pytest.raises(KeyError):
+        load_containers([({}, "missing", [])])
