@@ -1,7 +1,7 @@
 """Build the C extensions: the virtual clock's hooks, the COM1 fast path, the SSE
 alignment guard, the common case of interrupt delivery, the timer tick, the HPET counter's
 reads, the host-clock deadlines, a guest call's set-up, a snapshot's restore and the exact
-profiler; and the loops of a device-state load.
+profiler; the snapshots of guest memory; the loops of a device-state load.
 
 Everything else is declared in pyproject.toml."""
 from setuptools import Extension, setup
@@ -21,6 +21,11 @@ setup(
                      "src/unikernel_sim/cpu/_timer_thread.h"],
             extra_compile_args=["-O2", "-pthread"],
             extra_link_args=["-pthread"],
+        ),
+        Extension(
+            "unikernel_sim.memory._ram_snapshots",
+            sources=["src/unikernel_sim/memory/_ram_snapshots.c"],
+            extra_compile_args=["-O2"],
         ),
         Extension(
             "unikernel_sim.devices._state_load",

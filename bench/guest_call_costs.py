@@ -3,18 +3,20 @@ reference firmware (fast mode): medians of --batches batches of --calls each.
 
     python bench/guest_call_costs.py [--batches 5] [--calls 1000]
 
-The yardsticks are measured in the same process on the same engine: the bare Unicorn API
+The yardsticks are measured in the same process on a bare engine holding the booted
+machine's memory and registers (a twin: Unicorn's own RAM, no hook): the bare Unicorn API
 sequence a call needs (context save, argument and stack registers, the return address,
-emu_start until the sentinel, RAX, context restore) and a bare context restore of the
-snapshot, memory included. Our C hooks stay installed on that engine (they cost a bare run
-little: the block hook, RDTSC, port and sentinel hooks), so these are the floor a guest
-call through unisim can reach, not a different machine.
+emu_start until the sentinel, RAX, context restore) and a restore of a Unicorn snapshot
+with memory (UC_CTL_CONTEXT_MEMORY), the raw API's way to go back. The machine itself
+snapshots memory by write protection (memory/ram_snapshots.py), so its engine cannot
+take Unicorn's memory snapshots: hence the twin.
 """
 from __future__ import annotations
 
 import argparse
 import struct
 
+from unicorn import UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, Uc
 from unicorn import x86_const as x86
 from unicorn.unicorn_const import UC_CTL_CONTEXT_CPU, UC_CTL_CONTEXT_MEMORY
 
@@ -25,6 +27,20 @@ from batches import per_call_us  # bench/batches.py, beside this script
 from markdown_table import print_table  # bench/markdown_table.py, beside this script
 
 RED_ZONE = 128
+COPY_CHUNK = 1 << 20
+
+
+def bare_twin(machine) -> Uc:
+    """A hook-less engine with machine's RAM (the non-zero MiBs) and registers."""
+    twin = Uc(UC_ARCH_X86, UC_MODE_64)
+    twin.mem_map(0, machine.ram.size, UC_PROT_ALL)
+    zero = bytes(COPY_CHUNK)
+    for address in range(0, machine.ram.size, COPY_CHUNK):
+        chunk = bytes(machine.uc.mem_read(address, COPY_CHUNK))
+        if chunk != zero:
+            twin.mem_write(address, chunk)
+    twin.context_restore(machine.uc.context_save())
+    return twin
 
 
 def main() -> None:
@@ -35,9 +51,13 @@ def main() -> None:
     booted = boot_to_ready(str(build_firmware()))
     machine, snapshot = booted.machine, booted.snapshot
 
-    machine.call("strlen", 0x100000)                    # the sentinel's hook and hlt are in place
-    uc, strlen = machine.uc, machine.symbols.resolve("strlen")
+    machine.call("strlen", 0x100000)                    # the sentinel's hlt is in place
+    machine.restore(snapshot)
+    uc, strlen = bare_twin(machine), machine.symbols.resolve("strlen")
     sentinel = machine._caller.sentinel
+    set_context_mode(uc, UC_CTL_CONTEXT_CPU | UC_CTL_CONTEXT_MEMORY)
+    bare_snapshot = uc.context_save()
+    set_context_mode(uc, UC_CTL_CONTEXT_CPU)
 
     def bare_call() -> int:
         saved = uc.context_save()
@@ -53,7 +73,7 @@ def main() -> None:
 
     def bare_restore() -> None:
         set_context_mode(uc, UC_CTL_CONTEXT_CPU | UC_CTL_CONTEXT_MEMORY)
-        uc.context_restore(snapshot.context)
+        uc.context_restore(bare_snapshot)
         set_context_mode(uc, UC_CTL_CONTEXT_CPU)
 
     assert bare_call() == machine.call("strlen", 0x100000)

@@ -117,6 +117,7 @@ class Machine:
                 Stop(StopReason.RESET, f"guest requested a system reset ({source})")),
             interrupt_changed=lambda: self.loop.interrupt_line_changed(),
             events_moved=lambda: self.loop.reschedule(),
+            map_memory=lambda base, size, perms: self.ram.map_memory(base, size, perms, what="the framebuffer"),
             uart_fast_path=lambda tx_plain, lsr_value: self._uart_fast_path(tx_plain, lsr_value),
         )
         start = rtc_start or (DEFAULT_START if deterministic else dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))

@@ -119,6 +119,7 @@ class RunLoop:
         land in its handler). A breakpoint at the RIP the run starts from is passed
         over, not hit again. UsageError for a budget or timeout out of range (limits.py)."""
         _check_limits(max_instructions, timeout)
+        self.machine.ram.snapshots.ensure_handler()     # Python's faulthandler may have gone in front
         self._stepping = step
         self.machine.breakpoints.resume()
         if max_instructions is not None:

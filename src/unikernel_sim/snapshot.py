@@ -1,24 +1,21 @@
 """Snapshots of a whole Machine: CPU, RAM, devices, clock and console lengths.
 
-RAM uses Unicorn's copy-on-write memory snapshots (UC_CTL_CONTEXT_MODE with
-UC_CTL_CONTEXT_MEMORY): saving copies nothing, restoring copies back only the
-pages dirtied since (measured: 0.13 ms after 1 MiB, 5.7 ms after 64 MiB;
-docs/performance.md). The context mode is switched back to CPU-only at once,
-because the exception hook saves CPU contexts on every exception.
+RAM is write-protected at a snapshot (memory/ram_snapshots.py): saving copies
+nothing, the first store to a page afterwards saves it, and restoring copies back
+only the pages written since. The CPU is a CPU-only Unicorn context.
 
 A snapshot may be restored any number of times. Restoring an older snapshot
-after a newer one was taken invalidates the newer one (Unicorn keeps one chain
-of snapshot levels).
+after a newer one was taken invalidates the newer one (one chain of snapshot
+levels, as Unicorn's own snapshots): restoring it raises StaleSnapshotError.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from unicorn.unicorn_const import UC_CTL_CONTEXT_CPU, UC_CTL_CONTEXT_MEMORY
-
-from unikernel_sim.cpu.unicorn_compat import UcContext, set_context_mode
+from unikernel_sim.cpu.unicorn_compat import UcContext
 from unikernel_sim.devices.device import State
+from unikernel_sim.memory.ram_snapshots import RamLevel
 from unikernel_sim.stops import ExceptionRecord
 
 if TYPE_CHECKING:
@@ -27,7 +24,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Snapshot:
-    context: UcContext
+    context: UcContext                # CPU only
+    ram: RamLevel                     # the memory's level (memory/ram_snapshots.py)
     devices: list[State]              # each device's declared fields (devices/device.py), in board order
     clock: tuple[bytes, int]
     serial_length: int
@@ -45,13 +43,9 @@ class Snapshot:
 
 
 def take_snapshot(machine: "Machine") -> Snapshot:
-    set_context_mode(machine.uc, UC_CTL_CONTEXT_CPU | UC_CTL_CONTEXT_MEMORY)
-    try:
-        context = machine.uc.context_save()
-    finally:
-        set_context_mode(machine.uc, UC_CTL_CONTEXT_CPU)
     return Snapshot(
-        context=context,
+        context=machine.uc.context_save(),
+        ram=machine.ram.snapshots.take(),
         devices=machine.board.save_state(),
         clock=machine.clock.snapshot(),
         serial_length=len(machine.serial.data),
@@ -66,7 +60,7 @@ def take_snapshot(machine: "Machine") -> Snapshot:
 
 
 def restore_snapshot(machine: "Machine", snapshot: Snapshot, *, flush: bool = False) -> None:
-    machine.code_cache.restore(snapshot.context, snapshot.code_fingerprint, flush=flush)
+    machine.code_cache.restore(snapshot.context, snapshot.ram, snapshot.code_fingerprint, flush=flush)
     machine.board.load_state(snapshot.devices)
     machine.clock.restore(snapshot.clock)
     machine.serial.rewind(snapshot.serial_total, snapshot.serial_length)

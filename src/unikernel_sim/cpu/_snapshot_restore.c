@@ -1,10 +1,11 @@
-/* A snapshot's registers and RAM back in one C call, with the check that decides
+/* A snapshot's registers and memory back in one C call, with the check that decides
  * whether the translation cache must be flushed (cpu/code_cache.py has the why).
  *
  * Through the binding a restore was four trips through ctypes (the code read, the
  * memcmp, the two context-mode switches around uc_context_restore) and a 49 KiB
  * copy of the firmware's code: ~9 us of a ~24 us restore. Here the code is read and
- * compared a page at a time in a buffer that stays in the L1 cache. */
+ * compared a page at a time in a buffer that stays in the L1 cache, and the memory
+ * goes back through memory/_ram_snapshots.c. */
 #include <stdint.h>
 #include <string.h>
 
@@ -22,14 +23,15 @@ struct code_range {
     const uint8_t *saved;              /* the snapshot's copy of those bytes           */
 };
 
-/* Mirrored by RestoreFunctions in cpu/ram_restore.py: set up once per engine. */
+typedef int (*ram_restore_fn)(void *ram, uint64_t index, uint64_t serial);
+
+/* Mirrored by RestoreFunctions in cpu/code_cache.py: set up once per machine. */
 struct restore_functions {
-    uc_ctl_fn ctl;
-    uc_context_fn context_restore;
+    uc_context_fn context_restore;     /* uc_context_restore (the context is CPU-only)               */
     uc_mem_read_fn mem_read;
-    uint64_t mode_write;               /* uc_ctl's control word UC_CTL_WRITE(UC_CTL_CONTEXT_MODE, 1) */
-    uint64_t mode_cpu;                 /* UC_CTL_CONTEXT_CPU: what the exception hook saves      */
-    uint64_t mode_cpu_memory;          /* UC_CTL_CONTEXT_CPU | UC_CTL_CONTEXT_MEMORY             */
+    ram_restore_fn ram_restore;        /* ram_snapshots_restore (memory/_ram_snapshots.c)            */
+    void *ram;                         /* the machine's struct ram_snapshots                         */
+    int64_t ram_status;                /* out: what ram_restore returned, 0 = restored               */
 };
 
 uint64_t restore_functions_size(void) { return sizeof(struct restore_functions); }
@@ -54,20 +56,19 @@ static int code_differs(void *uc, const struct restore_functions *f, const struc
     return 0;
 }
 
-/* Compare the code with the snapshot's (unless count is CODE_NOT_COMPARED), then
- * restore context with its memory and leave the engine saving CPU-only contexts
- * again, whatever happened. RESTORE_CODE_SAME or RESTORE_CODE_CHANGED; a negative
- * Unicorn error (-uc_err) if a step failed (the mode is switched back all the same). */
-int snapshot_restore(void *uc, const struct restore_functions *f, void *context,
-                     const struct code_range *ranges, uint64_t count)
+/* Compare the code with the snapshot's (unless count is CODE_NOT_COMPARED), put the
+ * snapshot's memory back (its level: index, serial), then its registers.
+ * RESTORE_CODE_SAME or RESTORE_CODE_CHANGED; a negative Unicorn error (-uc_err) if the
+ * registers could not be restored. If the memory could not be, f->ram_status says why
+ * and nothing else was done. */
+int snapshot_restore(void *uc, struct restore_functions *f, void *context,
+                     const struct code_range *ranges, uint64_t count, uint64_t index, uint64_t serial)
 {
     int changed = count == CODE_NOT_COMPARED ? RESTORE_CODE_CHANGED
                                              : code_differs(uc, f, ranges, count);
-    int status = f->ctl(uc, (int)f->mode_write, (int)f->mode_cpu_memory);
-    if (status == 0)
-        status = f->context_restore(uc, context);
-    int back = f->ctl(uc, (int)f->mode_write, (int)f->mode_cpu);
-    if (status == 0)
-        status = back;
+    f->ram_status = f->ram_restore(f->ram, index, serial);
+    if (f->ram_status != 0)
+        return RESTORE_CODE_SAME;
+    int status = f->context_restore(uc, context);
     return status != 0 ? -status : changed;
 }

@@ -23,13 +23,11 @@ from __future__ import annotations
 import ctypes
 
 from unicorn import Uc, UcError
-from unicorn.unicorn_const import UC_CTL_CONTEXT_CPU, UC_CTL_CONTEXT_MEMORY
 
 from unikernel_sim.cpu.native import check_mirror, library
-from unikernel_sim.cpu.unicorn_compat import (
-    CONTEXT_MODE_WRITE, UcContext, engine_handle, native_function_address,
-)
+from unikernel_sim.cpu.unicorn_compat import UcContext, engine_handle, native_function_address
 from unikernel_sim.memory.ram import Ram
+from unikernel_sim.memory.ram_snapshots import RamLevel
 
 CODE_NOT_COMPARED = (1 << 64) - 1     # _snapshot_restore.c: flush without comparing
 CODE_RANGE_SETS = 8                   # the latest fingerprints whose C ranges are kept
@@ -41,17 +39,17 @@ class CodeRange(ctypes.Structure):
 
 
 class RestoreFunctions(ctypes.Structure):
-    """struct restore_functions (_snapshot_restore.c): the Unicorn calls a restore makes."""
-    _fields_ = [("ctl", ctypes.c_void_p), ("context_restore", ctypes.c_void_p),
-                ("mem_read", ctypes.c_void_p), ("mode_write", ctypes.c_uint64),
-                ("mode_cpu", ctypes.c_uint64), ("mode_cpu_memory", ctypes.c_uint64)]
+    """struct restore_functions (_snapshot_restore.c): the calls a restore makes."""
+    _fields_ = [("context_restore", ctypes.c_void_p), ("mem_read", ctypes.c_void_p),
+                ("ram_restore", ctypes.c_void_p), ("ram", ctypes.c_void_p), ("ram_status", ctypes.c_int64)]
 
 
 check_mirror(CodeRange, "struct code_range", "code_range_size")
 check_mirror(RestoreFunctions, "struct restore_functions", "restore_functions_size")
 _snapshot_restore = library.snapshot_restore
 _snapshot_restore.restype = ctypes.c_int
-_snapshot_restore.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64]
+_snapshot_restore.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
+                              ctypes.c_uint64, ctypes.c_uint64]
 
 
 class CodeCache:
@@ -64,10 +62,9 @@ class CodeCache:
         self._compared: dict[int, tuple[tuple[bytes, ...], ctypes.Array]] = {}   # id -> (fingerprint, its C ranges)
         self._handle = engine_handle(uc)
         self._functions = RestoreFunctions(
-            ctl=native_function_address("uc_ctl"),
             context_restore=native_function_address("uc_context_restore"),
-            mem_read=native_function_address("uc_mem_read"), mode_write=CONTEXT_MODE_WRITE,
-            mode_cpu=UC_CTL_CONTEXT_CPU, mode_cpu_memory=UC_CTL_CONTEXT_CPU | UC_CTL_CONTEXT_MEMORY)
+            mem_read=native_function_address("uc_mem_read"),
+            ram_restore=ram.snapshots.native_restore, ram=ram.snapshots.native)
         self._functions_ref = ctypes.byref(self._functions)
 
     def watch(self, start: int, end: int) -> None:
@@ -82,14 +79,17 @@ class CodeCache:
         self._last = image
         return image
 
-    def restore(self, context: UcContext, snapshot_fingerprint: tuple[bytes, ...] | None, *,
+    def restore(self, context: UcContext, level: RamLevel, snapshot_fingerprint: tuple[bytes, ...] | None, *,
                 flush: bool = False) -> None:
-        """Put a snapshot's registers and RAM back (context saved with its memory), then
-        flush the cache if the code now in RAM differs from the snapshot's or flush is
-        asked. One C call: the comparison must see RAM before the restore replaces it."""
+        """Put a snapshot's memory (its level in memory/ram_snapshots.py) and registers
+        (a CPU-only context) back, then flush the cache if the code now in RAM differs
+        from the snapshot's or flush is asked. One C call: the comparison must see RAM
+        before the restore replaces it."""
         ranges = None if flush else self._ranges_for(snapshot_fingerprint)
         count = CODE_NOT_COMPARED if ranges is None else len(ranges)
-        status = _snapshot_restore(self._handle, self._functions_ref, context.context, ranges, count)
+        status = _snapshot_restore(self._handle, self._functions_ref, context.context, ranges, count, *level)
+        if self._functions.ram_status:
+            self.ram.snapshots.raise_for(self._functions.ram_status, "restoring a snapshot")
         if status < 0:
             raise UcError(-status)
         if status:

@@ -58,6 +58,7 @@ class BoardWiring(NamedTuple):
     reset: Callable[[str], None]                      # the guest asked for a reset (names the source)
     interrupt_changed: Callable[[], None]             # the PIC's INTR output may have changed
     events_moved: Callable[[], None]                  # the next device event may have moved
+    map_memory: Callable[[int, int, int], None]       # (base, size, perms): memory snapshots cover
     uart_fast_path: Callable[[bool, int | None], None] = lambda tx_plain, lsr_value: None   # COM1's C path
 
 
@@ -95,7 +96,7 @@ class PcBoard:
                                           irq12=lambda: self.pulse_irq(IRQ_MOUSE)))
         self.port_a = self.attach(SystemControlPortA(on_reset=lambda: wiring.reset("port 0x92 fast reset")))
         self.vga = self.attach(VgaText(wiring.read_ram, now))
-        self.vbe = self.attach(BochsVbe(mmio.uc))          # std VGA's graphics modes and framebuffer
+        self.vbe = self.attach(BochsVbe(mmio.uc, wiring.map_memory))          # std VGA's graphics modes and framebuffer
         self.uart = self.attach(Uart16550(COM1_BASE, transmit=wiring.serial_out,
                                           irq_line=lambda level: self.set_irq(COM1_IRQ, level)))
         self.uart.fast_path = wiring.uart_fast_path

@@ -25,7 +25,7 @@ costs nothing; the host reads it for a screenshot.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from unicorn import UC_PROT_READ, UC_PROT_WRITE
 
@@ -62,9 +62,10 @@ class BochsVbe(Device):
     io_width = 2
     saved_fields = ("index", "registers")
 
-    def __init__(self, uc: "Uc") -> None:
+    def __init__(self, uc: "Uc", map_memory: Callable[[int, int, int], None]) -> None:
+        """map_memory(base, size, perms) maps the framebuffer where snapshots cover it."""
         self.uc = uc
-        uc.mem_map(LFB_BASE, VRAM_SIZE, UC_PROT_READ | UC_PROT_WRITE)
+        map_memory(LFB_BASE, VRAM_SIZE, UC_PROT_READ | UC_PROT_WRITE)
         self.index = 0
         self.registers = [0] * REGISTERS
         self.reset()

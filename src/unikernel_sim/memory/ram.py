@@ -1,5 +1,8 @@
 """Guest physical RAM: one Unicorn mapping from address 0 to the configured size.
 
+The memory is our own (memory/ram_snapshots.py), mapped with uc_mem_map_ptr, so
+that snapshots write-protect it instead of using Unicorn's copy-on-write regions.
+
 The whole range is RAM, including the legacy 640 KiB - 1 MiB window, so VGA
 text memory at 0xB8000 is plain RAM the host reads after a slice (no memory
 hook on every write). The boot information's memory map is what tells the
@@ -13,6 +16,7 @@ import struct
 from unicorn import UC_ERR_NOMEM, UC_PROT_ALL, Uc, UcError
 
 from unikernel_sim.errors import HostLimitError
+from unikernel_sim.memory.ram_snapshots import RamSnapshots
 
 MIB = 1 << 20
 KIB = 1 << 10
@@ -24,12 +28,18 @@ class Ram:
     def __init__(self, uc: Uc, size: int) -> None:
         self.uc = uc
         self.size = size
+        self.snapshots = RamSnapshots(uc)
+        self.map_memory(0, size, UC_PROT_ALL, what="guest RAM")
+
+    def map_memory(self, base: int, size: int, perms: int, *, what: str) -> None:
+        """Map size bytes at physical base from memory the snapshots cover (guest RAM,
+        the VGA framebuffer); HostLimitError when the host refuses them."""
         try:
-            uc.mem_map(0, size, UC_PROT_ALL)
-        except UcError as error:
-            if error.errno != UC_ERR_NOMEM:
+            self.uc.mem_map_ptr(base, size, perms, self.snapshots.allocate(size))
+        except (OSError, UcError) as error:
+            if isinstance(error, UcError) and error.errno != UC_ERR_NOMEM:
                 raise
-            raise HostLimitError(f"the host refused {size >> 20} MiB for guest RAM (out of memory, or ulimit -v)",
+            raise HostLimitError(f"the host refused {size >> 20} MiB for {what} (out of memory, or ulimit -v)",
                                  hint="give a smaller --memory, or raise the limit") from None
 
     def contains(self, address: int, length: int = 1) -> bool:
