@@ -11,7 +11,7 @@
 
 #include "_irq_delivery.h"
 
-#define COMPARE_CHUNK 4096             /* bytes read and compared at a time            */
+#define COMPARE_CHUNK 4096             /* a page: read and compared at a time          */
 #define CODE_NOT_COMPARED UINT64_MAX   /* range_count: flush without comparing         */
 #define RESTORE_CODE_SAME 0            /* the cached translations stay valid           */
 #define RESTORE_CODE_CHANGED 1         /* flush the translation cache                  */
@@ -24,12 +24,14 @@ struct code_range {
 };
 
 typedef int (*ram_restore_fn)(void *ram, uint64_t index, uint64_t serial);
+typedef int (*page_changed_fn)(const void *ram, uint64_t index, uint64_t page);
 
 /* Mirrored by RestoreFunctions in cpu/code_cache.py: set up once per machine. */
 struct restore_functions {
     uc_context_fn context_restore;     /* uc_context_restore (the context is CPU-only)               */
     uc_mem_read_fn mem_read;
     ram_restore_fn ram_restore;        /* ram_snapshots_restore (memory/_ram_snapshots.c)            */
+    page_changed_fn page_changed;      /* ram_snapshots_page_changed                                 */
     void *ram;                         /* the machine's struct ram_snapshots                         */
     int64_t ram_status;                /* out: what ram_restore returned, 0 = restored               */
 };
@@ -38,19 +40,28 @@ uint64_t restore_functions_size(void) { return sizeof(struct restore_functions);
 uint64_t code_range_size(void) { return sizeof(struct code_range); }
 
 /* Whether RAM now differs from the saved code anywhere in ranges (also when a range
- * cannot be read: the cache is flushed rather than trusted). */
+ * cannot be read: the cache is flushed rather than trusted). Only the pages written
+ * since the level was taken or last restored can differ (the write protection knows
+ * them): the others are not read. A written page is compared, not trusted to differ,
+ * because data may share a page with code (a variable beside the text's last bytes). */
 static int code_differs(void *uc, const struct restore_functions *f, const struct code_range *ranges,
-                        uint64_t count)
+                        uint64_t count, uint64_t level)
 {
     uint8_t chunk[COMPARE_CHUNK];
     for (uint64_t i = 0; i < count; i++) {
         const struct code_range *r = &ranges[i];
-        for (uint64_t done = 0; done < r->length; done += COMPARE_CHUNK) {
-            uint64_t size = r->length - done < COMPARE_CHUNK ? r->length - done : COMPARE_CHUNK;
-            if (f->mem_read(uc, r->start + done, chunk, size) != 0)
-                return 1;
-            if (memcmp(chunk, r->saved + done, size) != 0)
-                return 1;
+        uint64_t done = 0;
+        while (done < r->length) {
+            uint64_t address = r->start + done;
+            uint64_t to_page_end = COMPARE_CHUNK - address % COMPARE_CHUNK;
+            uint64_t size = r->length - done < to_page_end ? r->length - done : to_page_end;
+            if (f->page_changed(f->ram, level, address / COMPARE_CHUNK)) {
+                if (f->mem_read(uc, address, chunk, size) != 0)
+                    return 1;
+                if (memcmp(chunk, r->saved + done, size) != 0)
+                    return 1;
+            }
+            done += size;
         }
     }
     return 0;
@@ -65,7 +76,7 @@ int snapshot_restore(void *uc, struct restore_functions *f, void *context,
                      const struct code_range *ranges, uint64_t count, uint64_t index, uint64_t serial)
 {
     int changed = count == CODE_NOT_COMPARED ? RESTORE_CODE_CHANGED
-                                             : code_differs(uc, f, ranges, count);
+                                             : code_differs(uc, f, ranges, count, index);
     f->ram_status = f->ram_restore(f->ram, index, serial);
     if (f->ram_status != 0)
         return RESTORE_CODE_SAME;

@@ -41,7 +41,8 @@ class CodeRange(ctypes.Structure):
 class RestoreFunctions(ctypes.Structure):
     """struct restore_functions (_snapshot_restore.c): the calls a restore makes."""
     _fields_ = [("context_restore", ctypes.c_void_p), ("mem_read", ctypes.c_void_p),
-                ("ram_restore", ctypes.c_void_p), ("ram", ctypes.c_void_p), ("ram_status", ctypes.c_int64)]
+                ("ram_restore", ctypes.c_void_p), ("page_changed", ctypes.c_void_p), ("ram", ctypes.c_void_p),
+                ("ram_status", ctypes.c_int64)]
 
 
 check_mirror(CodeRange, "struct code_range", "code_range_size")
@@ -64,7 +65,8 @@ class CodeCache:
         self._functions = RestoreFunctions(
             context_restore=native_function_address("uc_context_restore"),
             mem_read=native_function_address("uc_mem_read"),
-            ram_restore=ram.snapshots.native_restore, ram=ram.snapshots.native)
+            ram_restore=ram.snapshots.native_restore, page_changed=ram.snapshots.native_page_changed,
+            ram=ram.snapshots.native)
         self._functions_ref = ctypes.byref(self._functions)
 
     def watch(self, start: int, end: int) -> None:

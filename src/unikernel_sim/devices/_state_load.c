@@ -5,65 +5,118 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-/* load_plain(pairs): for each (values, saved) in the list, values.update(saved). */
+/* Put saved's items into values, skipping those values already holds (the same
+ * object: what the previous load put there, if nothing changed it since). Returns 1 if
+ * an item was put, 0 if none, -1 with an exception set. */
+static int put_plain(PyObject *values, PyObject *saved)
+{
+    if (!PyDict_Check(values) || !PyDict_Check(saved)) {
+        PyErr_SetString(PyExc_TypeError, "load_plain: a pair is not (dict, dict)");
+        return -1;
+    }
+    PyObject *key, *value;
+    Py_ssize_t position = 0;
+    int changed = 0;
+    while (PyDict_Next(saved, &position, &key, &value)) {
+        PyObject *current = PyDict_GetItemWithError(values, key);     /* borrowed */
+        if (current == value)
+            continue;
+        if (current == NULL && PyErr_Occurred())
+            return -1;
+        if (PyDict_SetItem(values, key, value) != 0)
+            return -1;
+        changed = 1;
+    }
+    return changed;
+}
+
+/* load_plain(pairs): for each (values, saved) in the list, values.update(saved).
+ * Returns bytes with one flag per pair: 1 where a value was not already there. */
 static PyObject *load_plain(PyObject *module, PyObject *pairs)
 {
     (void)module;
     if (!PyList_Check(pairs))
         return PyErr_Format(PyExc_TypeError, "load_plain takes a list of (dict, dict), not %s",
                             Py_TYPE(pairs)->tp_name);
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
+    Py_ssize_t count = PyList_GET_SIZE(pairs);
+    PyObject *flags = PyBytes_FromStringAndSize(NULL, count);
+    if (flags == NULL)
+        return NULL;
+    char *flag = PyBytes_AS_STRING(flags);
+    for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *pair = PyList_GET_ITEM(pairs, i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2)
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            Py_DECREF(flags);
             return PyErr_Format(PyExc_TypeError, "load_plain: item %zd is not a (dict, dict)", i);
-        if (PyDict_Update(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1)) != 0)
+        }
+        int changed = put_plain(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
+        if (changed < 0) {
+            Py_DECREF(flags);
             return NULL;
+        }
+        flag[i] = (char)changed;
     }
-    Py_RETURN_NONE;
+    return flags;
+}
+
+/* values[name] = type(saved)(saved) unless equal to saved already: 1 if put, 0 if
+ * not, -1 with an exception set (KeyError when values has no such entry). */
+static int put_container(PyObject *values, PyObject *name, PyObject *saved)
+{
+    PyObject *current = PyObject_GetItem(values, name);                 /* new reference */
+    if (current == NULL)
+        return -1;
+    int same = PyObject_RichCompareBool(current, saved, Py_EQ);
+    Py_DECREF(current);
+    if (same != 0)
+        return same < 0 ? -1 : 0;
+    PyObject *copy = PyObject_CallOneArg((PyObject *)Py_TYPE(saved), saved);
+    if (copy == NULL)
+        return -1;
+    int status = PyObject_SetItem(values, name, copy);
+    Py_DECREF(copy);
+    return status != 0 ? -1 : 1;
 }
 
 /* load_containers(triples): for each (values, name, saved), values[name] becomes a new
  * copy of saved, type(saved)(saved), where it differs from saved (the snapshot keeps
- * its own copy; comparing a register file is cheaper than making a new one). */
+ * its own copy; comparing a register file is cheaper than making a new one). Returns
+ * bytes with one flag per triple: 1 where a copy was put. */
 static PyObject *load_containers(PyObject *module, PyObject *triples)
 {
     (void)module;
     if (!PyList_Check(triples))
         return PyErr_Format(PyExc_TypeError, "load_containers takes a list of (dict, name, saved), not %s",
                             Py_TYPE(triples)->tp_name);
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(triples); i++) {
+    Py_ssize_t count = PyList_GET_SIZE(triples);
+    PyObject *flags = PyBytes_FromStringAndSize(NULL, count);
+    if (flags == NULL)
+        return NULL;
+    char *flag = PyBytes_AS_STRING(flags);
+    for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *triple = PyList_GET_ITEM(triples, i);
-        if (!PyTuple_Check(triple) || PyTuple_GET_SIZE(triple) != 3)
+        if (!PyTuple_Check(triple) || PyTuple_GET_SIZE(triple) != 3) {
+            Py_DECREF(flags);
             return PyErr_Format(PyExc_TypeError, "load_containers: item %zd is not a (dict, name, saved)", i);
-        PyObject *values = PyTuple_GET_ITEM(triple, 0);
-        PyObject *name = PyTuple_GET_ITEM(triple, 1);
-        PyObject *saved = PyTuple_GET_ITEM(triple, 2);
-        PyObject *current = PyObject_GetItem(values, name);       /* new reference, KeyError if absent */
-        if (current == NULL)
+        }
+        int changed = put_container(PyTuple_GET_ITEM(triple, 0), PyTuple_GET_ITEM(triple, 1),
+                                    PyTuple_GET_ITEM(triple, 2));
+        if (changed < 0) {
+            Py_DECREF(flags);
             return NULL;
-        int same = PyObject_RichCompareBool(current, saved, Py_EQ);
-        Py_DECREF(current);
-        if (same < 0)
-            return NULL;
-        if (same)
-            continue;
-        PyObject *copy = PyObject_CallOneArg((PyObject *)Py_TYPE(saved), saved);
-        if (copy == NULL)
-            return NULL;
-        int status = PyObject_SetItem(values, name, copy);
-        Py_DECREF(copy);
-        if (status != 0)
-            return NULL;
+        }
+        flag[i] = (char)changed;
     }
-    Py_RETURN_NONE;
+    return flags;
 }
 
 static PyMethodDef state_load_methods[] = {
     {"load_plain", load_plain, METH_O,
-     "load_plain(pairs): values.update(saved) for each (values, saved) in the list."},
+     "load_plain(pairs): values.update(saved) for each (values, saved) in the list; bytes, 1\n"
+     "for each pair where a value was not already the saved object."},
     {"load_containers", load_containers, METH_O,
      "load_containers(triples): values[name] = type(saved)(saved) for each (values, name, saved)\n"
-     "in the list where values[name] != saved."},
+     "in the list where values[name] != saved; bytes, 1 for each triple copied."},
     {NULL, NULL, 0, NULL},
 };
 

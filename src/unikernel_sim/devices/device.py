@@ -165,7 +165,10 @@ class LoadPlan:
     setter reads of another object is already loaded too.
 
     The plain values and the containers, most of a restore's work, are loaded by two
-    C loops (_state_load.c); the rest is rare enough for Python.
+    C loops (_state_load.c), which also say what they changed: an object's after_load
+    runs only if something in its subtree was put back (a setter or an own load_state
+    there counts as a change). A value that is still the object the last load put
+    there is left alone. The rest is rare enough for Python.
 
     Valid only while every nested object is the one the plan was made for: a device
     that replaces one (the PIT's reset makes new channels) makes apply() return False
@@ -176,7 +179,7 @@ class LoadPlan:
         self.plain: list[tuple[dict, State]] = []                       # (__dict__, its plain values)
         self.containers: list[tuple[dict, str, Any]] = []               # (__dict__, field, saved container)
         self.others: list[tuple] = []                                   # (kind: setter or own load_state, ...)
-        self.after_loads: list[Callable[[], None]] = []
+        self.after_loads: list[tuple] = []       # (after_load, its subtree's plain and container index ranges, always)
         for obj, state in zip(objects, states, strict=True):
             self._add(obj, state)
 
@@ -184,6 +187,7 @@ class LoadPlan:
         if type(obj).load_state is not Stateful.load_state:
             self.others.append((_CUSTOM, obj, state))            # its own load_state does its subtree
             return
+        first_plain, first_container, first_other = len(self.plain), len(self.containers), len(self.others)
         values = obj.__dict__
         self.plain.append((values, state[PLAIN_VALUES]))
         for how, name, saved in _other_fields(obj, state):
@@ -201,7 +205,8 @@ class LoadPlan:
             else:
                 self.others.append((_SETATTR, obj, name, saved))
         if type(obj).after_load is not Stateful.after_load:
-            self.after_loads.append(obj.after_load)
+            self.after_loads.append((obj.after_load, first_plain, len(self.plain), first_container,
+                                     len(self.containers), len(self.others) > first_other))
 
     def apply(self) -> bool:
         """Load every state; False, with nothing loaded, if a nested object was replaced."""
@@ -213,8 +218,8 @@ class LoadPlan:
                 current = current[index]
             if current is not child:
                 return False
-        load_plain(self.plain)                                   # values.update(saved), each
-        load_containers(self.containers)                         # a copy where values[name] != saved
+        plain_put = load_plain(self.plain)                       # values.update(saved), each
+        containers_put = load_containers(self.containers)        # a copy where values[name] != saved
         for step in self.others:
             kind = step[0]
             if kind == _CONTAINER_PROPERTY:
@@ -223,8 +228,10 @@ class LoadPlan:
                 setattr(step[1], step[2], step[3])
             else:
                 step[1].load_state(step[2])
-        for after_load in self.after_loads:
-            after_load()
+        for after_load, plain_from, plain_to, containers_from, containers_to, always in self.after_loads:
+            if (always or plain_put.find(1, plain_from, plain_to) >= 0
+                    or containers_put.find(1, containers_from, containers_to) >= 0):
+                after_load()
         return True
 
 

@@ -64,6 +64,7 @@ struct chunk {
 struct level {
     uint64_t serial;                   /* unique: a snapshot's proof that its level still exists */
     uint64_t count;                    /* pages saved                                           */
+    uint64_t since;                    /* stamp when RAM last held this level's content         */
     struct chunk **chunks;             /* (pages / SLOTS_PER_CHUNK + 1) pointers                */
 };
 
@@ -443,6 +444,7 @@ int64_t ram_snapshots_take(struct ram_snapshots *s)
         return SNAP_NO_MEMORY;
     l->count = 0;
     l->serial = ++s->next_serial;
+    l->since = ++s->stamp;
     s->level_count++;
     /* A page is saved in the newest level where top_tag holds its serial: a new
      * serial empties that map without touching it. */
@@ -494,6 +496,7 @@ int ram_snapshots_restore(struct ram_snapshots *s, uint64_t index, uint64_t seri
         s->page.top_tag[page] = l->serial;                   /* this level is the newest again */
     }
     int protected = protect_all(s, l->serial);
+    l->since = ++s->stamp;
     return status != SNAP_OK ? status : protected;
 }
 
@@ -528,6 +531,16 @@ void ram_snapshots_free(struct ram_snapshots *s)
         munmap(s->regions[r].host, s->regions[r].size);
     unmap_page_arrays(&s->page, s->pages);
     munmap(s, round_pages(sizeof *s));
+}
+
+/* Whether RAM page `page` (a guest-physical page number in the first region, guest
+ * RAM) may differ from what it held when level `index` was taken or last restored: it
+ * was written since, or is writable now. 1 also for a level that no longer exists. */
+int ram_snapshots_page_changed(const struct ram_snapshots *s, uint64_t index, uint64_t page)
+{
+    if (index >= s->level_count || s->region_count == 0 || page >= s->regions[0].size / PAGE_SIZE)
+        return 1;
+    return s->page.writable[page] || s->page.last_write[page] > s->levels[index].since;
 }
 
 /* Put the write-fault handler back in front if another was installed since (Python's

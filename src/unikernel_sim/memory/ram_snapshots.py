@@ -93,6 +93,7 @@ class RamSnapshots:
         self._native = native
         self.native = native                        # for C callers (cpu/_snapshot_restore.c)
         self.native_restore = ctypes.cast(_restore, ctypes.c_void_p).value
+        self.native_page_changed = ctypes.cast(_lib.ram_snapshots_page_changed, ctypes.c_void_p).value
         self._stats = (ctypes.c_uint64 * 5)()
         self._finalizer = weakref.finalize(uc, _release, native, getattr(uc, "_Uc__finalizer", None))
 
