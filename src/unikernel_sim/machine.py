@@ -49,11 +49,11 @@ from unikernel_sim.memory import paging
 from unikernel_sim.memory.guest_memory import GuestMemory
 from unikernel_sim.memory.ram import MAX_MEMORY_MB, MIB, MIN_MEMORY_MB, Ram
 from unikernel_sim.runloop import RunLoop
+from unikernel_sim.snapshot import Snapshot, restore_snapshot, take_snapshot
 from unikernel_sim.stops import Stop, StopReason
 
 if TYPE_CHECKING:
     from unikernel_sim.boot.loader import LoadedKernel, ModuleSpec
-    from unikernel_sim.snapshot import Snapshot
 
 DEFAULT_TSC_HZ = 2_000_000_000        # 2 GHz
 DEFAULT_INSTRUCTIONS_PER_SECOND = 1_000_000_000   # deterministic mode: 1 ns per instruction
@@ -336,16 +336,12 @@ class Machine:
 
     def snapshot(self) -> "Snapshot":
         """Everything needed to come back here: CPU, RAM (copy-on-write), devices, clock."""
-        from unikernel_sim.snapshot import take_snapshot
-
         self.clock.pause()
         return take_snapshot(self)
 
     def restore(self, snapshot: "Snapshot", *, flush: bool = False) -> None:
         """Back to snapshot. flush=True also empties the translation cache, needed only
         if the guest ran code it generated outside its image (see cpu/code_cache.py)."""
-        from unikernel_sim.snapshot import restore_snapshot
-
         restore_snapshot(self, snapshot, flush=flush)
         self.breakpoints.stopped_on(None)
 

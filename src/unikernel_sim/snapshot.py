@@ -10,8 +10,7 @@ levels, as Unicorn's own snapshots): restoring it raises StaleSnapshotError.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from unikernel_sim.cpu.unicorn_compat import UcContext
 from unikernel_sim.devices.device import State
@@ -22,8 +21,11 @@ if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
 
 
-@dataclass
-class Snapshot:
+class Snapshot(NamedTuple):
+    """Immutable: restoring reads it, any number of times (a NamedTuple, not a
+    dataclass: machine.py imports this module at start-up, and a plain boot imports no
+    dataclasses)."""
+
     context: UcContext                # CPU only
     ram: RamLevel                     # the memory's level (memory/ram_snapshots.py)
     devices: list[State]              # each device's declared fields (devices/device.py), in board order

@@ -36,7 +36,17 @@ struct restore_functions {
     int64_t ram_status;                /* out: what ram_restore returned, 0 = restored               */
 };
 
+/* Mirrored by RestoreRequest in cpu/code_cache.py: one per snapshot, made at its first
+ * restore (what would otherwise be five arguments converted by ctypes every time). */
+struct restore_request {
+    void *context;                     /* the snapshot's uc_context (CPU only)            */
+    const struct code_range *ranges;   /* the code to compare, with the snapshot's bytes  */
+    uint64_t count;                    /* how many; CODE_NOT_COMPARED: flush, no compare  */
+    uint64_t index, serial;            /* the snapshot's memory level                     */
+};
+
 uint64_t restore_functions_size(void) { return sizeof(struct restore_functions); }
+uint64_t restore_request_size(void) { return sizeof(struct restore_request); }
 uint64_t code_range_size(void) { return sizeof(struct code_range); }
 
 /* Whether RAM now differs from the saved code anywhere in ranges (also when a range
@@ -67,19 +77,18 @@ static int code_differs(void *uc, const struct restore_functions *f, const struc
     return 0;
 }
 
-/* Compare the code with the snapshot's (unless count is CODE_NOT_COMPARED), put the
- * snapshot's memory back (its level: index, serial), then its registers.
- * RESTORE_CODE_SAME or RESTORE_CODE_CHANGED; a negative Unicorn error (-uc_err) if the
- * registers could not be restored. If the memory could not be, f->ram_status says why
- * and nothing else was done. */
-int snapshot_restore(void *uc, struct restore_functions *f, void *context,
-                     const struct code_range *ranges, uint64_t count, uint64_t index, uint64_t serial)
+/* Compare the code with the snapshot's (unless flush or r->count is CODE_NOT_COMPARED),
+ * put the snapshot's memory back, then its registers. RESTORE_CODE_SAME or
+ * RESTORE_CODE_CHANGED; a negative Unicorn error (-uc_err) if the registers could not
+ * be restored. If the memory could not be, f->ram_status says why and nothing else was
+ * done. */
+int snapshot_restore(void *uc, struct restore_functions *f, const struct restore_request *r, int flush)
 {
-    int changed = count == CODE_NOT_COMPARED ? RESTORE_CODE_CHANGED
-                                             : code_differs(uc, f, ranges, count, index);
-    f->ram_status = f->ram_restore(f->ram, index, serial);
+    int changed = flush || r->count == CODE_NOT_COMPARED ? RESTORE_CODE_CHANGED
+                                                         : code_differs(uc, f, r->ranges, r->count, r->index);
+    f->ram_status = f->ram_restore(f->ram, r->index, r->serial);
     if (f->ram_status != 0)
         return RESTORE_CODE_SAME;
-    int status = f->context_restore(uc, context);
+    int status = f->context_restore(uc, r->context);
     return status != 0 ? -status : changed;
 }

@@ -31,6 +31,7 @@ from unikernel_sim.memory.ram_snapshots import RamLevel
 
 CODE_NOT_COMPARED = (1 << 64) - 1     # _snapshot_restore.c: flush without comparing
 CODE_RANGE_SETS = 8                   # the latest fingerprints whose C ranges are kept
+RESTORE_REQUESTS = 16                 # the latest snapshots whose C request is kept
 
 
 class CodeRange(ctypes.Structure):
@@ -45,12 +46,18 @@ class RestoreFunctions(ctypes.Structure):
                 ("ram_status", ctypes.c_int64)]
 
 
+class RestoreRequest(ctypes.Structure):
+    """struct restore_request (_snapshot_restore.c): one snapshot's arguments, made once."""
+    _fields_ = [("context", ctypes.c_void_p), ("ranges", ctypes.c_void_p), ("count", ctypes.c_uint64),
+                ("index", ctypes.c_uint64), ("serial", ctypes.c_uint64)]
+
+
 check_mirror(CodeRange, "struct code_range", "code_range_size")
+check_mirror(RestoreRequest, "struct restore_request", "restore_request_size")
 check_mirror(RestoreFunctions, "struct restore_functions", "restore_functions_size")
 _snapshot_restore = library.snapshot_restore
 _snapshot_restore.restype = ctypes.c_int
-_snapshot_restore.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
-                              ctypes.c_uint64, ctypes.c_uint64]
+_snapshot_restore.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
 
 
 class CodeCache:
@@ -61,6 +68,7 @@ class CodeCache:
         self._ranges: list[tuple[int, int]] = []      # physical [start, end) of code
         self._last: tuple[bytes, ...] = ()             # the latest fingerprint (shared by snapshots)
         self._compared: dict[int, tuple[tuple[bytes, ...], ctypes.Array]] = {}   # id -> (fingerprint, its C ranges)
+        self._requests: dict[int, tuple] = {}          # id(context) -> (context, level, fingerprint, request, ref)
         self._handle = engine_handle(uc)
         self._functions = RestoreFunctions(
             context_restore=native_function_address("uc_context_restore"),
@@ -87,15 +95,28 @@ class CodeCache:
         (a CPU-only context) back, then flush the cache if the code now in RAM differs
         from the snapshot's or flush is asked. One C call: the comparison must see RAM
         before the restore replaces it."""
-        ranges = None if flush else self._ranges_for(snapshot_fingerprint)
-        count = CODE_NOT_COMPARED if ranges is None else len(ranges)
-        status = _snapshot_restore(self._handle, self._functions_ref, context.context, ranges, count, *level)
+        entry = self._requests.get(id(context))
+        if entry is None or entry[0] is not context or entry[1] != level or entry[2] is not snapshot_fingerprint:
+            entry = self._request(context, level, snapshot_fingerprint)
+        status = _snapshot_restore(self._handle, self._functions_ref, entry[4], flush)
         if self._functions.ram_status:
             self.ram.snapshots.raise_for(self._functions.ram_status, "restoring a snapshot")
         if status < 0:
             raise UcError(-status)
         if status:
             self.flush()
+
+    def _request(self, context: UcContext, level: RamLevel, fingerprint: tuple[bytes, ...] | None) -> tuple:
+        """The C request restoring this snapshot, kept (with what it points into) for the
+        next restores of the same snapshot."""
+        ranges = self._ranges_for(fingerprint)
+        request = RestoreRequest(ctypes.cast(context.context, ctypes.c_void_p),
+                                 ctypes.cast(ranges, ctypes.c_void_p) if ranges is not None else None,
+                                 CODE_NOT_COMPARED if ranges is None else len(ranges), *level)
+        if len(self._requests) >= RESTORE_REQUESTS:
+            del self._requests[next(iter(self._requests))]       # the oldest
+        entry = self._requests[id(context)] = (context, level, fingerprint, (request, ranges), ctypes.byref(request))
+        return entry
 
     def _ranges_for(self, fingerprint: tuple[bytes, ...] | None) -> ctypes.Array | None:
         """The C ranges comparing RAM with fingerprint, kept with it (they point into its

@@ -29,6 +29,7 @@ from unikernel_sim.cpu.native import check_mirror, library
 from unikernel_sim.cpu.unicorn_compat import add_native_hook, delete_native_hook, native_function_address
 
 NEVER = (1 << 64) - 1
+RESTORED_COUNTERS_KEPT = 16     # snapshots whose saved counters restore keeps parsed
 HOOK_ORDER = itertools.count()
 """Unicorn runs the code hooks of an instruction in the order they were added. A hook
 that stops before an instruction runs (a breakpoint) must know whether the counting
@@ -165,6 +166,7 @@ class VirtualClock:
         s.ctl_request_cache = REQUEST_CACHE_CONTROL
         self._pointer = ctypes.pointer(self.state)
         self._user_data = ctypes.cast(self._pointer, ctypes.c_void_p)
+        self._restored_counters: dict[int, tuple] = {}   # id(saved bytes) -> (them, the four counters)
         self._count_hook: int | None = None          # vclock_count on every instruction (all_exact)
         self._count_hook_order: int | None = None
         self._exact_hook: int | None = None          # vclock_count on one block (an exact budget)
@@ -423,14 +425,17 @@ class VirtualClock:
         """Back to a snapshot's time: deterministic mode restores the counters;
         fast mode shifts its offset so that time resumes at the snapshot's value."""
         data, then = saved
-        old = VClockState.from_buffer_copy(data)
-        for name in ("instructions", "tsc_offset", "virtual_ns_skipped", "rdtsc_count"):
-            setattr(self.state, name, getattr(old, name))
-        self.state.stop_at = self.state.budget_at = NEVER
-        self.state.stopped = 0
-        self.state.stop_requested = 0
-        self.state.in_block = 0
-        self.state.partial_pc = NEVER
+        counters = self._restored_counters.get(id(data))
+        if counters is None or counters[0] is not data:      # parsed once per snapshot
+            old = VClockState.from_buffer_copy(data)
+            counters = (data, old.instructions, old.tsc_offset, old.virtual_ns_skipped, old.rdtsc_count)
+            if len(self._restored_counters) >= RESTORED_COUNTERS_KEPT:
+                del self._restored_counters[next(iter(self._restored_counters))]
+            self._restored_counters[id(data)] = counters
+        s = self.state
+        _, s.instructions, s.tsc_offset, s.virtual_ns_skipped, s.rdtsc_count = counters
+        s.stop_at = s.budget_at = s.partial_pc = NEVER
+        s.stopped = s.stop_requested = s.in_block = 0
         self._stopped_before = False
         if not self.deterministic:
             self.pause()

@@ -469,9 +469,7 @@ int ram_snapshots_restore(struct ram_snapshots *s, uint64_t index, uint64_t seri
 {
     if (index >= s->level_count || s->levels[index].serial != serial)
         return SNAP_STALE_LEVEL;
-    if (ensure_handler() != 0)
-        return SNAP_PROTECT_FAILED;
-    stamp_hot(s);
+    stamp_hot(s);                      /* (no fault here: pages are made writable before a copy) */
     int status = SNAP_OK;
     for (uint64_t j = s->level_count - 1; j > index; j--) {     /* newer levels: all back, then gone */
         struct level *l = &s->levels[j];
