@@ -6,7 +6,9 @@ each new region costs more than the last (the memory map is rebuilt and RAM offs
 searched over the regions already made). Worse again on an engine that once unmapped a
 region: Unicorn then searches every block for a free RAM offset. This is why the probes
 use a machine's own RAM instead of a region of their own (cpu/engine.py, ProbeEngine),
-and what a guest call that writes many pages after `Machine.restore` pays.
+and what a guest call that wrote many pages after `Machine.restore` paid before the
+machine's snapshots became write protection (memory/ram_snapshots.py;
+bench/dirty_page_snapshots.py compares the two).
 
 A bare engine with 64 MiB of RAM stores one byte to each of N pages (a fresh engine per
 row): without any snapshot, after a snapshot restore, and after a restore on an engine

@@ -335,7 +335,8 @@ class Machine:
         return self._caller is not None and self._caller.returned(rip)
 
     def snapshot(self) -> "Snapshot":
-        """Everything needed to come back here: CPU, RAM (copy-on-write), devices, clock."""
+        """Everything needed to come back here: CPU, RAM (write-protected: memory/ram_snapshots.py),
+        devices, clock."""
         self.clock.pause()
         return take_snapshot(self)
 
