@@ -7,7 +7,7 @@ from collections import deque
 import pytest
 from hypothesis import given, strategies as st
 
-from unikernel_sim.devices._state_load import load_containers, load_plain
+from unikernel_sim.devices._state_load import links_hold, load_containers, load_plain
 from unikernel_sim.devices.device import LoadPlan, Stateful
 
 names = st.sampled_from(["mode", "count", "latch", "status", "irr", "imr"])
@@ -102,3 +102,16 @@ def test_after_load_runs_when_anything_in_its_subtree_was_put_back(change, repub
     assert plan.apply()
     assert device.published == republished
     assert device.save_state() == state
+
+
+def test_links_hold_only_while_every_nested_object_is_the_one_recorded():
+    child, items = Leaf(), [Leaf(), Leaf()]
+    owner = {"leaf": child, "items": items}
+    links = [(owner, "leaf", None, child), (owner, "items", 1, items[1])]
+    assert links_hold(links) is True
+    assert links_hold([(owner, "leaf", None, Leaf())]) is False          # replaced
+    assert links_hold([(owner, "gone", None, child)]) is False            # no such field
+    assert links_hold([(owner, "items", 2, items[1])]) is False           # the list got shorter
+    assert links_hold([(owner, "leaf", 0, child)]) is False               # not a list any more
+    with pytest.raises(TypeError, match="item 0"):
+        links_hold([(owner, "leaf", None)])

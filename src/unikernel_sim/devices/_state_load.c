@@ -110,7 +110,42 @@ static PyObject *load_containers(PyObject *module, PyObject *triples)
     return flags;
 }
 
+/* links_hold(links): whether each (owner's __dict__, name, index or None, child) still
+ * holds child at owner[name] (or at owner[name][index], a list): the nested objects a
+ * plan was made for have not been replaced. */
+static PyObject *links_hold(PyObject *module, PyObject *links)
+{
+    (void)module;
+    if (!PyList_Check(links))
+        return PyErr_Format(PyExc_TypeError, "links_hold takes a list, not %s", Py_TYPE(links)->tp_name);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(links); i++) {
+        PyObject *link = PyList_GET_ITEM(links, i);
+        if (!PyTuple_Check(link) || PyTuple_GET_SIZE(link) != 4 || !PyDict_Check(PyTuple_GET_ITEM(link, 0)))
+            return PyErr_Format(PyExc_TypeError, "links_hold: item %zd is not a (dict, name, index, child)", i);
+        PyObject *current = PyDict_GetItemWithError(PyTuple_GET_ITEM(link, 0), PyTuple_GET_ITEM(link, 1));
+        if (current == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            Py_RETURN_FALSE;
+        }
+        PyObject *index = PyTuple_GET_ITEM(link, 2);
+        if (index != Py_None) {
+            Py_ssize_t at = PyLong_AsSsize_t(index);
+            if (at == -1 && PyErr_Occurred())
+                return NULL;
+            if (!PyList_Check(current) || at < 0 || at >= PyList_GET_SIZE(current))
+                Py_RETURN_FALSE;
+            current = PyList_GET_ITEM(current, at);
+        }
+        if (current != PyTuple_GET_ITEM(link, 3))
+            Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef state_load_methods[] = {
+    {"links_hold", links_hold, METH_O,
+     "links_hold(links): whether every (owner's __dict__, name, index or None, child) still holds child."},
     {"load_plain", load_plain, METH_O,
      "load_plain(pairs): values.update(saved) for each (values, saved) in the list; bytes, 1\n"
      "for each pair where a value was not already the saved object."},

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, NamedTuple
 
-from unikernel_sim.devices._state_load import load_containers, load_plain
+from unikernel_sim.devices._state_load import links_hold, load_containers, load_plain
 
 
 class PortRange(NamedTuple):
@@ -210,14 +210,8 @@ class LoadPlan:
 
     def apply(self) -> bool:
         """Load every state; False, with nothing loaded, if a nested object was replaced."""
-        for owner, name, index, child in self.links:
-            current = owner.get(name)
-            if index is not None:
-                if not isinstance(current, list) or len(current) <= index:
-                    return False
-                current = current[index]
-            if current is not child:
-                return False
+        if not links_hold(self.links):                           # a nested object was replaced
+            return False
         plain_put = load_plain(self.plain)                       # values.update(saved), each
         containers_put = load_containers(self.containers)        # a copy where values[name] != saved
         for step in self.others:
