@@ -470,7 +470,7 @@ int ram_snapshots_restore(struct ram_snapshots *s, uint64_t index, uint64_t seri
     if (index >= s->level_count || s->levels[index].serial != serial)
         return SNAP_STALE_LEVEL;
     stamp_hot(s);                      /* (no fault here: pages are made writable before a copy) */
-    int status = SNAP_OK;
+    int status = SNAP_OK, was_newest = index == s->level_count - 1;
     for (uint64_t j = s->level_count - 1; j > index; j--) {     /* newer levels: all back, then gone */
         struct level *l = &s->levels[j];
         for (uint64_t slot = 0; slot < l->count && status == SNAP_OK; slot++) {
@@ -486,12 +486,13 @@ int ram_snapshots_restore(struct ram_snapshots *s, uint64_t index, uint64_t seri
         uint64_t i = slot % SLOTS_PER_CHUNK, page = c->page[i];
         if (s->page.writable[page] || s->page.last_write[page] >= c->synced[i]) {
             status = copy_back(s, c, i);
+            c->synced[i] = ++s->stamp;
             s->page.streak[page] += s->page.streak[page] < UINT8_MAX;
         } else {
-            s->page.streak[page] = 0;
+            s->page.streak[page] = 0;                        /* untouched: RAM still holds the copy */
         }
-        c->synced[i] = ++s->stamp;
-        s->page.top_tag[page] = l->serial;                   /* this level is the newest again */
+        if (!was_newest)
+            s->page.top_tag[page] = l->serial;               /* this level is the newest again */
     }
     int protected = protect_all(s, l->serial);
     l->since = ++s->stamp;
