@@ -30,26 +30,26 @@ static int put_plain(PyObject *values, PyObject *saved)
     return changed;
 }
 
-/* load_plain(pairs): for each (values, saved) in the list, values.update(saved).
- * Returns bytes with one flag per pair: 1 where a value was not already there. */
-static PyObject *load_plain(PyObject *module, PyObject *pairs)
+typedef int (*put_fn)(PyObject *item);          /* 1 put, 0 left alone, -1 error */
+
+/* put() each item of list, a tuple of `arity` items each (shape names them in errors);
+ * bytes with put()'s flag per item, or NULL with an exception set. */
+static PyObject *put_each(PyObject *list, Py_ssize_t arity, put_fn put, const char *function, const char *shape)
 {
-    (void)module;
-    if (!PyList_Check(pairs))
-        return PyErr_Format(PyExc_TypeError, "load_plain takes a list of (dict, dict), not %s",
-                            Py_TYPE(pairs)->tp_name);
-    Py_ssize_t count = PyList_GET_SIZE(pairs);
+    if (!PyList_Check(list))
+        return PyErr_Format(PyExc_TypeError, "%s takes a list of %s, not %s", function, shape, Py_TYPE(list)->tp_name);
+    Py_ssize_t count = PyList_GET_SIZE(list);
     PyObject *flags = PyBytes_FromStringAndSize(NULL, count);
     if (flags == NULL)
         return NULL;
     char *flag = PyBytes_AS_STRING(flags);
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *pair = PyList_GET_ITEM(pairs, i);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            Py_DECREF(flags);
-            return PyErr_Format(PyExc_TypeError, "load_plain: item %zd is not a (dict, dict)", i);
-        }
-        int changed = put_plain(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
+        PyObject *item = PyList_GET_ITEM(list, i);
+        int changed = -1;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != arity)
+            PyErr_Format(PyExc_TypeError, "%s: item %zd is not a %s", function, i, shape);
+        else
+            changed = put(item);
         if (changed < 0) {
             Py_DECREF(flags);
             return NULL;
@@ -57,6 +57,19 @@ static PyObject *load_plain(PyObject *module, PyObject *pairs)
         flag[i] = (char)changed;
     }
     return flags;
+}
+
+static int put_pair(PyObject *pair)
+{
+    return put_plain(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
+}
+
+/* load_plain(pairs): for each (values, saved) in the list, values.update(saved).
+ * Returns bytes with one flag per pair: 1 where a value was not already there. */
+static PyObject *load_plain(PyObject *module, PyObject *pairs)
+{
+    (void)module;
+    return put_each(pairs, 2, put_pair, "load_plain", "(dict, dict)");
 }
 
 /* values[name] = type(saved)(saved) unless equal to saved already: 1 if put, 0 if
@@ -78,6 +91,11 @@ static int put_container(PyObject *values, PyObject *name, PyObject *saved)
     return status != 0 ? -1 : 1;
 }
 
+static int put_triple(PyObject *triple)
+{
+    return put_container(PyTuple_GET_ITEM(triple, 0), PyTuple_GET_ITEM(triple, 1), PyTuple_GET_ITEM(triple, 2));
+}
+
 /* load_containers(triples): for each (values, name, saved), values[name] becomes a new
  * copy of saved, type(saved)(saved), where it differs from saved (the snapshot keeps
  * its own copy; comparing a register file is cheaper than making a new one). Returns
@@ -85,29 +103,7 @@ static int put_container(PyObject *values, PyObject *name, PyObject *saved)
 static PyObject *load_containers(PyObject *module, PyObject *triples)
 {
     (void)module;
-    if (!PyList_Check(triples))
-        return PyErr_Format(PyExc_TypeError, "load_containers takes a list of (dict, name, saved), not %s",
-                            Py_TYPE(triples)->tp_name);
-    Py_ssize_t count = PyList_GET_SIZE(triples);
-    PyObject *flags = PyBytes_FromStringAndSize(NULL, count);
-    if (flags == NULL)
-        return NULL;
-    char *flag = PyBytes_AS_STRING(flags);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *triple = PyList_GET_ITEM(triples, i);
-        if (!PyTuple_Check(triple) || PyTuple_GET_SIZE(triple) != 3) {
-            Py_DECREF(flags);
-            return PyErr_Format(PyExc_TypeError, "load_containers: item %zd is not a (dict, name, saved)", i);
-        }
-        int changed = put_container(PyTuple_GET_ITEM(triple, 0), PyTuple_GET_ITEM(triple, 1),
-                                    PyTuple_GET_ITEM(triple, 2));
-        if (changed < 0) {
-            Py_DECREF(flags);
-            return NULL;
-        }
-        flag[i] = (char)changed;
-    }
-    return flags;
+    return put_each(triples, 3, put_triple, "load_containers", "(dict, name, saved)");
 }
 
 /* links_hold(links): whether each (owner's __dict__, name, index or None, child) still
