@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from unikernel_sim.cpu.engine import ProbeEngine
 
 __all__ = [
-    "CONTEXT_MODE_WRITE", "RUN_UNTIL_NEVER", "UcContext", "add_native_hook", "clear_exception_in_flight", "context_offsets",
-    "context_address", "delete_native_hook", "engine_handle", "mem_read_into", "set_context_mode",
+    "RUN_UNTIL_NEVER", "UcContext", "add_native_hook", "clear_exception_in_flight", "context_offsets",
+    "context_address", "delete_native_hook", "engine_handle", "set_context_mode",
     "in_64bit_mode", "interrupt_shadow", "native_function_address", "set_cpl", "take_exception_info",
 ]
 
@@ -81,7 +81,7 @@ def engine_handle(uc: Uc):
 _REG_ACCESS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
 _REG_BATCH = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
 BATCH_MAX = 16
-CONTEXT_MODE_WRITE = (UC_CTL_IO_WRITE << 30) | (1 << 26) | UC_CTL_CONTEXT_MODE   # uc.h UC_CTL_WRITE(ctl, 1)
+_CONTEXT_MODE_WRITE = (UC_CTL_IO_WRITE << 30) | (1 << 26) | UC_CTL_CONTEXT_MODE   # uc.h UC_CTL_WRITE(ctl, 1)
 
 
 class GeneralRegisters:
@@ -128,16 +128,10 @@ class GeneralRegisters:
             raise UcError(error)
 
 
-def mem_read_into(uc: Uc, address: int, buffer: ctypes.Array) -> bool:
-    """Fill buffer from guest physical memory at address; False if outside RAM. The
-    binding's mem_read allocates a buffer and a bytearray per call (~3 us)."""
-    return uclib.uc_mem_read(uc._uch, address, buffer, len(buffer)) == 0
-
-
 def set_context_mode(uc: Uc, mode: int) -> None:
     """uc_ctl(UC_CTL_CONTEXT_MODE, write, mode) without the binding's encoding per call
-    (a snapshot restore switches twice)."""
-    status = uclib.uc_ctl(uc._uch, CONTEXT_MODE_WRITE, ctypes.c_int(mode))
+    (a restore of a Unicorn memory snapshot switches twice: the benches' bare yardsticks)."""
+    status = uclib.uc_ctl(uc._uch, _CONTEXT_MODE_WRITE, ctypes.c_int(mode))
     if status != 0:
         raise UcError(status)
 

@@ -14,7 +14,7 @@ not state: they are never listed, so never copied or pickled.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from unikernel_sim.devices._state_load import links_hold, load_containers, load_plain
 
