@@ -152,8 +152,11 @@ static PyMethodDef state_load_methods[] = {
 };
 
 static struct PyModuleDef state_load_module = {
-    PyModuleDef_HEAD_INIT, "_state_load",
-    "The loops of a device-state load (LoadPlan.apply in device.py).", -1, state_load_methods,
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "_state_load",
+    .m_doc = "The loops of a device-state load (LoadPlan.apply in device.py).",
+    .m_size = -1,
+    .m_methods = state_load_methods,
 };
 
 PyMODINIT_FUNC PyInit__state_load(void)

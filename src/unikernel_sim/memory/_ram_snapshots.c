@@ -51,7 +51,6 @@
 #define SNAP_STALE_LEVEL (-1)          /* the level was dropped by the restore of an older one   */
 #define SNAP_NO_MEMORY (-2)            /* mmap refused a level's bookkeeping                     */
 #define SNAP_PROTECT_FAILED (-3)       /* mprotect failed (errno in last_errno)                  */
-#define SNAP_TOO_MANY (-4)             /* MAX_REGIONS or MAX_WATCHED reached                     */
 
 /* A level's saved pages grow SLOTS_PER_CHUNK at a time, allocated in the handler with
  * mmap (async-signal-safe; malloc is not). */
@@ -562,8 +561,10 @@ void ram_snapshots_stats(const struct ram_snapshots *s, uint64_t out[5])
 }
 
 static struct PyModuleDef ram_snapshots_module = {
-    PyModuleDef_HEAD_INIT, "_ram_snapshots",
-    "Snapshots of guest memory by write protection (reached through ctypes).", -1, NULL,
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "_ram_snapshots",
+    .m_doc = "Snapshots of guest memory by write protection (reached through ctypes).",
+    .m_size = -1,
 };
 
 PyMODINIT_FUNC PyInit__ram_snapshots(void)
