@@ -197,3 +197,24 @@ def test_a_faulthandler_enabled_after_the_snapshot_is_put_behind_the_write_fault
     """))
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert (result.stdout, result.stderr, result.returncode) == ("late 1\n", "", 0)
+
+
+def test_machines_kept_only_by_reference_cycles_do_not_use_up_the_watch_table():
+    """The handler's table holds 4,096 live memories; ones no longer used but still in
+    reference cycles (a Machine is full of them) are collected before giving up."""
+    import gc
+
+    class Holder:
+        pass
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(4_200):
+            holder = Holder()
+            holder.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+            holder.snapshots = RamSnapshots(holder.uc)
+            holder.cycle = holder
+    finally:
+        if enabled:
+            gc.enable()

@@ -17,6 +17,7 @@ garbage).
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import weakref
 from typing import NamedTuple
@@ -87,6 +88,9 @@ class RamSnapshots:
 
     def __init__(self, uc: Uc) -> None:
         native = _new()
+        if not native:
+            gc.collect()                      # machines no longer used but not yet collected (cycles)
+            native = _new()
         if not native:
             raise HostLimitError("no room to watch another machine's memory (4,096 alive at once)",
                                  hint="let machines no longer used be garbage-collected")
