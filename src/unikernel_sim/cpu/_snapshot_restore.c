@@ -16,7 +16,7 @@
 #define RESTORE_CODE_SAME 0            /* the cached translations stay valid           */
 #define RESTORE_CODE_CHANGED 1         /* flush the translation cache                  */
 
-/* Mirrored by CodeRange in cpu/ram_restore.py. */
+/* Mirrored by CodeRange in cpu/code_cache.py. */
 struct code_range {
     uint64_t start;                    /* physical address of the code                 */
     uint64_t length;

@@ -26,11 +26,11 @@ from unicorn import Uc, UcError
 
 from unikernel_sim.cpu.native import check_mirror, library
 from unikernel_sim.cpu.unicorn_compat import UcContext, engine_handle, native_function_address
+from unikernel_sim.identity_cache import IdentityCache
 from unikernel_sim.memory.ram import Ram
 from unikernel_sim.memory.ram_snapshots import RamLevel
 
 CODE_NOT_COMPARED = (1 << 64) - 1     # _snapshot_restore.c: flush without comparing
-CODE_RANGE_SETS = 8                   # the latest fingerprints whose C ranges are kept
 RESTORE_REQUESTS = 16                 # the latest snapshots whose C request is kept
 
 
@@ -67,8 +67,7 @@ class CodeCache:
         self.flushes = 0
         self._ranges: list[tuple[int, int]] = []      # physical [start, end) of code
         self._last: tuple[bytes, ...] = ()             # the latest fingerprint (shared by snapshots)
-        self._compared: dict[int, tuple[tuple[bytes, ...], ctypes.Array]] = {}   # id -> (fingerprint, its C ranges)
-        self._requests: dict[int, tuple] = {}          # id(context) -> (context, level, fingerprint, request, ref)
+        self._requests = IdentityCache(RESTORE_REQUESTS)   # a snapshot's context -> (its C request, byref)
         self._handle = engine_handle(uc)
         self._functions = RestoreFunctions(
             context_restore=native_function_address("uc_context_restore"),
@@ -95,10 +94,10 @@ class CodeCache:
         (a CPU-only context) back, then flush the cache if the code now in RAM differs
         from the snapshot's or flush is asked. One C call: the comparison must see RAM
         before the restore replaces it."""
-        entry = self._requests.get(id(context))
-        if entry is None or entry[0] is not context or entry[1] != level or entry[2] is not snapshot_fingerprint:
-            entry = self._request(context, level, snapshot_fingerprint)
-        status = _snapshot_restore(self._handle, self._functions_ref, entry[4], flush)
+        request = self._requests.get(context)         # a context belongs to one snapshot
+        if request is None:
+            request = self._requests.keep(context, self._request(context, level, snapshot_fingerprint))
+        status = _snapshot_restore(self._handle, self._functions_ref, request[1], flush)
         if self._functions.ram_status:
             self.ram.snapshots.raise_for(self._functions.ram_status, "restoring a snapshot")
         if status < 0:
@@ -107,33 +106,23 @@ class CodeCache:
             self.flush()
 
     def _request(self, context: UcContext, level: RamLevel, fingerprint: tuple[bytes, ...] | None) -> tuple:
-        """The C request restoring this snapshot, kept (with what it points into) for the
-        next restores of the same snapshot."""
+        """The C request restoring this snapshot and a reference to it for ctypes, kept with
+        what it points into (the context, the ranges, the fingerprint's bytes)."""
         ranges = self._ranges_for(fingerprint)
         request = RestoreRequest(ctypes.cast(context.context, ctypes.c_void_p),
                                  ctypes.cast(ranges, ctypes.c_void_p) if ranges is not None else None,
                                  CODE_NOT_COMPARED if ranges is None else len(ranges), *level)
-        if len(self._requests) >= RESTORE_REQUESTS:
-            del self._requests[next(iter(self._requests))]       # the oldest
-        entry = self._requests[id(context)] = (context, level, fingerprint, (request, ranges), ctypes.byref(request))
-        return entry
+        return (request, ranges, fingerprint), ctypes.byref(request)
 
     def _ranges_for(self, fingerprint: tuple[bytes, ...] | None) -> ctypes.Array | None:
-        """The C ranges comparing RAM with fingerprint, kept with it (they point into its
-        bytes); None when it cannot be compared (no fingerprint, other ranges)."""
-        entry = self._compared.get(id(fingerprint))
-        if entry is not None and entry[0] is fingerprint:
-            return entry[1]
+        """The C ranges comparing RAM with fingerprint (they point into its bytes); None
+        when it cannot be compared (no fingerprint, other ranges)."""
         if fingerprint is None or len(fingerprint) != len(self._ranges) or any(
                 len(code) != end - start for (start, end), code in zip(self._ranges, fingerprint)):
             return None
-        ranges = (CodeRange * len(fingerprint))(*(
+        return (CodeRange * len(fingerprint))(*(
             CodeRange(start, end - start, ctypes.cast(ctypes.c_char_p(code), ctypes.c_void_p))
             for (start, end), code in zip(self._ranges, fingerprint)))
-        if len(self._compared) >= CODE_RANGE_SETS:
-            del self._compared[next(iter(self._compared))]      # the oldest
-        self._compared[id(fingerprint)] = (fingerprint, ranges)
-        return ranges
 
     def flush(self) -> None:
         self.uc.ctl_flush_tb()

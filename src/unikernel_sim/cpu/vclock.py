@@ -27,6 +27,7 @@ from unicorn.x86_const import (
 
 from unikernel_sim.cpu.native import check_mirror, library
 from unikernel_sim.cpu.unicorn_compat import add_native_hook, delete_native_hook, native_function_address
+from unikernel_sim.identity_cache import IdentityCache
 
 NEVER = (1 << 64) - 1
 RESTORED_COUNTERS_KEPT = 16     # snapshots whose saved counters restore keeps parsed
@@ -166,7 +167,7 @@ class VirtualClock:
         s.ctl_request_cache = REQUEST_CACHE_CONTROL
         self._pointer = ctypes.pointer(self.state)
         self._user_data = ctypes.cast(self._pointer, ctypes.c_void_p)
-        self._restored_counters: dict[int, tuple] = {}   # id(saved bytes) -> (them, the four counters)
+        self._restored_counters = IdentityCache(RESTORED_COUNTERS_KEPT)   # a snapshot's bytes -> its four counters
         self._count_hook: int | None = None          # vclock_count on every instruction (all_exact)
         self._count_hook_order: int | None = None
         self._exact_hook: int | None = None          # vclock_count on one block (an exact budget)
@@ -425,15 +426,13 @@ class VirtualClock:
         """Back to a snapshot's time: deterministic mode restores the counters;
         fast mode shifts its offset so that time resumes at the snapshot's value."""
         data, then = saved
-        counters = self._restored_counters.get(id(data))
-        if counters is None or counters[0] is not data:      # parsed once per snapshot
+        counters = self._restored_counters.get(data)
+        if counters is None:                                  # parsed once per snapshot
             old = VClockState.from_buffer_copy(data)
-            counters = (data, old.instructions, old.tsc_offset, old.virtual_ns_skipped, old.rdtsc_count)
-            if len(self._restored_counters) >= RESTORED_COUNTERS_KEPT:
-                del self._restored_counters[next(iter(self._restored_counters))]
-            self._restored_counters[id(data)] = counters
+            counters = self._restored_counters.keep(
+                data, (old.instructions, old.tsc_offset, old.virtual_ns_skipped, old.rdtsc_count))
         s = self.state
-        _, s.instructions, s.tsc_offset, s.virtual_ns_skipped, s.rdtsc_count = counters
+        s.instructions, s.tsc_offset, s.virtual_ns_skipped, s.rdtsc_count = counters
         s.stop_at = s.budget_at = s.partial_pc = NEVER
         s.stopped = s.stop_requested = s.in_block = 0
         self._stopped_before = False

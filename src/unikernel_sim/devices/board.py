@@ -40,6 +40,7 @@ from unikernel_sim.devices.post_port import PostPort
 from unikernel_sim.devices.system_control_a import SystemControlPortA
 from unikernel_sim.devices.uart16550 import COM1_BASE, COM1_IRQ, Uart16550
 from unikernel_sim.devices.vga_text import VgaText
+from unikernel_sim.identity_cache import IdentityCache
 
 IRQ_TIMER = 0
 IRQ_KEYBOARD = 1
@@ -72,7 +73,7 @@ class PcBoard:
         self.mmio = mmio
         self.devices: list[Device] = []
         self._timed: list[Device] = []          # the devices that act on their own over time
-        self._load_plans: dict[int, tuple[list[State], LoadPlan]] = {}   # id -> (the states, their plan)
+        self._load_plans = IdentityCache(LOAD_PLANS)   # a snapshot's device states -> their LoadPlan
         self._now = now = wiring.now_ns
         self._events_moved = wiring.events_moved
 
@@ -188,13 +189,11 @@ class PcBoard:
         """Through a LoadPlan kept for each of the latest LOAD_PLANS states loaded (a test
         restores one snapshot thousands of times, reverse execution a few checkpoints in
         turn); the devices' own load_state when a plan no longer fits."""
-        entry = self._load_plans.get(id(states))
-        if entry is None or entry[0] is not states:
-            if len(self._load_plans) >= LOAD_PLANS:
-                del self._load_plans[next(iter(self._load_plans))]      # the oldest
-            entry = self._load_plans[id(states)] = (states, LoadPlan(self.devices, states))
-        if not entry[1].apply():
-            del self._load_plans[id(states)]
+        plan = self._load_plans.get(states)
+        if plan is None:
+            plan = self._load_plans.keep(states, LoadPlan(self.devices, states))
+        if not plan.apply():
+            self._load_plans.drop(states)
             for device, state in zip(self.devices, states, strict=True):
                 device.load_state(state)
 
