@@ -114,17 +114,7 @@ static uint64_t round_pages(uint64_t size)
     return (size + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE;
 }
 
-static uint8_t *page_address(const struct ram_snapshots *s, uint64_t page)
-{
-    for (uint64_t r = 0; r < s->region_count; r++) {
-        const struct region *g = &s->regions[r];
-        if (page >= g->first_page && page < g->first_page + g->size / PAGE_SIZE)
-            return g->host + (page - g->first_page) * PAGE_SIZE;
-    }
-    return NULL;
-}
-
-/* The region holding page, for its bounds (neighbours across regions are no run). */
+/* The region holding page (its bounds: neighbours across regions are no run). */
 static const struct region *region_of(const struct ram_snapshots *s, uint64_t page)
 {
     for (uint64_t r = 0; r < s->region_count; r++) {
@@ -133,6 +123,18 @@ static const struct region *region_of(const struct ram_snapshots *s, uint64_t pa
             return g;
     }
     return NULL;
+}
+
+static uint8_t *page_address(const struct ram_snapshots *s, uint64_t page)
+{
+    const struct region *g = region_of(s, page);
+    return g == NULL ? NULL : g->host + (page - g->first_page) * PAGE_SIZE;
+}
+
+/* Bytes of a level's table of chunk pointers: enough chunks for every page. */
+static uint64_t chunk_table_bytes(const struct ram_snapshots *s)
+{
+    return round_pages((s->pages / SLOTS_PER_CHUNK + 1) * sizeof(struct chunk *));
 }
 
 static void write_message(const char *text)
@@ -322,11 +324,9 @@ static void stamp_hot(struct ram_snapshots *s)
 
 static void free_level(struct ram_snapshots *s, struct level *l)
 {
-    uint64_t chunks = s->pages / SLOTS_PER_CHUNK + 1;
-    for (uint64_t c = 0; c < chunks; c++)
-        if (l->chunks[c] != NULL)
-            munmap(l->chunks[c], sizeof(struct chunk));
-    munmap(l->chunks, round_pages(chunks * sizeof(struct chunk *)));
+    for (uint64_t c = 0; c * SLOTS_PER_CHUNK < l->count; c++)     /* chunks are used in order */
+        munmap(l->chunks[c], sizeof(struct chunk));
+    munmap(l->chunks, chunk_table_bytes(s));
     l->chunks = NULL;
     l->count = 0;
 }
@@ -422,8 +422,11 @@ void *ram_snapshots_add_region(struct ram_snapshots *s, uint64_t size)
  * negative SNAP_ code. */
 int64_t ram_snapshots_take(struct ram_snapshots *s)
 {
-    if (ensure_handler() != 0)
+    int handler = ensure_handler();
+    if (handler != 0) {
+        s->last_errno = -handler;
         return SNAP_PROTECT_FAILED;
+    }
     stamp_hot(s);
     if (s->level_count == s->level_capacity) {
         uint64_t capacity = s->level_capacity ? 2 * s->level_capacity : 16;
@@ -438,7 +441,7 @@ int64_t ram_snapshots_take(struct ram_snapshots *s)
         s->level_capacity = capacity;
     }
     struct level *l = &s->levels[s->level_count];
-    l->chunks = map_anonymous(round_pages((s->pages / SLOTS_PER_CHUNK + 1) * sizeof(struct chunk *)));
+    l->chunks = map_anonymous(chunk_table_bytes(s));
     if (l->chunks == NULL)
         return SNAP_NO_MEMORY;
     l->count = 0;
@@ -448,7 +451,7 @@ int64_t ram_snapshots_take(struct ram_snapshots *s)
     /* A page is saved in the newest level where top_tag holds its serial: a new
      * serial empties that map without touching it. */
     if (s->level_count == 1) {
-        /* No level before: every page is writable, none listed. Protect all regions. */
+        /* The first level: every page is writable, none listed. Protect all regions. */
         for (uint64_t r = 0; r < s->region_count; r++) {
             if (mprotect(s->regions[r].host, s->regions[r].size, PROT_READ) != 0) {
                 s->last_errno = errno;
@@ -496,19 +499,6 @@ int ram_snapshots_restore(struct ram_snapshots *s, uint64_t index, uint64_t seri
     int protected = protect_all(s, l->serial);
     l->since = ++s->stamp;
     return status != SNAP_OK ? status : protected;
-}
-
-/* Drop every level, writable memory again (a machine reset, or before freeing). */
-int ram_snapshots_clear(struct ram_snapshots *s)
-{
-    while (s->level_count > 0)
-        free_level(s, &s->levels[--s->level_count]);
-    for (uint64_t r = 0; r < s->region_count; r++)
-        if (mprotect(s->regions[r].host, s->regions[r].size, PROT_READ | PROT_WRITE) != 0)
-            return SNAP_PROTECT_FAILED;
-    memset(s->page.writable, 1, s->pages);
-    s->unprotected_count = s->hot_count = 0;
-    return SNAP_OK;
 }
 
 /* Unwatch and free everything, guest memory included: only once the engine that

@@ -40,9 +40,6 @@ _take.argtypes = [ctypes.c_void_p]
 _restore = _lib.ram_snapshots_restore
 _restore.restype = ctypes.c_int
 _restore.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64]
-_clear = _lib.ram_snapshots_clear
-_clear.restype = ctypes.c_int
-_clear.argtypes = [ctypes.c_void_p]
 _ensure_handler = _lib.ram_snapshots_ensure_handler
 _ensure_handler.restype = ctypes.c_int
 _ensure_handler.argtypes = [ctypes.c_void_p]
@@ -53,7 +50,7 @@ _stats = _lib.ram_snapshots_stats
 _stats.restype = None
 _stats.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 
-_STALE_LEVEL, _NO_MEMORY, _PROTECT_FAILED = -1, -2, -3        # _ram_snapshots.c SNAP_ codes
+_STALE_LEVEL, _NO_MEMORY = -1, -2        # _ram_snapshots.c SNAP_ codes (the rest: mprotect failed)
 
 
 class StaleSnapshotError(UsageError):
@@ -94,8 +91,7 @@ class RamSnapshots:
         if not native:
             raise HostLimitError("no room to watch another machine's memory (4,096 alive at once)",
                                  hint="let machines no longer used be garbage-collected")
-        self._native = native
-        self.native = native                        # for C callers (cpu/_snapshot_restore.c)
+        self.native = native                        # struct ram_snapshots, for C callers too (cpu/_snapshot_restore.c)
         self.native_restore = ctypes.cast(_restore, ctypes.c_void_p).value
         self.native_page_changed = ctypes.cast(_lib.ram_snapshots_page_changed, ctypes.c_void_p).value
         self._stats = (ctypes.c_uint64 * 5)()
@@ -104,38 +100,33 @@ class RamSnapshots:
     def allocate(self, size: int) -> int:
         """size bytes of zeroed guest memory (committed as touched); its host address.
         OSError when the host refuses; only before the first snapshot."""
-        address = _add_region(self._native, size)
+        address = _add_region(self.native, size)
         if not address:
             error = ctypes.get_errno()
             raise OSError(error, os.strerror(error))
         return address
 
     def take(self) -> RamLevel:
-        serial = _take(self._native)
+        serial = _take(self.native)
         if serial < 0:
             self.raise_for(serial, "taking a snapshot")
         return RamLevel(self.stats().levels - 1, serial)
 
     def restore(self, level: RamLevel) -> None:
-        status = _restore(self._native, level.index, level.serial)
+        status = _restore(self.native, level.index, level.serial)
         if status:
             self.raise_for(status, "restoring a snapshot")
 
     def ensure_handler(self) -> None:
         """Our write-fault handler in front again, if a snapshot exists and another
         handler was installed over it since (the run loop calls this at each run)."""
-        status = _ensure_handler(self._native)
+        status = _ensure_handler(self.native)
         if status:
             raise HostLimitError(f"cannot install the SIGSEGV handler guest memory snapshots need: "
                                  f"{os.strerror(-status)}", hint="do not block or take over SIGSEGV")
 
-    def clear(self) -> None:
-        """Drop every snapshot and make all memory writable again."""
-        if _clear(self._native):
-            self.raise_for(_PROTECT_FAILED, "dropping the snapshots")
-
     def stats(self) -> RamStats:
-        _stats(self._native, self._stats)
+        _stats(self.native, self._stats)
         return RamStats(*self._stats)
 
     def raise_for(self, status: int, doing: str) -> None:
