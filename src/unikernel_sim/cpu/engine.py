@@ -46,9 +46,10 @@ class ProbeEngine:
     uc: an engine to borrow (a machine's, with its RAM mapped from address 0 and
     nothing run yet): the probes then pay no engine of their own (~5 ms: its
     creation, QEMU's set-up at the first mem_map, the translator's at the first
-    run), and `give_back` leaves it as it was. The probes use the lender's RAM:
-    mapping and unmapping a region of their own on it made Unicorn's later
-    snapshot restores slow (a guest call's memset went from seconds to a timeout)."""
+    run), and `give_back` leaves it as it was. The probes use the lender's RAM: an
+    engine that ever unmapped RAM pays several times more for Unicorn's memory
+    snapshots (docs/unicorn-quirks.md), which the machine used until its snapshots
+    became write protection (memory/ram_snapshots.py)."""
 
     def __init__(self, uc: Uc | None = None) -> None:
         if uc is None:

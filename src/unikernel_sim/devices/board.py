@@ -97,7 +97,7 @@ class PcBoard:
                                           irq12=lambda: self.pulse_irq(IRQ_MOUSE)))
         self.port_a = self.attach(SystemControlPortA(on_reset=lambda: wiring.reset("port 0x92 fast reset")))
         self.vga = self.attach(VgaText(wiring.read_ram, now))
-        self.vbe = self.attach(BochsVbe(mmio.uc, wiring.map_memory))          # std VGA's graphics modes and framebuffer
+        self.vbe = self.attach(BochsVbe(mmio.uc, wiring.map_memory))   # std VGA's graphics modes and framebuffer
         self.uart = self.attach(Uart16550(COM1_BASE, transmit=wiring.serial_out,
                                           irq_line=lambda level: self.set_irq(COM1_IRQ, level)))
         self.uart.fast_path = wiring.uart_fast_path
