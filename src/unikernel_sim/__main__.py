@@ -1,6 +1,6 @@
 """``python -m unikernel_sim`` is ``unisim``."""
 import sys
 
-from unikernel_sim.cli import main
+from unikernel_sim.launch import main
 
 sys.exit(main())

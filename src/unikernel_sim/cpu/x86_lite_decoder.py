@@ -13,15 +13,14 @@ slower to import, same answers (tests compare the two).
 from __future__ import annotations
 
 import ctypes
-import importlib.util
-from pathlib import Path
 from typing import Iterator
+
+from unikernel_sim.native_preload import CAPSTONE_LIBRARY, library_in_package
 
 CS_ARCH_X86 = 3
 CS_MODE_32, CS_MODE_64 = 1 << 2, 1 << 3
 CS_ERR_OK = 0
 SUPPORTED_MAJOR = 5
-LIBRARY_NAME = "libcapstone.so"
 KNOWN_INSTRUCTION = (b"\x0f\x28\x04\x24", "movaps", "xmm0, xmmword ptr [rsp]")   # 64-bit mode
 
 LiteInstruction = tuple[int, int, str, str]   # (address, size, mnemonic, operand text)
@@ -41,14 +40,8 @@ _OP_STR_END = _OP_STR + _CsInsn.op_str.size
 
 def _load_library() -> ctypes.CDLL | None:
     """The installed capstone package's libcapstone, set up; None if absent or not version 5."""
-    spec = importlib.util.find_spec("capstone")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        path = Path(location) / "lib" / LIBRARY_NAME
-        if path.is_file():
-            break
-    else:
+    path = library_in_package("capstone", CAPSTONE_LIBRARY)
+    if path is None:
         return None
     try:
         lib = ctypes.CDLL(str(path))
