@@ -14,7 +14,8 @@ IntFlag operand makes ``&`` build a new enum member, ~1 us).
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
+
+from unikernel_sim.records import Record
 
 
 class Vector(enum.IntEnum):
@@ -53,7 +54,7 @@ class ExceptionClass(enum.Enum):
     INTERRUPT = "interrupt"
 
 
-class ExceptionFacts(NamedTuple):
+class ExceptionFacts(Record):
     """What the SDM's table 6-1 says about one exception vector."""
 
     mnemonic: str

@@ -6,18 +6,18 @@ streams output and prints the result.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable
 
 from unikernel_sim.boot.loader import ModuleSpec
 from unikernel_sim.errors import UsageError
 from unikernel_sim.exit_codes import ExitCode, guest_exit_status
 from unikernel_sim.expect import ExpectWatcher
 from unikernel_sim.machine import Machine
-from unikernel_sim.records import record_repr
+from unikernel_sim.records import Record, record_repr
 from unikernel_sim.stops import EXIT_CODES, Stop, StopReason
 
 
-class BootResult(NamedTuple):
+class BootResult(Record):
     """What a boot ended with: why it stopped, the exit status and the guest's output."""
 
     stop: Stop

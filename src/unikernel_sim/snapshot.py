@@ -10,18 +10,19 @@ levels, as Unicorn's own snapshots): restoring it raises StaleSnapshotError.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from unikernel_sim.cpu.unicorn_compat import UcContext
 from unikernel_sim.devices.device import State
 from unikernel_sim.memory.ram_snapshots import RamLevel
+from unikernel_sim.records import Record
 from unikernel_sim.stops import ExceptionRecord
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
 
 
-class Snapshot(NamedTuple):
+class Snapshot(Record):
     """Immutable: restoring reads it, any number of times (a NamedTuple, not a
     dataclass: machine.py imports this module at start-up, and a plain boot imports no
     dataclasses)."""

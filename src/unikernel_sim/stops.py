@@ -3,10 +3,9 @@ way (FaultStep), and the last exception the CPU raised (ExceptionRecord)."""
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
 
 from unikernel_sim.exit_codes import ExitCode
-from unikernel_sim.records import record_equal, record_repr
+from unikernel_sim.records import Record, record_equal, record_repr
 
 
 class StopReason(enum.Enum):
@@ -61,7 +60,7 @@ ABNORMAL = frozenset({
 })
 
 
-class FaultStep(NamedTuple):
+class FaultStep(Record):
     """One exception on the way to a stop (a chain ends in a triple fault)."""
 
     vector: int
@@ -71,7 +70,7 @@ class FaultStep(NamedTuple):
     cr2: int | None = None
 
 
-class ExceptionRecord(NamedTuple):
+class ExceptionRecord(Record):
     """The latest exception the CPU raised (not an IRQ), with the registers as they
     were at the faulting instruction: a report written after the guest's own handler
     ran (and panicked) still shows and unwinds from the fault."""

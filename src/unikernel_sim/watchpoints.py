@@ -10,10 +10,11 @@ end of the basic block otherwise.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_WRITE
 
+from unikernel_sim.records import Record
 from unikernel_sim.stops import Stop, StopReason
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 KINDS = {"write": UC_HOOK_MEM_WRITE, "read": UC_HOOK_MEM_READ, "access": UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE}
 
 
-class Hit(NamedTuple):
+class Hit(Record):
     """A watched range touched: by which instruction, at which address."""
 
     kind: str             # "write", "read" or "access": the watchpoint's kind

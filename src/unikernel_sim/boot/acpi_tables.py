@@ -17,7 +17,8 @@ register and IAPC_BOOT_ARCH = 0 - the reset is at 0xCF9 and the 8042 regardless.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+
+from unikernel_sim.records import Record
 
 RSDP_ADDRESS = 0xF59D0                   # recorded on QEMU 7.2 `pc`, 512 MiB, CD boot
 FACS_OFFSET, DSDT_OFFSET, FADT_OFFSET = 0x0000, 0x0040, 0x198C      # in SeaBIOS's top-of-RAM block
@@ -144,7 +145,7 @@ def rsdp(rsdt_address: int) -> bytes:
     return bytes(data)
 
 
-class AcpiTables(NamedTuple):
+class AcpiTables(Record):
     """The ACPI tables as placed in guest memory, and the RSDP the boot information copies."""
 
     rsdp_address: int

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import NamedTuple
 
 from unikernel_sim.boot.bios_tables import apm_tag_payload, boot_device_payload
 from unikernel_sim.boot.layout import MemoryRegion, basic_memory_kib
 from unikernel_sim.boot.vbe_bios import MODE_LFB, VbeMode, control_info, framebuffer_fields, interface_fields, mode_info
+from unikernel_sim.records import Record
 
 TAG_END = 0
 TAG_CMDLINE = 1
@@ -37,7 +37,7 @@ EGA_TEXT_BPP = 16                       # a character byte and an attribute byte
 BOOT_LOADER_NAME = "unikernel_sim"
 
 
-class ModuleInfo(NamedTuple):
+class ModuleInfo(Record):
     """A loaded module as the module tag (type 3) describes it."""
 
     start: int
@@ -45,7 +45,7 @@ class ModuleInfo(NamedTuple):
     cmdline: str
 
 
-class ElfSectionsInfo(NamedTuple):
+class ElfSectionsInfo(Record):
     """What the ELF-symbols tag (type 9) carries: the section headers with sh_addr where they were placed."""
 
     entry_size: int

@@ -8,9 +8,9 @@ segment that contains it.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
 
 from unikernel_sim.errors import ImageError
+from unikernel_sim.records import Record
 
 ELF_MAGIC = b"\x7fELF"
 PT_LOAD = 1
@@ -20,7 +20,7 @@ SHF_ALLOC = 0x2
 MACHINES = {"EM_386": 32, "EM_X86_64": 64}
 
 
-class Segment(NamedTuple):
+class Segment(Record):
     """A PT_LOAD program header and the bytes it loads."""
 
     index: int
@@ -36,7 +36,7 @@ class Segment(NamedTuple):
         return bool(self.flags & 0x1)
 
 
-class Section(NamedTuple):
+class Section(Record):
     """One section header, kept raw for the ELF-symbols boot information tag."""
 
     name: str
@@ -49,7 +49,7 @@ class Section(NamedTuple):
     sh_link: int = 0     # for a symbol table: the index of its string table
 
 
-class ElfImage(NamedTuple):
+class ElfImage(Record):
     """What the loader needs of an ELF file: its header fields, segments and sections."""
 
     elf_class: int                      # 32 or 64
@@ -131,7 +131,7 @@ _HEADER_TABLE_FIELDS = {
 EI_CLASS, EI_DATA, ELFDATA2LSB = 4, 5, 1
 
 
-class HeaderTables(NamedTuple):
+class HeaderTables(Record):
     """The ELF header's fields that locate the program and section header tables."""
 
     phoff: int

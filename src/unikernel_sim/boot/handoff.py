@@ -26,12 +26,12 @@ far-returns into a 32-bit code segment (compatibility mode), clears CR0.PG
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
 
 from unicorn import Uc
 from unicorn import x86_const as x86
 
 from unikernel_sim.arch import CR0, CR4, MSR, PTE
+from unikernel_sim.records import Record
 
 CODE32_SELECTOR = 0x10
 DATA32_SELECTOR = 0x18
@@ -86,7 +86,7 @@ def _stub32() -> bytes:
     )
 
 
-class HandoffStub(NamedTuple):
+class HandoffStub(Record):
     """The code that puts the CPU in the Multiboot entry state, and where it lies."""
 
     scratch: int

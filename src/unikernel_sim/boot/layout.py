@@ -11,9 +11,8 @@ overlaps and out-of-RAM placements are caught with the names of both parties.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from unikernel_sim.errors import ImageError
+from unikernel_sim.records import Record
 
 PAGE = 4096
 EBDA_START = 0x9FC00
@@ -30,7 +29,7 @@ MEMORY_AVAILABLE = 1
 MEMORY_RESERVED = 2
 
 
-class MemoryRegion(NamedTuple):
+class MemoryRegion(Record):
     """One memory-map entry as the boot information reports it (Multiboot2 tag 6 types)."""
 
     base: int
@@ -74,7 +73,7 @@ def align_up(value: int, alignment: int) -> int:
     return (value + alignment - 1) // alignment * alignment
 
 
-class Placement(NamedTuple):
+class Placement(Record):
     """A named range of guest physical memory the loader has used."""
 
     start: int

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from unikernel_sim.boot import multiboot1 as mb1
 from unikernel_sim.boot import multiboot2_header as mbh
@@ -26,7 +26,7 @@ from unikernel_sim.boot.layout import (
     CONVENTIONAL_END, EXTENDED_START, PAGE, PhysicalLayout, memory_map, top_reserved_base,
 )
 from unikernel_sim.errors import ImageError, UsageError
-from unikernel_sim.records import record_repr
+from unikernel_sim.records import Record, record_repr
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
@@ -38,7 +38,7 @@ FOUR_GIB = 1 << 32
 KERNEL_FILE_ALLOWANCE = 256 << 20    # a kernel file may exceed a small RAM with its debug info
 
 
-class ModuleSpec(NamedTuple):
+class ModuleSpec(Record):
     """A module to load: its file, its command line, and optionally a fixed address."""
 
     path: str
@@ -54,7 +54,7 @@ class ModuleSpec(NamedTuple):
         return cls(path, cmdline)
 
 
-class LoadedKernel(NamedTuple):
+class LoadedKernel(Record):
     """A kernel placed in guest memory with its boot information, as the loader left it."""
 
     path: str
@@ -136,7 +136,7 @@ def load_kernel(
                         module_infos, layout, data)
 
 
-class _AddressFields(NamedTuple):
+class _AddressFields(Record):
     """Multiboot 1's address fields in the shape of Multiboot2's address tag."""
 
     offset: int

@@ -12,14 +12,13 @@ mode GRUB sets (boot/vbe_bios.py); no request, or mode type 1, the EGA text cons
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
 
 from unikernel_sim.boot.layout import MemoryRegion, basic_memory_kib
 from unikernel_sim.boot.vbe_bios import (
     EGA_TEXT_MODE, MODE_LFB, VbeMode, control_info, framebuffer_fields, interface_fields, mode_info, text_mode_info,
 )
 from unikernel_sim.errors import ImageError
-from unikernel_sim.records import record_equal, record_repr
+from unikernel_sim.records import Record, record_equal, record_repr
 
 HEADER_MAGIC = 0x1BADB002
 BOOTLOADER_MAGIC = 0x2BADB002
@@ -105,7 +104,7 @@ def parse(data: bytes, offset: int, where: str) -> Multiboot1Header:
     return header
 
 
-class Multiboot1Module(NamedTuple):
+class Multiboot1Module(Record):
     """A module as the Multiboot 1 module list describes it."""
 
     start: int

@@ -10,10 +10,9 @@ BIOS; any other unknown tag is refused unless marked optional (3.1.3).
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
 
 from unikernel_sim.errors import ImageError
-from unikernel_sim.records import record_equal, record_repr
+from unikernel_sim.records import Record, record_equal, record_repr
 
 HEADER_MAGIC = 0xE85250D6
 BOOTLOADER_MAGIC = 0x36D76289
@@ -71,7 +70,7 @@ HIGHEST_KNOWN_INFO_TAG = 21
 required request for anything else must make the loader fail (3.1.4)."""
 
 
-class HeaderTag(NamedTuple):
+class HeaderTag(Record):
     """One header tag as it lies in the file."""
 
     type: int
@@ -89,7 +88,7 @@ class HeaderTag(NamedTuple):
         return TAG_NAMES.get(self.type, f"unknown type {self.type}")
 
 
-class AddressTag(NamedTuple):
+class AddressTag(Record):
     """The address tag (type 2): where an a.out-kludge image is loaded."""
 
     header_addr: int
@@ -98,7 +97,7 @@ class AddressTag(NamedTuple):
     bss_end_addr: int
 
 
-class FramebufferRequest(NamedTuple):
+class FramebufferRequest(Record):
     """The framebuffer tag (type 5): the mode the kernel asks for."""
 
     width: int
@@ -107,7 +106,7 @@ class FramebufferRequest(NamedTuple):
     optional: bool
 
 
-class RelocatableTag(NamedTuple):
+class RelocatableTag(Record):
     """The relocatable tag (type 10): where the image may be placed instead."""
 
     min_addr: int

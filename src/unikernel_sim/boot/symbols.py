@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import bisect
 import struct
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from unikernel_sim.boot.elf_image import SHT_SYMTAB, read_elf
 from unikernel_sim.errors import ImageError
+from unikernel_sim.records import Record
 
 if TYPE_CHECKING:
     from unikernel_sim.boot.elf_image import ElfImage, Section
@@ -25,7 +26,7 @@ SYMBOL_KINDS = {0: "STT_NOTYPE", 1: "STT_OBJECT", 2: "STT_FUNC"}   # ELF32_ST_TY
 ST_TYPE_MASK = 0xF
 
 
-class Symbol(NamedTuple):
+class Symbol(Record):
     """One ELF symbol the reports and guest calls name."""
 
     name: str

@@ -23,7 +23,8 @@ import re
 import struct
 from functools import cache
 from importlib import resources
-from typing import NamedTuple
+
+from unikernel_sim.records import Record
 
 VRAM_SIZE = 16 << 20                       # QEMU std VGA default (vgamem_mb=16)
 LFB_BASE = 0xFD000000                      # BAR0 as SeaBIOS assigns it on `pc`
@@ -63,7 +64,7 @@ IMAGE_PAGE_MEMORY = VRAM_SIZE - (256 << 10)
 FRAMEBUFFER_TYPE_INDEXED, FRAMEBUFFER_TYPE_RGB, FRAMEBUFFER_TYPE_EGA_TEXT = 0, 1, 2
 
 
-class ColourLayout(NamedTuple):
+class ColourLayout(Record):
     """Bits of each channel in a pixel: (position, size) for red, green, blue, reserved."""
 
     red: tuple[int, int]
@@ -72,7 +73,7 @@ class ColourLayout(NamedTuple):
     reserved: tuple[int, int]
 
 
-class VbeMode(NamedTuple):
+class VbeMode(Record):
     """One mode of the VBE mode list QEMU's VGA BIOS offers (vbe_modes.txt)."""
 
     number: int

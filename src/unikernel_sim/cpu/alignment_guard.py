@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import re
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable
 
 from unicorn import UC_HOOK_CODE, Uc
 from unicorn import x86_const as x86
@@ -34,6 +34,7 @@ from unikernel_sim.arch import Vector
 from unikernel_sim.cpu import _vclock
 from unikernel_sim.cpu.unicorn_compat import add_native_hook, delete_native_hook, native_function_address
 from unikernel_sim.cpu.vclock import NEVER, VirtualClock
+from unikernel_sim.records import Record
 
 if TYPE_CHECKING:
     from unikernel_sim.boot.elf_image import ElfImage
@@ -98,7 +99,7 @@ def operand_address(instruction, operand, read_register: Callable[[int], int]) -
     return (value(memory.base) + value(memory.index) * memory.scale + memory.disp) & ((1 << 64) - 1)
 
 
-class Site(NamedTuple):
+class Site(Record):
     """An aligned SSE access in the kernel's code and how to compute its operand's address."""
 
     address: int

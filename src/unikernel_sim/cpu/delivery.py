@@ -19,7 +19,6 @@ which ends the run with the whole chain. `iret`/`iretq` then run natively.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
 
 from unicorn import Uc
 from unicorn import x86_const as x86
@@ -30,6 +29,7 @@ from unikernel_sim.arch import (
 )
 from unikernel_sim.cpu.unicorn_compat import set_cpl
 from unikernel_sim.memory.guest_memory import GuestMemory
+from unikernel_sim.records import Record
 
 TSS64_RSP0 = 0x04
 TSS64_IST1 = 0x24
@@ -40,7 +40,7 @@ KIND_SOFTWARE = "software"       # INT n, INT3, INTO: RIP already past the instr
 KIND_EXTERNAL = "external"       # a hardware IRQ injected by the simulator
 
 
-class Event(NamedTuple):
+class Event(Record):
     """An interrupt or exception to deliver through the IDT."""
 
     vector: int
@@ -75,14 +75,14 @@ class DeliveryFault(Exception):
         self.cr2 = cr2
 
 
-class DeliveryStep(NamedTuple):
+class DeliveryStep(Record):
     """One event of a delivery chain, and why delivering it faulted (if it did)."""
 
     event: Event
     failure: str | None       # why delivering it faulted (None: delivered)
 
 
-class DeliveryOutcome(NamedTuple):
+class DeliveryOutcome(Record):
     """A delivery's whole chain: the events in order and whether it ended in a triple fault."""
 
     steps: list[DeliveryStep]

@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator, NamedTuple
+from typing import Iterator
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc
 from unicorn import x86_const as x86
 
 from unikernel_sim.arch import EFER, GPR_NAMES, MSR, RFLAGS, SEGMENT_NAMES
+from unikernel_sim.records import Record
 
 
 
@@ -125,7 +126,7 @@ def reg_id(name: str) -> int:
     return getattr(x86, f"UC_X86_REG_{name.upper()}")
 
 
-class CpuState(NamedTuple):
+class CpuState(Record):
     """A plain copy of the registers a report or a test looks at."""
 
     gpr: dict[str, int]

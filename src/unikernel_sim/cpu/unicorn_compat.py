@@ -28,7 +28,7 @@ from __future__ import annotations
 import ctypes
 import struct
 from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from unicorn import Uc, UcError
 from unicorn.unicorn_const import UC_CTL_CONTEXT_MODE, UC_CTL_IO_WRITE
@@ -36,6 +36,7 @@ from unicorn.unicorn_py3.unicorn import UcContext, uclib
 from unicorn.x86_const import UC_X86_REG_GDTR, UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RSP
 
 from unikernel_sim.arch import Vector
+from unikernel_sim.records import Record
 
 if TYPE_CHECKING:
     from unikernel_sim.cpu.engine import ProbeEngine
@@ -158,7 +159,7 @@ SELECTOR_A = 0x1234
 SELECTOR_B = 0x2468
 
 
-class ContextOffsets(NamedTuple):
+class ContextOffsets(Record):
     """Where QEMU's exception fields lie in Unicorn's saved CPU context (byte offsets; Q2, Q3, Q10)."""
 
     error_code: int
@@ -240,7 +241,7 @@ def context_offsets() -> ContextOffsets:
     return ContextOffsets(error_code=error_code, is_int=is_int, old_exception=old_exception, hflags=hflags)
 
 
-class ExceptionInfo(NamedTuple):
+class ExceptionInfo(Record):
     """The pending exception's details that UC_HOOK_INTR does not give (Q3)."""
 
     error_code: int

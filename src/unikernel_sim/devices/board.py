@@ -20,7 +20,7 @@ then the 8259's request if the local APIC lets it through LINT0 (virtual wire).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from unikernel_sim.devices.bochs_vbe import BochsVbe
 from unikernel_sim.devices.bus import IoBus
@@ -41,13 +41,14 @@ from unikernel_sim.devices.system_control_a import SystemControlPortA
 from unikernel_sim.devices.uart16550 import COM1_BASE, COM1_IRQ, Uart16550
 from unikernel_sim.devices.vga_text import VgaText
 from unikernel_sim.identity_cache import IdentityCache
+from unikernel_sim.records import Record
 
 IRQ_TIMER = 0
 IRQ_KEYBOARD = 1
 IRQ_MOUSE = 12
 
 
-class BoardWiring(NamedTuple):
+class BoardWiring(Record):
     """What the devices need from the machine around them."""
 
     now_ns: Callable[[], int]                         # the virtual clock

@@ -14,19 +14,20 @@ not state: they are never listed, so never copied or pickled.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, NamedTuple
+from typing import Any
 
 from unikernel_sim.devices._state_load import links_hold, load_containers, load_plain
+from unikernel_sim.records import Record
 
 
-class PortRange(NamedTuple):
+class PortRange(Record):
     """I/O ports first .. first+count-1."""
 
     first: int
     count: int = 1
 
 
-class MmioWindow(NamedTuple):
+class MmioWindow(Record):
     """Physical addresses base .. base+size-1 (whole 4 KiB pages: Unicorn maps pages)."""
 
     base: int

@@ -7,10 +7,10 @@ reports can show which level is missing or forbids an access.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from unikernel_sim.arch import CR0, CR4, EFER, PTE, PTE_ADDRESS_MASK_64
-from unikernel_sim.records import record_equal, record_repr
+from unikernel_sim.records import Record, record_equal, record_repr
 
 ADDRESS_MASK_64 = PTE_ADDRESS_MASK_64
 # Plain ints for the walk: `int & IntFlag` goes through enum machinery (~1 us per
@@ -19,7 +19,7 @@ _P, _RW, _US, _PS, _NX = int(PTE.P), int(PTE.RW), int(PTE.US), int(PTE.PS), int(
 _PG, _PAE, _PSE, _LMA, _NXE = int(CR0.PG), int(CR4.PAE), int(CR4.PSE), int(EFER.LMA), int(EFER.NXE)
 
 
-class WalkStep(NamedTuple):
+class WalkStep(Record):
     """One paging-structure entry a walk read, with its permission bits."""
 
     level: str           # "PML4E", "PDPTE", "PDE", "PTE"

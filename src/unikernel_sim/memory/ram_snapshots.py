@@ -20,12 +20,12 @@ import ctypes
 import gc
 import os
 import weakref
-from typing import NamedTuple
 
 from unicorn import Uc
 
 from unikernel_sim.errors import HostLimitError, UsageError
 from unikernel_sim.memory import _ram_snapshots
+from unikernel_sim.records import Record
 
 _lib = ctypes.CDLL(_ram_snapshots.__file__, use_errno=True)
 _new = _lib.ram_snapshots_new
@@ -57,7 +57,7 @@ class StaleSnapshotError(UsageError):
     """The snapshot's level was dropped: an older snapshot was restored after it was taken."""
 
 
-class RamLevel(NamedTuple):
+class RamLevel(Record):
     """A snapshot's place in the chain: its index (0 = the oldest) and the serial that
     proves the level is still the one taken."""
 
@@ -65,7 +65,7 @@ class RamLevel(NamedTuple):
     serial: int
 
 
-class RamStats(NamedTuple):
+class RamStats(Record):
     levels: int               # snapshots alive in the chain
     pages_saved: int          # pages copied by the write-fault handler, all time
     pages_restored: int       # pages copied back by restores, all time
