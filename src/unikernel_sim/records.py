@@ -1,11 +1,14 @@
-"""repr and == for the boot path's mutable records (Stop, Walk, the Multiboot headers...).
+"""The boot path's records, defined cheaply: start-up is a measured goal.
 
-They are plain classes with their own __init__ rather than dataclasses: importing
-`dataclasses` (it imports inspect, ast, dis and tokenize) and generating each
-definition's methods from source cost every start-up ~15 ms for the 23 records a
-boot defines (docs/performance.md, start-up). Their immutable records are NamedTuples.
-These two functions give the plain classes a dataclass's repr and equality, and a
-NamedTuple a repr without a field that says nothing (a machine, a whole image)."""
+Mutable records (Stop, Walk, the Multiboot headers...) are plain classes with their
+own __init__ rather than dataclasses: importing `dataclasses` (it imports inspect,
+ast, dis and tokenize) and generating each definition's methods from source cost
+every start-up ~15 ms for the 23 records a boot defines (docs/performance.md,
+start-up). record_repr and record_equal give them a dataclass's repr and equality,
+and a Record a repr without a field that says nothing (a machine, a whole image).
+
+Immutable records derive from Record (below): typing.NamedTuple's behaviour at a
+quarter of its definition cost."""
 from __future__ import annotations
 
 
