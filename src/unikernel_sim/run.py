@@ -11,7 +11,6 @@ from typing import Callable, Iterable
 from unikernel_sim.boot.loader import ModuleSpec
 from unikernel_sim.errors import UsageError
 from unikernel_sim.exit_codes import ExitCode, guest_exit_status
-from unikernel_sim.expect import ExpectWatcher
 from unikernel_sim.machine import Machine
 from unikernel_sim.records import Record, record_repr
 from unikernel_sim.stops import EXIT_CODES, Stop, StopReason
@@ -108,6 +107,8 @@ def boot(
         machine.on_stop(callback)
     watcher = None
     if expect is not None:
+        from unikernel_sim.expect import ExpectWatcher       # only with --expect
+
         watcher = ExpectWatcher(expect, on_match=lambda: machine.request_stop(
             Stop(StopReason.EXPECT_MATCHED, f"--expect matched {expect!r}")))
         machine.serial.listeners.append(watcher)

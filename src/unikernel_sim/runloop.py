@@ -44,12 +44,11 @@ from unikernel_sim.errors import UsageError
 from unikernel_sim.limits import MAX_INSTRUCTIONS, MAX_TIMEOUT_SECONDS
 from unikernel_sim.devices.uart16550 import LSR as UART_LSR
 from unikernel_sim.run_control import InterruptWatch
-from unikernel_sim.serial_stream import UNREAD_LIMIT as SERIAL_UNREAD_LIMIT
-from unikernel_sim.serial_stream import SerialInputStream
 from unikernel_sim.stops import Stop, StopReason
 
 if TYPE_CHECKING:
     from unikernel_sim.machine import Machine
+    from unikernel_sim.serial_stream import SerialInputStream     # only with a streamed --serial-in
 
 SIGNAL_STOPS = {
     signal.SIGINT: (StopReason.INTERRUPTED, "interrupted (Ctrl-C)"),
@@ -260,7 +259,7 @@ class RunLoop:
         if stream is None or not stream.ready:
             return
         uart = self.board.uart
-        room = SERIAL_UNREAD_LIMIT - len(uart.input)
+        room = stream.unread_limit - len(uart.input)
         if room > 0:
             uart.feed(stream.take(room))
 

@@ -21,6 +21,8 @@ POLL_SECONDS = 0.1
 
 
 class SerialInputStream:
+    unread_limit = UNREAD_LIMIT      # bytes the guest may leave unread before the pump waits
+
     def __init__(self, fd: int, notify: Callable[[], None]) -> None:
         self.fd = fd
         self.notify = notify

@@ -9,14 +9,17 @@ import json
 import subprocess
 import sys
 
-KEPT_OFF_THE_BOOT_PATH = ("elftools", "capstone", "dataclasses", "traceback", "keystone", "numpy", "sqlite3")
+KEPT_OFF_THE_BOOT_PATH = ("elftools", "capstone", "dataclasses", "traceback", "keystone", "numpy", "sqlite3",
+                          "unikernel_sim.boot.multiboot1", "unikernel_sim.serial_stream", "unikernel_sim.expect")
 
 BOOT = """
 import contextlib, io, json, sys
 from unikernel_sim.cli import main
 with contextlib.redirect_stdout(io.StringIO()):
     code = main(["boot", sys.argv[1]])
-sys.stderr.write(json.dumps([code, sorted(name for name in sys.modules if name.split(".")[0] in sys.argv[2:])]))
+kept_off = sys.argv[2:]
+sys.stderr.write(json.dumps([code, sorted(name for name in sys.modules
+                                          if any(name == off or name.startswith(off + ".") for off in kept_off))]))
 """
 
 

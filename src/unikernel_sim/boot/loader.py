@@ -12,7 +12,6 @@ import os
 import struct
 from typing import TYPE_CHECKING
 
-from unikernel_sim.boot import multiboot1 as mb1
 from unikernel_sim.boot import multiboot2_header as mbh
 from unikernel_sim.boot.boot_info import (
     BOOT_LOADER_NAME, ElfSectionsInfo, ModuleInfo, build_boot_info,
@@ -91,10 +90,9 @@ def load_kernel(
     try:
         header_offset = mbh.find_header(data, path)
     except ImageError as error:
-        mb1_offset = mb1.find_header(data)
-        if mb1_offset is not None:
-            return _load_multiboot1(machine, path, data, elf, mb1.parse(data, mb1_offset, path),
-                                    cmdline, modules or [], deadline)
+        loaded = _load_multiboot1(machine, path, data, elf, cmdline, modules or [], deadline)
+        if loaded is not None:
+            return loaded
         if elf is None:
             error.message = f"not an ELF file, and {error.message}"
         raise ImageError(error.message, where=error.where, hint=error.hint) from None
@@ -145,11 +143,17 @@ class _AddressFields(Record):
 
 
 def _load_multiboot1(machine: "Machine", path: str, data: bytes, elf: ElfImage | None,
-                     header: mb1.Multiboot1Header, cmdline: str, modules: list[ModuleSpec],
-                     deadline: float | None) -> LoadedKernel:
+                     cmdline: str, modules: list[ModuleSpec], deadline: float | None) -> LoadedKernel | None:
     """Multiboot 1 (specification 0.6.96, section 3): the address fields when flag 16 is set
     (as GRUB, even for an ELF file), the ELF program headers otherwise; EAX = 0x2BADB002 and
-    EBX = the information structure, in low memory as GRUB puts it."""
+    EBX = the information structure, in low memory as GRUB puts it. None when data has no
+    Multiboot 1 header either (its module is imported only for such a kernel)."""
+    from unikernel_sim.boot import multiboot1 as mb1
+
+    header_offset = mb1.find_header(data)
+    if header_offset is None:
+        return None
+    header = mb1.parse(data, header_offset, path)
     layout = PhysicalLayout(machine.ram.size, path)
     if header.has_address_fields:
         fields = _AddressFields(header.offset, mbh.AddressTag(header.header_addr, header.load_addr,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 import struct
 from functools import cache
-from importlib import resources
 
 from unikernel_sim.records import Record
 
@@ -92,19 +91,21 @@ class VbeMode(Record):
         return f"VBE mode {self.number:#x} ({self.width}x{self.height}x{self.bpp})"
 
 
-_LINE = re.compile(r"^\s*0x([0-9a-f]+)\s+(\d+) x\s+(\d+) x\s+(\d+) \(\s*(\d+)\)\s+(.*?)\s*$")
-_MASKS = re.compile(r"mask: (\d+)/(\d+)/(\d+)/(\d+)\s+pos: (\d+)/(\d+)/(\d+)/(\d+)")
+# Patterns of the mode table's lines, compiled (by re's cache) only when a kernel asks for
+# a graphics mode: most boots never read the table.
+_LINE = r"^\s*0x([0-9a-f]+)\s+(\d+) x\s+(\d+) x\s+(\d+) \(\s*(\d+)\)\s+(.*?)\s*$"
+_MASKS = r"mask: (\d+)/(\d+)/(\d+)/(\d+)\s+pos: (\d+)/(\d+)/(\d+)/(\d+)"
 
 
 def _parse_mode(line: str) -> VbeMode | None:
-    match = _LINE.match(line)
+    match = re.match(_LINE, line)
     if match is None:
         return None
     number, width, height, bpp, pitch = (int(match.group(1), 16), *map(int, match.groups()[1:5]))
     description = match.group(6)
     colours = None
     if description.startswith("Direct color"):
-        m = _MASKS.search(description)
+        m = re.search(_MASKS, description)
         assert m is not None, line
         sizes, positions = list(map(int, m.groups()[:4])), list(map(int, m.groups()[4:]))
         colours = ColourLayout(*zip(positions, sizes))
@@ -121,6 +122,8 @@ def _parse_mode(line: str) -> VbeMode | None:
 @cache
 def vbe_modes() -> tuple[VbeMode, ...]:
     """Every mode the VGA BIOS lists, in its order (the order of the mode list)."""
+    from importlib import resources
+
     text = resources.files("unikernel_sim.boot").joinpath("vbe_modes.txt").read_text()
     return tuple(mode for mode in map(_parse_mode, text.splitlines()) if mode is not None)
 
