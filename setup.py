@@ -1,7 +1,7 @@
 """Build the C extensions: the virtual clock's hooks, the COM1 fast path, the SSE
 alignment guard, the common case of interrupt delivery, the timer tick, the HPET counter's
-reads, the host-clock deadlines, a guest call's set-up, a snapshot's restore and the exact
-profiler; the snapshots of guest memory; the loops of a device-state load.
+reads, the host-clock deadlines, a guest call's set-up, a snapshot's restore, the exact
+profiler and the alignment guard's decode; the snapshots of guest memory; the loops of a device-state load.
 
 Everything else is declared in pyproject.toml."""
 from setuptools import Extension, setup
@@ -15,7 +15,7 @@ setup(
                      "src/unikernel_sim/cpu/_profile.c", "src/unikernel_sim/cpu/_tick_path.c",
                      "src/unikernel_sim/cpu/_host_timer.c", "src/unikernel_sim/cpu/_guest_call.c",
                      "src/unikernel_sim/cpu/_timer_thread.c", "src/unikernel_sim/cpu/_hpet_counter.c",
-                     "src/unikernel_sim/cpu/_snapshot_restore.c"],
+                     "src/unikernel_sim/cpu/_snapshot_restore.c", "src/unikernel_sim/cpu/_lite_scan.c"],
             depends=["src/unikernel_sim/cpu/_vclock.h", "src/unikernel_sim/cpu/_alignment.h",
                      "src/unikernel_sim/cpu/_irq_delivery.h", "src/unikernel_sim/cpu/_tick_path.h",
                      "src/unikernel_sim/cpu/_timer_thread.h"],

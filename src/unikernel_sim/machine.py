@@ -28,7 +28,7 @@ from unikernel_sim.breakpoints import Breakpoints
 from unikernel_sim.watchpoints import Watchpoints
 from unikernel_sim.console import ConsoleOutput
 from unikernel_sim.cpu import cpuid
-from unikernel_sim.cpu.alignment_guard import AlignmentGuard, code_regions
+from unikernel_sim.cpu.alignment_guard import AlignmentGuard, code_regions, function_regions
 from unikernel_sim.cpu.code_cache import CodeCache
 from unikernel_sim.cpu.engine import CpuState, create_engine, probes_on, read_cpu_state
 from unikernel_sim.cpu.fast_syscall import FastSystemCall
@@ -54,6 +54,7 @@ from unikernel_sim.stops import Stop, StopReason
 
 if TYPE_CHECKING:
     from unikernel_sim.boot.loader import LoadedKernel, ModuleSpec
+    from unikernel_sim.boot.elf_image import ElfImage
 
 DEFAULT_TSC_HZ = 2_000_000_000        # 2 GHz
 DEFAULT_INSTRUCTIONS_PER_SECOND = 1_000_000_000   # deterministic mode: 1 ns per instruction
@@ -155,19 +156,31 @@ class Machine:
         (time.monotonic()) bounds the wait for inputs that are FIFOs or pipes."""
         from unikernel_sim.boot.loader import load_kernel
 
-        self.kernel = load_kernel(self, path, cmdline=cmdline, modules=modules, deadline=deadline)
-        if self.kernel.elf is not None:
-            for segment in self.kernel.elf.segments:
+        parsed: list = []        # (symbols, the alignment guard's site search or None) once the ELF is read
+
+        def search_sites(elf: "ElfImage", data: bytes) -> None:
+            symbols = SymbolTable.from_elf(elf, data)
+            regions = function_regions(elf, symbols)
+            parsed.append((symbols, self.alignment.search(*regions) if regions is not None else None))
+
+        self.kernel = kernel = load_kernel(self, path, cmdline=cmdline, modules=modules, deadline=deadline,
+                                           on_elf=search_sites)
+        if kernel.elf is not None:
+            for segment in kernel.elf.segments:
                 if segment.executable:
                     self.code_cache.watch(segment.paddr, segment.paddr + segment.memsz)
                     self.control_registers.watch(segment.vaddr, segment.data)
-            self.symbols = SymbolTable.from_elf(self.kernel.elf, self.kernel.image_data)
         else:
-            start, end = self.kernel.load_base, self.kernel.layout.image_end
+            start, end = kernel.load_base, kernel.layout.image_end
             self.control_registers.watch(start, self.ram.read(start, end - start))
-        kernel = self.kernel
-        self.alignment.watch(*code_regions(kernel.elf, self.symbols, kernel.entry, self.ram.read,
-                                           kernel.layout.image_end))
+        search = None
+        if parsed:
+            self.symbols, search = parsed[0]
+        if search is not None:
+            self.alignment.watch_sites(search.result())
+        else:
+            self.alignment.watch(*code_regions(kernel.elf, self.symbols, kernel.entry, self.ram.read,
+                                               kernel.layout.image_end))
         if self.check_returns:
             self._watch_returns()
         for name in PANIC_SYMBOLS:

@@ -128,3 +128,73 @@ def test_find_keeps_what_the_package_would_keep(firmware_elf):
         assert found == [insn for insn in expected if "xmmword ptr" in insn[3]]
         kept += len(found)
     assert kept > 10                                        # the firmware has SSE code
+
+
+def _firmware_regions(firmware_elf):
+    from unikernel_sim.machine import Machine
+
+    machine = Machine()
+    machine.load(firmware_elf)
+    kernel = machine.kernel
+    return alignment_guard.code_regions(kernel.elf, machine.symbols, kernel.entry, machine.ram.read,
+                                        kernel.layout.image_end)
+
+
+@pytest.mark.parametrize("capacity", [256, 1])
+def test_find_all_in_one_c_call_keeps_what_the_package_would_keep(firmware_elf, monkeypatch, capacity):
+    """cpu/_lite_scan.c decodes every region in one call and copies out the matches: the
+    package's disasm_lite over each region is the oracle, for all the firmware's
+    functions at once, a region that is no code from its first byte, one that stops
+    being code half-way, and a match buffer too small (it asks again with room)."""
+    from unikernel_sim.cpu import x86_lite_decoder
+
+    monkeypatch.setattr(x86_lite_decoder, "FIRST_MATCH_CAPACITY", capacity)
+    regions, bits = _firmware_regions(firmware_elf)
+    movaps = b"\x0f\x28\x04\x24"                                    # movaps xmm0, [rsp]
+    regions = [(start, code) for start, code, _whole in regions]
+    regions += [(0x5000, b"\xff\xff\xff\xff"), (0x6000, movaps + b"\x06" + movaps), (0x7000, b"")]
+    package, ours = Cs(CS_ARCH_X86, CS_MODE_64), LiteDecoder(bits)
+    assert not ours.uses_package
+    found = ours.find_all(regions, b"xmmword ptr")
+    expected = []
+    for start, code in regions:
+        instructions = list(package.disasm_lite(code, start))
+        expected.append((sum(insn[1] for insn in instructions),
+                         [insn for insn in instructions if "xmmword ptr" in insn[3]]))
+    assert found == expected
+    assert sum(len(matches) for _decoded, matches in found) > 10
+    assert found[-3:] == [(0, []), (4, [(0x6000, 4, "movaps", "xmm0, xmmword ptr [rsp]")]), (0, [])]
+
+
+def test_the_background_search_answers_as_the_search_in_turn(firmware_elf):
+    """SiteSearch on its helper thread (the loader's path) and find_sites give the same
+    sites in the same order; what the search raises reaches the caller of result()."""
+    from unikernel_sim.cpu import x86_lite_decoder
+
+    regions, bits = _firmware_regions(firmware_elf)
+    background = alignment_guard.SiteSearch(regions, bits)
+    assert background._thread is not None                          # it did run on a thread
+    assert background.result() == find_sites(regions, bits)
+
+    def broken_run(self):
+        raise MemoryError("no room for the decoded array")
+
+    original = x86_lite_decoder.FindAll.run
+    x86_lite_decoder.FindAll.run = broken_run
+    try:
+        failing = alignment_guard.SiteSearch(regions, bits)
+        with pytest.raises(MemoryError, match="no room"):
+            failing.result()
+    finally:
+        x86_lite_decoder.FindAll.run = original
+
+
+def test_a_machine_loaded_with_the_guard_off_searches_nothing(firmware_elf):
+    from unikernel_sim.machine import Machine
+
+    machine = Machine(alignment="off")
+    machine.load(firmware_elf)
+    assert machine.alignment.sites == {}
+    on = Machine()
+    on.load(firmware_elf)
+    assert len(on.alignment.sites) > 10

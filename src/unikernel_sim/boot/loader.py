@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from unikernel_sim.boot import multiboot2_header as mbh
 from unikernel_sim.boot.boot_info import (
@@ -79,14 +79,19 @@ def load_kernel(
     cmdline: str = "",
     modules: list[ModuleSpec] | None = None,
     deadline: float | None = None,
+    on_elf: Callable[[ElfImage, bytes], None] | None = None,
 ) -> LoadedKernel:
     """Load path into machine and put the CPU in the Multiboot2 entry state.
-    deadline (time.monotonic()): give up on inputs that are streams still open then."""
+    deadline (time.monotonic()): give up on inputs that are streams still open then.
+    on_elf(image, data) runs as soon as an ELF file is parsed, before anything is placed:
+    work that needs only the file (the alignment guard's site search) starts there."""
     data = read_input_file(path, "kernel image", limit=max(machine.ram.size, KERNEL_FILE_ALLOWANCE),
                            deadline=deadline)
     if not data:
         raise ImageError("kernel image is empty", where=path)
     elf = read_elf(data, path) if is_elf(data) else None
+    if elf is not None and on_elf is not None:
+        on_elf(elf, data)
     try:
         header_offset = mbh.find_header(data, path)
     except ImageError as error:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 from typing import Iterator
 
+from unikernel_sim.cpu.native import check_mirror, library as native
 from unikernel_sim.native_preload import CAPSTONE_LIBRARY, library_in_package
 
 CS_ARCH_X86 = 3
@@ -34,8 +35,29 @@ class _CsInsn(ctypes.Structure):
                 ("detail", ctypes.c_void_p)]
 
 
-_OP_STR = _CsInsn.op_str.offset
-_OP_STR_END = _OP_STR + _CsInsn.op_str.size
+FIRST_MATCH_CAPACITY = 256      # matches find_all makes room for before asking again
+
+
+class LiteRegion(ctypes.Structure):
+    """struct lite_region (cpu/_lite_scan.c): code to decode, and how much of it decoded."""
+
+    _fields_ = [("code", ctypes.c_void_p), ("size", ctypes.c_uint64), ("address", ctypes.c_uint64),
+                ("decoded", ctypes.c_uint64)]
+
+
+class LiteMatch(ctypes.Structure):
+    """struct lite_match (cpu/_lite_scan.c): one instruction whose operand text held the needle."""
+
+    _fields_ = [("region", ctypes.c_uint64), ("address", ctypes.c_uint64), ("size", ctypes.c_uint64),
+                ("mnemonic", ctypes.c_char * 32), ("op_str", ctypes.c_char * 160)]
+
+
+check_mirror(LiteRegion, "struct lite_region", "lite_region_size")
+check_mirror(LiteMatch, "struct lite_match", "lite_match_size")
+_find_all = native.lite_find_all
+_find_all.restype = ctypes.c_uint64
+_find_all.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(LiteRegion), ctypes.c_uint64,
+                      ctypes.c_char_p, ctypes.POINTER(LiteMatch), ctypes.c_uint64]
 
 
 def _load_library() -> ctypes.CDLL | None:
@@ -125,41 +147,18 @@ class LiteDecoder:
     def find(self, code: bytes, address: int, needle: bytes) -> tuple[int, list[LiteInstruction]]:
         """(bytes decoded from the start, the instructions whose operand text holds needle):
         the alignment guard's scan, which decodes whole functions to keep only a few
-        instructions. The decoded array is read as one buffer, so an instruction that is
-        not wanted costs no Python object (15,000 of them took 15 ms one by one)."""
-        if self._fallback is not None:
-            found, decoded = [], 0
-            for instruction in self._fallback.disasm_lite(code, address):
-                decoded += instruction[1]
-                if needle.decode() in instruction[3]:
-                    found.append(instruction)
-            return decoded, found
-        lib = self._library
-        instructions = ctypes.POINTER(_CsInsn)()
-        count = lib.cs_disasm(self._handle.value, code, len(code), address, 0, ctypes.byref(instructions))
-        if not count:
-            return 0, []
-        try:
-            stride = ctypes.sizeof(_CsInsn)
-            raw = ctypes.string_at(instructions, stride * count)
-            last = instructions[count - 1]
-            decoded = last.address + last.size - address
-            found, seen = [], -1
-            position = raw.find(needle, _OP_STR)
-            while position >= 0:
-                index = position // stride
-                text_start = index * stride + _OP_STR
-                # inside this record's operand text, before its terminator (the rest of the
-                # field holds leftovers of earlier instructions)
-                if (index != seen and text_start <= position < index * stride + _OP_STR_END
-                        and raw.find(b"\0", text_start, position) < 0):
-                    seen = index
-                    item = instructions[index]
-                    found.append((item.address, item.size, item.mnemonic.decode(), item.op_str.decode()))
-                position = raw.find(needle, position + 1)
-        finally:
-            lib.cs_free(instructions, count)
-        return decoded, found
+        instructions."""
+        return self.find_all([(address, code)], needle)[0]
+
+    def find_all(self, regions: list[tuple[int, bytes]], needle: bytes) -> list[tuple[int, list[LiteInstruction]]]:
+        """find() for every (address, code) of regions, in order."""
+        search = self.prepare_find_all(regions, needle)
+        search.run()
+        return search.results()
+
+    def prepare_find_all(self, regions: list[tuple[int, bytes]], needle: bytes) -> "FindAll":
+        """find_all() in two steps: run() (any thread) and results() (the caller's)."""
+        return FindAll(self, regions, needle)
 
     def close(self) -> None:
         if self._handle is not None:
@@ -169,3 +168,56 @@ class LiteDecoder:
     def __del__(self) -> None:
         if getattr(self, "_handle", None) is not None and self._library is not None:
             self.close()
+
+
+class FindAll:
+    """A prepared find_all: run() is, with the C library, one call into cpu/_lite_scan.c
+    that decodes every region with the GIL released, so a helper thread can make it
+    while the loader runs (alignment_guard.SiteSearch) without waiting for the GIL in
+    between; results() turns what it found into LiteInstructions. Without the library
+    (the capstone package decodes), run() does the whole search in Python."""
+
+    def __init__(self, decoder: LiteDecoder, regions: list[tuple[int, bytes]], needle: bytes) -> None:
+        self.decoder, self.regions, self.needle = decoder, regions, needle
+        self._results: list[tuple[int, list[LiteInstruction]]] | None = None
+        if decoder.uses_package:
+            return
+        self._table = (LiteRegion * len(regions))()
+        for slot, (address, code) in zip(self._table, regions):
+            slot.code = ctypes.cast(ctypes.c_char_p(code), ctypes.c_void_p)   # self.regions keeps code alive
+            slot.size, slot.address = len(code), address
+        lib = decoder._library
+        self._call = (ctypes.cast(lib.cs_disasm, ctypes.c_void_p), ctypes.cast(lib.cs_free, ctypes.c_void_p),
+                      decoder._handle.value, self._table, len(regions), needle)
+        self._capacity = FIRST_MATCH_CAPACITY
+        self._matches = (LiteMatch * self._capacity)()
+        self._found = 0
+
+    def run(self) -> None:
+        if self.decoder.uses_package:
+            self._results = [self._find_by_package(code, address) for address, code in self.regions]
+            return
+        self._found = _find_all(*self._call, self._matches, self._capacity)
+
+    def _find_by_package(self, code: bytes, address: int) -> tuple[int, list[LiteInstruction]]:
+        found, decoded, needle = [], 0, self.needle.decode()
+        for instruction in self.decoder.disasm_lite(code, address):
+            decoded += instruction[1]
+            if needle in instruction[3]:
+                found.append(instruction)
+        return decoded, found
+
+    def results(self) -> list[tuple[int, list[LiteInstruction]]]:
+        """(bytes decoded from the start, matching instructions) per region, in order."""
+        if self._results is not None:
+            return self._results
+        if self._found > self._capacity:                  # rare: room for all of them, once more
+            self._capacity = self._found
+            self._matches = (LiteMatch * self._capacity)()
+            self.run()
+        results: list[tuple[int, list[LiteInstruction]]] = [(slot.decoded, []) for slot in self._table]
+        for match in self._matches[:self._found]:
+            results[match.region][1].append((match.address, match.size, match.mnemonic.decode(),
+                                             match.op_str.decode()))
+        self._results = results
+        return results
