@@ -49,12 +49,12 @@ from unikernel_sim.memory import paging
 from unikernel_sim.memory.guest_memory import GuestMemory
 from unikernel_sim.memory.ram import MAX_MEMORY_MB, MIB, MIN_MEMORY_MB, Ram
 from unikernel_sim.runloop import RunLoop
-from unikernel_sim.snapshot import Snapshot, restore_snapshot, take_snapshot
 from unikernel_sim.stops import Stop, StopReason
 
 if TYPE_CHECKING:
-    from unikernel_sim.boot.loader import LoadedKernel, ModuleSpec
     from unikernel_sim.boot.elf_image import ElfImage
+    from unikernel_sim.boot.loader import LoadedKernel, ModuleSpec
+    from unikernel_sim.snapshot import Snapshot
 
 DEFAULT_TSC_HZ = 2_000_000_000        # 2 GHz
 DEFAULT_INSTRUCTIONS_PER_SECOND = 1_000_000_000   # deterministic mode: 1 ns per instruction
@@ -351,12 +351,14 @@ class Machine:
         """Everything needed to come back here: CPU, RAM (write-protected: memory/ram_snapshots.py),
         devices, clock."""
         self.clock.pause()
+        from unikernel_sim.snapshot import take_snapshot     # at the first snapshot, not at start-up
+
         return take_snapshot(self)
 
     def restore(self, snapshot: "Snapshot", *, flush: bool = False) -> None:
         """Back to snapshot. flush=True also empties the translation cache, needed only
         if the guest ran code it generated outside its image (see cpu/code_cache.py)."""
-        restore_snapshot(self, snapshot, flush=flush)
+        snapshot.restore_into(self, flush=flush)
         self.breakpoints.stopped_on(None)
 
     # --- state -----------------------------------------------------------------------

@@ -36,7 +36,6 @@ from unikernel_sim.arch import EFER_LMA, MSR, OPCODE_HLT, RFLAGS_IF
 from unikernel_sim.cpu.fast_ports import FastPorts
 from unikernel_sim.cpu.host_timer import OUTPUT, TIMEOUT
 from unikernel_sim.cpu.hpet_counter import HpetCounterPath
-from unikernel_sim.cpu.return_watch import ReturnWatch
 from unikernel_sim.cpu.tick_path import TickPath
 from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER
 from unikernel_sim.cpu.vclock import host_ns
@@ -47,6 +46,7 @@ from unikernel_sim.run_control import InterruptWatch
 from unikernel_sim.stops import Stop, StopReason
 
 if TYPE_CHECKING:
+    from unikernel_sim.cpu.return_watch import ReturnWatch
     from unikernel_sim.machine import Machine
     from unikernel_sim.serial_stream import SerialInputStream     # only with a streamed --serial-in
 
@@ -447,6 +447,8 @@ class RunLoop:
         """An interrupt was delivered during a step: run its handler whole, then carry on
         with the step where the guest was interrupted."""
         self._step_after_return, self._stepping = self._stepping, False
+        from unikernel_sim.cpu.return_watch import ReturnWatch    # only when a step enters a handler
+
         self._interrupt_return = ReturnWatch(self.machine, rip, rsp, self._interrupt_returned)
 
     def _interrupt_returned(self) -> None:
@@ -482,6 +484,8 @@ class RunLoop:
             return woken
         self._stepping, self._hlt_step = False, True
         rip = self._step_from + 1
+        from unikernel_sim.cpu.return_watch import ReturnWatch
+
         self._interrupt_return = ReturnWatch(self.machine, rip, self.uc.reg_read(x86.UC_X86_REG_RSP),
                                              self._interrupt_returned)
         return woken

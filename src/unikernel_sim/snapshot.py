@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 
 
 class Snapshot(Record):
-    """Immutable: restoring reads it, any number of times (a NamedTuple, not a
-    dataclass: machine.py imports this module at start-up, and a plain boot imports no
-    dataclasses)."""
+    """Immutable: restoring reads it, any number of times. This module is imported at
+    a machine's first snapshot, not at start-up; a restore reaches it through the
+    snapshot's own method, with no import statement on that ~7 us path."""
 
     context: UcContext                # CPU only
     ram: RamLevel                     # the memory's level (memory/ram_snapshots.py)
@@ -39,6 +39,17 @@ class Snapshot(Record):
     irq_count: int
     last_exception: ExceptionRecord | None      # never mutated once made, so shared
     code_fingerprint: tuple[bytes, ...] | None = None   # the code bytes (cpu/code_cache.py)
+
+    def restore_into(self, machine: "Machine", *, flush: bool = False) -> None:
+        """Put machine back as it was when this was taken (Machine.restore)."""
+        machine.code_cache.restore(self.context, self.ram, self.code_fingerprint, flush=flush)
+        machine.board.load_state(self.devices)
+        machine.clock.restore(self.clock)
+        machine.serial.rewind(self.serial_total, self.serial_length)
+        machine.debugcon.rewind(self.debugcon_total, self.debugcon_length)
+        machine.panic_message = self.panic_message
+        machine.interrupts.irq_count = self.irq_count
+        machine.interrupts.last_exception = self.last_exception
 
     def __repr__(self) -> str:
         return (f"<Snapshot at {self.clock[1]} ns, {len(self.devices)} devices, "
@@ -60,14 +71,3 @@ def take_snapshot(machine: "Machine") -> Snapshot:
         last_exception=machine.interrupts.last_exception,
         code_fingerprint=machine.code_cache.fingerprint(),
     )
-
-
-def restore_snapshot(machine: "Machine", snapshot: Snapshot, *, flush: bool = False) -> None:
-    machine.code_cache.restore(snapshot.context, snapshot.ram, snapshot.code_fingerprint, flush=flush)
-    machine.board.load_state(snapshot.devices)
-    machine.clock.restore(snapshot.clock)
-    machine.serial.rewind(snapshot.serial_total, snapshot.serial_length)
-    machine.debugcon.rewind(snapshot.debugcon_total, snapshot.debugcon_length)
-    machine.panic_message = snapshot.panic_message
-    machine.interrupts.irq_count = snapshot.irq_count
-    machine.interrupts.last_exception = snapshot.last_exception

@@ -10,7 +10,8 @@ import subprocess
 import sys
 
 KEPT_OFF_THE_BOOT_PATH = ("elftools", "capstone", "dataclasses", "traceback", "keystone", "numpy", "sqlite3",
-                          "unikernel_sim.boot.multiboot1", "unikernel_sim.serial_stream", "unikernel_sim.expect")
+                          "unikernel_sim.boot.multiboot1", "unikernel_sim.serial_stream", "unikernel_sim.expect",
+                          "unikernel_sim.snapshot", "unikernel_sim.cpu.return_watch", "encodings.cp437")
 
 BOOT = """
 import contextlib, io, json, sys

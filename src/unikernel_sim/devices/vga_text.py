@@ -14,6 +14,7 @@ foreground, 4-6 background, 7 blink (or bright background).
 """
 from __future__ import annotations
 
+from functools import cache
 from typing import Callable
 
 from unikernel_sim.devices.device import Device, PortRange
@@ -40,16 +41,18 @@ PORTS = (ATTR_INDEX, ATTR_READ, MISC_WRITE, SEQ_INDEX, SEQ_DATA, MISC_READ, GFX_
          CRTC_INDEX, CRTC_DATA, INPUT_STATUS)
 
 
-def cp437_table() -> list[str]:
+@cache
+def cp437_table() -> tuple[str, ...]:
+    """Code page 437 as the VGA's character generator draws it, glyphs below 32
+    included. Built at the first rendering, not at import (~0.4 ms of every start:
+    256 decodes and the codec's module)."""
     table = [bytes([i]).decode("cp437") for i in range(256)]
     glyphs_below_32 = " ☺☻♥♦♣♠•◘○◙♂♀♪♫☼►◄↕‼¶§▬↨↑↓→←∟↔▲▼"
     table[:32] = list(glyphs_below_32)
     table[0] = " "
     table[127] = "⌂"
-    return table
+    return tuple(table)
 
-
-CP437 = cp437_table()
 
 
 class VgaText(Device):
@@ -91,7 +94,8 @@ class VgaText(Device):
     def text(self) -> str:
         """The screen as 25 lines of text (trailing blanks stripped), code page 437 decoded."""
         data = self.raw()
-        lines = ["".join(CP437[data[2 * (r * COLUMNS + c)]] for c in range(COLUMNS)).rstrip()
+        glyphs = cp437_table()
+        lines = ["".join(glyphs[data[2 * (r * COLUMNS + c)]] for c in range(COLUMNS)).rstrip()
                  for r in range(ROWS)]
         return "\n".join(lines)
 
