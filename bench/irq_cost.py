@@ -1,10 +1,11 @@
 """Host time per delivered IRQ: a compute loop under the PIT (or the local APIC timer, the PIT
-through the I/O APIC, HPET timer 0 under legacy replacement through the 8259) at
+through the I/O APIC, HPET timer 0 under legacy replacement through the 8259, HPET timer 0
+routed to I/O APIC pin 2 without legacy replacement) at
 --hz, in 32-bit protected mode and in 64-bit long mode, against the same loop with the
 timer off, in one process.
 
     python bench/irq_cost.py [--mode 32|64] [--hz 10000] [--iterations 300000000] [--runs 3] [--deterministic]
-                             [--source pit|lapic|ioapic|hpet]
+                             [--source pit|lapic|ioapic|hpet|hpet-ioapic]
 Prints, per mode, the loop's time without and with the timer, the IRQs delivered and
 (with - without) / IRQs, the median over interleaved pairs: what one interrupt costs the
 host, run loop included.
@@ -21,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from interrupts.harness import (  # noqa: E402
-    IdtGuest, build_long, build_protected, compute_loop, program_hpet_legacy, program_pit,
+    IdtGuest, build_long, build_protected, compute_loop, program_hpet_legacy, program_hpet_routed, program_pit,
 )
 
 from unikernel_sim.machine import Machine  # noqa: E402
@@ -62,6 +63,10 @@ def guest(mode: int, iterations: int, hz: int | None, source: str = "pit") -> Id
     if source == "ioapic":
         return IdtGuest(before=pit_through_ioapic(hz, mode) if hz else "", fault="nop", flags=0x202 if hz else 0x2,
                         after=compute_loop(iterations, mode), handlers={IOAPIC_PIT_VECTOR: apic_eoi})
+    if source == "hpet-ioapic":
+        return IdtGuest(before=program_hpet_routed(hz, mode, vector=IOAPIC_PIT_VECTOR) if hz else "", fault="nop",
+                        flags=0x202 if hz else 0x2, after=compute_loop(iterations, mode),
+                        handlers={IOAPIC_PIT_VECTOR: apic_eoi})
     if source == "lapic":
         return IdtGuest(before=apic_timer(hz, mode) if hz else "", fault="nop", flags=0x202 if hz else 0x2,
                         after=compute_loop(iterations, mode), handlers={APIC_TIMER_VECTOR: apic_eoi})
@@ -94,7 +99,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=300_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--deterministic", action="store_true")
-    parser.add_argument("--source", choices=("pit", "lapic", "ioapic", "hpet"), default="pit")
+    parser.add_argument("--source", choices=("pit", "lapic", "ioapic", "hpet", "hpet-ioapic"), default="pit")
     args = parser.parse_args()
     for mode in args.mode or [32, 64]:
         quiet, loaded, irqs = [], [], []

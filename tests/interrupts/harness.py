@@ -333,6 +333,21 @@ def program_pit(hz: int) -> str:
 HPET_TICKS_PER_SECOND = 100_000_000      # QEMU's HPET: a 10 ns period
 
 
+def program_hpet_routed(hz: int, bits: int = 32, *, pin: int = 2, vector: int = 0x30) -> str:
+    """HPET timer 0 periodic at hz, edge-triggered, without legacy replacement: routed by
+    Tn_INT_ROUTE_CNF to I/O APIC pin `pin`, whose redirection entry sends `vector`
+    (edge, fixed, to CPU 0); the 8259 left masked."""
+    period = HPET_TICKS_PER_SECOND // hz
+    config = 0x4C | (pin << 9)                              # INT_ENB, periodic, VAL_SET, INT_ROUTE
+    writes = [(0xFEC00000, 0x10 + 2 * pin + 1), (0xFEC00010, 0), (0xFEC00000, 0x10 + 2 * pin),
+              (0xFEC00010, vector), (0xFED00010, 0), (0xFED000F0, 0), (0xFED000F4, 0), (0xFED00100, config),
+              (0xFED00108, period), (0xFED00100, config), (0xFED0010C, 0), (0xFED00108, period),
+              (0xFED00010, 1)]                          # ENABLE_CNF alone, last: the counter starts
+    if bits == 32:
+        return "\n".join(f"mov dword ptr [{address:#x}], {value:#x}" for address, value in writes)
+    return "\n".join(f"mov eax, {address:#x}\nmov dword ptr [rax], {value:#x}" for address, value in writes)
+
+
 def program_hpet_legacy(hz: int, bits: int = 32, *, comparator_32: bool = False, counter: int = 0) -> str:
     """HPET timer 0 periodic at hz, edge-triggered, under legacy replacement (it drives
     IRQ 0 and I/O APIC pin 2 instead of the PIT), IRQ 0 unmasked at the 8259 (the HPET page

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from interrupts.harness import COUNTER_SLOT, IdtGuest, build_long, build_protected, compute_loop
-from interrupts.harness import program_hpet_legacy
+from interrupts.harness import program_hpet_legacy, program_hpet_routed
 from interrupts.harness import program_pit as harness_program_pit
 from unikernel_sim.machine import Machine
 from unikernel_sim.stops import StopReason
@@ -457,6 +457,78 @@ def test_hpet_ticks_in_c_reach_the_handler_once_each_in_fast_mode(tmp_path):
     later = machine.clock.now_ns()
     assert hpet.comparator[0] == hpet.match[0]
     assert hpet.counter(now) < hpet.match[0] <= hpet.counter(later) + hpet.period[0]
+
+
+# --- HPET timer 0 routed to an I/O APIC pin, no legacy replacement (HPET 1.0a 2.3.9.2) ---
+ROUTED_HPET_HZ = 5000
+
+
+@pytest.mark.parametrize("setup", ["pin 2", "pin 11", "pin 2, the PIT on the 8259 beside it",
+                                   "pin 2, the PIT on the same pin", "pin 2, the APIC timer beside it",
+                                   "pin 2, IRQ 0 left in service at the 8259"])
+def test_deterministic_routed_hpet_ticks_land_where_the_run_loop_lands_them(tmp_path, setup):
+    """HPET timer 0 without legacy replacement, routed by Tn_INT_ROUTE_CNF straight to an
+    I/O APIC pin: every tick's return EIP and TSC byte for byte the run loop's, alone, on
+    another pin, beside the PIT on the 8259 (whose EOIs the C path must leave to the host:
+    it holds no 8259 copy for this timer), beside the PIT on the same pin 2 (which the run
+    loop keeps), beside the APIC timer, and with the PIT's IRQ 0 taken once through the
+    8259 and never ended (the 8259's registers after the run must be the run loop's too:
+    C holds no copy of them for this timer); runs cut into budgets take the same ticks."""
+    pin = 11 if setup == "pin 11" else 2
+    before = program_hpet_routed(ROUTED_HPET_HZ, pin=pin, vector=IOAPIC_PIT_VECTOR)
+    handlers = {IOAPIC_PIT_VECTOR: tracing_handler(32, APIC_EOI)}
+    if setup.endswith("8259 beside it"):
+        before += "\n" + harness_program_pit(3000)
+        handlers[BIOS_IRQ0_VECTOR] = tracing_handler(32, PIC_EOI)
+    elif setup.endswith("same pin"):
+        before += "\n" + harness_program_pit(3000).rsplit("\nmov al, 0xfe", 1)[0]
+    elif setup.endswith("APIC timer beside it"):
+        before += "\n" + apic_timer(7000)
+        handlers[APIC_TIMER_VECTOR] = tracing_handler(32, APIC_EOI)
+    elif setup.endswith("in service at the 8259"):
+        before += "\n" + harness_program_pit(3000)
+        handlers[BIOS_IRQ0_VECTOR] = "iretd"               # no EOI: IR0 stays in service
+    image = apic_image(tmp_path, before=before, handlers=handlers)
+    with_c, counts, machine = traced_outcome(image, deterministic=True, c_ticks=True)
+    run_loop, no_counts, reference = traced_outcome(image, deterministic=True, c_ticks=False)
+    pics = [(m.board.pic.master.irr, m.board.pic.master.isr, m.board.pic.master.imr) for m in (machine, reference)]
+    assert pics[0] == pics[1]
+    if setup.endswith("in service at the 8259"):
+        assert pics[0][1] == 1                              # IR0 in service to the end
+    hpet = machine.board.hpet
+    assert hpet.config & 1 and not hpet.legacy_replacement
+    # beside the PIT on the 8259, each of its ticks' EOIs hands the rest of the slice back
+    share = 0.02 if setup.endswith("8259 beside it") else 0.3
+    assert with_c[0] > 100 and counts["edges"] > share * with_c[0] and no_counts["edges"] == 0
+    assert with_c == run_loop
+    assert traced_outcome(image, deterministic=True, c_ticks=True, budget=7_919)[0] == with_c
+
+
+STOP_PIT_CHANNEL_0 = "mov al, 0x30\nout 0x43, al"     # mode 0, no count written: it waits (8254 datasheet)
+
+
+def test_routed_hpet_ticks_in_c_reach_the_handler_once_each_in_fast_mode(tmp_path):
+    """Fast mode: every match that passed reaches the handler once (coalesced at most when
+    the guest runs late), served in C, and never through the 8259 (with the PIT stopped and
+    IRQ 0 unmasked, IRR and ISR stay clear: without legacy replacement the HPET does not
+    drive IRQ 0); the model handed back has its comparator at the next match."""
+    before = (STOP_PIT_CHANNEL_0 + "\n" + program_hpet_routed(TIMER_HZ, vector=IOAPIC_PIT_VECTOR)
+              + "\nmov al, 0xfe\nout 0x21, al")
+    image = apic_image(tmp_path, before=before, handlers={IOAPIC_PIT_VECTOR: tracing_handler(32, APIC_EOI)},
+                       after=compute_loop(ITERATIONS))
+    machine = Machine(16)
+    machine.load(image)
+    stop = machine.run(timeout=120)
+    assert stop.reason is StopReason.GUEST_EXIT, stop.summary
+    hpet, now = machine.board.hpet, machine.clock.now_ns()
+    ticks, periods = machine.ram.u32(COUNTER_SLOT), hpet.counter(now) // hpet.period[0]
+    assert periods >= 50, "the run was too short to say anything"
+    assert machine.loop.tick_path.counts["edges"] > 0.5 * ticks
+    assert 0.5 * periods <= ticks <= periods
+    assert machine.board.pic.master.irr & 1 == 0 and machine.board.pic.master.isr == 0
+    machine.board.catch_up()
+    assert hpet.comparator[0] == hpet.match[0]
+    assert hpet.counter(now) < hpet.match[0] <= hpet.counter(machine.clock.now_ns()) + hpet.period[0]
 
 
 def test_a_task_priority_above_the_timer_class_holds_its_ticks(tmp_path):

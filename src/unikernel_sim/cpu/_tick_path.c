@@ -1,6 +1,8 @@
 /* The timer ticks in C: PIT channel 0 (or HPET timer 0 under legacy replacement) -> 8259
- * master and/or I/O APIC pin 2 -> the guest's IDT, and the local APIC timer -> the guest's
- * IDT, with no Python between the timer's event and the handler's first instruction.
+ * master and/or I/O APIC pin 2 -> the guest's IDT, HPET timer 0 routed to an I/O APIC pin
+ * (no legacy replacement: the 8259 never sees it) -> the guest's IDT, and the local APIC
+ * timer -> the guest's IDT, with no Python between the timer's event and the handler's
+ * first instruction.
  * The APIC's vector is taken before the 8259's request (PcBoard.acknowledge); the APIC's
  * EOI is served by the MMIO callbacks of its page (tick_path_apic_write), which hand
  * every other access to the device model.
@@ -268,10 +270,16 @@ static int needs_red_zone_look(const struct tick_path *tp)
     return tp->deterministic || (int64_t)vclock_now_ns(tp->clock) >= tp->red_zone_quiet_until;
 }
 
+/* Whether the 8259 master's copy is loaded (its request and EOIs are C's). */
+static int pic_live(const struct tick_path *tp)
+{
+    return tp->pit_live && tp->irq0_to_pic;
+}
+
 /* A request other than the one just taken is waiting: serve it at the next block. */
 static void look_again_if_requested(struct tick_path *tp)
 {
-    tp->output = tp->pit_live && requested_line(tp) >= 0;
+    tp->output = pic_live(tp) && requested_line(tp) >= 0;
     if ((tp->output && tp->pic_to_cpu) || (tp->apic_live && apic_deliverable(tp) >= 0))
         want_attention(tp);
 }
@@ -309,8 +317,9 @@ int tick_path_service(void *uc, struct tick_path *tp)
         tp->pit_accounted = now;
         if (edges) {
             tp->edges += edges;
-            tp->irr |= 1;              /* an edge on IR0 (edge-triggered: latched in IRR) */
-            if (tp->pit_to_apic) {     /* and on I/O APIC pin 2, unmasked: a fixed interrupt */
+            if (tp->irq0_to_pic)
+                tp->irr |= 1;          /* an edge on IR0 (edge-triggered: latched in IRR) */
+            if (tp->pit_to_apic) {     /* and on its I/O APIC pin, unmasked: a fixed interrupt */
                 apic_set(tp->apic_irr, (int)tp->pit_apic_vector, 1);
                 apic_set(tp->apic_tmr, (int)tp->pit_apic_vector, 0);
             } else if (tp->ioapic_latches) {
@@ -332,7 +341,7 @@ int tick_path_service(void *uc, struct tick_path *tp)
         }
         return result;
     }
-    int line = tp->pit_live ? requested_line(tp) : -1;
+    int line = pic_live(tp) ? requested_line(tp) : -1;
     tp->output = line >= 0;
     if (line < 0 || !tp->pic_to_cpu)
         return SERVICE_CONTINUE;
@@ -358,7 +367,7 @@ static int apic_end_of_interrupt(struct tick_path *tp)
     if (apic_test(tp->apic_tmr, vector))
         return 0;                      /* level-triggered: the I/O APIC must hear of it */
     apic_set(tp->apic_isr, vector, 0);
-    if (apic_deliverable(tp) >= 0 || (tp->pit_live && tp->pic_to_cpu && requested_line(tp) >= 0)) {
+    if (apic_deliverable(tp) >= 0 || (pic_live(tp) && tp->pic_to_cpu && requested_line(tp) >= 0)) {
         if (tp->deterministic) {       /* the host's path stops where the request is raised */
             apic_set(tp->apic_isr, vector, 1);
             return 0;
@@ -398,7 +407,7 @@ static int64_t isr_after_end_of_interrupt(const struct tick_path *tp, uint32_t v
 int tick_path_takes_end_of_interrupt(const struct tick_path *tp, uint32_t value)
 {
     int64_t isr = isr_after_end_of_interrupt(tp, value);
-    if (!tp->pit_live || isr < 0)
+    if (!pic_live(tp) || isr < 0)
         return 0;
     if (tp->deterministic)
         return !tp->pic_to_cpu || requested_line_with(tp->irr, (uint64_t)isr, tp->imr) < 0;

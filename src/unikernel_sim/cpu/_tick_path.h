@@ -1,6 +1,6 @@
 /* struct tick_path: the timer ticks served in C - PIT channel 0 (or HPET timer 0 under
- * legacy replacement) -> 8259 master and/or I/O APIC pin 2 -> CPU, and the local APIC
- * timer -> CPU - mirrored by TickPathState in cpu/tick_path.py (same order, same types).
+ * legacy replacement) -> 8259 master and/or I/O APIC pin 2 -> CPU, HPET timer 0 routed
+ * to an I/O APIC pin -> CPU, and the local APIC timer -> CPU - mirrored by TickPathState in cpu/tick_path.py (same order, same types).
  * See _tick_path.c for what it covers and when the host takes it back. */
 #ifndef UNISIM_TICK_PATH_H
 #define UNISIM_TICK_PATH_H
@@ -81,6 +81,11 @@ struct tick_path {
     uint64_t irq0_from_hpet;          /* 1: periodic, edge-triggered                        */
     int64_t hpet_first_ns;            /* virtual ns of its next match when copied in        */
     int64_t hpet_period_ns;           /* its period: 10 ns a counter tick                   */
+    uint64_t irq0_to_pic;             /* 1: the edges set the 8259 master's IR0 (the PIT, the  */
+                                      /* HPET under legacy replacement); 0: HPET timer 0      */
+                                      /* routed to an I/O APIC pin (pit_apic_vector) and      */
+                                      /* nowhere else: no 8259 copy is loaded, its EOIs are   */
+                                      /* the host's                                           */
 };
 
 /* From vclock_block when clock->tick_attention is set: account PIT edges up to now and

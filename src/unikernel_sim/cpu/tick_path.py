@@ -1,5 +1,6 @@
 """The timer ticks without Python: PIT channel 0 (or HPET timer 0 under legacy replacement)
--> 8259 master and/or I/O APIC pin 2 -> IDT, and the local APIC timer -> IDT, in C.
+-> 8259 master and/or I/O APIC pin 2 -> IDT, HPET timer 0 routed to an I/O APIC pin -> IDT,
+and the local APIC timer -> IDT, in C.
 
 Through the run loop one tick cost ~120 us of host time (stop, bring every device
 up to date, deliver, re-arm, restart, and a Python port hook for the handler's
@@ -19,7 +20,9 @@ a valid vector; for the PIT: periodic, the 8259 master initialised in fully nest
 edge-triggered mode, IRQ 0 reaching the CPU through the 8259 (unmasked, LINT0 in ExtINT
 mode) and/or I/O APIC pin 2 (unmasked, edge, fixed, to this CPU); under the HPET's
 legacy replacement the same with HPET timer 0 (periodic, edge-triggered) as IRQ 0's
-timer instead of the PIT, the other HPET timers idle; for all: nothing pending,
+timer instead of the PIT, the other HPET timers idle; without it, HPET timer 0 the same
+way routed to an I/O APIC pin (unmasked, edge, fixed, to this CPU) that is its only way
+to the CPU (a running PIT then stays the run loop's); for all: nothing pending,
 nothing that watches deliveries one by one (tracing, a debugger's step) - and copies the
 registers and the timers' accounting into the C struct. ``take_back`` copies
 them back into the Python models before any Python device code runs (a port
@@ -36,11 +39,14 @@ from typing import TYPE_CHECKING, Callable
 from unikernel_sim.cpu.native import check_mirror, library
 from unikernel_sim.cpu.fast_delivery import FastDelivery, IrqContext
 from unikernel_sim.cpu.vclock import VClockState, VirtualClock
+from unikernel_sim.devices.hpet import ENABLE as HPET_ENABLE
 from unikernel_sim.devices.hpet import INTERRUPT_ENABLE as HPET_INTERRUPT_ENABLE
 from unikernel_sim.devices.hpet import LEVEL as HPET_LEVEL
 from unikernel_sim.devices.hpet import MODE_32 as HPET_MODE_32
 from unikernel_sim.devices.hpet import NS_PER_TICK as HPET_NS_PER_TICK
 from unikernel_sim.devices.hpet import PERIODIC as HPET_PERIODIC
+from unikernel_sim.devices.hpet import ROUTE_MASK as HPET_ROUTE_MASK
+from unikernel_sim.devices.hpet import ROUTE_SHIFT as HPET_ROUTE_SHIFT
 from unikernel_sim.devices.i8259 import CASCADE_LINE, ICW4_AEOI, ICW4_SFNM
 from unikernel_sim.devices.io_apic import DELIVERY_MODE_MASK as IOAPIC_DELIVERY_MASK
 from unikernel_sim.devices.io_apic import DELIVERY_MODE_SHIFT as IOAPIC_DELIVERY_SHIFT
@@ -112,6 +118,7 @@ class TickPathState(ctypes.Structure):
         ("irq0_from_hpet", ctypes.c_uint64),
         ("hpet_first_ns", ctypes.c_int64),
         ("hpet_period_ns", ctypes.c_int64),
+        ("irq0_to_pic", ctypes.c_uint64),
     ]
 
 
@@ -206,7 +213,9 @@ class TickPath:
         is PIT channel 0 (periodic, gate high), or HPET timer 0 under legacy replacement
         (_load_hpet_timer); the edge reaches the CPU through the 8259 (IRQ 0 unmasked, LINT0
         in ExtINT mode) and/or through I/O APIC pin 2 (unmasked, edge, fixed, to this CPU;
-        the APIC's copy loaded)."""
+        the APIC's copy loaded). Or HPET timer 0 routed to an I/O APIC pin (_load_routed_hpet)."""
+        if self._load_routed_hpet():
+            return True
         board = self.board
         pic = board.pic.master
         if (pic.init_step or pic.level_triggered or pic.special_mask or pic.poll_pending
@@ -239,10 +248,31 @@ class TickPath:
         s.output = 0
         s.ioapic_latches = int(apic_vector is None)   # masked: the host pulses it (it latches edges)
         s.ioapic_edges = 0
+        s.irq0_to_pic = 1
+        return True
+
+    def _load_routed_hpet(self) -> bool:
+        """HPET timer 0 without legacy replacement, making events on the I/O APIC pin its
+        Tn_INT_ROUTE_CNF names: C serves it if that pin sends a fixed, edge-triggered
+        vector to this CPU (the pin is then its only way to the CPU: the 8259 never sees
+        it, and its copy is not loaded). The PIT, which still drives IRQ 0 and pin 2 without
+        legacy replacement, stays the run loop's if it runs (owned_timers)."""
+        hpet = self.board.hpet
+        config = hpet.timer_config[0]
+        if not hpet.config & HPET_ENABLE or hpet.legacy_replacement or not config & HPET_INTERRUPT_ENABLE:
+            return False
+        vector = self._pin_vector((config >> HPET_ROUTE_SHIFT) & HPET_ROUTE_MASK)
+        if vector is None or vector is False or not self._load_hpet_timer():
+            return False
+        s = self.state
+        s.irq0_to_pic = s.pic_to_cpu = 0
+        s.pit_to_apic, s.pit_apic_vector = 1, vector
+        s.irr = s.isr = s.output = s.auto_eoi = s.host_lines = 0
+        s.ioapic_latches = s.ioapic_edges = 0
         return True
 
     def _load_hpet_timer(self) -> bool:
-        """HPET timer 0 drives IRQ 0 (legacy replacement): copy its schedule in if it is
+        """HPET timer 0 drives IRQ 0 (legacy replacement) or its pin: copy its schedule in if it is
         periodic, edge-triggered, its comparator its next match (the low word of it in
         32-bit mode: the model steps the match by the period across 2^32, as QEMU does),
         and the other timers make no events (C owns the whole HPET while live)."""
@@ -261,17 +291,23 @@ class TickPath:
         return True
 
     def _pit_apic_vector(self) -> int | None | bool:
-        """The vector I/O APIC pin 2 sends the PIT's edges to: None while the pin is masked,
-        False when the C path cannot follow it (level-triggered, another delivery mode or
-        destination, a latched edge, or the APIC's copy not loaded)."""
+        """The vector I/O APIC pin 2 sends the PIT's edges to (_pin_vector)."""
+        return self._pin_vector(IRQ0_IOAPIC_PIN)
+
+    def _pin_vector(self, pin: int) -> int | None | bool:
+        """The vector an I/O APIC pin sends its edges to: None while the pin is masked,
+        False when the C path cannot follow it (no such pin, level-triggered, another
+        delivery mode or destination, a latched edge, or the APIC's copy not loaded)."""
         ioapic, apic = self.board.ioapic, self.board.lapic
-        entry = ioapic.entries[IRQ0_IOAPIC_PIN]
+        if pin >= len(ioapic.entries):
+            return False
+        entry = ioapic.entries[pin]
         if entry & IOAPIC_MASKED:
             return None
         mode = (entry >> IOAPIC_DELIVERY_SHIFT) & IOAPIC_DELIVERY_MASK
         vector = entry & 0xFF
         if (not self.state.apic_live or entry & IOAPIC_LEVEL or mode not in (IOAPIC_FIXED, IOAPIC_LOWEST)
-                or vector < FIRST_VALID_VECTOR or ioapic.latched >> IRQ0_IOAPIC_PIN & 1
+                or vector < FIRST_VALID_VECTOR or ioapic.latched >> pin & 1
                 or not apic.is_destination(entry >> IOAPIC_DESTINATION_SHIFT, bool(entry & IOAPIC_LOGICAL))):
             return False
         return vector
@@ -307,8 +343,9 @@ class TickPath:
         self.clock.state.tick_at = NEVER
         board = self.board
         if s.pit_live:
-            pic = board.pic.master
-            pic.irr, pic.isr = s.irr, s.isr
+            if s.irq0_to_pic:
+                pic = board.pic.master
+                pic.irr, pic.isr = s.irr, s.isr
             if s.irq0_from_hpet:                # its next match: the first after what C accounted
                 matches = max(0, (s.pit_accounted - s.hpet_first_ns) // s.hpet_period_ns + 1)
                 board.hpet.move_periodic_match(0, matches)
@@ -330,7 +367,7 @@ class TickPath:
             s.red_zone_pending = 0
             context = self.fast.context
             self._red_zone_look_due = (context.last_old_rsp, context.last_new_rsp, context.last_return_rip)
-        if s.pit_live:
+        if s.pit_live and s.irq0_to_pic:
             board.pic.master.refresh_output()    # a request C left pending reaches the run loop
         if s.apic_live:
             board.lapic.refresh_pending()
