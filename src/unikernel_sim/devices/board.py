@@ -45,6 +45,7 @@ from unikernel_sim.records import Record
 
 IRQ_TIMER = 0
 IRQ_KEYBOARD = 1
+IRQ_RTC = 8
 IRQ_MOUSE = 12
 
 
@@ -92,7 +93,7 @@ class PcBoard:
         self.pit = self.attach(Pit8254(now, irq0=self._pit_output))
         self.pit.on_reprogram = wiring.events_moved
         self.pit.power_on_state()
-        self.rtc = self.attach(CmosRtc(now, start=rtc_start, ram_bytes=ram_size))
+        self.rtc = self.attach(CmosRtc(now, start=rtc_start, ram_bytes=ram_size, irq=self._rtc_output))
         self.keyboard = self.attach(I8042(now, irq1=lambda: self.pulse_irq(IRQ_KEYBOARD),
                                           reset=lambda: wiring.reset("keyboard controller"),
                                           irq12=lambda: self.pulse_irq(IRQ_MOUSE)))
@@ -128,6 +129,11 @@ class PcBoard:
         """PIT channel 0's tick, unless the HPET's legacy replacement has taken IRQ 0."""
         if not self.hpet.legacy_replacement:
             self.pulse_irq(IRQ_TIMER)
+
+    def _rtc_output(self, level: bool) -> None:
+        """The RTC's IRQ 8, unless the HPET's legacy replacement has taken it (timer 1)."""
+        if not self.hpet.legacy_replacement:
+            self.set_irq(IRQ_RTC, level)
 
     def set_irq(self, irq: int, level: bool) -> None:
         """ISA IRQ line irq at level, to both controllers."""
