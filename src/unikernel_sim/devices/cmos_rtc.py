@@ -243,8 +243,9 @@ class CmosRtc(Device):
         if index == REG_C:
             self.advance(self.now())
             value, self.ram[REG_C] = self.ram[REG_C], 0
-            self._drive(False)
-            self.events_moved()
+            if self.line:                  # a line that falls lets the next event raise it again
+                self._drive(False)
+                self.events_moved()
             return value
         return self.ram[index]
 
