@@ -184,13 +184,15 @@ READ_C_AND_EOI = """
 TEN_MS_OF_WORK = 2_500_000             # iterations of compute_loop: 10 M instructions = 10 ms
 
 
-def rtc_guest(tmp_path, handler: str, deterministic: bool = True) -> Machine:
-    guest = IdtGuest(before=IRQ8_ENABLE + "\n" + RTC_PIE_1024, fault="nop", flags=0x202,
-                     after=compute_loop(10 * TEN_MS_OF_WORK), handlers={RTC_VECTOR_8259: handler})
+def rtc_guest(tmp_path, handler: str, *, first: str = "", work: int = 10 * TEN_MS_OF_WORK) -> Machine:
+    """A guest that unmasks IRQ 8 (after `first`), turns on the 1024 Hz periodic interrupt
+    and computes; run deterministically to its exit."""
+    guest = IdtGuest(before=first + "\n" + IRQ8_ENABLE + "\n" + RTC_PIE_1024, fault="nop", flags=0x202,
+                     after=compute_loop(work), handlers={RTC_VECTOR_8259: handler})
     image, _ = build_protected(guest)
     path = tmp_path / "rtc.bin"
     path.write_bytes(image)
-    machine = Machine(16, deterministic=deterministic)
+    machine = Machine(16, deterministic=True)
     machine.load(str(path))
     stop = machine.run(timeout=120)
     assert stop.reason is StopReason.GUEST_EXIT, stop.summary
@@ -213,14 +215,7 @@ def test_a_guest_that_never_reads_c_gets_one_interrupt(tmp_path):
 def test_the_hpets_legacy_replacement_takes_irq_8_from_the_rtc(tmp_path):
     """Legacy replacement routes HPET timer 1 to IRQ 8 instead of the RTC (HPET 1.0a 2.3.9.2.2)."""
     legacy = "mov dword ptr [0xfed00010], 3"          # ENABLE_CNF | LEG_RT_CNF, timer 1 idle
-    guest = IdtGuest(before=legacy + "\n" + IRQ8_ENABLE + "\n" + RTC_PIE_1024, fault="nop", flags=0x202,
-                     after=compute_loop(5 * TEN_MS_OF_WORK), handlers={RTC_VECTOR_8259: READ_C_AND_EOI})
-    image, _ = build_protected(guest)
-    path = tmp_path / "rtc-hpet.bin"
-    path.write_bytes(image)
-    machine = Machine(16, deterministic=True)
-    machine.load(str(path))
-    assert machine.run(timeout=120).reason is StopReason.GUEST_EXIT
+    machine = rtc_guest(tmp_path, READ_C_AND_EOI, first=legacy, work=5 * TEN_MS_OF_WORK)
     assert machine.ram.u32(COUNTER_SLOT) == 0 and machine.board.rtc.line
 
 
