@@ -57,6 +57,9 @@ SIGNAL_STOPS = {
 }
 MAX_UNEXPLAINED_RETURNS = 10_000      # emu_start returns in a row with no reason at all
 PENDING_POLL_NS = 20_000              # IRQ pending but IF=0: look again at the next multiple of this
+"""Deterministic mode stops there (a grid of virtual time: where interrupts land must not
+depend on the host); fast mode asks the block hook at that period instead (HostTimer.
+poll_interrupts), which stops the guest only once the CPU would take the request."""
 STREAM_WAIT_SECONDS = 0.05           # hlt with streamed serial input: look again this often
 IO_ACCESS_NS = 1_000                  # deterministic mode: virtual time per port access
 RED_ZONE_FRAME_REACH = 64             # a frame pushed on the interrupted stack lies within this
@@ -165,6 +168,7 @@ class RunLoop:
             if self.machine.red_zone is not None:
                 self.machine.red_zone.retire()
             self.host_timer.output_done()
+            self.host_timer.poll_interrupts(None)           # between runs nothing runs to ask
             self.clock.pause()
             for callback in self.on_stop:
                 callback()
@@ -342,7 +346,7 @@ class RunLoop:
         """When the guest must next be stopped for a device, or None (asked every
         slice and, in deterministic mode, on every port access)."""
         earliest = self.board.next_event_ns(without=self.tick_path.owned_timers)
-        if self.board.interrupt_pending:                # the next point of a fixed grid: see run()
+        if self.clock.deterministic and self.board.interrupt_pending:   # the next point of a fixed grid: see run()
             earliest = _earlier(earliest, (self.clock.now_ns() // PENDING_POLL_NS + 1) * PENDING_POLL_NS)
         red_zone = self.machine.red_zone
         if red_zone is not None:
@@ -364,6 +368,7 @@ class RunLoop:
             self.fast_ports.set_schedule(0 if self.board.interrupt_pending else event_ns)
         else:
             self.host_timer.arm(None if event_ns is None else self.clock.host_ns_at(event_ns))
+            self.host_timer.poll_interrupts(PENDING_POLL_NS if self.board.interrupt_pending else None)
 
     # --- stop requests (callable from hooks) ------------------------------------------------
     def request_stop(self, stop: Stop) -> None:

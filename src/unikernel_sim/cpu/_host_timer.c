@@ -19,9 +19,10 @@
 #include "_timer_thread.h"
 #include "_vclock.h"
 
-#define HOST_TIMER_KINDS 3
-#define KIND_TIMEOUT 1                 /* host_timer.py: EVENT 0, TIMEOUT 1, OUTPUT 2      */
-#define KIND_OUTPUT 2
+#define HOST_TIMER_KINDS 4
+#define KIND_TIMEOUT 1                 /* host_timer.py: EVENT 0, TIMEOUT 1, OUTPUT 2,     */
+#define KIND_OUTPUT 2                  /* IRQ_POLL 3                                       */
+#define KIND_IRQ_POLL 3
 #define NEVER UINT64_MAX
 
 /* Mirrored by HostTimerState in cpu/host_timer.py (same order, same types). */
@@ -34,6 +35,7 @@ struct host_timer {
     uint64_t sleeping_until;           /* the thread's wake-up; 0 while it is awake       */
     uint64_t output_watch;             /* 1 while a run goes on; else the watch retires   */
     struct timer_thread *thread;       /* C only                                          */
+    uint64_t irq_poll_period_ns;       /* IRQ_POLL: set clock->irq_check this often, no stop */
 };
 
 /* (Lock held.) Fire what is due at now; returns the earliest deadline still to come. */
@@ -46,7 +48,12 @@ static uint64_t fire_due(struct host_timer *ht, uint64_t now)
         uint64_t due = ht->deadline[kind];
         if (due == NEVER)
             continue;
-        if (kind == KIND_OUTPUT) {
+        if (kind == KIND_IRQ_POLL) {
+            if (due <= now) {          /* ask the block hook, and again a period later */
+                __atomic_store_n(&ht->clock->irq_check, 1, __ATOMIC_RELEASE);
+                due = ht->deadline[kind] = now + ht->irq_poll_period_ns;
+            }
+        } else if (kind == KIND_OUTPUT) {
             if (due <= now) {          /* look, and look again a period later */
                 if (ht->output_length != NULL && *ht->output_length > 0) {
                     __atomic_or_fetch(&ht->fired, bit, __ATOMIC_ACQ_REL);

@@ -236,6 +236,19 @@ void vclock_block(void *uc, uint64_t address, uint32_t size, void *user_data)
         vc->in_block = 0;
         return;
     }
+    /* Fast mode, a request waiting while IF is clear: every poll period the host timer asks
+     * here whether the CPU would take it now (one RFLAGS read; the interrupt shadow only
+     * when IF is set), and only then is the guest stopped for the run loop to deliver it:
+     * a stop every period through Python cost ~150 us each (docs/performance.md). */
+    if (__atomic_load_n(&vc->irq_check, __ATOMIC_RELAXED) && !vc->stop_requested &&
+        __atomic_exchange_n(&vc->irq_check, 0, __ATOMIC_ACQ_REL) && vc->tick != NULL &&
+        irq_ready(uc, ((struct tick_path *)vc->tick)->irq)) {
+        vc->in_block = 0;             /* the block before ran to its end */
+        vc->stopped = 1;              /* a clock stop: the run loop goes round and delivers */
+        vc->stop_requested = 1;
+        vc->emu_stop(uc);
+        return;
+    }
     if (__atomic_load_n(&vc->async_stop, __ATOMIC_RELAXED) &&
         __atomic_exchange_n(&vc->async_stop, 0, __ATOMIC_ACQ_REL)) {
         vc->in_block = 0;             /* the block before ran to its end */

@@ -76,6 +76,9 @@ struct vclock {
     void *tick;                       /* struct tick_path (_tick_path.h), or NULL             */
     uint64_t tick_at;                 /* deterministic: serve the tick path at this count; NEVER */
     uint64_t call_active;             /* 1: a guest call runs; vclock_call_return stops at its return */
+    uint64_t irq_check;               /* fast mode, a request waits for IF: the host timer sets this */
+                                      /* every poll period; the next block stops if the CPU would */
+                                      /* take the request now (vclock_block)                    */
 };
 
 uint64_t vclock_now_ns(const struct vclock *vc);

@@ -16,12 +16,13 @@ from __future__ import annotations
 import ctypes
 
 from unikernel_sim.cpu.native import check_mirror, library
-from unikernel_sim.cpu.vclock import VClockState, VirtualClock
+from unikernel_sim.cpu.vclock import VClockState, VirtualClock, host_ns
 
 EVENT = 0
 TIMEOUT = 1
 OUTPUT = 2                 # buffered guest output waiting while the guest runs on
-KINDS = 3                  # _host_timer.c HOST_TIMER_KINDS
+IRQ_POLL = 3               # a request waits for IF: the block hook looks every period (no stop)
+KINDS = 4                  # _host_timer.c HOST_TIMER_KINDS
 NEVER = (1 << 64) - 1
 OUTPUT_PERIOD_NS = 20_000_000
 """How long guest output may wait in the C port buffer (cpu/fast_ports.py) while
@@ -40,6 +41,7 @@ class HostTimerState(ctypes.Structure):
         ("sleeping_until", ctypes.c_uint64),
         ("output_watch", ctypes.c_uint64),
         ("thread", ctypes.c_void_p),
+        ("irq_poll_period_ns", ctypes.c_uint64),
     ]
 
 
@@ -104,6 +106,20 @@ class HostTimer:
         elif s.deadline[kind] == deadline_host_ns and not s.fired & bit:
             return
         _started(_arm(self._pointer, kind, ctypes.c_uint64(max(0, deadline_host_ns))))
+
+    def poll_interrupts(self, period_ns: int | None) -> None:
+        """Fast mode, a request waiting while IF is clear: every period_ns the thread sets
+        the clock's irq_check, and the block hook stops the guest only once the CPU would
+        take the request (no stop, no Python, while it would not). None stops the polls.
+        The thread re-arms them itself: arming again while they run costs nothing."""
+        s = self.state
+        if period_ns is None:
+            if s.deadline[IRQ_POLL] != NEVER:
+                _started(_arm(self._pointer, IRQ_POLL, ctypes.c_uint64(NEVER)))
+            return
+        if s.deadline[IRQ_POLL] == NEVER:
+            s.irq_poll_period_ns = period_ns
+            _started(_arm(self._pointer, IRQ_POLL, ctypes.c_uint64(host_ns() + period_ns)))
 
     def take_fired(self, kind: int = EVENT) -> bool:
         """Whether that deadline passed since it was armed (it does not fire again until

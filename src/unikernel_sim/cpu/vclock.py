@@ -102,6 +102,7 @@ class VClockState(ctypes.Structure):
         ("tick", ctypes.c_void_p),
         ("tick_at", ctypes.c_uint64),
         ("call_active", ctypes.c_uint64),
+        ("irq_check", ctypes.c_uint64),
     ]
 
 

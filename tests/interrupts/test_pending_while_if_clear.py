@@ -1,0 +1,72 @@
+"""A request that waits while IF is clear (fast mode): the CPU takes it once IF is set,
+and the guest is not stopped meanwhile (runloop.py PENDING_POLL_NS, HostTimer.poll_interrupts,
+vclock_block). Oracles: the guest's own count of handler entries and where its loop counter
+stood at the first one; the run loop's own slice count (the old way stopped every 20 us)."""
+from __future__ import annotations
+
+import pytest
+
+from interrupts.harness import COUNTER_SLOT, IdtGuest, build_protected, program_pit
+from unikernel_sim.machine import Machine
+from unikernel_sim.stops import StopReason
+
+ECX_AT_FIRST = COUNTER_SLOT + 8
+PIT_HZ = 20                             # edges 50 ms apart: no other stop comes soon after STI
+CLI_ITERATIONS = 40_000_000             # ~0.1 s of work with IRQ 0 waiting
+STI_ITERATIONS = 30_000_000
+HANDLER = f"""
+    cmp dword ptr [{COUNTER_SLOT:#x}], 0
+    jne counted
+    mov [{ECX_AT_FIRST:#x}], ecx
+counted:
+    inc dword ptr [{COUNTER_SLOT:#x}]
+    push eax
+    mov al, 0x20
+    out 0x20, al
+    pop eax
+    iretd
+"""
+BODY = f"""
+    mov ecx, {CLI_ITERATIONS}
+masked:
+    imul eax, eax, 3
+    dec ecx
+    jnz masked
+    mov ecx, {STI_ITERATIONS}
+    sti
+open_loop:
+    imul eax, eax, 3
+    dec ecx
+    jnz open_loop
+    cli
+    mov al, 0
+    out 0xf4, al
+"""
+
+
+def run(tmp_path, deterministic: bool) -> Machine:
+    image, _ = build_protected(IdtGuest(before=program_pit(PIT_HZ), fault="nop", flags=0x2, after=BODY,
+                                        handlers={0x08: HANDLER}))
+    path = tmp_path / "pending.bin"
+    path.write_bytes(image)
+    machine = Machine(16, deterministic=deterministic)
+    machine.load(str(path))
+    stop = machine.run(timeout=120)
+    assert stop.reason is StopReason.GUEST_EXIT, stop.summary
+    return machine
+
+
+@pytest.mark.parametrize("deterministic", [False, True], ids=["fast", "deterministic"])
+def test_the_waiting_request_is_taken_right_after_sti(tmp_path, deterministic):
+    machine = run(tmp_path, deterministic)
+    assert machine.ram.u32(COUNTER_SLOT) >= 1
+    # the first entry interrupted the loop after STI, within its first iterations (the
+    # request had been waiting all along): 20 us of polling is a few thousand iterations
+    taken_at = STI_ITERATIONS - machine.ram.u32(ECX_AT_FIRST)
+    assert 0 <= taken_at < 200_000, taken_at
+
+
+def test_fast_mode_does_not_stop_the_guest_while_it_waits(tmp_path):
+    """~0.1 s of `cli` work with the request waiting: the old 20 us grid made ~5,000 stops."""
+    machine = run(tmp_path, deterministic=False)
+    assert machine.loop._slices_in_run < 200, machine.loop._slices_in_run
