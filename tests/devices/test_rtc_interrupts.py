@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from interrupts.harness import COUNTER_SLOT, IdtGuest, build_protected, compute_loop
+from interrupts.harness import COUNTER_SLOT, IdtGuest, compute_loop, run_protected_to_exit
 from unikernel_sim.devices.cmos_rtc import (
     B_24_HOUR, B_AIE, B_BINARY, B_PIE, B_UIE, C_AF, C_IRQF, C_PF, C_UF, DATA_PORT, INDEX_PORT, REG_A, REG_B, REG_C,
     REG_HOURS_ALARM, REG_MINUTES_ALARM, REG_SECONDS_ALARM, CmosRtc,
 )
 from unikernel_sim.machine import Machine
 from unikernel_sim.run import boot
-from unikernel_sim.stops import StopReason
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "grub_reference"
 SECOND = 1_000_000_000
@@ -189,14 +188,7 @@ def rtc_guest(tmp_path, handler: str, *, first: str = "", work: int = 10 * TEN_M
     and computes; run deterministically to its exit."""
     guest = IdtGuest(before=first + "\n" + IRQ8_ENABLE + "\n" + RTC_PIE_1024, fault="nop", flags=0x202,
                      after=compute_loop(work), handlers={RTC_VECTOR_8259: handler})
-    image, _ = build_protected(guest)
-    path = tmp_path / "rtc.bin"
-    path.write_bytes(image)
-    machine = Machine(16, deterministic=True)
-    machine.load(str(path))
-    stop = machine.run(timeout=120)
-    assert stop.reason is StopReason.GUEST_EXIT, stop.summary
-    return machine
+    return run_protected_to_exit(guest, tmp_path)
 
 
 def test_a_guest_that_reads_c_takes_every_periodic_interrupt(tmp_path):

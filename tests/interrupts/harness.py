@@ -319,6 +319,21 @@ def run_protected(guest: IdtGuest, tmp_path) -> tuple[Frame | None, int, object]
     return frame, fault_address, result
 
 
+def run_protected_to_exit(guest: IdtGuest, tmp_path, *, deterministic: bool = True):
+    """Build guest (32-bit), run it on a 16 MiB machine to its debug exit; the machine."""
+    from unikernel_sim.machine import Machine
+    from unikernel_sim.stops import StopReason
+
+    image, _ = build_protected(guest)
+    path = tmp_path / "guest32.bin"
+    path.write_bytes(image)
+    machine = Machine(16, deterministic=deterministic)
+    machine.load(str(path))
+    stop = machine.run(timeout=120)
+    assert stop.reason is StopReason.GUEST_EXIT, stop.summary
+    return machine
+
+
 # --- shared by the benches (bench/*.py) ---------------------------------------------------
 PIT_HZ = 1_193_182
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from interrupts.harness import COUNTER_SLOT, IdtGuest, build_protected, program_pit
+from interrupts.harness import COUNTER_SLOT, IdtGuest, program_pit, run_protected_to_exit
 from unikernel_sim.machine import Machine
-from unikernel_sim.stops import StopReason
 
 ECX_AT_FIRST = COUNTER_SLOT + 8
 PIT_HZ = 20                             # edges 50 ms apart: no other stop comes soon after STI
@@ -45,15 +44,8 @@ open_loop:
 
 
 def run(tmp_path, deterministic: bool) -> Machine:
-    image, _ = build_protected(IdtGuest(before=program_pit(PIT_HZ), fault="nop", flags=0x2, after=BODY,
-                                        handlers={0x08: HANDLER}))
-    path = tmp_path / "pending.bin"
-    path.write_bytes(image)
-    machine = Machine(16, deterministic=deterministic)
-    machine.load(str(path))
-    stop = machine.run(timeout=120)
-    assert stop.reason is StopReason.GUEST_EXIT, stop.summary
-    return machine
+    return run_protected_to_exit(IdtGuest(before=program_pit(PIT_HZ), fault="nop", flags=0x2, after=BODY,
+                                          handlers={0x08: HANDLER}), tmp_path, deterministic=deterministic)
 
 
 @pytest.mark.parametrize("deterministic", [False, True], ids=["fast", "deterministic"])
