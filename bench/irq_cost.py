@@ -1,11 +1,12 @@
 """Host time per delivered IRQ: a compute loop under the PIT (or the local APIC timer, the PIT
 through the I/O APIC, HPET timer 0 under legacy replacement through the 8259, HPET timer 0
-routed to I/O APIC pin 2 without legacy replacement) at
+routed to I/O APIC pin 2 without legacy replacement, the RTC's periodic interrupt through the
+slave 8259 with the handler reading register C; --hz a power of two from 8 to 8192 for it) at
 --hz, in 32-bit protected mode and in 64-bit long mode, against the same loop with the
 timer off, in one process.
 
     python bench/irq_cost.py [--mode 32|64] [--hz 10000] [--iterations 300000000] [--runs 3] [--deterministic]
-                             [--source pit|lapic|ioapic|hpet|hpet-ioapic]
+                             [--source pit|lapic|ioapic|hpet|hpet-ioapic|rtc]
 Prints, per mode, the loop's time without and with the timer, the IRQs delivered and
 (with - without) / IRQs, the median over interleaved pairs: what one interrupt costs the
 host, run loop included.
@@ -36,6 +37,20 @@ APIC_TIMER_VECTOR = 0x40
 APIC_DIVIDE_16 = 3                      # divide configuration 0b0011: the 1 GHz bus clock / 16
 APIC_NS_PER_TICK = 16
 IOAPIC_PIT_VECTOR = 0x30
+RTC_VECTOR = 0x70                       # IRQ 8 at the slave 8259's BIOS vector base
+RTC_EOI_32 = "push eax\nmov al, 0x0c\nout 0x70, al\nin al, 0x71\nmov al, 0x20\nout 0xa0, al\nout 0x20, al\npop eax\niretd"
+RTC_EOI_64 = RTC_EOI_32.replace("eax", "rax").replace("iretd", "iretq")
+IRQ8_UNMASKED = "in al, 0x21\nand al, 0xfb\nout 0x21, al\nin al, 0xa1\nand al, 0xfe\nout 0xa1, al\n"
+
+
+def rtc_periodic(hz: int) -> str:
+    """The RTC's periodic interrupt at hz (register A's rate: 32,768 >> (rate - 1) Hz) and
+    IRQ 8 unmasked at both 8259s."""
+    rate = 16 - hz.bit_length() + 1
+    if hz & (hz - 1) or not 3 <= rate <= 13:
+        raise SystemExit("--hz for the RTC: a power of two from 8 to 8192")
+    return (IRQ8_UNMASKED + f"mov al, 0x0a\nout 0x70, al\nmov al, {0x20 | rate:#x}\nout 0x71, al\n"
+            "mov al, 0x0b\nout 0x70, al\nmov al, 0x42\nout 0x71, al")
 
 
 def store32(address: int, value: int, mode: int) -> str:
@@ -63,6 +78,10 @@ def guest(mode: int, iterations: int, hz: int | None, source: str = "pit") -> Id
     if source == "ioapic":
         return IdtGuest(before=pit_through_ioapic(hz, mode) if hz else "", fault="nop", flags=0x202 if hz else 0x2,
                         after=compute_loop(iterations, mode), handlers={IOAPIC_PIT_VECTOR: apic_eoi})
+    if source == "rtc":
+        return IdtGuest(before=rtc_periodic(hz) if hz else "", fault="nop", flags=0x202 if hz else 0x2,
+                        after=compute_loop(iterations, mode),
+                        handlers={RTC_VECTOR: RTC_EOI_32 if mode == 32 else RTC_EOI_64})
     if source == "hpet-ioapic":
         return IdtGuest(before=program_hpet_routed(hz, mode, vector=IOAPIC_PIT_VECTOR) if hz else "", fault="nop",
                         flags=0x202 if hz else 0x2, after=compute_loop(iterations, mode),
@@ -99,7 +118,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=300_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--deterministic", action="store_true")
-    parser.add_argument("--source", choices=("pit", "lapic", "ioapic", "hpet", "hpet-ioapic"), default="pit")
+    parser.add_argument("--source", choices=("pit", "lapic", "ioapic", "hpet", "hpet-ioapic", "rtc"), default="pit")
     args = parser.parse_args()
     for mode in args.mode or [32, 64]:
         quiet, loaded, irqs = [], [], []
