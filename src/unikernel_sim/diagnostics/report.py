@@ -383,9 +383,8 @@ def _stack(machine: "Machine", evidence: Evidence) -> list[StackRow]:
     return rows
 
 
-
 def _json_ready(value: object) -> object:
-    """What `asdict` gives, except that a NamedTuple (a page walk's steps) becomes an
+    """What `asdict` gives, except that a record (records.Record: a page walk's steps) becomes an
     object with its field names, as the schema has it, not an array."""
     if hasattr(value, "_asdict"):
         return {name: _json_ready(item) for name, item in value._asdict().items()}
