@@ -14,8 +14,10 @@ file, not the name) and only counts a reference. The flags are ``ctypes.CDLL``'s
 Nothing depends on it: no ``dlopen`` in libc, a library that is not where the
 packages ship it, or ``LIBUNICORN_PATH`` naming another Unicorn, and the library is
 simply loaded later where it is used, as before. The helper never takes the GIL except
-to start and to end; a dynamic load on the main thread meanwhile (an extension
-module's import) waits for the linker's lock, which is no slower than loading in turn.
+to start and to end. A dynamic load on the main thread meanwhile (an extension module's
+import) waits for the linker's lock: that is why only these two are preloaded, in the
+order the boot needs them (preloading the boot's six extension modules as well made the
+first serial byte ~1.5 ms later; docs/performance.md, fifth session).
 """
 from __future__ import annotations
 
