@@ -181,7 +181,7 @@ class CmosRtc(Device):
             self.accounted_ns = now_ns
             return
         start, self.accounted_ns = self.accounted_ns, now_ns
-        self._quiet_until = self._first_event_after(now_ns)
+        self._quiet_until = self._next_event_after(now_ns, updates=True)   # UF comes at every update
         flags = 0
         clocks = self._periodic_clocks()
         if clocks and self._periodic_after(start, clocks) <= now_ns:
@@ -195,11 +195,13 @@ class CmosRtc(Device):
         if flags:
             self._set_flags(flags)
 
-    def _first_event_after(self, t: int) -> int:
-        """The first tick or update after t: nothing can set a flag before it."""
+    def _next_event_after(self, t: int, *, updates: bool) -> int | None:
+        """The first periodic tick after t (while PIE is on), or update if updates count."""
         clocks = self._periodic_clocks()
-        update = self._update_after(t)
-        return min(update, self._periodic_after(t, clocks)) if clocks else update
+        times = [self._periodic_after(t, clocks)] if clocks else []
+        if updates:
+            times.append(self._update_after(t))
+        return min(times, default=None)
 
     def after_load(self) -> None:
         self._quiet_until = 0
@@ -219,14 +221,8 @@ class CmosRtc(Device):
         """The next event that raises IRQ 8: none while the line is already high."""
         if self.line:
             return None
-        now = max(self.accounted_ns, self.now())
-        times = []
-        clocks = self._periodic_clocks()
-        if clocks:
-            times.append(self._periodic_after(now, clocks))
-        if self.ram[REG_B] & (B_UIE | B_AIE):
-            times.append(self._update_after(now))
-        return min(times) if times else None
+        return self._next_event_after(max(self.accounted_ns, self.now()),
+                                      updates=bool(self.ram[REG_B] & (B_UIE | B_AIE)))
 
     # --- guest accesses ----------------------------------------------------------------------
     def io_read(self, port: int, size: int) -> int:
