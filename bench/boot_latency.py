@@ -11,7 +11,7 @@ unikernel_sim module on every start), and with bytecode cached in a
 temporary PYTHONPYCACHEPREFIX (what a regular, non-editable install or a
 machine without that variable gets).
 
-    python bench/boot_latency.py [--runs 10]
+    python bench/boot_latency.py [--runs 10] [--python-m]
 """
 from __future__ import annotations
 
@@ -59,9 +59,13 @@ def process_time(command: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--python-m", action="store_true",
+                        help="run `python -m unikernel_sim` instead of the console script, so that "
+                             "PYTHONPATH selects the tree (an older worktree, for before/after)")
     args = parser.parse_args()
     kernel = str(build_firmware())
-    unisim = [console_script("unisim"), "boot", kernel]
+    program = [sys.executable, "-m", "unikernel_sim"] if args.python_m else [console_script("unisim")]
+    unisim = program + ["boot", kernel]
     rows = []
     samples = [first_byte_and_exit(unisim) for _ in range(args.runs)]
     rows.append(("unisim boot: first serial byte", statistics.median(s[0] for s in samples)))
