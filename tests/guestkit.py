@@ -32,6 +32,9 @@ def assemble(source: str, address: int, bits: int = 32) -> bytes:
     mode = {16: KS_MODE_16, 32: KS_MODE_32, 64: KS_MODE_64}[bits]
     lines = [_fix_descriptor_table_insn(line) if bits == 32 else line for line in _split(source)]
     encoding, _ = Ks(KS_ARCH_X86, mode).asm("\n".join(lines), address)
+    if not encoding and any(line.strip() and not line.strip().endswith(":") for line in lines):
+        # keystone answers some syntax it cannot parse (`mov dword [x], 1`) with nothing at all
+        raise ValueError(f"keystone assembled nothing from: {lines[0].strip()!r} ...")
     return bytes(encoding or b"")
 
 

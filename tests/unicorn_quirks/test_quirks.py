@@ -304,3 +304,79 @@ def test_q23_a_counted_run_does_not_count_code_translated_before():
     uc.ctl_flush_tb()
     uc.emu_start(CODE, 1 << 63, count=1)
     assert uc.reg_read(x86.UC_X86_REG_RIP) == CODE + 1                 # after a flush, one instruction
+
+
+# --- Q28: the soft TLB grows only when the whole TLB is flushed ----------------------------
+PAGE = 0x1000
+PML4, PDPT, PD, FIRST_PT = 0x10000, 0x11000, 0x12000, 0x13000
+TLB_REGION_PTS = 9                   # page tables 1-9: virtual 2-20 MiB in 4 KiB pages
+PROBE = 0x200000                     # the page whose translation goes stale
+FRAME_OLD, FRAME_NEW, FRAME_OTHER = 0x80000, 0x81000, 0x82000
+PTE = 0x3                            # present, writable (SDM vol. 3A, table 4-19)
+DEFAULT_TLB_ENTRIES = 256            # QEMU's CPU_TLB_DYN_DEFAULT_BITS = 8
+VICTIM_TLB_ENTRIES = 8               # CPU_VTLB_SIZE: evicted entries are kept here first
+MANY_PAGES = 4096                    # virtual 2-18 MiB: 16x the default TLB
+EFER_LME_LMA = (1 << 8) | (1 << 10)
+
+
+def paged_engine() -> Uc:
+    """64-bit paging with 4 KiB pages: 0-2 MiB identity (code, tables), 2-20 MiB all on
+    FRAME_OTHER except PROBE, which starts on FRAME_OLD."""
+    from keystone import KS_ARCH_X86, KS_MODE_64, Ks
+    assemble = Ks(KS_ARCH_X86, KS_MODE_64).asm
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.mem_map(0, 0x100000)
+    pages = [FRAME_OTHER | PTE] * (TLB_REGION_PTS * 512)
+    pages[0] = FRAME_OLD | PTE
+    uc.mem_write(PML4, struct.pack("<Q", PDPT | PTE))
+    uc.mem_write(PDPT, struct.pack("<Q", PD | PTE))
+    uc.mem_write(PD, b"".join(struct.pack("<Q", FIRST_PT + i * PAGE | PTE) for i in range(1 + TLB_REGION_PTS)))
+    uc.mem_write(FIRST_PT, b"".join(struct.pack("<Q", i * PAGE | PTE) for i in range(512)))
+    uc.mem_write(FIRST_PT + PAGE, b"".join(struct.pack("<Q", entry) for entry in pages))
+    for frame, marker in ((FRAME_OLD, 0x01D), (FRAME_NEW, 0x2E3), (FRAME_OTHER, 0)):
+        uc.mem_write(frame, struct.pack("<Q", marker))
+    touch = f"mov rsi, {PROBE}; mov rcx, {{count}}; again: mov rax, [rsi]; add rsi, {{stride}}; dec rcx; jnz again; hlt"
+    programs = {"touch_many": touch.format(count=MANY_PAGES, stride=PAGE),
+                "evict_probe": touch.format(count=2 * VICTIM_TLB_ENTRIES, stride=DEFAULT_TLB_ENTRIES * PAGE)
+                .replace(f"mov rsi, {PROBE}", f"mov rsi, {PROBE + DEFAULT_TLB_ENTRIES * PAGE}"),
+                "read_probe": f"mov rax, [{PROBE}]; hlt"}
+    uc.entry = {}
+    for number, (name, text) in enumerate(programs.items()):
+        address = CODE + number * 0x100
+        uc.mem_write(address, bytes(assemble(text, address)[0]))
+        uc.entry[name] = address
+    uc.reg_write(x86.UC_X86_REG_CR3, PML4)
+    uc.reg_write(x86.UC_X86_REG_CR4, uc.reg_read(x86.UC_X86_REG_CR4) | (1 << 5))          # PAE
+    uc.msr_write(0xC0000080, uc.msr_read(0xC0000080) | EFER_LME_LMA)
+    uc.reg_write(x86.UC_X86_REG_CR0, uc.reg_read(x86.UC_X86_REG_CR0) | 0x80000001)        # PG, PE
+    return uc
+
+
+def stale_probe_survives(uc: Uc) -> bool:
+    """Read PROBE (its old frame enters the TLB), point its PTE at FRAME_NEW without
+    invlpg, read 16 pages that share its slot in a 256-entry direct-mapped TLB (more
+    than the victim TLB keeps), and read PROBE again: the old marker means the stale
+    translation was still in a TLB larger than 256 entries."""
+    run = lambda name: uc.emu_start(uc.entry[name], 1 << 63)   # noqa: E731 - each ends at hlt (Q5)
+    run("read_probe")
+    assert uc.reg_read(x86.UC_X86_REG_RAX) == 0x01D
+    uc.mem_write(FIRST_PT + PAGE, struct.pack("<Q", FRAME_NEW | PTE))
+    run("evict_probe")
+    run("read_probe")
+    return uc.reg_read(x86.UC_X86_REG_RAX) == 0x01D
+
+
+def test_q28_the_soft_tlb_stays_at_256_entries_without_a_full_flush():
+    uc = paged_engine()
+    for _ in range(8):                                    # heavy use, runs started again and again
+        uc.emu_start(uc.entry["touch_many"], 1 << 63)
+    assert not stale_probe_survives(uc)                   # evicted: still 256 entries
+
+
+def test_q28_full_flushes_let_qemus_rule_grow_the_tlb():
+    from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
+    uc = paged_engine()
+    for _ in range(8):                                    # 256 -> 512 -> ... -> 8192 entries
+        uc.emu_start(uc.entry["touch_many"], 1 << 63)
+        uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+    assert stale_probe_survives(uc)

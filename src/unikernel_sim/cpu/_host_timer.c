@@ -12,17 +12,19 @@
  *
  * Each armed deadline fires once (its bit stays set until the host takes it). The
  * output watch re-arms itself every period while it is on and fires only when the
- * port buffer holds bytes. */
+ * port buffer holds bytes. The soft TLB's review (fast mode, _vclock.c) sets the
+ * clock's tlb_review at the schedule's times while a run goes on and stops nothing. */
 #include <errno.h>
 #include <stdint.h>
 
 #include "_timer_thread.h"
 #include "_vclock.h"
 
-#define HOST_TIMER_KINDS 4
+#define HOST_TIMER_KINDS 5
 #define KIND_TIMEOUT 1                 /* host_timer.py: EVENT 0, TIMEOUT 1, OUTPUT 2,     */
-#define KIND_OUTPUT 2                  /* IRQ_POLL 3                                       */
+#define KIND_OUTPUT 2                  /* IRQ_POLL 3, TLB_REVIEW 4                          */
 #define KIND_IRQ_POLL 3
+#define KIND_TLB_REVIEW 4
 #define NEVER UINT64_MAX
 
 /* Mirrored by HostTimerState in cpu/host_timer.py (same order, same types). */
@@ -36,7 +38,15 @@ struct host_timer {
     uint64_t output_watch;             /* 1 while a run goes on; else the watch retires   */
     struct timer_thread *thread;       /* C only                                          */
     uint64_t irq_poll_period_ns;       /* IRQ_POLL: set clock->irq_check this often, no stop */
+    uint64_t tlb_review_on;            /* 1: TLB_REVIEW runs while a run goes on (fast mode) */
 };
+
+/* The host ns of the next TLB review after now (the schedule is in the clock's time). */
+static uint64_t next_tlb_review(const struct host_timer *ht, uint64_t now)
+{
+    uint64_t run_ns = vclock_now_ns(ht->clock);
+    return now + (vclock_tlb_review_after(run_ns) - run_ns);
+}
 
 /* (Lock held.) Fire what is due at now; returns the earliest deadline still to come. */
 static uint64_t fire_due(struct host_timer *ht, uint64_t now)
@@ -48,7 +58,16 @@ static uint64_t fire_due(struct host_timer *ht, uint64_t now)
         uint64_t due = ht->deadline[kind];
         if (due == NEVER)
             continue;
-        if (kind == KIND_IRQ_POLL) {
+        if (kind == KIND_TLB_REVIEW) {
+            if (due <= now) {          /* ask the block hook; again at the next review time */
+                __atomic_store_n(&ht->clock->tlb_review, 1, __ATOMIC_RELEASE);
+                if (!__atomic_load_n(&ht->output_watch, __ATOMIC_ACQUIRE)) {
+                    ht->deadline[kind] = NEVER;   /* no run: retire until the next one */
+                    continue;
+                }
+                due = ht->deadline[kind] = next_tlb_review(ht, now);
+            }
+        } else if (kind == KIND_IRQ_POLL) {
             if (due <= now) {          /* ask the block hook, and again a period later */
                 __atomic_store_n(&ht->clock->irq_check, 1, __ATOMIC_RELEASE);
                 due = ht->deadline[kind] = now + ht->irq_poll_period_ns;
@@ -139,7 +158,8 @@ int host_timer_arm(struct host_timer *ht, uint32_t kind, uint64_t deadline)
 /* A run starts: its wall-clock timeout (NEVER: none) replaces the last run's, and the
  * output watch looks every period until the run ends (the host clears output_watch; the
  * thread then retires the watch at its next look, so a run that follows soon finds it
- * armed). One call, one lock: a guest call is one run. 0, or an errno. */
+ * armed), and so do the TLB reviews if on. One call, one lock: a guest call is one run.
+ * 0, or an errno. */
 int host_timer_start_run(struct host_timer *ht, uint64_t timeout_deadline)
 {
     int error = start_thread(ht);
@@ -151,7 +171,10 @@ int host_timer_start_run(struct host_timer *ht, uint64_t timeout_deadline)
     __atomic_store_n(&ht->output_watch, 1, __ATOMIC_RELEASE);
     if (ht->deadline[KIND_OUTPUT] == NEVER)
         ht->deadline[KIND_OUTPUT] = vclock_host_ns() + ht->output_period_ns;
-    if (wake || ht->deadline[KIND_OUTPUT] < ht->sleeping_until)
+    if (ht->tlb_review_on && ht->deadline[KIND_TLB_REVIEW] == NEVER)
+        ht->deadline[KIND_TLB_REVIEW] = next_tlb_review(ht, vclock_host_ns());
+    if (wake || ht->deadline[KIND_OUTPUT] < ht->sleeping_until ||
+        ht->deadline[KIND_TLB_REVIEW] < ht->sleeping_until)
         pthread_cond_signal(&t->wake);
     pthread_mutex_unlock(&t->lock);
     return 0;

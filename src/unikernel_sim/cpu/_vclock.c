@@ -80,6 +80,57 @@ static int guarded(const struct vclock *vc, uint64_t address)
     return 0;
 }
 
+/* The soft TLB's size.
+ *
+ * Unicorn 2.1.4 keeps QEMU's dynamic TLB: 256 entries per MMU mode at first, doubled
+ * when more than 70 % of it was in use, halved when less than 30 % was for a whole
+ * 100 ms window. But it only looks when the whole TLB is flushed (a CR3 or CR4 write,
+ * a task switch). A bare-metal kernel that never reloads CR3 after boot, and uses
+ * invlpg for its page-table changes, keeps 256 entries for ever: a loop over more
+ * than 256 pages misses on every one and pays a page walk each (docs/unicorn-quirks.md,
+ * Q28). A review flushes the TLB on a schedule of run time (vclock_tlb_review_after),
+ * so that QEMU's own rule gets to size it: 2.8x faster on a kernel touching 8,192
+ * pages a round (docs/performance.md). A flush is invisible to a kernel that follows
+ * the SDM (vol. 3A, 4.10.4: a translation may be dropped from the TLB at any time);
+ * one that changed a PTE without invlpg may see the new entry sooner than it did. The
+ * cost: refilling what the TLB held, a few hundred ns a page, once per review.
+ * Deterministic mode reviews at instruction counts (the same points in every run);
+ * fast mode when the host timer sets tlb_review. */
+uint64_t vclock_tlb_review_after(uint64_t ns)
+{
+    uint64_t point = TLB_REVIEW_FIRST_NS, gap = TLB_REVIEW_FIRST_NS;
+    while (point <= ns && gap < TLB_REVIEW_GAP_MAX_NS) {    /* the ramp: 1, 3, 7, ... 127 ms */
+        gap = gap * 2 < TLB_REVIEW_GAP_MAX_NS ? gap * 2 : TLB_REVIEW_GAP_MAX_NS;
+        point += gap;
+    }
+    if (point <= ns)                                        /* then every 100 ms */
+        point += (ns - point) / TLB_REVIEW_GAP_MAX_NS * TLB_REVIEW_GAP_MAX_NS + TLB_REVIEW_GAP_MAX_NS;
+    return point;
+}
+
+static void review_tlb(void *uc, struct vclock *vc)
+{
+    vc->ctl(uc, (int)vc->ctl_tlb_flush);
+    vc->tlb_reviews++;
+}
+
+/* Deterministic mode: the first instruction count after the current one at which virtual
+ * time has reached ns (time = instructions x ns per instruction + ns skipped by hlt). */
+static uint64_t instructions_at_ns(const struct vclock *vc, uint64_t ns)
+{
+    __int128 counted_ns = (__int128)ns - vc->virtual_ns_skipped;     /* the part instructions make */
+    uint64_t count = counted_ns <= 0 ? 0
+        : (uint64_t)(((unsigned __int128)counted_ns << 32) / vc->ns_per_instruction_q32) + 1;
+    return count > vc->instructions ? count : vc->instructions + 1;
+}
+
+static void review_tlb_deterministic(void *uc, struct vclock *vc)
+{
+    if (vc->tlb_review_at != 0)
+        review_tlb(uc, vc);
+    vc->tlb_review_at = instructions_at_ns(vc, vclock_tlb_review_after(vclock_now_ns(vc)));
+}
+
 /* Instruction counting.
  *
  * The count is kept per translated block: vclock_block (a UC_HOOK_BLOCK hook on
@@ -249,6 +300,9 @@ void vclock_block(void *uc, uint64_t address, uint32_t size, void *user_data)
         vc->emu_stop(uc);
         return;
     }
+    if (__atomic_load_n(&vc->tlb_review, __ATOMIC_RELAXED) &&
+        __atomic_exchange_n(&vc->tlb_review, 0, __ATOMIC_ACQ_REL) && vc->ctl_tlb_flush != 0)
+        review_tlb(uc, vc);
     if (__atomic_load_n(&vc->async_stop, __ATOMIC_RELAXED) &&
         __atomic_exchange_n(&vc->async_stop, 0, __ATOMIC_ACQ_REL)) {
         vc->in_block = 0;             /* the block before ran to its end */
@@ -274,6 +328,8 @@ void vclock_block(void *uc, uint64_t address, uint32_t size, void *user_data)
      * would have stopped for it (the same rule as stop_at): the tick path serves it. */
     if (!partial && vc->instructions >= vc->tick_at && vc->tick != NULL && tick_path_service(uc, vc->tick))
         return;
+    if (vc->deterministic && vc->instructions >= vc->tlb_review_at && vc->ctl_tlb_flush != 0)
+        review_tlb_deterministic(uc, vc);
     icount = block_icount(uc, vc, address);
     covered = vc->all_exact || (address >= vc->exact_lo && address <= vc->exact_hi);
     if (!covered && vc->instructions + icount > vc->budget_at) {

@@ -79,7 +79,18 @@ struct vclock {
     uint64_t irq_check;               /* fast mode, a request waits for IF: the host timer sets this */
                                       /* every poll period; the next block stops if the CPU would */
                                       /* take the request now (vclock_block)                    */
+    /* the soft TLB's review (_vclock.c, "The soft TLB's size")                                 */
+    uint64_t tlb_review;              /* fast mode: the host timer sets this at each review time */
+    uint64_t tlb_review_at;           /* deterministic: review at this count; 0: find it first    */
+    uint64_t ctl_tlb_flush;           /* uc_ctl's control word for UC_CTL_TLB_FLUSH; 0: no reviews */
+    uint64_t tlb_reviews;             /* reviews made (statistics)                                */
 };
+
+/* The review schedule, in ns of run time: the first review at TLB_REVIEW_FIRST_NS, the
+ * gaps doubling up to TLB_REVIEW_GAP_MAX_NS, then every TLB_REVIEW_GAP_MAX_NS. */
+#define TLB_REVIEW_FIRST_NS 1000000ull         /* 1 ms                                      */
+#define TLB_REVIEW_GAP_MAX_NS 100000000ull     /* 100 ms: QEMU's own resize window (cputlb.c) */
+uint64_t vclock_tlb_review_after(uint64_t ns);  /* the first review time after ns         */
 
 uint64_t vclock_now_ns(const struct vclock *vc);
 void vclock_request_async_stop(struct vclock *vc);

@@ -22,7 +22,8 @@ EVENT = 0
 TIMEOUT = 1
 OUTPUT = 2                 # buffered guest output waiting while the guest runs on
 IRQ_POLL = 3               # a request waits for IF: the block hook looks every period (no stop)
-KINDS = 4                  # _host_timer.c HOST_TIMER_KINDS
+TLB_REVIEW = 4             # fast mode: the block hook flushes the soft TLB (no stop; _vclock.c)
+KINDS = 5                  # _host_timer.c HOST_TIMER_KINDS
 NEVER = (1 << 64) - 1
 OUTPUT_PERIOD_NS = 20_000_000
 """How long guest output may wait in the C port buffer (cpu/fast_ports.py) while
@@ -42,6 +43,7 @@ class HostTimerState(ctypes.Structure):
         ("output_watch", ctypes.c_uint64),
         ("thread", ctypes.c_void_p),
         ("irq_poll_period_ns", ctypes.c_uint64),
+        ("tlb_review_on", ctypes.c_uint64),
     ]
 
 
@@ -72,6 +74,7 @@ class HostTimer:
         self.state = s = HostTimerState()
         s.clock = clock._pointer
         s.output_period_ns = OUTPUT_PERIOD_NS
+        s.tlb_review_on = int(not clock.deterministic)   # deterministic mode reviews at counts
         for kind in range(KINDS):
             s.deadline[kind] = NEVER
         self._pointer = ctypes.pointer(s)

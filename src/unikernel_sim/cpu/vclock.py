@@ -19,7 +19,7 @@ import itertools
 import time
 
 from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN, Uc
-from unicorn.unicorn_const import UC_CTL_IO_READ_WRITE, UC_CTL_TB_REQUEST_CACHE
+from unicorn.unicorn_const import UC_CTL_IO_READ_WRITE, UC_CTL_IO_WRITE, UC_CTL_TB_REQUEST_CACHE, UC_CTL_TLB_FLUSH
 from unicorn.x86_const import (
     UC_X86_INS_RDTSC, UC_X86_INS_RDTSCP, UC_X86_REG_MSR, UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX,
     UC_X86_REG_RIP,
@@ -42,6 +42,7 @@ GUARD_MAX = 32                      # addresses the counting hook can guard (_vc
 NS_PER_SECOND = 1_000_000_000
 # uc_ctl's control word: type | (argument count << 26) | (direction << 30) (unicorn.h, UC_CTL)
 REQUEST_CACHE_CONTROL = UC_CTL_TB_REQUEST_CACHE | (2 << 26) | (UC_CTL_IO_READ_WRITE << 30)
+TLB_FLUSH_CONTROL = UC_CTL_TLB_FLUSH | (0 << 26) | (UC_CTL_IO_WRITE << 30)
 
 
 class VClockState(ctypes.Structure):
@@ -103,6 +104,10 @@ class VClockState(ctypes.Structure):
         ("tick_at", ctypes.c_uint64),
         ("call_active", ctypes.c_uint64),
         ("irq_check", ctypes.c_uint64),
+        ("tlb_review", ctypes.c_uint64),
+        ("tlb_review_at", ctypes.c_uint64),
+        ("ctl_tlb_flush", ctypes.c_uint64),
+        ("tlb_reviews", ctypes.c_uint64),
     ]
 
 
@@ -166,6 +171,7 @@ class VirtualClock:
         s.budget_at = s.exact_request_pc = s.exact_lo = s.partial_pc = s.tick_at = NEVER
         s.ctl = native_function_address("uc_ctl")
         s.ctl_request_cache = REQUEST_CACHE_CONTROL
+        s.ctl_tlb_flush = TLB_FLUSH_CONTROL          # the soft TLB's reviews (_vclock.c); 0: none
         self._pointer = ctypes.pointer(self.state)
         self._user_data = ctypes.cast(self._pointer, ctypes.c_void_p)
         self._restored_counters = IdentityCache(RESTORED_COUNTERS_KEPT)   # a snapshot's bytes -> its four counters
@@ -436,6 +442,7 @@ class VirtualClock:
         s.instructions, s.tsc_offset, s.virtual_ns_skipped, s.rdtsc_count = counters
         s.stop_at = s.budget_at = s.partial_pc = NEVER
         s.stopped = s.stop_requested = s.in_block = 0
+        s.tlb_review_at = 0                  # the next review after the restored count
         self._stopped_before = False
         if not self.deterministic:
             self.pause()
