@@ -13,7 +13,7 @@
  * Each armed deadline fires once (its bit stays set until the host takes it). The
  * output watch re-arms itself every period while it is on and fires only when the
  * port buffer holds bytes. The soft TLB's review (fast mode, _vclock.c) sets the
- * clock's tlb_review at the schedule's times while a run goes on and stops nothing. */
+ * clock's POLL_TLB_REVIEW at the schedule's times while a run goes on and stops nothing. */
 #include <errno.h>
 #include <stdint.h>
 
@@ -37,7 +37,7 @@ struct host_timer {
     uint64_t sleeping_until;           /* the thread's wake-up; 0 while it is awake       */
     uint64_t output_watch;             /* 1 while a run goes on; else the watch retires   */
     struct timer_thread *thread;       /* C only                                          */
-    uint64_t irq_poll_period_ns;       /* IRQ_POLL: set clock->irq_check this often, no stop */
+    uint64_t irq_poll_period_ns;       /* IRQ_POLL: set clock's POLL_IRQ this often, no stop */
     uint64_t tlb_review_on;            /* 1: TLB_REVIEW runs while a run goes on (fast mode) */
 };
 
@@ -60,7 +60,7 @@ static uint64_t fire_due(struct host_timer *ht, uint64_t now)
             continue;
         if (kind == KIND_TLB_REVIEW) {
             if (due <= now) {          /* ask the block hook; again at the next review time */
-                __atomic_store_n(&ht->clock->tlb_review, 1, __ATOMIC_RELEASE);
+                __atomic_or_fetch(&ht->clock->timer_polls, POLL_TLB_REVIEW, __ATOMIC_ACQ_REL);
                 if (!__atomic_load_n(&ht->output_watch, __ATOMIC_ACQUIRE)) {
                     ht->deadline[kind] = NEVER;   /* no run: retire until the next one */
                     continue;
@@ -69,7 +69,7 @@ static uint64_t fire_due(struct host_timer *ht, uint64_t now)
             }
         } else if (kind == KIND_IRQ_POLL) {
             if (due <= now) {          /* ask the block hook, and again a period later */
-                __atomic_store_n(&ht->clock->irq_check, 1, __ATOMIC_RELEASE);
+                __atomic_or_fetch(&ht->clock->timer_polls, POLL_IRQ, __ATOMIC_ACQ_REL);
                 due = ht->deadline[kind] = now + ht->irq_poll_period_ns;
             }
         } else if (kind == KIND_OUTPUT) {

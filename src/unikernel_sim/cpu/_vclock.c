@@ -95,7 +95,7 @@ static int guarded(const struct vclock *vc, uint64_t address)
  * one that changed a PTE without invlpg may see the new entry sooner than it did. The
  * cost: refilling what the TLB held, a few hundred ns a page, once per review.
  * Deterministic mode reviews at instruction counts (the same points in every run);
- * fast mode when the host timer sets tlb_review. */
+ * fast mode when the host timer sets POLL_TLB_REVIEW. */
 uint64_t vclock_tlb_review_after(uint64_t ns)
 {
     uint64_t point = TLB_REVIEW_FIRST_NS, gap = TLB_REVIEW_FIRST_NS;
@@ -287,22 +287,24 @@ void vclock_block(void *uc, uint64_t address, uint32_t size, void *user_data)
         vc->in_block = 0;
         return;
     }
-    /* Fast mode, a request waiting while IF is clear: every poll period the host timer asks
-     * here whether the CPU would take it now (one RFLAGS read; the interrupt shadow only
-     * when IF is set), and only then is the guest stopped for the run loop to deliver it:
-     * a stop every period through Python cost ~150 us each (docs/performance.md). */
-    if (__atomic_load_n(&vc->irq_check, __ATOMIC_RELAXED) && !vc->stop_requested &&
-        __atomic_exchange_n(&vc->irq_check, 0, __ATOMIC_ACQ_REL) && vc->tick != NULL &&
-        irq_ready(uc, ((struct tick_path *)vc->tick)->irq)) {
-        vc->in_block = 0;             /* the block before ran to its end */
-        vc->stopped = 1;              /* a clock stop: the run loop goes round and delivers */
-        vc->stop_requested = 1;
-        vc->emu_stop(uc);
-        return;
+    /* The host timer's polls (fast mode), one word so that every block pays one load for
+     * them all. POLL_IRQ, a request waiting while IF is clear: every poll period the timer
+     * asks here whether the CPU would take it now (one RFLAGS read; the interrupt shadow
+     * only when IF is set), and only then is the guest stopped for the run loop to deliver
+     * it: a stop every period through Python cost ~150 us each (docs/performance.md).
+     * POLL_TLB_REVIEW: the soft TLB's review time (above). */
+    if (__atomic_load_n(&vc->timer_polls, __ATOMIC_RELAXED) && !vc->stop_requested) {
+        uint64_t polls = __atomic_exchange_n(&vc->timer_polls, 0, __ATOMIC_ACQ_REL);
+        if ((polls & POLL_TLB_REVIEW) && vc->ctl_tlb_flush != 0)
+            review_tlb(uc, vc);
+        if ((polls & POLL_IRQ) && vc->tick != NULL && irq_ready(uc, ((struct tick_path *)vc->tick)->irq)) {
+            vc->in_block = 0;         /* the block before ran to its end */
+            vc->stopped = 1;          /* a clock stop: the run loop goes round and delivers */
+            vc->stop_requested = 1;
+            vc->emu_stop(uc);
+            return;
+        }
     }
-    if (__atomic_load_n(&vc->tlb_review, __ATOMIC_RELAXED) &&
-        __atomic_exchange_n(&vc->tlb_review, 0, __ATOMIC_ACQ_REL) && vc->ctl_tlb_flush != 0)
-        review_tlb(uc, vc);
     if (__atomic_load_n(&vc->async_stop, __ATOMIC_RELAXED) &&
         __atomic_exchange_n(&vc->async_stop, 0, __ATOMIC_ACQ_REL)) {
         vc->in_block = 0;             /* the block before ran to its end */

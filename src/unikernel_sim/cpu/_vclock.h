@@ -76,15 +76,16 @@ struct vclock {
     void *tick;                       /* struct tick_path (_tick_path.h), or NULL             */
     uint64_t tick_at;                 /* deterministic: serve the tick path at this count; NEVER */
     uint64_t call_active;             /* 1: a guest call runs; vclock_call_return stops at its return */
-    uint64_t irq_check;               /* fast mode, a request waits for IF: the host timer sets this */
-                                      /* every poll period; the next block stops if the CPU would */
-                                      /* take the request now (vclock_block)                    */
+    uint64_t timer_polls;             /* fast mode: POLL_ bits the host timer sets, vclock_block takes */
     /* the soft TLB's review (_vclock.c, "The soft TLB's size")                                 */
-    uint64_t tlb_review;              /* fast mode: the host timer sets this at each review time */
     uint64_t tlb_review_at;           /* deterministic: review at this count; 0: find it first    */
     uint64_t ctl_tlb_flush;           /* uc_ctl's control word for UC_CTL_TLB_FLUSH; 0: no reviews */
     uint64_t tlb_reviews;             /* reviews made (statistics)                                */
 };
+
+/* timer_polls */
+#define POLL_IRQ 1ull                 /* a request waits for IF: stop if the CPU would take it now */
+#define POLL_TLB_REVIEW 2ull          /* flush the soft TLB (its review)                          */
 
 /* The review schedule, in ns of run time: the first review at TLB_REVIEW_FIRST_NS, the
  * gaps doubling up to TLB_REVIEW_GAP_MAX_NS, then every TLB_REVIEW_GAP_MAX_NS. */

@@ -112,7 +112,7 @@ class HostTimer:
 
     def poll_interrupts(self, period_ns: int | None) -> None:
         """Fast mode, a request waiting while IF is clear: every period_ns the thread sets
-        the clock's irq_check, and the block hook stops the guest only once the CPU would
+        the clock's POLL_IRQ bit, and the block hook stops the guest only once the CPU would
         take the request (no stop, no Python, while it would not). None stops the polls.
         The thread re-arms them itself: arming again while they run costs nothing."""
         s = self.state
