@@ -7,7 +7,9 @@ entry state is then reached by running a stub (boot/handoff.py).
 """
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Iterator
@@ -28,9 +30,32 @@ and keeps the simulator inside `ulimit -v` limits that fit its guest RAM."""
 PROBE_TRANSLATION_BUFFER = 4 << 20     # scratch engines run a handful of instructions
 
 
+ENGINES_BETWEEN_COLLECTIONS = 4
+"""A machine's engine lives until its Machine is freed, and a Machine sits in reference
+cycles (hooks that call back into it), so only Python's cyclic collector frees it, and
+it may not run between one machine and the next. Each engine's translation buffer is
+mapped below the last (256 MiB each); from about the seventh, the buffer lies more
+than 2 GiB from libunicorn's code, out of reach of x86-64's 32-bit call displacement,
+and QEMU's code generator calls every helper indirectly: the same guest loop ran 1.7x
+slower in the seventh machine of a process (docs/performance.md). So creating an
+engine collects garbage first once this many more engines are alive than after the
+last collection (engines still in use are not freed by it and move the mark up)."""
+_live_engines: "weakref.WeakSet[Uc]" = weakref.WeakSet()
+_collect_at = ENGINES_BETWEEN_COLLECTIONS
+
+
+def _free_dead_engines() -> None:
+    global _collect_at
+    if len(_live_engines) >= _collect_at:
+        gc.collect()
+        _collect_at = len(_live_engines) + ENGINES_BETWEEN_COLLECTIONS
+
+
 def create_engine(translation_buffer: int = TRANSLATION_BUFFER) -> Uc:
+    _free_dead_engines()
     uc = Uc(UC_ARCH_X86, UC_MODE_64)
     uc.ctl_set_tcg_buffer_size(translation_buffer)
+    _live_engines.add(uc)
     return uc
 
 
