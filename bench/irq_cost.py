@@ -129,8 +129,9 @@ def main() -> None:
             irqs.append(count)
         without, with_timer = statistics.median(quiet), statistics.median(loaded)
         count = statistics.median(irqs)
-        # pair by pair: this machine's speed drifts by up to 1.5x between runs, which medians
-        # of the two columns taken apart turn into tens of us per IRQ either way
+        # pair by pair: runs drift (up to 1.7x while dropped machines kept their translation
+        # buffers and pushed later ones out of call reach: bench/machines_in_turn.py), which
+        # medians of the two columns taken apart turn into tens of us per IRQ either way
         per_irq = statistics.median((w - q) / n for q, w, n in zip(quiet, loaded, irqs))
         cost = statistics.median(w / q - 1 for q, w in zip(quiet, loaded))
         print(f"{args.source}, {mode}-bit: {without:.3f} s without the timer, {with_timer:.3f} s with {count:.0f} IRQs at "

@@ -2,14 +2,17 @@
 
 Two measurements, each in this one process, medians of --runs (interleaved):
 
-1. A store loop on a bare Unicorn 2 engine (64-bit, no paging, no hooks): per iteration,
-   no store, a store to a page that holds no code, a store to the page that holds the
-   loop, and a store into a second mapping made without execute permission.
+1. A store loop on a bare Unicorn 2 engine (64-bit, no hooks): per iteration, no store,
+   a store to a page that holds no code, a store to the page that holds the loop, a
+   store into a second mapping made without execute permission (all without paging),
+   and a store to a page the guest's own page tables mark no-execute (XD).
 2. A 32-bit kernel with 4 KiB paging (its own page directory and 16 page tables over 64
    MiB, built at run time): every round stores to and loads from 8,192 pages, then
-   remaps 256 of them (PTE rewrite + invlpg) and touches those. Run three ways: by
-   Machine.run() (fast mode), by emu_start on the same engine (our hooks installed, no
-   run loop), and on a bare engine given the same RAM and CPU state (no hooks at all).
+   remaps 256 of them (PTE rewrite + invlpg) and touches those. Run five ways: by
+   Machine.run() in fast mode, the same with the soft TLB's reviews turned off (the
+   tree before them: cpu/_vclock.c), in deterministic mode, by emu_start on the same
+   engine (our hooks installed, no run loop), and on a bare engine given the same RAM
+   and CPU state (no hooks at all).
 
     python bench/paging_stores.py [--runs 3] [--rounds 200] [--iterations 20000000]
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import struct
 import sys
 import tempfile
 import time
@@ -24,6 +28,7 @@ from pathlib import Path
 
 from keystone import KS_ARCH_X86, KS_MODE_64, Ks
 from unicorn import UC_ARCH_X86, UC_MODE_32, UC_MODE_64, UC_PROT_READ, UC_PROT_WRITE, Uc
+from unicorn.x86_const import UC_X86_REG_CR0, UC_X86_REG_CR3, UC_X86_REG_CR4
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -40,6 +45,11 @@ PAGE_DIRECTORY, PAGE_TABLES = 0x400000, 0x401000
 TABLES = 16                                       # 16 x 4 MiB = 64 MiB in 4 KiB pages
 TOUCH_START, TOUCH_END = 0x800000, 0x2800000      # 8,192 pages
 REMAP_FIRST_PAGE, REMAP_PAGES = 0x2800, 256
+HUGE_PAGE = 2 * MIB
+NO_EXECUTE_PAGE = HUGE_PAGE                       # the second 2 MiB page: XD
+PML4, PDPT, PD = 0x10000, 0x11000, 0x12000
+CR4_PAE, CR0_PG_PE = 1 << 5, 0x80000001
+MSR_EFER, EFER_LME, EFER_LMA, EFER_NXE = 0xC0000080, 1 << 8, 1 << 10, 1 << 11
 
 
 # --- 1. the bare store loop ------------------------------------------------------------------
@@ -49,11 +59,28 @@ def store_loop(target: int | None, iterations: int) -> bytes:
                                                  CODE)[0])
 
 
-def bare_loop_seconds(target: int | None, iterations: int, separate_data_mapping: bool) -> float:
+def enable_paging(uc: Uc, no_execute: int) -> None:
+    """Long-mode paging over the first 4 MiB in two 2 MiB pages, the one at no_execute
+    with XD set (SDM vol. 3A, 4.5; EFER.NXE)."""
+    directory = [0x83, 0x200083]
+    directory[no_execute // HUGE_PAGE] |= 1 << 63
+    uc.mem_write(PML4, struct.pack("<Q", PDPT | 3))
+    uc.mem_write(PDPT, struct.pack("<Q", PD | 3))
+    uc.mem_write(PD, struct.pack("<2Q", *directory))
+    uc.reg_write(UC_X86_REG_CR3, PML4)
+    uc.reg_write(UC_X86_REG_CR4, uc.reg_read(UC_X86_REG_CR4) | CR4_PAE)
+    uc.msr_write(MSR_EFER, uc.msr_read(MSR_EFER) | EFER_LME | EFER_LMA | EFER_NXE)
+    uc.reg_write(UC_X86_REG_CR0, uc.reg_read(UC_X86_REG_CR0) | CR0_PG_PE)
+
+
+def bare_loop_seconds(target: int | None, iterations: int, separate_data_mapping: bool,
+                      paged: bool = False) -> float:
     uc = Uc(UC_ARCH_X86, UC_MODE_64)
-    uc.mem_map(0, 0x10000)
+    uc.mem_map(0, 4 * MIB if paged else 0x10000)
     if separate_data_mapping:
         uc.mem_map(SECOND_MAPPING, 0x10000, UC_PROT_READ | UC_PROT_WRITE)
+    if paged:
+        enable_paging(uc, no_execute=target)
     uc.mem_write(CODE, store_loop(target, iterations))
     start = time.perf_counter()
     uc.emu_start(CODE, RUN_UNTIL_NEVER)
@@ -65,6 +92,7 @@ STORE_CASES = {
     "store to a data page (same mapping as the code)": (DATA, False),
     "store to the page the loop is in": (CODE + 0x800, False),
     "store to a mapping without execute permission": (SECOND_MAPPING, True),
+    "store to a page the guest's page tables mark no-execute": (NO_EXECUTE_PAGE, False, True),
 }
 
 
@@ -141,15 +169,17 @@ def paging_image(rounds: int) -> str:
 
 
 def paging_seconds(path: str, how: str) -> float:
-    machine = Machine(128)
+    machine = Machine(128, deterministic=how == "Machine.run, deterministic")
     machine.load(path)
-    if how == "Machine.run (fast mode)":
+    if how == "Machine.run, TLB reviews off":
+        machine.clock.state.ctl_tlb_flush = 0             # cpu/_vclock.h: 0, no reviews
+    if how.startswith("Machine.run"):
         start = time.perf_counter()
         stop = machine.run()
         elapsed = time.perf_counter() - start
         assert stop.reason is StopReason.GUEST_EXIT, stop.summary
         return elapsed
-    if how == "emu_start, our hooks installed":
+    if how == "emu_start, our hooks installed (no reviews: a run arms them)":
         start = time.perf_counter()
         machine.uc.emu_start(machine.rip, RUN_UNTIL_NEVER)
         elapsed = time.perf_counter() - start
@@ -165,7 +195,8 @@ def paging_seconds(path: str, how: str) -> float:
     return elapsed
 
 
-PAGING_CASES = ("Machine.run (fast mode)", "emu_start, our hooks installed", "bare engine, no hooks")
+PAGING_CASES = ("Machine.run (fast mode)", "Machine.run, TLB reviews off", "Machine.run, deterministic",
+                "emu_start, our hooks installed (no reviews: a run arms them)", "bare engine, no hooks")
 
 
 def main() -> None:
@@ -176,8 +207,8 @@ def main() -> None:
     args = parser.parse_args()
     loops = {name: [] for name in STORE_CASES}
     for _ in range(args.runs):
-        for name, (target, separate) in STORE_CASES.items():
-            loops[name].append(bare_loop_seconds(target, args.iterations, separate))
+        for name, case in STORE_CASES.items():
+            loops[name].append(bare_loop_seconds(case[0], args.iterations, *case[1:]))
     print_table([f"bare Unicorn, 64-bit loop (median of {args.runs})", "ns per iteration"],
                 ((name, f"{statistics.median(samples) / args.iterations * 1e9:.2f}") for name, samples in loops.items()))
     path = paging_image(args.rounds)
