@@ -116,14 +116,17 @@ next:
 
 def wait_for_new_frame() -> str:
     """Map PROBE to the new frame without invlpg, then read it until the new frame shows
-    (only a TLB flush can end the loop: nothing else touches the TLB); RESULT = reads."""
+    (only a TLB flush can end the loop: nothing else touches the TLB); RESULT = reads.
+    The read comes after PADDING nops in the loop's block, so that a run cut inside the
+    block can resume with the read still ahead."""
     return PAGING + f"""
     mov eax, [{PROBE:#x}]
     mov dword ptr [{REGION_PTS:#x}], {FRAME_NEW | 3:#x}
     xor ecx, ecx
 spin:
-    mov eax, [{PROBE:#x}]
     inc ecx
+""" + "    nop\n" * PADDING + f"""
+    mov eax, [{PROBE:#x}]
     cmp eax, {OLD_MARKER:#x}
     je spin
     mov [{RESULT:#x}], ecx
@@ -141,6 +144,9 @@ def boot(tmp_path, program: str, *, deterministic: bool, reviews: bool = True) -
     return machine
 
 
+PADDING = 10                                   # nops before the read in the loop's block
+LOOP_BLOCK = PADDING + 4                       # inc, nops, mov (the read), cmp, je
+EXIT_INSTRUCTIONS = 3                          # mov [RESULT], ecx; mov al, 0; out
 DETERMINISTIC_BUDGET = 20_000_000             # 20 ms: a missing review ends the run here, not at a timeout
 
 
@@ -175,8 +181,8 @@ def test_deterministic_reviews_fall_on_the_documented_schedule(tmp_path):
 
 def test_deterministic_first_review_lands_at_one_millisecond(tmp_path):
     """The stale translation is replaced at the first block that starts at or after
-    instruction 1,000,000 (1 ms), in every run; the loop's exit takes 6 instructions
-    after the read that sees the new frame (inc, cmp, je, mov, mov, out)."""
+    instruction 1,000,000 (1 ms), in every run: the last loop block (the one whose read
+    sees the new frame) starts there."""
     runs = []
     for _ in range(2):
         machine = boot(tmp_path, wait_for_new_frame(), deterministic=True)
@@ -184,10 +190,10 @@ def test_deterministic_first_review_lands_at_one_millisecond(tmp_path):
         runs.append((result(machine), machine.clock.state.instructions))
     assert runs[0] == runs[1]
     reads, instructions = runs[0]
-    loop_start = instructions - 4 * reads - 5                 # the loop's first read
+    last_block = instructions - EXIT_INSTRUCTIONS - LOOP_BLOCK
+    loop_start = last_block - LOOP_BLOCK * (reads - 1)
     first_review = FIRST_REVIEW_NS // NS_PER_INSTRUCTION
-    assert loop_start < first_review
-    assert first_review <= instructions - 6 < first_review + 4     # the read right after it
+    assert loop_start < first_review <= last_block < first_review + LOOP_BLOCK
 
 
 def test_fast_mode_stale_translation_ends_with_a_review(tmp_path):
@@ -213,3 +219,18 @@ def test_a_restore_reviews_on_the_schedule_of_its_own_time(tmp_path):
     machine.uc.mem_write(RESULT, bytes(4))
     assert machine.run(max_instructions=DETERMINISTIC_BUDGET, timeout=120).reason is StopReason.GUEST_EXIT
     assert (result(machine), machine.clock.state.instructions) == first
+
+
+@pytest.mark.parametrize("cut", range(1_000_000 - 2, 1_000_000 + LOOP_BLOCK + 2))
+def test_deterministic_review_lands_where_it_does_in_an_uncut_run(tmp_path, cut):
+    """A run stopped by a budget just before or after the first review's count resumes
+    in the middle of a block; the review still lands at a boundary the uncut run has
+    (as the tick path's do), so the guest sees the new frame at the same read."""
+    whole = boot(tmp_path, wait_for_new_frame(), deterministic=True)
+    assert whole.run(max_instructions=DETERMINISTIC_BUDGET, timeout=120).reason is StopReason.GUEST_EXIT
+    cut_run = boot(tmp_path, wait_for_new_frame(), deterministic=True)
+    budget = cut - cut_run.clock.state.instructions        # the hand-off ran a few already
+    assert cut_run.run(max_instructions=budget, timeout=120).reason is StopReason.BUDGET
+    assert cut_run.clock.state.instructions == cut
+    assert cut_run.run(max_instructions=DETERMINISTIC_BUDGET, timeout=120).reason is StopReason.GUEST_EXIT
+    assert (result(cut_run), cut_run.clock.state.instructions) == (result(whole), whole.clock.state.instructions)

@@ -89,13 +89,14 @@ static int guarded(const struct vclock *vc, uint64_t address)
  * invlpg for its page-table changes, keeps 256 entries for ever: a loop over more
  * than 256 pages misses on every one and pays a page walk each (docs/unicorn-quirks.md,
  * Q28). A review flushes the TLB on a schedule of run time (vclock_tlb_review_after),
- * so that QEMU's own rule gets to size it: 2.8x faster on a kernel touching 8,192
- * pages a round (docs/performance.md). A flush is invisible to a kernel that follows
+ * so that QEMU's own rule gets to size it: a kernel touching 8,192 pages a round went
+ * from 0.65-0.88 to 0.30-0.32 ms a round (docs/performance.md). A flush is invisible to a kernel that follows
  * the SDM (vol. 3A, 4.10.4: a translation may be dropped from the TLB at any time);
  * one that changed a PTE without invlpg may see the new entry sooner than it did. The
  * cost: refilling what the TLB held, a few hundred ns a page, once per review.
- * Deterministic mode reviews at instruction counts (the same points in every run);
- * fast mode when the host timer sets POLL_TLB_REVIEW. */
+ * Deterministic mode reviews at the first block boundary at or after an instruction
+ * count (not at the rest of a block a stop cut, as the tick path: the same points in
+ * every run, however it is cut); fast mode when the host timer sets POLL_TLB_REVIEW. */
 uint64_t vclock_tlb_review_after(uint64_t ns)
 {
     uint64_t point = TLB_REVIEW_FIRST_NS, gap = TLB_REVIEW_FIRST_NS;
@@ -330,7 +331,8 @@ void vclock_block(void *uc, uint64_t address, uint32_t size, void *user_data)
      * would have stopped for it (the same rule as stop_at): the tick path serves it. */
     if (!partial && vc->instructions >= vc->tick_at && vc->tick != NULL && tick_path_service(uc, vc->tick))
         return;
-    if (vc->deterministic && vc->instructions >= vc->tlb_review_at && vc->ctl_tlb_flush != 0)
+    /* Deterministic mode: the soft TLB's review, at block boundaries an uncut run has too */
+    if (!partial && vc->deterministic && vc->instructions >= vc->tlb_review_at && vc->ctl_tlb_flush != 0)
         review_tlb_deterministic(uc, vc);
     icount = block_icount(uc, vc, address);
     covered = vc->all_exact || (address >= vc->exact_lo && address <= vc->exact_hi);
