@@ -109,6 +109,26 @@ static void *map_anonymous(uint64_t size)
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* Guest RAM is mapped from here upwards, far from the shared libraries: Linux places
+ * mappings top-down below them, and hundreds of MiB of guest RAM between libunicorn and
+ * the engines' translation buffers pushed the third 512 MiB machine's buffer more than
+ * 2 GiB from libunicorn's code, out of reach of the 32-bit call displacement QEMU's
+ * code generator uses for helpers (every helper call then goes through a register;
+ * cpu/engine.py, docs/unicorn-quirks.md). The address is a hint: if it is taken the
+ * kernel chooses, as before. */
+#define GUEST_RAM_AREA 0x100000000000ull       /* 16 TiB: above the heap, below the libraries */
+#define GUEST_RAM_ALIGN (1ull << 30)           /* each region starts on a 1 GiB boundary     */
+static uint64_t next_guest_ram = GUEST_RAM_AREA;
+
+static void *map_guest_memory(uint64_t size)
+{
+    void *hint = (void *)(uintptr_t)__atomic_fetch_add(&next_guest_ram,
+                                                       (size + GUEST_RAM_ALIGN - 1) / GUEST_RAM_ALIGN * GUEST_RAM_ALIGN,
+                                                       __ATOMIC_RELAXED);
+    void *p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
 static uint64_t round_pages(uint64_t size)
 {
     return (size + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE;
@@ -400,7 +420,7 @@ void *ram_snapshots_add_region(struct ram_snapshots *s, uint64_t size)
         errno = EINVAL;
         return NULL;
     }
-    uint8_t *host = map_anonymous(size);
+    uint8_t *host = map_guest_memory(size);
     if (host == NULL)
         return NULL;
     uint64_t pages = s->pages + size / PAGE_SIZE;
