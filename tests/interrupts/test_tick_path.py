@@ -346,7 +346,7 @@ def test_python_reads_the_apic_state_the_c_path_left(tmp_path):
     between = f"""
         mov edi, 200
     outer:
-        mov ecx, 100000
+        mov ecx, 300000                    # long enough that C serves most ticks between reads
     inner:
         imul eax, eax, 3
         add eax, ecx
