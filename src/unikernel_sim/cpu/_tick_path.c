@@ -199,15 +199,6 @@ static int requested_line(const struct tick_path *tp)
     return requested_line_with(tp->irr, tp->isr, tp->imr);
 }
 
-/* Deterministic mode: the instruction count at which virtual time reaches ns
- * (VirtualClock.instruction_at). */
-static uint64_t instruction_at(const struct vclock *vc, int64_t ns)
-{
-    int64_t span = ns - vc->virtual_ns_skipped;
-    unsigned __int128 scaled = (unsigned __int128)(span > 0 ? (uint64_t)span : 0) << 32;
-    return (uint64_t)((scaled + vc->ns_per_instruction_q32 - 1) / vc->ns_per_instruction_q32);
-}
-
 /* The first event of a live source after `after` (and after what is accounted), or NONE. */
 static int64_t next_due(const struct tick_path *tp, int64_t after)
 {
@@ -230,7 +221,7 @@ void tick_path_rearm(struct tick_path *tp)
     }
     tp->next_edge_ns = next_due(tp, INT64_MIN);
     tp->clock->tick_at = tp->deterministic && tp->next_edge_ns != NONE
-                         ? instruction_at(tp->clock, tp->next_edge_ns) : NEVER;
+                         ? vclock_instruction_at(tp->clock, tp->next_edge_ns) : NEVER;
 }
 
 static void want_attention(struct tick_path *tp)

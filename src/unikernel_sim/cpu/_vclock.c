@@ -50,6 +50,15 @@ uint64_t vclock_now_ns(const struct vclock *vc)
     return host_monotonic_ns() - vc->host_ns_at_zero - vc->host_ns_paused + vc->virtual_ns_skipped;
 }
 
+/* Deterministic mode: the instruction count at which virtual time reaches ns
+ * (VirtualClock.instruction_at): time = instructions x ns per instruction + ns skipped. */
+uint64_t vclock_instruction_at(const struct vclock *vc, int64_t ns)
+{
+    int64_t span = ns - vc->virtual_ns_skipped;
+    unsigned __int128 scaled = (unsigned __int128)(span > 0 ? (uint64_t)span : 0) << 32;
+    return (uint64_t)((scaled + vc->ns_per_instruction_q32 - 1) / vc->ns_per_instruction_q32);
+}
+
 /* sizeof(struct vclock): vclock.py checks it against its ctypes mirror at import. */
 uint64_t vclock_struct_size(void)
 {
@@ -115,21 +124,12 @@ static void review_tlb(void *uc, struct vclock *vc)
     vc->tlb_reviews++;
 }
 
-/* Deterministic mode: the first instruction count after the current one at which virtual
- * time has reached ns (time = instructions x ns per instruction + ns skipped by hlt). */
-static uint64_t instructions_at_ns(const struct vclock *vc, uint64_t ns)
-{
-    __int128 counted_ns = (__int128)ns - vc->virtual_ns_skipped;     /* the part instructions make */
-    uint64_t count = counted_ns <= 0 ? 0
-        : (uint64_t)(((unsigned __int128)counted_ns << 32) / vc->ns_per_instruction_q32) + 1;
-    return count > vc->instructions ? count : vc->instructions + 1;
-}
-
 static void review_tlb_deterministic(void *uc, struct vclock *vc)
 {
     if (vc->tlb_review_at != 0)
         review_tlb(uc, vc);
-    vc->tlb_review_at = instructions_at_ns(vc, vclock_tlb_review_after(vclock_now_ns(vc)));
+    uint64_t at = vclock_instruction_at(vc, (int64_t)vclock_tlb_review_after(vclock_now_ns(vc)));
+    vc->tlb_review_at = at > vc->instructions ? at : vc->instructions + 1;
 }
 
 /* Instruction counting.

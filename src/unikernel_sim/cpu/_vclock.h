@@ -94,6 +94,7 @@ struct vclock {
 uint64_t vclock_tlb_review_after(uint64_t ns);  /* the first review time after ns         */
 
 uint64_t vclock_now_ns(const struct vclock *vc);
+uint64_t vclock_instruction_at(const struct vclock *vc, int64_t ns);   /* deterministic mode */
 void vclock_request_async_stop(struct vclock *vc);
 uint64_t vclock_host_ns(void);                  /* CLOCK_MONOTONIC in ns: fast mode's clock */
 pid_t vclock_process(void);          /* getpid(), cached (updated in a forked child) */
