@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=50_000_000)
     args = parser.parse_args()
-    directory = Path(__import__("tempfile").mkdtemp())
+    directory = Path(tempfile.mkdtemp())
     images = {}
     for waiting in (False, True):
         guest = IdtGuest(before=program_pit(1000) if waiting else "", fault="nop", flags=0x2,

@@ -1,6 +1,7 @@
 /* struct tick_path: the timer ticks served in C - PIT channel 0 (or HPET timer 0 under
  * legacy replacement) -> 8259 master and/or I/O APIC pin 2 -> CPU, HPET timer 0 routed
- * to an I/O APIC pin -> CPU, and the local APIC timer -> CPU - mirrored by TickPathState in cpu/tick_path.py (same order, same types).
+ * to an I/O APIC pin -> CPU, and the local APIC timer -> CPU - mirrored by TickPathState
+ * in cpu/tick_path.py (same order, same types).
  * See _tick_path.c for what it covers and when the host takes it back. */
 #ifndef UNISIM_TICK_PATH_H
 #define UNISIM_TICK_PATH_H

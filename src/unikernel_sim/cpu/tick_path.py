@@ -223,7 +223,7 @@ class TickPath:
                 or pic.lines & IRQ0_BIT):
             return False
         pic_to_cpu = board.lapic.accepts_pic
-        apic_vector = self._pit_apic_vector()
+        apic_vector = self._pin_vector(IRQ0_IOAPIC_PIN)
         if apic_vector is False:
             return False                            # the I/O APIC routes it some other way
         if not (pic_to_cpu and not pic.imr & IRQ0_BIT) and apic_vector is None:
@@ -289,10 +289,6 @@ class TickPath:
         s.hpet_period_ns = hpet.period[0] * HPET_NS_PER_TICK
         s.pit_accounted = s.hpet_first_ns - 1       # every match before its next is accounted
         return True
-
-    def _pit_apic_vector(self) -> int | None | bool:
-        """The vector I/O APIC pin 2 sends the PIT's edges to (_pin_vector)."""
-        return self._pin_vector(IRQ0_IOAPIC_PIN)
 
     def _pin_vector(self, pin: int) -> int | None | bool:
         """The vector an I/O APIC pin sends its edges to: None while the pin is masked,

@@ -54,7 +54,6 @@ def cp437_table() -> tuple[str, ...]:
     return tuple(table)
 
 
-
 class VgaText(Device):
     name = "vga"
     ports = tuple(PortRange(port) for port in PORTS)
