@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "_alignment.h"
+#include "_tb_icounts.h"
 #include "_tick_path.h"
 #include "_vclock.h"
 
@@ -31,14 +32,31 @@ static uint64_t host_monotonic_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* The instruction count of the block at address (Unicorn's own translation). */
-static uint64_t block_icount(void *uc, struct vclock *vc, uint64_t address)
+/* The instruction count of the block at address: the table's (_tb_icounts.c) when it
+ * knows, else Unicorn's own translation's (uc_ctl), which the table then learns. */
+static uint64_t block_icount(void *uc, struct vclock *vc, uint64_t address, uint32_t size)
 {
-    struct { uint64_t pc; uint16_t icount; uint16_t size; } tb;      /* struct uc_tb, unicorn.h */
-    if (vc->ctl(uc, (int)vc->ctl_request_cache, address, &tb) == 0 && tb.icount > 0)
+    struct uc_tb tb;
+    uint32_t known = vc->icounts != NULL ? tb_icounts_lookup(vc->icounts, address, size) : TB_ICOUNT_UNKNOWN;
+    if (known != TB_ICOUNT_UNKNOWN)
+        return known;
+    if (vc->ctl(uc, (int)vc->ctl_request_cache, address, &tb) == 0 && tb.icount > 0) {
+        if (vc->icounts != NULL)
+            tb_icounts_learn(vc->icounts, tb.pc, tb.size, tb.icount);
         return tb.icount;
+    }
     vc->block_lookups_failed++;
     return 1;
+}
+
+/* A UC_HOOK_EDGE_GENERATED hook: Unicorn translated the block cur (the table's source). */
+void vclock_tb_generated(void *uc, struct uc_tb *cur, struct uc_tb *prev, void *user_data)
+{
+    struct vclock *vc = user_data;
+    (void)uc;
+    (void)prev;
+    if (vc->icounts != NULL)
+        tb_icounts_learn(vc->icounts, cur->pc, cur->size, cur->icount);
 }
 
 /* Virtual nanoseconds since time zero. */
@@ -135,10 +153,12 @@ static void review_tlb_deterministic(void *uc, struct vclock *vc)
 /* Instruction counting.
  *
  * The count is kept per translated block: vclock_block (a UC_HOOK_BLOCK hook on
- * all code) adds the block's instruction count when the block starts, asked of
- * Unicorn itself (uc_ctl UC_CTL_TB_REQUEST_CACHE: the executing block answers,
- * so the count cannot be stale after self-modifying code or a restore). That is
- * one hash lookup per block instead of a helper call per instruction. While a
+ * all code) adds the block's instruction count when the block starts: from the
+ * counts Unicorn reported as it translated each block (_tb_icounts.c, keyed by the
+ * block's address and size, which the hook is given), or, where that table cannot
+ * be sure (two translations disagreed), asked of Unicorn itself (uc_ctl
+ * UC_CTL_TB_REQUEST_CACHE: the executing block answers). That is one table lookup
+ * per block instead of a helper call per instruction. While a
  * block runs, the count (and so virtual time: RDTSC, the PIT) is the count at
  * its end. A run that stops inside a block is settled by the host, which counts
  * the instructions before RIP (VirtualClock.settle).
@@ -262,6 +282,65 @@ uint32_t vclock_rdtscp(void *uc, void *user_data)
     return 1;
 }
 
+/* What falls due at a block boundary while counting: a deadline or budget stop, the tick
+ * path's edge, the soft TLB's review. Returns 1 if the block is not to be counted (the
+ * run stops, or an interrupt replaced it). Off count_block's common path. */
+static __attribute__((noinline)) int boundary_due(void *uc, struct vclock *vc, int partial)
+{
+    if ((!partial && vc->instructions >= vc->stop_at) || vc->instructions >= vc->budget_at) {
+        vc->stopped = 1;              /* a deadline at or before this boundary */
+        vc->stop_requested = 1;
+        vc->emu_stop(uc);
+        return 1;
+    }
+    /* Deterministic mode: the PIT's edge falls due at this boundary, where the run loop
+     * would have stopped for it (the same rule as stop_at): the tick path serves it. */
+    if (!partial && vc->instructions >= vc->tick_at && vc->tick != NULL && tick_path_service(uc, vc->tick))
+        return 1;
+    /* Deterministic mode: the soft TLB's review, at block boundaries an uncut run has too.
+     * Fast mode's reviews come from the host timer: no count to wait for. */
+    if (!vc->deterministic || vc->ctl_tlb_flush == 0)
+        vc->tlb_review_at = UINT64_MAX;
+    else if (!partial && vc->instructions >= vc->tlb_review_at)
+        review_tlb_deterministic(uc, vc);
+    return 0;
+}
+
+/* Counts the block about to run (see "Instruction counting" above): deterministic mode
+ * on every block, so its common case is a few compares, a table lookup and the stores. */
+static void count_block(void *uc, uint64_t address, uint32_t size, struct vclock *vc)
+{
+    uint64_t icount, counted = vc->instructions;
+    int covered, partial = 0;
+    vc->in_block = 0;
+    /* The rest of a block a stop cut (a budget, a breakpoint) starts a translation of
+     * its own; the run that cut it had no boundary there, so a deadline does not stop
+     * at it either: interrupts land where they would in one uncut run. */
+    if (vc->partial_pc != UINT64_MAX) {
+        partial = address == vc->partial_pc;
+        vc->partial_pc = UINT64_MAX;
+    }
+    if ((counted >= vc->stop_at || counted >= vc->budget_at || counted >= vc->tick_at ||
+         counted >= vc->tlb_review_at) && boundary_due(uc, vc, partial))
+        return;
+    icount = block_icount(uc, vc, address, size);
+    covered = vc->all_exact || (address >= vc->exact_lo && address <= vc->exact_hi);
+    if (!covered && vc->instructions + icount > vc->budget_at) {
+        vc->exact_request_pc = address;   /* the budget ends inside: count this block exactly */
+        vc->exact_request_size = size;
+        vc->stop_requested = 1;
+        vc->emu_stop(uc);
+        return;
+    }
+    vc->block_pc = address;
+    vc->block_size = size;
+    vc->block_start = vc->instructions;
+    vc->block_position = 0;
+    vc->block_covered = (uint64_t)covered;
+    vc->in_block = 1;
+    vc->instructions += icount;
+}
+
 /* The block hook: counts the block (see "Instruction counting" above), and is
  * the only place where a stop asked for by another thread (the host timer,
  * Ctrl-C, the wall-clock timeout) takes effect.
@@ -278,8 +357,6 @@ uint32_t vclock_rdtscp(void *uc, void *user_data)
 static __attribute__((noinline)) void block_attention(void *uc, uint64_t address, uint32_t size,
                                                       struct vclock *vc)
 {
-    uint64_t icount;
-    int covered, partial;
     /* The timer tick served in C (_tick_path.c): an interrupt delivered here replaces
      * this block (RIP is now the handler's; Unicorn goes on there). */
     if (__atomic_load_n(&vc->tick_attention, __ATOMIC_RELAXED) && !vc->stop_requested &&
@@ -315,54 +392,26 @@ static __attribute__((noinline)) void block_attention(void *uc, uint64_t address
     }
     if (!vc->counting || vc->stop_requested)
         return;
-    vc->in_block = 0;
-    /* The rest of a block a stop cut (a budget, a breakpoint) starts a translation of
-     * its own; the run that cut it had no boundary there, so a deadline does not stop
-     * at it either: interrupts land where they would in one uncut run. */
-    partial = address == vc->partial_pc;
-    vc->partial_pc = UINT64_MAX;
-    if ((!partial && vc->instructions >= vc->stop_at) || vc->instructions >= vc->budget_at) {
-        vc->stopped = 1;              /* a deadline at or before this boundary */
-        vc->stop_requested = 1;
-        vc->emu_stop(uc);
-        return;
-    }
-    /* Deterministic mode: the PIT's edge falls due at this boundary, where the run loop
-     * would have stopped for it (the same rule as stop_at): the tick path serves it. */
-    if (!partial && vc->instructions >= vc->tick_at && vc->tick != NULL && tick_path_service(uc, vc->tick))
-        return;
-    /* Deterministic mode: the soft TLB's review, at block boundaries an uncut run has too */
-    if (!partial && vc->deterministic && vc->instructions >= vc->tlb_review_at && vc->ctl_tlb_flush != 0)
-        review_tlb_deterministic(uc, vc);
-    icount = block_icount(uc, vc, address);
-    covered = vc->all_exact || (address >= vc->exact_lo && address <= vc->exact_hi);
-    if (!covered && vc->instructions + icount > vc->budget_at) {
-        vc->exact_request_pc = address;   /* the budget ends inside: count this block exactly */
-        vc->exact_request_size = size;
-        vc->stop_requested = 1;
-        vc->emu_stop(uc);
-        return;
-    }
-    vc->block_pc = address;
-    vc->block_size = size;
-    vc->block_start = vc->instructions;
-    vc->block_position = 0;
-    vc->block_covered = (uint64_t)covered;
-    vc->in_block = 1;
-    vc->instructions += icount;
+    count_block(uc, address, size, vc);
 }
 
 /* Fast mode's common case - nothing asked of the block hook, nothing counted - returns
  * after four loads and one branch, without block_attention's prologue: the function with
  * every path inline saved and restored its registers on every block, 14 % of a
- * 4-instruction loop (docs/performance.md). */
+ * 4-instruction loop (docs/performance.md). Deterministic mode's - only counting - goes
+ * straight to count_block. */
 void vclock_block(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
     struct vclock *vc = user_data;
-    if ((__atomic_load_n(&vc->tick_attention, __ATOMIC_RELAXED) | __atomic_load_n(&vc->timer_polls, __ATOMIC_RELAXED) |
-         __atomic_load_n(&vc->async_stop, __ATOMIC_RELAXED) | vc->counting) == 0)
+    uint64_t asked = __atomic_load_n(&vc->tick_attention, __ATOMIC_RELAXED) |
+                     __atomic_load_n(&vc->timer_polls, __ATOMIC_RELAXED) |
+                     __atomic_load_n(&vc->async_stop, __ATOMIC_RELAXED);
+    if ((asked | vc->counting) == 0)
         return;
-    block_attention(uc, address, size, vc);
+    if (asked == 0 && !vc->stop_requested)
+        count_block(uc, address, size, vc);       /* deterministic mode's common case */
+    else
+        block_attention(uc, address, size, vc);
 }
 
 /* Ask for a stop at the next block from any thread (no GIL needed). A request

@@ -17,8 +17,9 @@ from __future__ import annotations
 import ctypes
 import itertools
 import time
+import weakref
 
-from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN, Uc
+from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_EDGE_GENERATED, UC_HOOK_INSN, Uc
 from unicorn.unicorn_const import UC_CTL_IO_READ_WRITE, UC_CTL_IO_WRITE, UC_CTL_TB_REQUEST_CACHE, UC_CTL_TLB_FLUSH
 from unicorn.x86_const import (
     UC_X86_INS_RDTSC, UC_X86_INS_RDTSCP, UC_X86_REG_MSR, UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX,
@@ -107,6 +108,7 @@ class VClockState(ctypes.Structure):
         ("tlb_review_at", ctypes.c_uint64),
         ("ctl_tlb_flush", ctypes.c_uint64),
         ("tlb_reviews", ctypes.c_uint64),
+        ("icounts", ctypes.c_void_p),
     ]
 
 
@@ -123,6 +125,12 @@ _RDTSCP_HOOK = ctypes.cast(_lib.vclock_rdtscp, ctypes.c_void_p)
 _RET_HOOK = ctypes.cast(_lib.vclock_ret, ctypes.c_void_p)
 _CALL_RETURN_HOOK = ctypes.cast(_lib.vclock_call_return, ctypes.c_void_p)
 _BLOCK_HOOK = ctypes.cast(_lib.vclock_block, ctypes.c_void_p)
+_TB_GENERATED_HOOK = ctypes.cast(_lib.vclock_tb_generated, ctypes.c_void_p)
+_lib.tb_icounts_new.restype = ctypes.c_void_p
+_lib.tb_icounts_free.argtypes = [ctypes.c_void_p]
+_lib.tb_icounts_free.restype = None
+_lib.tb_icounts_known.argtypes = _lib.tb_icounts_disputed.argtypes = [ctypes.c_void_p]
+_lib.tb_icounts_known.restype = _lib.tb_icounts_disputed.restype = ctypes.c_uint64
 _lib.vclock_request_async_stop.restype = None
 _lib.vclock_request_async_stop.argtypes = [ctypes.POINTER(VClockState)]
 
@@ -187,9 +195,30 @@ class VirtualClock:
         self._add_hook(UC_HOOK_INSN, _RDTSC_HOOK, 1, 0, UC_X86_INS_RDTSC)
         self._add_hook(UC_HOOK_INSN, _RDTSCP_HOOK, 1, 0, UC_X86_INS_RDTSCP)
         self._add_hook(UC_HOOK_BLOCK, _BLOCK_HOOK, 1, 0)          # counts; Q19: where async stops land
+        self._learn_block_counts()
         self.on_counting: list = []          # called when the per-instruction hook is installed
         self._paused_at: int | None = None
         self.pause()
+
+    def _learn_block_counts(self) -> None:
+        """Keep the instruction count of every block Unicorn translates (_tb_icounts.c), so
+        that counting a block does not ask Unicorn (uc_ctl) each time. The table learns from
+        translation reports; the cache is flushed here so that no block predates it. Without
+        memory for it, blocks are asked of Unicorn as before."""
+        table = _lib.tb_icounts_new()
+        if not table:
+            return
+        weakref.finalize(self, _lib.tb_icounts_free, table)
+        self.state.icounts = table
+        self._add_hook(UC_HOOK_EDGE_GENERATED, _TB_GENERATED_HOOK, 1, 0)
+        self.uc.ctl_flush_tb()
+
+    def block_counts_learnt(self) -> tuple[int, int]:
+        """(blocks whose count the table knows, blocks two translations disputed): statistics."""
+        table = self.state.icounts
+        if not table:
+            return (0, 0)
+        return (_lib.tb_icounts_known(table), _lib.tb_icounts_disputed(table))
 
     @property
     def deterministic(self) -> bool:
