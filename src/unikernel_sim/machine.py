@@ -120,6 +120,7 @@ class Machine:
             events_moved=lambda: self.loop.reschedule(),
             map_memory=lambda base, size, perms: self.ram.map_memory(base, size, perms, what="the framebuffer"),
             uart_fast_path=lambda tx_plain, lsr_value: self._uart_fast_path(tx_plain, lsr_value),
+            port_b_fast_path=lambda value, since, until: self._port_b_fast_path(value, since, until),
         )
         start = rtc_start or (DEFAULT_START if deterministic else dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
         self.board = PcBoard(wiring, IoBus(), MmioBus(uc, self.ram.size), ram_size=self.ram.size,
@@ -148,6 +149,11 @@ class Machine:
         loop = getattr(self, "loop", None)          # the UART publishes once before the loop exists
         if loop is not None:
             loop.fast_ports.publish_uart(tx_plain, lsr_value)
+
+    def _port_b_fast_path(self, value: int | None, since_ns: int, until_ns: int | None) -> None:
+        loop = getattr(self, "loop", None)
+        if loop is not None:
+            loop.fast_ports.publish_port_b(value, since_ns, until_ns)
 
     # --- loading -------------------------------------------------------------------
     def load(self, path: str, *, cmdline: str = "", modules: list["ModuleSpec"] | None = None,

@@ -41,6 +41,7 @@ from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER
 from unikernel_sim.cpu.vclock import host_ns
 from unikernel_sim.errors import UsageError
 from unikernel_sim.limits import MAX_INSTRUCTIONS, MAX_TIMEOUT_SECONDS
+from unikernel_sim.devices.i8254 import PORT_B, REFRESH_PERIOD_NS
 from unikernel_sim.devices.uart16550 import LSR as UART_LSR
 from unikernel_sim.run_control import InterruptWatch
 from unikernel_sim.stops import Stop, StopReason
@@ -99,7 +100,8 @@ class RunLoop:
         uc = self.uc
         uart = self.board.uart
         self.fast_ports = FastPorts(uc, self.clock, thr_port=uart.base, lsr_port=uart.base + UART_LSR,
-                                    io_ns=IO_ACCESS_NS, slow_in=self._on_in, slow_out=self._on_out,
+                                    io_ns=IO_ACCESS_NS, port_b=PORT_B, refresh_period_ns=REFRESH_PERIOD_NS,
+                                    slow_in=self._on_in, slow_out=self._on_out,
                                     on_bytes=machine.serial.write_bytes, on_error=self._leave_emu_start)
         uart.publish()
         self.tick_path = TickPath(self.clock, self.interrupts.fast, self.board)

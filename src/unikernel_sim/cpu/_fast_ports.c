@@ -1,4 +1,4 @@
-/* Port I/O in C for the one device that floods: COM1.
+/* Port I/O in C for the accesses that come by the thousand: COM1, and port 0x61.
  *
  * A kernel prints by polling LSR until THRE is set and writing THR, two port
  * instructions per byte. Through Python hooks that is ~1 us each (0.4 MB/s);
@@ -9,6 +9,13 @@
  * access - other ports, and COM1 in any other state - goes to the Python
  * handlers (slow_in/slow_out), which first drain the buffer, so the order of
  * output on the host is the order the guest wrote it.
+ *
+ * Port 0x61 (the PIT's channel 2 output, the refresh toggle): a kernel calibrating
+ * its TSC polls it for 10 ms or so, ~10,000 reads in deterministic mode (each takes
+ * io_ns). The PIT publishes at each read it serves what such a read returns, the
+ * refresh bit aside, and from when until when (i8254.py, output_steady_until); any
+ * port write, reset or change by a restore withdraws it. Reads inside that span
+ * are served here, the refresh bit from the time of the read, as Python computes it.
  *
  * Deterministic mode: a port access takes io_ns of virtual time, as in
  * Python (runloop.py, IO_ACCESS_NS); the next device stop is re-armed here the
@@ -21,6 +28,7 @@
 #include "_vclock.h"
 
 #define PIC_MASTER_COMMAND 0x20
+#define PORT_B_REFRESH 0x10           /* port 0x61 bit 4: toggles every refresh period */
 
 #define NEVER UINT64_MAX
 
@@ -44,6 +52,11 @@ struct fast_ports {
     out_fn slow_out;
     flush_fn flush;
     uint64_t fast_accesses;           /* accesses served here (statistics)                 */
+    uint64_t port_b;                  /* 0x61                                              */
+    uint64_t port_b_ok;               /* 1: port_b_value holds in [since, until)            */
+    uint64_t port_b_value;            /* what a read returns, the refresh bit aside         */
+    uint64_t port_b_since_ns, port_b_until_ns;   /* virtual ns; until NEVER: no end        */
+    uint64_t refresh_period_ns;       /* the refresh bit's half period                     */
 };
 
 /* Deterministic mode: charge the access, re-arm the stop. 0: an event falls due,
@@ -64,9 +77,7 @@ static int charge(struct fast_ports *fp)
     if (tick != NULL)
         tick_path_rearm(tick);        /* time moved: the edge is fewer instructions away */
     if (fp->event_ns != NEVER) {
-        int64_t span = (int64_t)fp->event_ns - vc->virtual_ns_skipped;
-        unsigned __int128 scaled = (unsigned __int128)(span > 0 ? (uint64_t)span : 0) << 32;
-        uint64_t at = (uint64_t)((scaled + vc->ns_per_instruction_q32 - 1) / vc->ns_per_instruction_q32);
+        uint64_t at = vclock_instruction_at(vc, (int64_t)fp->event_ns);
         if (at < stop_at)
             stop_at = at;
     }
@@ -74,12 +85,29 @@ static int charge(struct fast_ports *fp)
     return 1;
 }
 
+/* A port 0x61 read, if the published value holds at the time the read happens (in
+ * deterministic mode, after its io_ns). Returns 0 if Python must serve it. */
+static int read_port_b(struct fast_ports *fp, uint32_t *value)
+{
+    struct vclock *vc = fp->clock;
+    uint64_t at = vclock_now_ns(vc) + (vc->deterministic ? fp->io_ns : 0);
+    if (at < fp->port_b_since_ns || at >= fp->port_b_until_ns || !charge(fp))
+        return 0;
+    *value = (uint32_t)fp->port_b_value | ((at / fp->refresh_period_ns) & 1 ? PORT_B_REFRESH : 0);
+    return 1;
+}
+
 uint32_t fast_ports_in(void *uc, uint32_t port, int size, void *user_data)
 {
     struct fast_ports *fp = user_data;
+    uint32_t value;
     if (port == fp->lsr_port && size == 1 && fp->lsr_ok && charge(fp)) {
         fp->fast_accesses++;
         return (uint32_t)fp->lsr_value;
+    }
+    if (port == fp->port_b && size == 1 && fp->port_b_ok && read_port_b(fp, &value)) {
+        fp->fast_accesses++;
+        return value;
     }
     return fp->slow_in(uc, port, size, NULL);
 }

@@ -1,4 +1,5 @@
-"""Port I/O hooks, with COM1's hot pair (LSR reads, THR writes) served in C.
+"""Port I/O hooks, with COM1's hot pair (LSR reads, THR writes) and port 0x61 reads
+(the PIT calibration's poll) served in C.
 
 All port instructions reach native hooks (_fast_ports.c). While the UART says
 its state is plain (FastPorts.publish_uart), an LSR read and a THR write never
@@ -49,6 +50,12 @@ class FastPortsState(ctypes.Structure):
         ("slow_out", _OUT_FN),
         ("flush", _FLUSH_FN),
         ("fast_accesses", ctypes.c_uint64),
+        ("port_b", ctypes.c_uint64),
+        ("port_b_ok", ctypes.c_uint64),
+        ("port_b_value", ctypes.c_uint64),
+        ("port_b_since_ns", ctypes.c_uint64),
+        ("port_b_until_ns", ctypes.c_uint64),
+        ("refresh_period_ns", ctypes.c_uint64),
     ]
 
 
@@ -60,6 +67,7 @@ _OUT_HOOK = ctypes.cast(_lib.fast_ports_out, ctypes.c_void_p)
 
 class FastPorts:
     def __init__(self, uc: Uc, clock: VirtualClock, *, thr_port: int, lsr_port: int, io_ns: int,
+                 port_b: int, refresh_period_ns: int,
                  slow_in: Callable[[int, int], int], slow_out: Callable[[int, int, int], None],
                  on_bytes: Callable[[bytes], None], on_error: Callable[[], None]) -> None:
         self._slow_in, self._slow_out = slow_in, slow_out
@@ -70,6 +78,7 @@ class FastPorts:
         s = self.state = FastPortsState()
         s.clock = clock._pointer
         s.thr_port, s.lsr_port, s.io_ns = thr_port, lsr_port, io_ns
+        s.port_b, s.refresh_period_ns = port_b, refresh_period_ns
         s.event_ns = NEVER
         s.capacity = BUFFER_BYTES
         s.buffer = ctypes.cast(self._buffer, ctypes.c_void_p)
@@ -91,10 +100,20 @@ class FastPorts:
         s.lsr_ok = int(lsr_value is not None and self.enabled)
         s.lsr_value = lsr_value or 0
 
+    def publish_port_b(self, value: int | None, since_ns: int, until_ns: int | None) -> None:
+        """value: what a port 0x61 read returns, the refresh bit aside (the C path adds it
+        from the time of the read), at every virtual ns in [since_ns, until_ns) (None: no
+        end) while no port write comes between; None: nothing known."""
+        s = self.state
+        s.port_b_ok = int(value is not None and self.enabled)
+        s.port_b_value = value or 0
+        s.port_b_since_ns = since_ns
+        s.port_b_until_ns = NEVER if until_ns is None else until_ns
+
     def disable(self) -> None:
         """Send every access through Python (--trace io wants to see them all)."""
         self.enabled = False
-        self.state.tx_ok = self.state.lsr_ok = 0
+        self.state.tx_ok = self.state.lsr_ok = self.state.port_b_ok = 0
 
     def set_schedule(self, event_ns: int | None) -> None:
         """Deterministic mode: when the next device event falls due."""

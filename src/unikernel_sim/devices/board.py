@@ -63,6 +63,7 @@ class BoardWiring(Record):
     events_moved: Callable[[], None]                  # the next device event may have moved
     map_memory: Callable[[int, int, int], None]       # (base, size, perms): memory snapshots cover
     uart_fast_path: Callable[[bool, int | None], None] = lambda tx_plain, lsr_value: None   # COM1's C path
+    port_b_fast_path: Callable[[int | None, int, int | None], None] = lambda value, since, until: None  # port 0x61's
 
 
 LOAD_PLANS = 16                 # snapshots whose device-loading plan is kept (devices/device.py)
@@ -93,6 +94,7 @@ class PcBoard:
         self.pit = self.attach(Pit8254(now, irq0=self._pit_output))
         self.pit.on_reprogram = wiring.events_moved
         self.pit.power_on_state()
+        self.pit.port_b_path = wiring.port_b_fast_path
         self.rtc = self.attach(CmosRtc(now, start=rtc_start, ram_bytes=ram_size, irq=self._rtc_output))
         self.keyboard = self.attach(I8042(now, irq1=lambda: self.pulse_irq(IRQ_KEYBOARD),
                                           reset=lambda: wiring.reset("keyboard controller"),

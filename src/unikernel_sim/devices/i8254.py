@@ -130,6 +130,21 @@ class PitChannel(Stateful):
             return ticks != n
         return True
 
+    def output_steady_until(self, now: int) -> int | None | bool:
+        """Until when output() keeps the value it has at now, with no write in between:
+        the first ns at which it may change, None if never, False if not worked out (the
+        periodic modes, and mode 4's one-tick strobe, change too often to be worth it)."""
+        if self.loaded_at is None or self.mode in (1, 5):
+            return None
+        if not self.gate:                      # modes 0/4 hold their count, 2/3 hold high
+            return None
+        if self.mode != 0:
+            return False
+        ticks = self.elapsed(now)
+        if ticks is None or ticks >= self.period:
+            return None                        # terminal count passed: high until a write
+        return self.next_rising_edge(now)
+
     def rising_edges(self, start: int, end: int) -> int:
         """Number of low-to-high output transitions in (start, end] (ns)."""
         if self.loaded_at is None or not self.gate:
@@ -267,11 +282,20 @@ class Pit8254(Device):
         self.on_reprogram: Callable[[], None] = lambda: None
         self._accounted_until = 0
         self.port_b = 0                           # port 0x61 bits 0-3 as written
+        # Told at each port 0x61 read what such a read returns, the refresh bit aside, from
+        # when until when (virtual ns; None: for ever), and told "nothing" (value None)
+        # after every change: the C port path serves the reads in between
+        # (cpu/fast_ports.py), a calibration loop's thousands of them.
+        self.port_b_path: Callable[[int | None, int, int | None], None] = lambda value, since, until: None
 
     def reset(self) -> None:
         self.channels = _power_on_channels()
         self.port_b = 0
         self.power_on_state()
+        self.port_b_path(None, 0, None)
+
+    def after_load(self) -> None:
+        self.port_b_path(None, 0, None)              # the state changed under what was published
 
     def power_on_state(self) -> None:
         """What a PC BIOS leaves: channel 0 in mode 3 with count 0 (65536), ~18.2 Hz."""
@@ -305,6 +329,7 @@ class Pit8254(Device):
     def io_write(self, port: int, size: int, value: int) -> None:
         value &= 0xFF
         now = self.now()
+        self.port_b_path(None, 0, None)              # gate, mode and count all shape port 0x61
         if port == PORT_B:
             self.port_b = value & 0x0F
             self.channels[2].set_gate(bool(value & PORT_B_GATE2), now)
@@ -349,8 +374,11 @@ class Pit8254(Device):
     def _read_port_b(self) -> int:
         now = self.now()
         value = self.port_b & (PORT_B_GATE2 | PORT_B_SPEAKER)
-        if (now // REFRESH_PERIOD_NS) & 1:
-            value |= PORT_B_REFRESH
         if self.channels[2].output(now):
             value |= PORT_B_OUT2
+        until = self.channels[2].output_steady_until(now)
+        if until is not False:
+            self.port_b_path(value, now, until)
+        if (now // REFRESH_PERIOD_NS) & 1:
+            value |= PORT_B_REFRESH
         return value
