@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 
 import pytest
+from unicorn import UC_HOOK_BLOCK, UC_HOOK_EDGE_GENERATED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,6 +67,24 @@ def measured(tmp_path, setup: str, timed: str) -> int:
     learnt, disputed = machine.clock.block_counts_learnt()
     assert learnt > 0 and disputed >= 1, (learnt, disputed)
     return (machine.ram.u32(TSC_AFTER) - machine.ram.u32(TSC_BEFORE)) & 0xFFFFFFFF
+
+
+def test_the_first_block_a_machine_runs_is_reported(tmp_path):
+    """The table learns from Unicorn's reports, which begin once a block has run to its
+    end in the engine's life (Q29): the clock sees to that, so the first block a new
+    machine runs is reported too (fast mode counts nothing: it would not be learnt any
+    other way)."""
+    image, _ = build_protected(IdtGuest(fault="nop", flags=0x2, after="    mov al, 0\n    out 0xf4, al\n"))
+    path = tmp_path / "exit.bin"
+    path.write_bytes(image)
+    Machine(16)                               # the process's probes run on the first machine's engine
+    machine = Machine(16)
+    reported, ran = [], []
+    machine.uc.hook_add(UC_HOOK_EDGE_GENERATED, lambda _uc, cur, _prev, _user: reported.append(cur.pc))
+    machine.uc.hook_add(UC_HOOK_BLOCK, lambda _uc, address, _size, _user: ran.append(address))
+    machine.load(str(path))                   # the loader runs its own hand-off code first
+    assert machine.run().reason is StopReason.GUEST_EXIT
+    assert ran and reported[0] == ran[0]
 
 
 def pass_instructions(head: int, *, remap: bool) -> int:

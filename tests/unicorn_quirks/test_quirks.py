@@ -380,3 +380,37 @@ def test_q28_full_flushes_let_qemus_rule_grow_the_tlb():
         uc.emu_start(uc.entry["touch_many"], 1 << 63)
         uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
     assert stale_probe_survives(uc)
+
+
+# --- Q29: translation reports (UC_HOOK_EDGE_GENERATED) wait for a block to run to its end ---
+def reported_blocks(uc: Uc) -> list[tuple[int, int, int]]:
+    from unicorn import UC_HOOK_EDGE_GENERATED
+    seen: list[tuple[int, int, int]] = []
+    uc.hook_add(UC_HOOK_EDGE_GENERATED, lambda _uc, cur, _prev, _user: seen.append((cur.pc, cur.size, cur.icount)))
+    return seen
+
+
+def test_q29_the_engines_first_translation_is_not_reported():
+    uc = engine(b"\x90\xeb\x0d" + b"\x00" * 13 + b"\x90\x90" + HLT)   # nop; jmp +13 | nop; nop; hlt
+    seen = reported_blocks(uc)
+    uc.emu_start(CODE, 1 << 63)
+    assert seen == [(CODE + 16, 3, 3)]                   # the second block only: pc, bytes, instructions
+
+
+def test_q29_nothing_is_reported_while_every_block_so_far_ended_in_an_exception_or_hlt():
+    uc = engine(b"\x90" + HLT)
+    uc.emu_start(CODE, 1 << 63)                          # one block, left by the hlt
+    seen = reported_blocks(uc)
+    uc.mem_write(CODE + 0x100, b"\x90\x90\x90" + HLT)
+    uc.emu_start(CODE + 0x100, 1 << 63)
+    assert seen == []
+
+
+def test_q29_once_a_block_ran_to_its_end_runs_are_reported_from_their_first_block_but_uc_ctl_is_not():
+    uc = engine(b"\xeb\x00" + HLT)                       # jmp $+2 runs to its end
+    uc.emu_start(CODE, 1 << 63)
+    seen = reported_blocks(uc)
+    uc.mem_write(CODE + 0x100, b"\x90\x90\x90" + HLT)
+    uc.ctl_request_cache(CODE + 0x200)                   # translated by uc_ctl: not reported
+    uc.emu_start(CODE + 0x100, 1 << 63)
+    assert seen == [(CODE + 0x100, 4, 4)]

@@ -7,12 +7,13 @@
  *
  * Why a count from this table is the executing block's count:
  * - Every block Unicorn 2.1.4 translates on its run path goes through tb_find,
- *   which reports it to UC_HOOK_EDGE_GENERATED hooks with its pc, size and icount
- *   (cpu-exec.c), once the engine has run any block before (uc->last_tb set; the
- *   Machine's start-up probes run before the clock exists). The only other
- *   translations are uc_ctl's own (learnt here from its answer) and icount mode's
- *   uncached blocks (not used by Unicorn). The clock flushes the translation cache
- *   when it installs the report hook, so no block it counts predates the table.
+ *   which reports it to UC_HOOK_EDGE_GENERATED hooks with its pc, size and icount,
+ *   but only once some block has run to its end in the engine's life (not left by an
+ *   exception or hlt: docs/unicorn-quirks.md, Q29). The clock runs such a block, then
+ *   flushes the translation cache and installs the report hook (vclock.py), so no
+ *   block it counts predates the table. The only other translations are uc_ctl's
+ *   own (learnt here from its answer) and icount mode's uncached blocks (not used by
+ *   Unicorn).
  * - The same (address, size) can be two live blocks with different counts: code
  *   rewritten in place (the old block is invalidated, its entry stays), the same
  *   bytes decoded in another mode, another page mapped at the same address. Two

@@ -126,6 +126,7 @@ _RET_HOOK = ctypes.cast(_lib.vclock_ret, ctypes.c_void_p)
 _CALL_RETURN_HOOK = ctypes.cast(_lib.vclock_call_return, ctypes.c_void_p)
 _BLOCK_HOOK = ctypes.cast(_lib.vclock_block, ctypes.c_void_p)
 _TB_GENERATED_HOOK = ctypes.cast(_lib.vclock_tb_generated, ctypes.c_void_p)
+ONE_BLOCK = b"\xeb\x00"             # jmp $+2 (any mode): a block that runs to its end
 _lib.tb_icounts_new.restype = ctypes.c_void_p
 _lib.tb_icounts_free.argtypes = [ctypes.c_void_p]
 _lib.tb_icounts_free.restype = None
@@ -203,15 +204,28 @@ class VirtualClock:
     def _learn_block_counts(self) -> None:
         """Keep the instruction count of every block Unicorn translates (_tb_icounts.c), so
         that counting a block does not ask Unicorn (uc_ctl) each time. The table learns from
-        translation reports; the cache is flushed here so that no block predates it. Without
-        memory for it, blocks are asked of Unicorn as before."""
+        translation reports, which Unicorn makes only once a block has run to its end in the
+        engine's life (Q29): one is run here first, then the cache is flushed so that no
+        block predates the table. Without memory for it, blocks are asked of Unicorn."""
         table = _lib.tb_icounts_new()
         if not table:
             return
         weakref.finalize(self, _lib.tb_icounts_free, table)
+        self._run_one_block()
         self.state.icounts = table
         self._add_hook(UC_HOOK_EDGE_GENERATED, _TB_GENERATED_HOOK, 1, 0)
         self.uc.ctl_flush_tb()
+
+    def _run_one_block(self) -> None:
+        """`jmp $+2` at address 0, run up to its end: a block that ends by its jump (not by
+        an exception or a stop), with the bytes and the CPU state put back after."""
+        uc = self.uc
+        saved = bytes(uc.mem_read(0, len(ONE_BLOCK)))
+        context = uc.context_save()
+        uc.mem_write(0, ONE_BLOCK)
+        uc.emu_start(0, len(ONE_BLOCK))
+        uc.mem_write(0, saved)
+        uc.context_restore(context)
 
     def block_counts_learnt(self) -> tuple[int, int]:
         """(blocks whose count the table knows, blocks two translations disputed): statistics."""
