@@ -38,7 +38,7 @@ from unikernel_sim.cpu.host_timer import HostTimer
 from unikernel_sim.cpu.interrupts import InterruptPath
 from unikernel_sim.cpu.msr_emulation import ModelSpecificRegisters
 from unikernel_sim.cpu.red_zone_watch import RedZoneWatch
-from unikernel_sim.cpu.unicorn_compat import GeneralRegisters, context_offsets, in_64bit_mode
+from unikernel_sim.cpu.unicorn_compat import GeneralRegisters, context_offsets, in_64bit_mode, run_to
 from unikernel_sim.cpu.vclock import VirtualClock
 from unikernel_sim.devices.board import BoardWiring, PcBoard
 from unikernel_sim.devices.bus import IoBus
@@ -331,6 +331,11 @@ class Machine:
     def raise_fault(self, vector: int, error_code: int | None, rip: int) -> None:
         """From a hook: deliver a fault whose saved RIP is rip instead of executing it."""
         self.interrupts.raise_fault(vector, error_code, rip)
+
+    def run_to(self, begin: int, end: int) -> None:
+        """Run the engine from begin until end with no run loop (the boot hand-off's stub);
+        the engine's exits mode makes end the run's one exit (docs/unicorn-quirks.md, Q1)."""
+        run_to(self.uc, begin, end)
 
     # --- guest calls and snapshots -----------------------------------------------------
     def call(self, function: str | int, *args: int | float, returns: str = "int",

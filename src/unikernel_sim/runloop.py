@@ -37,7 +37,7 @@ from unikernel_sim.cpu.fast_ports import FastPorts
 from unikernel_sim.cpu.host_timer import OUTPUT, TIMEOUT
 from unikernel_sim.cpu.hpet_counter import HpetCounterPath
 from unikernel_sim.cpu.tick_path import TickPath
-from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER
+from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER, exits_only
 from unikernel_sim.cpu.vclock import host_ns
 from unikernel_sim.errors import UsageError
 from unikernel_sim.limits import MAX_INSTRUCTIONS, MAX_TIMEOUT_SECONDS
@@ -98,6 +98,7 @@ class RunLoop:
         self._unmapped: tuple[int, int, int] | None = None
         self._slices_in_run = 0                    # the tick is offered to C from the second on
         uc = self.uc
+        exits_only(uc)                             # no CR2 clobbered at the end of a run (Q1)
         uart = self.board.uart
         self.fast_ports = FastPorts(uc, self.clock, thr_port=uart.base, lsr_port=uart.base + UART_LSR,
                                     io_ns=IO_ACCESS_NS, port_b=PORT_B, refresh_period_ns=REFRESH_PERIOD_NS,

@@ -414,3 +414,36 @@ def test_q29_once_a_block_ran_to_its_end_runs_are_reported_from_their_first_bloc
     uc.ctl_request_cache(CODE + 0x200)                   # translated by uc_ctl: not reported
     uc.emu_start(CODE + 0x100, 1 << 63)
     assert seen == [(CODE + 0x100, 4, 4)]
+
+
+# --- Q1: a run ends by a page walk of until - 1, which sets CR2 when it is not mapped ------
+def paged_32bit_engine() -> Uc:
+    """32-bit paging, 4 MiB pages: only 0-4 MiB mapped (SDM vol. 3A, 4.3: PDE with PS)."""
+    from unicorn import UC_MODE_32
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.mem_map(0, 0x400000)
+    uc.mem_write(CODE, b"\x90" + HLT)
+    uc.mem_write(0x2000, struct.pack("<I", 0x83))       # PD[0]: present, writable, 4 MiB page
+    uc.reg_write(x86.UC_X86_REG_CR3, 0x2000)
+    uc.reg_write(x86.UC_X86_REG_CR4, 0x10)               # PSE
+    uc.reg_write(x86.UC_X86_REG_CR0, 0x80000001)         # PG, PE
+    uc.reg_write(x86.UC_X86_REG_CR2, 0x1234)
+    return uc
+
+
+@pytest.mark.parametrize("until", [1 << 63, 2**64 - 1])
+def test_q1_a_run_leaves_cr2_at_until_minus_one_when_that_is_not_mapped(until):
+    uc = paged_32bit_engine()
+    uc.emu_start(CODE, until)
+    assert uc.reg_read(x86.UC_X86_REG_CR2) == (until - 1) & 0xFFFFFFFF
+
+
+def test_q1_a_mapped_until_or_exits_mode_without_exits_leaves_cr2_alone():
+    uc = paged_32bit_engine()
+    uc.emu_start(CODE, 0x3000)                            # mapped
+    assert uc.reg_read(x86.UC_X86_REG_CR2) == 0x1234
+    uc = paged_32bit_engine()
+    uc.ctl_exits_enabled(True)
+    uc.ctl_set_exits([])
+    uc.emu_start(CODE, 1 << 63)
+    assert uc.reg_read(x86.UC_X86_REG_CR2) == 0x1234

@@ -26,6 +26,7 @@ far-returns into a 32-bit code segment (compatibility mode), clears CR0.PG
 from __future__ import annotations
 
 import struct
+from typing import Callable
 
 from unicorn import Uc
 from unicorn import x86_const as x86
@@ -121,15 +122,18 @@ class HandoffStub(Record):
         return bytes(area)
 
 
-def enter_multiboot2_state(uc: Uc, stub: HandoffStub, entry: int, boot_info: int, magic: int) -> None:
-    """Run the stub on the emulated CPU, then set the entry registers.
+def enter_multiboot2_state(uc: Uc, stub: HandoffStub, entry: int, boot_info: int, magic: int,
+                           run_to: Callable[[int, int], None]) -> None:
+    """Run the stub on the emulated CPU, then set the entry registers. run_to(begin, end)
+    runs the engine from begin until end (Machine.run_to: the run loop's engine ignores
+    emu_start's own `until`, docs/unicorn-quirks.md Q1).
 
     The scratch area must already hold stub.image() and lie below 1 GiB."""
     uc.reg_write(x86.UC_X86_REG_CR3, stub.scratch + PML4_OFFSET)
     uc.reg_write(x86.UC_X86_REG_CR4, uc.reg_read(x86.UC_X86_REG_CR4) | CR4.PAE)
     uc.reg_write(x86.UC_X86_REG_CR0, CR0_PE_ET | CR0.PG)
     uc.reg_write(x86.UC_X86_REG_RSP, stub.stack_top)
-    uc.emu_start(stub.start, stub.end)
+    run_to(stub.start, stub.end)
     if uc.reg_read(x86.UC_X86_REG_CR0) & CR0.PG or uc.msr_read(MSR.EFER) != 0:
         raise RuntimeError("hand-off stub did not reach 32-bit protected mode (Unicorn changed?)")
     for name in ("RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP",

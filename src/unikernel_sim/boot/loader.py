@@ -211,7 +211,7 @@ def _hand_over(machine: "Machine", layout: PhysicalLayout, chunks: Chunks, entry
     stub = HandoffStub(scratch)
     machine.ram.write(scratch, stub.image())
     machine.uc.ctl_flush_tb()
-    enter_multiboot2_state(machine.uc, stub, entry, boot_info_address, magic)
+    enter_multiboot2_state(machine.uc, stub, entry, boot_info_address, magic, machine.run_to)
 
 
 def _loader_name() -> str:

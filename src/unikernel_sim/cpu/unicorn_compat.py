@@ -6,7 +6,8 @@ number in docs/unicorn-quirks.md, where the reproduction (a test on raw
 Unicorn, tests/unicorn_quirks/) and the reason are written down. When an
 upgrade makes a reproduction test fail, the workaround it names can go.
 
-  RUN_UNTIL_NEVER            Q1  emu_start(until=2**64-1) clobbers CR2
+  exits_only, run_to         Q1  every emu_start ends by a page walk of until - 1, which
+                                 sets CR2 when that address is not mapped
   native_function_address    Q8  the binding refuses UC_HOOK_INSN for RDTSC/RDTSCP,
   add_native_hook                so C hooks are registered through the library itself
   context_offsets and the    Q3  UC_HOOK_INTR gives the vector only: the error code and
@@ -43,14 +44,41 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RUN_UNTIL_NEVER", "UcContext", "add_native_hook", "clear_exception_in_flight", "context_offsets",
-    "context_address", "delete_native_hook", "engine_handle", "set_context_mode",
+    "context_address", "delete_native_hook", "engine_handle", "exits_only", "run_to", "set_context_mode",
     "in_64bit_mode", "interrupt_shadow", "native_function_address", "set_cpl", "take_exception_info",
 ]
 
 RUN_UNTIL_NEVER = 1 << 63
-"""emu_start's `until`: a non-canonical address no code reaches. Not 2**64-1:
-with that value Unicorn 2.1.4 leaves CR2 = 0xfffffffffffffffe when emu_start
-returns (Q1)."""
+"""emu_start's `until` for a run that only hooks end: an address no code reaches. An
+engine in exits mode (exits_only) ignores it."""
+
+
+def exits_only(uc: Uc) -> None:
+    """Make emu_start ignore `until` and stop at no address of its own (Q1). Unicorn 2.1.4
+    ends every run by invalidating the translation at until - 1, through a page walk of
+    that address: where the guest's page tables do not map it, the walk sets CR2 to it,
+    so a run stopped anywhere between a page fault and its handler's `mov eax, cr2` (a
+    timer, a budget, a debugger's step) changed the address the handler read, and the
+    crash report showed until - 1. In exits mode the invalidation walks the exits set
+    (empty here) instead."""
+    uc.ctl_exits_enabled(True)
+    uc.ctl_set_exits([])
+
+
+def run_to(uc: Uc, begin: int, end: int) -> None:
+    """emu_start from begin until end, on an engine in exits mode or not: in exits mode
+    end is the run's only exit (and the walk after it is end - 1's, which the callers'
+    own code maps)."""
+    try:
+        uc.ctl_get_exits_cnt()          # refused (UC_ERR_ARG) unless exits mode is on
+    except UcError:
+        uc.emu_start(begin, end)
+        return
+    uc.ctl_set_exits([end])
+    try:
+        uc.emu_start(begin, end)
+    finally:
+        uc.ctl_set_exits([])
 
 
 def native_function_address(name: str) -> int:

@@ -27,7 +27,7 @@ from unicorn.x86_const import (
 )
 
 from unikernel_sim.cpu.native import check_mirror, library
-from unikernel_sim.cpu.unicorn_compat import add_native_hook, delete_native_hook, native_function_address
+from unikernel_sim.cpu.unicorn_compat import add_native_hook, delete_native_hook, native_function_address, run_to
 from unikernel_sim.identity_cache import IdentityCache
 
 NEVER = (1 << 64) - 1
@@ -223,7 +223,7 @@ class VirtualClock:
         saved = bytes(uc.mem_read(0, len(ONE_BLOCK)))
         context = uc.context_save()
         uc.mem_write(0, ONE_BLOCK)
-        uc.emu_start(0, len(ONE_BLOCK))
+        run_to(uc, 0, len(ONE_BLOCK))
         uc.mem_write(0, saved)
         uc.context_restore(context)
 
