@@ -67,7 +67,7 @@ static int grow(struct tb_icounts *table)
     table->slots = slots;
     table->slot_bits++;
     for (uint64_t i = 0; i < old_count; i++)
-        if (old[i].state != SLOT_EMPTY)
+        if (old[i].state != TB_SLOT_EMPTY)
             *tb_icounts_find(table, old[i].pc, old[i].size) = old[i];
     free(old);
     return 1;
@@ -80,15 +80,15 @@ void tb_icounts_learn(struct tb_icounts *table, uint64_t pc, uint32_t size, uint
     if (icount == TB_ICOUNT_UNKNOWN || icount > UINT16_MAX || size > UINT16_MAX)
         return;                           /* not a count a struct uc_tb can carry */
     struct tb_slot *s = tb_icounts_find(table, pc, size);
-    if (s->state == SLOT_KNOWN && s->icount != icount) {
-        s->state = SLOT_DISPUTED;         /* two live blocks may share the pair: ask each time */
+    if (s->state == TB_SLOT_KNOWN && s->icount != icount) {
+        s->state = TB_SLOT_DISPUTED;         /* two live blocks may share the pair: ask each time */
         s->icount = TB_ICOUNT_UNKNOWN;
         table->disputed++;
         if (table->last_pc == pc && table->last_size == size)
             table->last_size = 0;         /* no longer answered from the last lookup */
         return;
     }
-    if (s->state != SLOT_EMPTY)
+    if (s->state != TB_SLOT_EMPTY)
         return;
     if ((table->used + 1) * 2 > (1ull << table->slot_bits)) {
         if (!grow(table))
@@ -98,7 +98,7 @@ void tb_icounts_learn(struct tb_icounts *table, uint64_t pc, uint32_t size, uint
     s->pc = pc;
     s->size = (uint16_t)size;
     s->icount = (uint16_t)icount;
-    s->state = SLOT_KNOWN;
+    s->state = TB_SLOT_KNOWN;
     table->used++;
 }
 

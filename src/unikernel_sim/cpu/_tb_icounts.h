@@ -15,7 +15,7 @@ struct uc_tb {                        /* unicorn.h: what the block hook's count 
     uint16_t size;
 };
 
-enum tb_slot_state { SLOT_EMPTY = 0, SLOT_KNOWN = 1, SLOT_DISPUTED = 2 };
+enum tb_slot_state { TB_SLOT_EMPTY = 0, TB_SLOT_KNOWN = 1, TB_SLOT_DISPUTED = 2 };
 
 struct tb_slot {
     uint64_t pc;
@@ -48,7 +48,7 @@ static inline struct tb_slot *tb_icounts_find(const struct tb_icounts *table, ui
     uint64_t mask = (1ull << table->slot_bits) - 1;
     for (uint64_t i = tb_icounts_index(pc, size, table->slot_bits);; i = (i + 1) & mask) {
         struct tb_slot *s = &table->slots[i];
-        if (s->state == SLOT_EMPTY || (s->pc == pc && s->size == size))
+        if (s->state == TB_SLOT_EMPTY || (s->pc == pc && s->size == size))
             return s;
     }
 }
@@ -60,7 +60,7 @@ static inline uint32_t tb_icounts_lookup(struct tb_icounts *table, uint64_t pc, 
     if (pc == table->last_pc && size == table->last_size)
         return table->last_icount;
     const struct tb_slot *s = tb_icounts_find(table, pc, size);
-    if (s->state != SLOT_KNOWN)
+    if (s->state != TB_SLOT_KNOWN)
         return TB_ICOUNT_UNKNOWN;
     table->last_pc = pc;
     table->last_size = size;
