@@ -103,10 +103,16 @@ static struct ram_snapshots *watched[MAX_WATCHED];   /* the first watched_count 
 static int watched_count;
 static struct sigaction previous_action;    /* the handler before ours: faults not ours go there */
 
+/* Zeroed memory near hint (NULL: where the kernel likes), or NULL. */
+static void *map_anonymous_at(void *hint, uint64_t size)
+{
+    void *p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
 static void *map_anonymous(uint64_t size)
 {
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    return map_anonymous_at(NULL, size);
 }
 
 /* Guest RAM is mapped from here upwards, far from the shared libraries: Linux places
@@ -125,8 +131,7 @@ static void *map_guest_memory(uint64_t size)
     void *hint = (void *)(uintptr_t)__atomic_fetch_add(&next_guest_ram,
                                                        (size + GUEST_RAM_ALIGN - 1) / GUEST_RAM_ALIGN * GUEST_RAM_ALIGN,
                                                        __ATOMIC_RELAXED);
-    void *p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    return map_anonymous_at(hint, size);
 }
 
 static uint64_t round_pages(uint64_t size)
