@@ -95,20 +95,32 @@ def guest(mode: int, iterations: int, hz: int | None, source: str = "pit") -> Id
                     handlers={8: EOI_32 if mode == 32 else EOI_64})
 
 
-def run_once(mode: int, iterations: int, hz: int | None, deterministic: bool = False,
-             source: str = "pit") -> tuple[float, int]:
+def loaded_machine(mode: int, iterations: int, hz: int | None, deterministic: bool,
+                   source: str) -> tuple[Machine, int]:
+    """A machine with the timer guest loaded, and the address where its compute loop starts."""
     build = build_protected if mode == 32 else build_long
-    image, _ = build(guest(mode, iterations, hz, source))
+    image, loop_start = build(guest(mode, iterations, hz, source))
     with tempfile.NamedTemporaryFile(suffix=".bin") as handle:
         handle.write(image)
         handle.flush()
         machine = Machine(16, deterministic=deterministic)
         machine.load(handle.name)
-        start = time.perf_counter()
-        stop = machine.run()
-        elapsed = time.perf_counter() - start
+    return machine, loop_start
+
+
+def timed_run(machine: Machine) -> float:
+    """Seconds of one Machine.run to the guest's exit."""
+    start = time.perf_counter()
+    stop = machine.run()
+    elapsed = time.perf_counter() - start
     assert stop.reason is StopReason.GUEST_EXIT, stop.summary
-    return elapsed, machine.interrupts.irq_count
+    return elapsed
+
+
+def run_once(mode: int, iterations: int, hz: int | None, deterministic: bool = False,
+             source: str = "pit") -> tuple[float, int]:
+    machine, _ = loaded_machine(mode, iterations, hz, deterministic, source)
+    return timed_run(machine), machine.interrupts.irq_count
 
 
 PIC_MASTER_MASK, PIC_SLAVE_MASK = 0x21, 0xA1
@@ -122,32 +134,22 @@ def one_machine_pairs(mode: int, iterations: int, hz: int, runs: int, determinis
     loop's own speed (where their code lands), as much as the timer costs."""
     if source in ("lapic", "ioapic", "hpet-ioapic"):
         raise SystemExit(f"--one-machine masks the 8259: not for --source {source}")
-    build = build_protected if mode == 32 else build_long
-    image, loop_start = build(guest(mode, iterations, hz, source))
+    machine, loop_start = loaded_machine(mode, iterations, hz, deterministic, source)
+    machine.add_breakpoint(loop_start)          # a budget would leave fast mode counting for good
+    assert machine.run().reason is StopReason.BREAKPOINT
+    machine.remove_breakpoint(loop_start)
+    start_state = machine.snapshot()
     quiet, loaded, irqs = [], [], []
-    with tempfile.NamedTemporaryFile(suffix=".bin") as handle:
-        handle.write(image)
-        handle.flush()
-        machine = Machine(16, deterministic=deterministic)
-        machine.load(handle.name)
-        machine.add_breakpoint(loop_start)      # a budget would leave fast mode counting for good
-        assert machine.run().reason is StopReason.BREAKPOINT
-        machine.remove_breakpoint(loop_start)
-        start_state = machine.snapshot()
-        for _ in range(runs):
-            for masked in (True, False):
-                machine.restore(start_state)
-                if masked:
-                    machine.board.io.write(PIC_MASTER_MASK, 1, 0xFF)
-                    machine.board.io.write(PIC_SLAVE_MASK, 1, 0xFF)
-                delivered = machine.interrupts.irq_count
-                begin = time.perf_counter()
-                stop = machine.run()
-                elapsed = time.perf_counter() - begin
-                assert stop.reason is StopReason.GUEST_EXIT, stop.summary
-                (quiet if masked else loaded).append(elapsed)
-                if not masked:
-                    irqs.append(machine.interrupts.irq_count - delivered)
+    for _ in range(runs):
+        for masked in (True, False):
+            machine.restore(start_state)
+            if masked:
+                machine.board.io.write(PIC_MASTER_MASK, 1, 0xFF)
+                machine.board.io.write(PIC_SLAVE_MASK, 1, 0xFF)
+            delivered = machine.interrupts.irq_count
+            (quiet if masked else loaded).append(timed_run(machine))
+            if not masked:
+                irqs.append(machine.interrupts.irq_count - delivered)
     return quiet, loaded, irqs
 
 
