@@ -78,7 +78,8 @@ struct vclock {
     uint64_t call_active;             /* 1: a guest call runs; vclock_call_return stops at its return */
     uint64_t timer_polls;             /* fast mode: POLL_ bits the host timer sets, vclock_block takes */
     /* the soft TLB's review (_vclock.c, "The soft TLB's size")                                 */
-    uint64_t tlb_review_at;           /* deterministic: review at this count; 0: find it first    */
+    uint64_t tlb_review_at;           /* deterministic: review at this count; 0: find it first;   */
+                                      /* NEVER: none (fast mode, or reviews off)                   */
     uint64_t ctl_tlb_flush;           /* uc_ctl's control word for UC_CTL_TLB_FLUSH; 0: no reviews (before a run) */
     uint64_t tlb_reviews;             /* reviews made (statistics)                                */
     void *icounts;                    /* struct tb_icounts (_tb_icounts.c): block -> instructions; NULL: ask uc_ctl */
