@@ -73,33 +73,41 @@ def pit_through_ioapic(hz: int, mode: int = 32) -> str:
             + store32(0xFEC00010, IOAPIC_PIT_VECTOR, mode) + program_pit(hz).rsplit("\nmov al, 0xfe", 1)[0])
 
 
-def guest(mode: int, iterations: int, hz: int | None, source: str = "pit") -> IdtGuest:
+def phase_loop(iterations: int, bits: int) -> str:
+    """compute_loop's four instructions, iterations times a phase, phases without end: the
+    guest's first instruction (`phase_top`, where --alternate breaks) begins each one."""
+    return compute_loop(iterations, bits).split("mov al, 0")[0] + "jmp phase_top\n"
+
+
+def guest(mode: int, iterations: int, hz: int | None, source: str = "pit", phases: bool = False) -> IdtGuest:
+    loop = phase_loop(iterations, mode) if phases else compute_loop(iterations, mode)
+    top = "phase_top:\nnop" if phases else "nop"
     apic_eoi = APIC_EOI_32 if mode == 32 else APIC_EOI_64
     if source == "ioapic":
-        return IdtGuest(before=pit_through_ioapic(hz, mode) if hz else "", fault="nop", flags=0x202 if hz else 0x2,
-                        after=compute_loop(iterations, mode), handlers={IOAPIC_PIT_VECTOR: apic_eoi})
+        return IdtGuest(before=pit_through_ioapic(hz, mode) if hz else "", fault=top, flags=0x202 if hz else 0x2,
+                        after=loop, handlers={IOAPIC_PIT_VECTOR: apic_eoi})
     if source == "rtc":
-        return IdtGuest(before=rtc_periodic(hz) if hz else "", fault="nop", flags=0x202 if hz else 0x2,
-                        after=compute_loop(iterations, mode),
+        return IdtGuest(before=rtc_periodic(hz) if hz else "", fault=top, flags=0x202 if hz else 0x2,
+                        after=loop,
                         handlers={RTC_VECTOR: RTC_EOI_32 if mode == 32 else RTC_EOI_64})
     if source == "hpet-ioapic":
-        return IdtGuest(before=program_hpet_routed(hz, mode, vector=IOAPIC_PIT_VECTOR) if hz else "", fault="nop",
-                        flags=0x202 if hz else 0x2, after=compute_loop(iterations, mode),
+        return IdtGuest(before=program_hpet_routed(hz, mode, vector=IOAPIC_PIT_VECTOR) if hz else "", fault=top,
+                        flags=0x202 if hz else 0x2, after=loop,
                         handlers={IOAPIC_PIT_VECTOR: apic_eoi})
     if source == "lapic":
-        return IdtGuest(before=apic_timer(hz, mode) if hz else "", fault="nop", flags=0x202 if hz else 0x2,
-                        after=compute_loop(iterations, mode), handlers={APIC_TIMER_VECTOR: apic_eoi})
+        return IdtGuest(before=apic_timer(hz, mode) if hz else "", fault=top, flags=0x202 if hz else 0x2,
+                        after=loop, handlers={APIC_TIMER_VECTOR: apic_eoi})
     program = program_hpet_legacy(hz, mode) if source == "hpet" and hz else program_pit(hz) if hz else ""
-    return IdtGuest(before=program, fault="nop", flags=0x202 if hz else 0x2,
-                    after=compute_loop(iterations, mode),
+    return IdtGuest(before=program, fault=top, flags=0x202 if hz else 0x2,
+                    after=loop,
                     handlers={8: EOI_32 if mode == 32 else EOI_64})
 
 
 def loaded_machine(mode: int, iterations: int, hz: int | None, deterministic: bool,
-                   source: str) -> tuple[Machine, int]:
+                   source: str, phases: bool = False) -> tuple[Machine, int]:
     """A machine with the timer guest loaded, and the address where its compute loop starts."""
     build = build_protected if mode == 32 else build_long
-    image, loop_start = build(guest(mode, iterations, hz, source))
+    image, loop_start = build(guest(mode, iterations, hz, source, phases))
     with tempfile.NamedTemporaryFile(suffix=".bin") as handle:
         handle.write(image)
         handle.flush()
@@ -108,12 +116,12 @@ def loaded_machine(mode: int, iterations: int, hz: int | None, deterministic: bo
     return machine, loop_start
 
 
-def timed_run(machine: Machine) -> float:
-    """Seconds of one Machine.run to the guest's exit."""
+def timed_run(machine: Machine, ends: StopReason = StopReason.GUEST_EXIT) -> float:
+    """Seconds of one Machine.run to the guest's exit (or to the stop `ends` names)."""
     start = time.perf_counter()
     stop = machine.run()
     elapsed = time.perf_counter() - start
-    assert stop.reason is StopReason.GUEST_EXIT, stop.summary
+    assert stop.reason is ends, stop.summary
     return elapsed
 
 
@@ -153,6 +161,31 @@ def one_machine_pairs(mode: int, iterations: int, hz: int, runs: int, determinis
     return quiet, loaded, irqs
 
 
+def alternating_phases(mode: int, iterations: int, hz: int, runs: int, deterministic: bool,
+                       source: str) -> tuple[list[float], list[float], list[int]]:
+    """One machine, one run of phases of `iterations` each, the 8259 masked in one phase and
+    as the guest left it in the next, `runs` pairs. Phases of tens of ms put both columns in
+    the same stretch of host time, so the host's slow swings (+-4 % from one second-long run
+    to the next) fall on both alike; the pairs' restores and whole runs are not needed."""
+    if source in ("lapic", "ioapic", "hpet-ioapic"):
+        raise SystemExit(f"--alternate masks the 8259: not for --source {source}")
+    machine, phase_top = loaded_machine(mode, iterations, hz, deterministic, source, phases=True)
+    machine.add_breakpoint(phase_top)
+    assert machine.run().reason is StopReason.BREAKPOINT
+    guest_masks = [machine.board.io.read(port, 1) for port in (PIC_MASTER_MASK, PIC_SLAVE_MASK)]
+    quiet, loaded, irqs = [], [], []
+    timed_run(machine, StopReason.BREAKPOINT)         # the phase's code translated, caches warm
+    for _ in range(runs):
+        for masked in (True, False):
+            for port, mask in zip((PIC_MASTER_MASK, PIC_SLAVE_MASK), guest_masks):
+                machine.board.io.write(port, 1, 0xFF if masked else mask)
+            delivered = machine.interrupts.irq_count
+            (quiet if masked else loaded).append(timed_run(machine, StopReason.BREAKPOINT))
+            if not masked:
+                irqs.append(machine.interrupts.irq_count - delivered)
+    return quiet, loaded, irqs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", type=int, choices=(32, 64), action="append")
@@ -163,13 +196,19 @@ def main() -> None:
     parser.add_argument("--source", choices=("pit", "lapic", "ioapic", "hpet", "hpet-ioapic", "rtc"), default="pit")
     parser.add_argument("--one-machine", action="store_true",
                         help="both columns on one machine: restore a snapshot, 8259 masked / unmasked")
+    parser.add_argument("--alternate", action="store_true",
+                        help="both columns in one run: --runs pairs of phases of --iterations each, "
+                             "8259 masked / unmasked")
     args = parser.parse_args()
     for mode in args.mode or [32, 64]:
         quiet, loaded, irqs = [], [], []
         if args.one_machine:
             quiet, loaded, irqs = one_machine_pairs(mode, args.iterations, args.hz, args.runs, args.deterministic,
                                                     args.source)
-        for _ in range(0 if args.one_machine else args.runs):     # interleaved: without, with
+        if args.alternate:
+            quiet, loaded, irqs = alternating_phases(mode, args.iterations, args.hz, args.runs, args.deterministic,
+                                                     args.source)
+        for _ in range(0 if args.one_machine or args.alternate else args.runs):     # interleaved: without, with
             quiet.append(run_once(mode, args.iterations, None, args.deterministic, args.source)[0])
             seconds, count = run_once(mode, args.iterations, args.hz, args.deterministic, args.source)
             loaded.append(seconds)
@@ -179,10 +218,13 @@ def main() -> None:
         # pair by pair: runs drift (up to 1.7x while dropped machines kept their translation
         # buffers and pushed later ones out of call reach: bench/machines_in_turn.py), which
         # medians of the two columns taken apart turn into tens of us per IRQ either way
-        per_irq = statistics.median((w - q) / n for q, w, n in zip(quiet, loaded, irqs))
+        pairs = [(w - q) / n for q, w, n in zip(quiet, loaded, irqs)]
+        per_irq = statistics.median(pairs)
+        spread = (f", pairs' quartiles {statistics.quantiles(pairs)[0] * 1e6:.1f} / "
+                  f"{statistics.quantiles(pairs)[2] * 1e6:.1f} us" if len(pairs) >= 4 else "")
         cost = statistics.median(w / q - 1 for q, w in zip(quiet, loaded))
         print(f"{args.source}, {mode}-bit: {without:.3f} s without the timer, {with_timer:.3f} s with {count:.0f} IRQs at "
-              f"{args.hz} Hz: {per_irq * 1e6:.1f} us per IRQ ({cost * 100:.1f} % slower; medians of the pairs)")
+              f"{args.hz} Hz: {per_irq * 1e6:.1f} us per IRQ ({cost * 100:.1f} % slower; medians of the pairs{spread})")
 
 
 if __name__ == "__main__":
