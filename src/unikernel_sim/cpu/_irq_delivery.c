@@ -10,7 +10,12 @@
  * mirror delivery.py's in the same order; tests run the same guests both ways.
  *
  * Memory is read and written by physical address after a page walk of our own
- * (SDM vol. 3A chapter 4: 32-bit, PAE and 4-level paging), as paging.py does. */
+ * (SDM vol. 3A chapter 4: 32-bit, PAE and 4-level paging), as paging.py does. Reads
+ * (page-table entries, the gate, the code segment's descriptor, the IST slot) come
+ * straight from guest RAM's host memory: through uc_mem_read each cost two region
+ * lookups and an address-space translation, ~14 calls an IRQ in IA-32e mode
+ * (docs/performance.md). The frame is written through uc_mem_write, so that Unicorn
+ * drops translated code the frame overwrites. */
 #include <stdint.h>
 #include <string.h>
 
@@ -48,6 +53,15 @@ struct uc_x86_msr_value {
     uint64_t value;
 };
 
+/* Read size bytes of guest RAM at physical address; 0 on success, 1 past its end. */
+static int read_physical(const struct irq_ctx *c, uint64_t address, void *out, uint64_t size)
+{
+    if (address > c->ram_size || size > c->ram_size - address)
+        return 1;
+    memcpy(out, c->ram_host + address, size);
+    return 0;
+}
+
 static uint64_t reg(void *uc, const struct irq_ctx *c, int64_t id)
 {
     uint64_t value = 0;
@@ -79,7 +93,7 @@ static int translate(void *uc, const struct irq_ctx *c, const struct paging *p, 
         uint64_t index_mask = pae_pdpte ? 3 : (entry_size == 8 ? 0x1FF : 0x3FF);
         uint64_t address = table + ((virtual >> shift) & index_mask) * (uint64_t)entry_size;
         uint64_t entry = 0;
-        if (address + (uint64_t)entry_size > c->ram_size || c->mem_read(uc, address, &entry, entry_size) != 0)
+        if (read_physical(c, address, &entry, (uint64_t)entry_size))
             return 1;
         if (!(entry & PTE_P))
             return 1;
@@ -113,8 +127,7 @@ static int read_virtual(void *uc, const struct irq_ctx *c, const struct paging *
         uint64_t chunk = PAGE - (virtual & (PAGE - 1));
         if (chunk > length)
             chunk = length;
-        if (translate(uc, c, p, virtual, &physical, &writable) || physical + chunk > c->ram_size
-            || c->mem_read(uc, physical, bytes, chunk) != 0)
+        if (translate(uc, c, p, virtual, &physical, &writable) || read_physical(c, physical, bytes, chunk))
             return 1;
         virtual += chunk, bytes += chunk, length -= chunk;
     }

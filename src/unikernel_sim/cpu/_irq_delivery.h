@@ -23,6 +23,7 @@ struct irq_ctx {
     uc_mem_read_fn mem_read;
     uc_mem_write_fn mem_write;
     uint64_t ram_size;
+    const uint8_t *ram_host;         /* guest physical 0 in this process (memory/ram.py): reads */
     int64_t reg_rip, reg_rsp, reg_rflags, reg_cs, reg_ss;
     int64_t reg_cr0, reg_cr3, reg_cr4, reg_msr;
     int64_t reg_idtr, reg_gdtr, reg_tr;

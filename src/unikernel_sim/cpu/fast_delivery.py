@@ -28,7 +28,7 @@ class IrqContext(ctypes.Structure):
     """Mirror of struct irq_ctx (_irq_delivery.h)."""
 
     _fields_ = [("reg_read", ctypes.c_void_p), ("reg_write", ctypes.c_void_p), ("mem_read", ctypes.c_void_p),
-                ("mem_write", ctypes.c_void_p), ("ram_size", ctypes.c_uint64),
+                ("mem_write", ctypes.c_void_p), ("ram_size", ctypes.c_uint64), ("ram_host", ctypes.c_void_p),
                 *((name, ctypes.c_int64) for name in ("reg_rip", "reg_rsp", "reg_rflags", "reg_cs", "reg_ss",
                                                        "reg_cr0", "reg_cr3", "reg_cr4", "reg_msr", "reg_idtr",
                                                        "reg_gdtr", "reg_tr")),
@@ -57,7 +57,7 @@ _irq_clear_exception_in_flight.argtypes = [ctypes.c_void_p, ctypes.POINTER(IrqCo
 
 
 class FastDelivery:
-    def __init__(self, uc: Uc, ram_size: int, enabled: bool = True) -> None:
+    def __init__(self, uc: Uc, ram_size: int, ram_host: int, enabled: bool = True) -> None:
         self.uc = uc
         self.enabled = enabled
         c = self.context = IrqContext()
@@ -65,7 +65,7 @@ class FastDelivery:
         c.reg_write = native_function_address("uc_reg_write")
         c.mem_read = native_function_address("uc_mem_read")
         c.mem_write = native_function_address("uc_mem_write")
-        c.ram_size = ram_size
+        c.ram_size, c.ram_host = ram_size, ram_host
         c.reg_rip, c.reg_rsp, c.reg_rflags = x86.UC_X86_REG_RIP, x86.UC_X86_REG_RSP, x86.UC_X86_REG_RFLAGS
         c.reg_cs, c.reg_ss = x86.UC_X86_REG_CS, x86.UC_X86_REG_SS
         c.reg_cr0, c.reg_cr3, c.reg_cr4 = x86.UC_X86_REG_CR0, x86.UC_X86_REG_CR3, x86.UC_X86_REG_CR4

@@ -41,7 +41,7 @@ class InterruptPath:
         self.describe = describe
         self.stop = stop
         self.delivery = InterruptDelivery(uc, memory)
-        self.fast = FastDelivery(uc, memory.ram.size)   # the common case in C; Python for the rest
+        self.fast = FastDelivery(uc, memory.ram.size, memory.ram.host_address)   # the common case in C; Python for the rest
         self.delivered_in_c = False                     # how the latest IRQ went in (fast.context has its stack)
         self.last_exception: ExceptionRecord | None = None
         # Exceptions delivered to the guest's own handlers, oldest first (the report lists

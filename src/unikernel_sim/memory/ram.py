@@ -29,13 +29,17 @@ class Ram:
         self.uc = uc
         self.size = size
         self.snapshots = RamSnapshots(uc)
-        self.map_memory(0, size, UC_PROT_ALL, what="guest RAM")
+        # Where guest physical 0 lives in this process: C code reads guest memory there
+        # (page walks, IDT gates) instead of through uc_mem_read's region lookups.
+        self.host_address = self.map_memory(0, size, UC_PROT_ALL, what="guest RAM")
 
-    def map_memory(self, base: int, size: int, perms: int, *, what: str) -> None:
+    def map_memory(self, base: int, size: int, perms: int, *, what: str) -> int:
         """Map size bytes at physical base from memory the snapshots cover (guest RAM,
-        the VGA framebuffer); HostLimitError when the host refuses them."""
+        the VGA framebuffer); their host address. HostLimitError when the host refuses them."""
         try:
-            self.uc.mem_map_ptr(base, size, perms, self.snapshots.allocate(size))
+            host = self.snapshots.allocate(size)
+            self.uc.mem_map_ptr(base, size, perms, host)
+            return host
         except (OSError, UcError) as error:
             if isinstance(error, UcError) and error.errno != UC_ERR_NOMEM:
                 raise
