@@ -184,14 +184,17 @@ TRACE_ENTRIES = 4096
 
 def tracing_handler(bits: int, eoi: str) -> str:
     """A handler that logs (return RIP, TSC) of its interrupt at TRACE, counts it, ends it
-    with eoi (an 8259 OCW2 or a store to the APIC's EOI register) and returns."""
+    with eoi (an 8259 OCW2 or a store to the APIC's EOI register) and returns. The count's
+    address goes through a register: keystone assembles `mov rbx, [imm32]` in 64-bit mode
+    as RIP-relative with imm32 as the displacement (every tick logged at entry 0)."""
     a, d, b, sp, word, iret = (("eax", "edx", "ebx", "esp", "dword", "iretd") if bits == 32
                                else ("rax", "rdx", "rbx", "rsp", "qword", "iretq"))
     return f"""
     push {a}
     push {d}
     push {b}
-    mov {b}, [{COUNTER_SLOT:#x}]
+    mov {b}, {COUNTER_SLOT:#x}
+    mov {b}, [{b}]
     and {b}, {TRACE_ENTRIES - 1}
     shl {b}, 4
     mov {a}, [{sp} + {3 * (bits // 8)}]
