@@ -6,10 +6,14 @@ slave 8259 with the handler reading register C; --hz a power of two from 8 to 81
 timer off, in one process.
 
     python bench/irq_cost.py [--mode 32|64] [--hz 10000] [--iterations 300000000] [--runs 3] [--deterministic]
-                             [--source pit|lapic|ioapic|hpet|hpet-ioapic|rtc] [--one-machine]
+                             [--source pit|lapic|ioapic|hpet|hpet-ioapic|rtc] [--one-machine | --alternate | --idle]
 Prints, per mode, the loop's time without and with the timer, the IRQs delivered and
 (with - without) / IRQs, the median over interleaved pairs: what one interrupt costs the
-host, run loop included.
+host, run loop included. --one-machine: both columns on one machine (a snapshot restored,
+the 8259 masked or not); --alternate: both in one run, phases of --iterations each, masked
+and unmasked in turn (the least noisy). --idle: a guest that idles with `sti; hlt` until
+each of --iterations interrupts, timed whole: host time per interrupt with the hlt woken
+in C and through the run loop.
 """
 from __future__ import annotations
 
@@ -79,9 +83,17 @@ def phase_loop(iterations: int, bits: int) -> str:
     return compute_loop(iterations, bits).split("mov al, 0")[0] + "jmp phase_top\n"
 
 
-def guest(mode: int, iterations: int, hz: int | None, source: str = "pit", phases: bool = False) -> IdtGuest:
-    loop = phase_loop(iterations, mode) if phases else compute_loop(iterations, mode)
-    top = "phase_top:\nnop" if phases else "nop"
+def idle_loop(wakes: int, bits: int) -> str:
+    """`sti; hlt` wakes times (each interrupt ends one), then the debug exit."""
+    c = "ecx" if bits == 32 else "rcx"
+    return f"mov {c}, {wakes}\nidle:\nsti\nhlt\ndec {c}\njnz idle\nmov al, 0\nout 0xf4, al\n"
+
+
+def guest(mode: int, iterations: int, hz: int | None, source: str = "pit", body: str = "compute") -> IdtGuest:
+    """The timer guest: body "compute" (compute_loop), "phases" (phase_loop) or "idle"
+    (idle_loop, iterations wake-ups)."""
+    loop = {"compute": compute_loop, "phases": phase_loop, "idle": idle_loop}[body](iterations, mode)
+    top = "phase_top:\nnop" if body == "phases" else "nop"
     apic_eoi = APIC_EOI_32 if mode == 32 else APIC_EOI_64
     if source == "ioapic":
         return IdtGuest(before=pit_through_ioapic(hz, mode) if hz else "", fault=top, flags=0x202 if hz else 0x2,
@@ -104,10 +116,10 @@ def guest(mode: int, iterations: int, hz: int | None, source: str = "pit", phase
 
 
 def loaded_machine(mode: int, iterations: int, hz: int | None, deterministic: bool,
-                   source: str, phases: bool = False) -> tuple[Machine, int]:
-    """A machine with the timer guest loaded, and the address where its compute loop starts."""
+                   source: str, body: str = "compute") -> tuple[Machine, int]:
+    """A machine with the timer guest loaded, and the address where its loop starts."""
     build = build_protected if mode == 32 else build_long
-    image, loop_start = build(guest(mode, iterations, hz, source, phases))
+    image, loop_start = build(guest(mode, iterations, hz, source, body))
     with tempfile.NamedTemporaryFile(suffix=".bin") as handle:
         handle.write(image)
         handle.flush()
@@ -169,7 +181,7 @@ def alternating_phases(mode: int, iterations: int, hz: int, runs: int, determini
     to the next) fall on both alike; the pairs' restores and whole runs are not needed."""
     if source in ("lapic", "ioapic", "hpet-ioapic"):
         raise SystemExit(f"--alternate masks the 8259: not for --source {source}")
-    machine, phase_top = loaded_machine(mode, iterations, hz, deterministic, source, phases=True)
+    machine, phase_top = loaded_machine(mode, iterations, hz, deterministic, source, body="phases")
     machine.add_breakpoint(phase_top)
     assert machine.run().reason is StopReason.BREAKPOINT
     guest_masks = [machine.board.io.read(port, 1) for port in (PIC_MASTER_MASK, PIC_SLAVE_MASK)]
@@ -186,6 +198,21 @@ def alternating_phases(mode: int, iterations: int, hz: int, runs: int, determini
     return quiet, loaded, irqs
 
 
+def idle_pairs(mode: int, wakes: int, hz: int, runs: int, deterministic: bool, source: str) -> None:
+    """An idle guest (`sti; hlt` until each interrupt): host time per interrupt with the hlt
+    woken in C (cpu/hlt_sites.py) and through the run loop (RunLoop._on_hlt), interleaved."""
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(runs):
+        for in_c in (True, False):
+            machine, _ = loaded_machine(mode, wakes, hz, deterministic, source, body="idle")
+            machine.loop.hlt_sites.enabled = in_c
+            elapsed = timed_run(machine)
+            seconds[in_c].append(elapsed / machine.interrupts.irq_count)
+    c, run_loop = statistics.median(seconds[True]), statistics.median(seconds[False])
+    print(f"{source}, {mode}-bit, idle at {hz} Hz, {wakes} wake-ups: {c * 1e6:.2f} us per IRQ with the hlt woken "
+          f"in C, {run_loop * 1e6:.1f} us through the run loop ({run_loop / c:.0f}x; medians of {runs})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", type=int, choices=(32, 64), action="append")
@@ -196,11 +223,16 @@ def main() -> None:
     parser.add_argument("--source", choices=("pit", "lapic", "ioapic", "hpet", "hpet-ioapic", "rtc"), default="pit")
     parser.add_argument("--one-machine", action="store_true",
                         help="both columns on one machine: restore a snapshot, 8259 masked / unmasked")
+    parser.add_argument("--idle", action="store_true",
+                        help="an idle guest (sti; hlt), --iterations wake-ups: the hlt woken in C / by the run loop")
     parser.add_argument("--alternate", action="store_true",
                         help="both columns in one run: --runs pairs of phases of --iterations each, "
                              "8259 masked / unmasked")
     args = parser.parse_args()
     for mode in args.mode or [32, 64]:
+        if args.idle:
+            idle_pairs(mode, args.iterations, args.hz, args.runs, args.deterministic, args.source)
+            continue
         quiet, loaded, irqs = [], [], []
         if args.one_machine:
             quiet, loaded, irqs = one_machine_pairs(mode, args.iterations, args.hz, args.runs, args.deterministic,

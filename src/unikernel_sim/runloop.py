@@ -36,6 +36,7 @@ from unikernel_sim.arch import EFER_LMA, MSR, OPCODE_HLT, RFLAGS_IF
 from unikernel_sim.cpu.fast_ports import FastPorts
 from unikernel_sim.cpu.host_timer import OUTPUT, TIMEOUT
 from unikernel_sim.cpu.hpet_counter import HpetCounterPath
+from unikernel_sim.cpu.hlt_sites import HltSites
 from unikernel_sim.cpu.tick_path import TickPath
 from unikernel_sim.cpu.unicorn_compat import RUN_UNTIL_NEVER, exits_only
 from unikernel_sim.cpu.vclock import host_ns
@@ -106,6 +107,8 @@ class RunLoop:
                                     on_bytes=machine.serial.write_bytes, on_error=self._leave_emu_start)
         uart.publish()
         self.tick_path = TickPath(self.clock, self.interrupts.fast, self.board)
+        self.tick_path.follow_host_timer(self.host_timer.address)
+        self.hlt_sites = HltSites(self.clock, uc)
         self.tick_path.on_delivered = self._count_c_ticks
         self.tick_path.red_zone_look = self._red_zone_look
         self.tick_path.serve_apic_page(self.fast_ports.guarded)
@@ -127,6 +130,8 @@ class RunLoop:
         self.machine.ram.snapshots.ensure_handler()     # Python's faulthandler may have gone in front
         self._stepping = step
         self.machine.breakpoints.resume()
+        if self.hlt_sites.addresses:
+            self.hlt_sites.avoid(self.machine.breakpoints.addresses)
         if max_instructions is not None:
             self.clock.start_counting()
             self.budget_end = self.clock.instructions + max_instructions
@@ -316,7 +321,12 @@ class RunLoop:
                    # deterministic mode: every slice start releases keys and feeds input; fewer
                    # slices would move where those land
                    or (self.clock.deterministic and (bool(self.key_scripts) or self.serial_stream is not None)))
-        self.tick_path.begin(watched=watched, red_zone_reach=None if red_zone is None else RED_ZONE_FRAME_REACH)
+        # a hlt woken in C jumps virtual time within one slice: nothing may wait for the
+        # slice's end while the guest halts (typed input, --keys)
+        stream = self.serial_stream
+        hlt_wake = (stream is None or stream.ended) and not self.key_scripts
+        self.tick_path.begin(watched=watched, red_zone_reach=None if red_zone is None else RED_ZONE_FRAME_REACH,
+                             hlt_wake=hlt_wake)
 
     def _take_back_tick(self) -> None:
         """Python device code is about to run inside emu_start: the models get the tick
@@ -365,6 +375,7 @@ class RunLoop:
 
     def _arm(self, event_ns: int | None, budget_end: int | None) -> None:
         self.clock.arm_budget(budget_end)
+        self.tick_path.set_next_event(event_ns)
         if self.clock.deterministic:
             self.clock.arm_stop(None if event_ns is None else self.clock.instruction_at(event_ns), keep_request=True)
             # the C port path re-arms the same way, unless the next event moves with time (a poll)
@@ -426,6 +437,7 @@ class RunLoop:
         """hlt: sleep until the next interrupt (virtual time jumps), or end the run."""
         if not self.uc.reg_read(x86.UC_X86_REG_RFLAGS) & RFLAGS_IF:
             return self._stop_here(StopReason.HALT, "halted (hlt with interrupts disabled)")
+        self.hlt_sites.learn(self.machine.rip - 1)       # the next time C may wake it (hlt_sites.py)
         if self.board.interrupt_pending:
             return GO_ON
         wake = self.next_event_ns()

@@ -230,6 +230,25 @@ def test_q27_rip_written_in_a_block_hook_replaces_the_block(also_stop):
         assert uc.reg_read(x86.UC_X86_REG_RCX) == 1                  # same emu_start, at the new RIP
 
 
+def test_q30_rip_written_in_a_code_hook_skips_the_hooked_hlt_and_keeps_the_sti_shadow():
+    # CODE: inc rbx; sti; hlt; inc rdx; hlt    (a code hook on the first hlt goes on after it)
+    from unikernel_sim.cpu.unicorn_compat import interrupt_shadow
+
+    uc = engine(b"\x48\xff\xc3" + b"\xfb" + HLT + b"\x48\xff\xc2" + HLT)
+    first_hlt = CODE + 4
+    shadow: list[bool] = []
+
+    def complete(uc, address, size, _user):
+        shadow.append(interrupt_shadow(uc))
+        uc.reg_write(x86.UC_X86_REG_RIP, address + 1)
+
+    uc.hook_add(UC_HOOK_CODE, complete, begin=first_hlt, end=first_hlt)
+    uc.emu_start(CODE, 1 << 63)
+    assert uc.reg_read(x86.UC_X86_REG_RBX) == 1 and uc.reg_read(x86.UC_X86_REG_RDX) == 1   # went on past it
+    assert uc.reg_read(x86.UC_X86_REG_RIP) == CODE + 9                      # the second hlt ended the run
+    assert shadow == [True]                   # STI's shadow is still set: helper_hlt, which clears it, never ran
+
+
 def test_q16_count_does_not_reach_blocks_translated_before_it():
     # mov ecx, 1000; loop: dec ecx; jnz loop; hlt
     code = b"\xb9\xe8\x03\x00\x00" + b"\xff\xc9\x75\xfc" + HLT

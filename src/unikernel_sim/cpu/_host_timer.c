@@ -17,10 +17,12 @@
 #include <errno.h>
 #include <stdint.h>
 
+#include "_host_timer.h"
 #include "_timer_thread.h"
 #include "_vclock.h"
 
 #define HOST_TIMER_KINDS 5
+#define KIND_EVENT 0
 #define KIND_TIMEOUT 1                 /* host_timer.py: EVENT 0, TIMEOUT 1, OUTPUT 2,     */
 #define KIND_OUTPUT 2                  /* IRQ_POLL 3, TLB_REVIEW 4                          */
 #define KIND_IRQ_POLL 3
@@ -153,6 +155,25 @@ int host_timer_arm(struct host_timer *ht, uint32_t kind, uint64_t deadline)
         pthread_cond_signal(&t->wake);
     pthread_mutex_unlock(&t->lock);
     return 0;
+}
+
+/* Virtual time jumped ns ahead inside emu_start (a hlt woken in C, _tick_path.c): the next
+ * device event, armed at the host time its virtual time had then, comes ns sooner. The run
+ * loop's path re-arms it at its next slice; here it moves, and the thread is woken only if
+ * it sleeps past it. */
+void host_timer_shift_event(struct host_timer *ht, uint64_t ns)
+{
+    struct timer_thread *t = ht->thread;
+    if (!timer_thread_ours(t) || ht->deadline[KIND_EVENT] == NEVER)
+        return;
+    pthread_mutex_lock(&t->lock);
+    uint64_t due = ht->deadline[KIND_EVENT];
+    if (due != NEVER && !(__atomic_load_n(&ht->fired, __ATOMIC_ACQUIRE) & (1ull << KIND_EVENT))) {
+        ht->deadline[KIND_EVENT] = due > ns ? due - ns : 0;
+        if (ht->deadline[KIND_EVENT] < ht->sleeping_until)
+            pthread_cond_signal(&t->wake);
+    }
+    pthread_mutex_unlock(&t->lock);
 }
 
 /* A run starts: its wall-clock timeout (NEVER: none) replaces the last run's, and the

@@ -281,17 +281,50 @@ static int deliver_protected(void *uc, struct irq_ctx *c, const struct paging *p
 /* Write length bytes at virtual through the guest's page tables, as the host does for
  * a guest call's return address and stack arguments (no protection check: the host,
  * not the guest, writes). 0 on success; 1 with nothing written if a page is absent. */
-int guest_write_virtual(void *uc, struct irq_ctx *c, uint64_t virtual, const void *data, uint64_t length)
+static struct paging current_paging(void *uc, const struct irq_ctx *c)
 {
     struct paging p = {reg(uc, c, c->reg_cr0), reg(uc, c, c->reg_cr3), reg(uc, c, c->reg_cr4), 0};
     struct uc_x86_msr_value efer = {0xC0000080u, 0};
     c->reg_read(uc, (int)c->reg_msr, &efer);
     p.efer = efer.value;
-    uint64_t saved_cr0 = p.cr0;
+    return p;
+}
+
+int guest_write_virtual(void *uc, struct irq_ctx *c, uint64_t virtual, const void *data, uint64_t length)
+{
+    struct paging p = current_paging(uc, c);
     p.cr0 &= ~CR0_WP;                                   /* the host's write: no write protection */
-    int result = write_stack(uc, c, &p, virtual, data, length);
-    p.cr0 = saved_cr0;
-    return result;
+    return write_stack(uc, c, &p, virtual, data, length);
+}
+
+/* Read length bytes at virtual through the guest's page tables (the host's read: no
+ * protection check). 0 on success; 1 if a page is absent or outside guest RAM. */
+int guest_read_virtual(void *uc, struct irq_ctx *c, uint64_t virtual, void *out, uint64_t length)
+{
+    struct paging p = current_paging(uc, c);
+    return read_virtual(uc, c, &p, virtual, out, length);
+}
+
+/* HLT completes (the CPU halted, and an interrupt woke it): the one-instruction shadow of
+ * a STI or MOV SS just before it ends, as QEMU's helper_hlt clears HF_INHIBIT_IRQ, so that
+ * `sti; hlt` takes the interrupt. 0 on success. */
+int irq_end_shadow(void *uc, struct irq_ctx *c)
+{
+    uint32_t hflags;
+    if (c->context_save(uc, c->context) != 0)
+        return 1;
+    memcpy(&hflags, (uint8_t *)c->context + c->hflags_offset, sizeof hflags);
+    if (!(hflags & c->inhibit_irq_mask))
+        return 0;
+    hflags &= ~(uint32_t)c->inhibit_irq_mask;
+    memcpy((uint8_t *)c->context + c->hflags_offset, &hflags, sizeof hflags);
+    return c->context_restore(uc, c->context) != 0;
+}
+
+/* RFLAGS.IF: whether the guest enabled external interrupts. */
+int irq_flag_set(void *uc, struct irq_ctx *c)
+{
+    return (reg(uc, c, c->reg_rflags) & RFLAGS_IF) != 0;
 }
 
 /* Whether the CPU takes an external interrupt now: IF set and not in the one-instruction

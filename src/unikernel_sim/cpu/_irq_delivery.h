@@ -47,7 +47,10 @@ struct paging {
 
 int irq_deliver(void *uc, struct irq_ctx *c, uint32_t vector);
 int irq_ready(void *uc, struct irq_ctx *c);
+int irq_flag_set(void *uc, struct irq_ctx *c);
 int guest_write_virtual(void *uc, struct irq_ctx *c, uint64_t virtual, const void *data, uint64_t length);
+int guest_read_virtual(void *uc, struct irq_ctx *c, uint64_t virtual, void *out, uint64_t length);
+int irq_end_shadow(void *uc, struct irq_ctx *c);
 void irq_clear_exception_in_flight(void *uc, struct irq_ctx *c);
 
 #endif

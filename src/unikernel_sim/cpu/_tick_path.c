@@ -36,6 +36,7 @@
  * declines (privilege change, fault) - stops the guest and leaves the request
  * pending for the run loop's reference path (hand_back). */
 #include <stdint.h>
+#include <string.h>
 
 #include "_tick_path.h"
 
@@ -55,6 +56,8 @@
 #define NONE INT64_MAX                 /* no event */
 #define APIC_EOI 0x0B0                 /* local APIC register offsets (SDM table 11-1)        */
 #define APIC_PRIORITY_CLASS 0xF0       /* a vector's or a priority's class: bits 7-4          */
+#define OPCODE_HLT 0xF4
+#define IRQ0_LINE 0x1ull               /* the 8259 master's IR0 as an IRR / ISR / IMR bit     */
 
 enum { SERVICE_CONTINUE, SERVICE_DELIVERED, SERVICE_STOPPED };
 
@@ -162,10 +165,10 @@ static void apic_advance(struct tick_path *tp, int64_t now)
         tp->apic_last_advance = now;
 }
 
-/* The vector the APIC would have the CPU take now, or -1 (LocalApic._deliverable). */
-static int apic_deliverable(const struct tick_path *tp)
+/* The vector the APIC would have the CPU take with this IRR, or -1 (LocalApic._deliverable). */
+static int apic_deliverable_with(const struct tick_path *tp, const uint64_t irr[APIC_WORDS])
 {
-    int requested = apic_highest(tp->apic_irr);
+    int requested = apic_highest(irr);
     int in_service = apic_highest(tp->apic_isr);
     if (requested < 0)
         return -1;
@@ -176,6 +179,11 @@ static int apic_deliverable(const struct tick_path *tp)
     if (((uint64_t)requested & APIC_PRIORITY_CLASS) <= (ppr & APIC_PRIORITY_CLASS))
         return -1;
     return requested;
+}
+
+static int apic_deliverable(const struct tick_path *tp)
+{
+    return apic_deliverable_with(tp, tp->apic_irr);
 }
 
 /* --- the 8259 master in its fully nested mode: IR0 highest, IR7 lowest ------------- */
@@ -346,6 +354,77 @@ int tick_path_service(void *uc, struct tick_path *tp)
         look_again_if_requested(tp);
     }
     return result;
+}
+
+/* --- a hlt the timer wakes (RunLoop._on_hlt without the run loop) --------------------- */
+/* Whether the timer event at t, the first one due (next_due), interrupts the CPU: the
+ * local APIC has its vector taken, or the 8259 master passes IR0 to the CPU (the order
+ * tick_path_service delivers in). IF is the caller's to check. */
+static int event_interrupts(const struct tick_path *tp, int64_t t)
+{
+    int irq0 = tp->pit_live && next_irq0_edge(tp, tp->pit_accounted) == t;
+    int expiry = tp->apic_timer_live && apic_expiry_after(tp, tp->apic_last_advance) == t;
+    if (tp->apic_live) {
+        uint64_t irr[APIC_WORDS];
+        memcpy(irr, tp->apic_irr, sizeof irr);
+        if (expiry)
+            apic_set(irr, (int)tp->apic_timer_vector, 1);
+        if (irq0 && tp->pit_to_apic)
+            apic_set(irr, (int)tp->pit_apic_vector, 1);
+        if (apic_deliverable_with(tp, irr) >= 0)
+            return 1;
+    }
+    return irq0 && tp->irq0_to_pic && tp->pic_to_cpu && !(tp->host_lines & IRQ0_LINE)
+           && requested_line_with(tp->irr | IRQ0_LINE, tp->isr, tp->imr) == 0;
+}
+
+/* Whether a request waits already (the host's board.interrupt_pending: no time jump). */
+static int request_waiting(const struct tick_path *tp)
+{
+    return (pic_live(tp) && tp->pic_to_cpu && requested_line(tp) >= 0) || (tp->apic_live && apic_deliverable(tp) >= 0);
+}
+
+/* Virtual time jumps by ns (fast mode: host time runs on; deterministic mode: the count
+ * does not move): the device deadline armed for event_ns comes sooner. */
+static void jump(struct tick_path *tp, uint64_t ns)
+{
+    struct vclock *vc = tp->clock;
+    vc->virtual_ns_skipped += (int64_t)ns;
+    if (vc->deterministic)             /* RunLoop._arm: the count at which the event falls due */
+        vc->stop_at = tp->event_ns == NONE ? NEVER : vclock_instruction_at(vc, tp->event_ns);
+    else if (tp->host_timer != NULL)
+        host_timer_shift_event(tp->host_timer, ns);
+}
+
+/* The run loop, at a hlt with IF set: nothing pending, so virtual time jumps to the next
+ * event; that event's interrupt ends the hlt and is delivered with RIP after it (frames
+ * as delivery.py's, tests/interrupts). Here when the next event is the timer's. */
+int tick_path_wake_from_hlt(void *uc, struct tick_path *tp, uint64_t address)
+{
+    struct vclock *vc = tp->clock;
+    uint8_t opcode = 0;
+    if (!tp->live || !tp->hlt_wake || vc->stop_requested || vc->block_covered || vc->all_exact)
+        return 0;                      /* stops and exact counting: the host's path */
+    if (guest_read_virtual(uc, tp->irq, address, &opcode, 1) || opcode != OPCODE_HLT
+        || !irq_flag_set(uc, tp->irq) || request_waiting(tp))
+        return 0;                      /* rewritten code, halted for good, or no jump */
+    int64_t due = next_due(tp, INT64_MIN);
+    if (due == NONE || due >= tp->event_ns || !event_interrupts(tp, due))
+        return 0;                      /* another device's event first (or with it), no interrupt */
+    uint64_t resume = address + 1;
+    if (irq_end_shadow(uc, tp->irq))
+        return 0;
+    tp->irq->reg_write(uc, (int)tp->irq->reg_rip, &resume);      /* the hlt completes */
+    int64_t now = (int64_t)vclock_now_ns(vc);
+    if (due > now)
+        jump(tp, (uint64_t)(due - now));
+    vc->in_block = 0;                  /* the hlt's block ran to its end */
+    if (tick_path_service(uc, tp) == SERVICE_CONTINUE) {
+        tp->irq->reg_write(uc, (int)tp->irq->reg_rip, &address);  /* not taken after all: the */
+        return 0;                                                 /* hlt runs, the host serves */
+    }
+    tp->hlt_wakes++;
+    return 1;
 }
 
 /* --- the local APIC's page: EOI here while apic_live, the rest for the host ---------- */

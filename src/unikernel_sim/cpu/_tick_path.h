@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "_host_timer.h"
 #include "_irq_delivery.h"
 #include "_timer_thread.h"
 #include "_vclock.h"
@@ -87,6 +88,12 @@ struct tick_path {
                                       /* routed to an I/O APIC pin (pit_apic_vector) and      */
                                       /* nowhere else: no 8259 copy is loaded, its EOIs are   */
                                       /* the host's                                           */
+    /* a hlt woken here (tick_path_wake_from_hlt): RunLoop._on_hlt's common case            */
+    uint64_t hlt_wake;                /* 1: the host lets C wake a hlt in this slice           */
+    int64_t event_ns;                 /* the machine's next event other than these timers'    */
+                                      /* (virtual ns; INT64_MAX: none): a hlt sleeps no further */
+    struct host_timer *host_timer;    /* fast mode: its event deadline moves with a hlt's jump */
+    uint64_t hlt_wakes;               /* hlts woken here (statistics)                          */
 };
 
 /* From vclock_block when clock->tick_attention is set: account PIT edges up to now and
@@ -101,6 +108,13 @@ int tick_path_takes_end_of_interrupt(const struct tick_path *tp, uint32_t value)
 
 /* Serve it (after tick_path_takes_end_of_interrupt said yes and the access was charged). */
 void tick_path_end_of_interrupt(struct tick_path *tp, uint32_t value);
+
+/* A code hook's call in front of the instruction at address, a hlt site the host learnt:
+ * if it is a hlt the next timer event ends (IF set, nothing else due first, its interrupt
+ * taken), jump virtual time to that event as RunLoop._on_hlt does, complete the hlt and
+ * deliver the interrupt (RIP at its handler). Returns 1 if it did (or stopped for the host
+ * with the hlt completed and the request pending), 0 if the hlt is to run: the host's path. */
+int tick_path_wake_from_hlt(void *uc, struct tick_path *tp, uint64_t address);
 
 /* Recompute when the next edge falls due (clock->tick_at) after virtual time moved. */
 void tick_path_rearm(struct tick_path *tp);

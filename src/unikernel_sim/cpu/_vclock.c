@@ -445,6 +445,16 @@ void vclock_call_return(void *uc, uint64_t address, uint32_t size, void *user_da
     vc->emu_stop(uc);
 }
 
+/* A code hook on a hlt the guest halted at before (RunLoop learns them): the timer
+ * path wakes it without a return to the run loop where it can (tick_path_wake_from_hlt).
+ * Through the run loop a timer-driven idle loop cost ~100 us an interrupt. */
+void vclock_hlt(void *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    struct vclock *vc = user_data;
+    if (size == 1 && vc->tick != NULL)
+        tick_path_wake_from_hlt(uc, vc->tick, address);
+}
+
 /* The process the timer threads belong to. getpid() is a system call (glibc caches
  * nothing since 2.25) and the threads' owner check runs on every arm: ~9 calls per guest
  * call. A forked child gets its own value (and starts its own threads). */

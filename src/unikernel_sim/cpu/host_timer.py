@@ -80,6 +80,11 @@ class HostTimer:
         self._pointer = ctypes.pointer(s)
         self._clock = clock                          # the thread asks its struct for stops
 
+    @property
+    def address(self) -> int:
+        """The C struct's address (the tick path moves its event deadline: _host_timer.h)."""
+        return ctypes.addressof(self.state)
+
     def start_run(self, timeout_deadline_ns: int | None, output_length_address: int) -> None:
         """A run starts: stop it at timeout_deadline_ns (CLOCK_MONOTONIC ns; None: no
         timeout, the last run's is dropped), and until output_done() every

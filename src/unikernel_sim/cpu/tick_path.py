@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from unikernel_sim.devices.board import PcBoard
 
 NEVER = (1 << 64) - 1
+NO_EVENT = (1 << 63) - 1             # _tick_path.c's NONE: no event (virtual ns)
 SAFE_RANGES = 64                     # _tick_path.h
 APIC_WORDS = 4                       # _tick_path.h: a 256-bit APIC register as four words
 WORD_MASK = (1 << 64) - 1
@@ -119,6 +120,10 @@ class TickPathState(ctypes.Structure):
         ("hpet_first_ns", ctypes.c_int64),
         ("hpet_period_ns", ctypes.c_int64),
         ("irq0_to_pic", ctypes.c_uint64),
+        ("hlt_wake", ctypes.c_uint64),
+        ("event_ns", ctypes.c_int64),
+        ("host_timer", ctypes.c_void_p),
+        ("hlt_wakes", ctypes.c_uint64),
     ]
 
 
@@ -168,10 +173,13 @@ class TickPath:
                                        set_slow, guard)
         self.apic_window_native = True
 
-    def begin(self, *, watched: bool, red_zone_reach: int | None) -> bool:
+    def begin(self, *, watched: bool, red_zone_reach: int | None, hlt_wake: bool = False) -> bool:
         """Let C own the tick for this slice if it takes the plain path; True if it does.
         watched: something must see each delivery (a trace, a debugger's step).
-        red_zone_reach: the red-zone watch's frame distance, None without the watch."""
+        red_zone_reach: the red-zone watch's frame distance, None without the watch.
+        hlt_wake: C may also wake a hlt at a learnt site (RunLoop._on_hlt's common case:
+        virtual time jumps to the tick); nothing else must happen while the guest halts."""
+        self.state.hlt_wake = int(hlt_wake)
         if self.live:
             return True
         if not self.enabled or watched or not self.fast.enabled:
@@ -198,6 +206,15 @@ class TickPath:
             self.take_back()                    # no timer thread: the run loop keeps the tick
             return False
         return True
+
+    def set_next_event(self, event_ns: int | None) -> None:
+        """The machine's next event other than the timers C owns (RunLoop._arm): a hlt
+        woken in C jumps no further, and never to it (the run loop serves it)."""
+        self.state.event_ns = NO_EVENT if event_ns is None else min(event_ns, NO_EVENT)
+
+    def follow_host_timer(self, address: int) -> None:
+        """Fast mode: a hlt's jump in C moves this host timer's event deadline (_host_timer.c)."""
+        self.state.host_timer = address
 
     @property
     def owned_timers(self) -> tuple:
@@ -391,9 +408,9 @@ class TickPath:
     @property
     def counts(self) -> dict[str, int]:
         """Statistics: IRQ 0 edges (PIT or HPET) and APIC timer expiries accounted in C, stops
-        handed to the run loop."""
+        handed to the run loop, hlts woken in C."""
         return {"edges": self.state.edges, "handed_back": self.state.handed_back,
-                "apic_expiries": self.state.apic_expiries}
+                "apic_expiries": self.state.apic_expiries, "hlt_wakes": self.state.hlt_wakes}
 
     def __del__(self) -> None:
         """Stop the timer thread: it reads this struct, so it must end before the struct."""

@@ -124,6 +124,7 @@ _RDTSC_HOOK = ctypes.cast(_lib.vclock_rdtsc, ctypes.c_void_p)
 _RDTSCP_HOOK = ctypes.cast(_lib.vclock_rdtscp, ctypes.c_void_p)
 _RET_HOOK = ctypes.cast(_lib.vclock_ret, ctypes.c_void_p)
 _CALL_RETURN_HOOK = ctypes.cast(_lib.vclock_call_return, ctypes.c_void_p)
+_HLT_HOOK = ctypes.cast(_lib.vclock_hlt, ctypes.c_void_p)
 _BLOCK_HOOK = ctypes.cast(_lib.vclock_block, ctypes.c_void_p)
 _TB_GENERATED_HOOK = ctypes.cast(_lib.vclock_tb_generated, ctypes.c_void_p)
 ONE_BLOCK = b"\xeb\x00"             # jmp $+2 (any mode): a block that runs to its end
@@ -250,6 +251,11 @@ class VirtualClock:
         """Stop in front of address while call_active is set (a guest call's return
         address; C hook, no Python). Returns the hook's handle (delete_native_hook)."""
         return self._add_hook(UC_HOOK_CODE, _CALL_RETURN_HOOK, address, address)
+
+    def watch_hlt(self, address: int) -> int:
+        """Let the tick path wake the hlt at address in C (vclock_hlt: C hook, no Python);
+        the caller drops the address's translations. Returns the hook's handle."""
+        return self._add_hook(UC_HOOK_CODE, _HLT_HOOK, address, address)
 
     def last_return(self) -> int | None:
         """Address of the most recent watched `ret`, or None."""
