@@ -35,6 +35,8 @@
  * decides; fast mode: for longer than RETRY_BLOCKS blocks), a delivery the C path
  * declines (privilege change, fault) - stops the guest and leaves the request
  * pending for the run loop's reference path (hand_back). */
+#define _GNU_SOURCE
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -310,6 +312,7 @@ int tick_path_service(void *uc, struct tick_path *tp)
     int result;
     if (!tp->live)
         return SERVICE_CONTINUE;
+    __atomic_store_n(&tp->guest_cpu, (int64_t)sched_getcpu(), __ATOMIC_RELAXED);   /* the thread keeps off it */
     int64_t now = (int64_t)vclock_now_ns(tp->clock);
     if (tp->pit_live && now > tp->pit_accounted) {
         uint64_t edges = irq0_edges(tp, tp->pit_accounted, now);
@@ -507,6 +510,7 @@ static void *tick_thread_main(void *argument)
     uint64_t signalled_at = 0;         /* host ns of the latest flag */
     pthread_mutex_lock(&t->lock);
     while (!t->quit) {
+        timer_thread_avoid_cpu(__atomic_load_n(&tp->guest_cpu, __ATOMIC_RELAXED));
         if (!__atomic_load_n(&tp->live, __ATOMIC_ACQUIRE)) {
             tp->sleeping_until = NEVER;
             timer_thread_sleep(t, NEVER);
@@ -550,6 +554,7 @@ static int start_thread(struct tick_path *tp)
  * edge (a notify costs a few us; the common slice start needs none). 0 on success. */
 int tick_path_publish(struct tick_path *tp)
 {
+    tp->guest_cpu = sched_getcpu();
     int error = start_thread(tp);
     if (error)
         return error;

@@ -94,6 +94,7 @@ struct tick_path {
                                       /* (virtual ns; INT64_MAX: none): a hlt sleeps no further */
     struct host_timer *host_timer;    /* fast mode: its event deadline moves with a hlt's jump */
     uint64_t hlt_wakes;               /* hlts woken here (statistics)                          */
+    int64_t guest_cpu;                /* the CPU the guest's thread served a tick on; -1: none  */
 };
 
 /* From vclock_block when clock->tick_attention is set: account PIT edges up to now and

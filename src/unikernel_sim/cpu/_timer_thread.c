@@ -1,6 +1,8 @@
 /* The timer threads' life cycle (_timer_thread.h): one place for starting a thread on
  * a monotonic condition variable, sleeping on it and joining it. */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -61,4 +63,24 @@ void timer_thread_close(struct timer_thread **slot)
     pthread_cond_destroy(&t->wake);
     *slot = NULL;
     free(t);
+}
+
+/* Called by a timer thread after it woke: if it runs on cpu (where the guest's thread ran
+ * last) and the process may run elsewhere, move this thread elsewhere for good. A wake on
+ * the guest's CPU preempts the guest: with both on one CPU a 10 kHz tick cost the guest
+ * ~30 us of its time each instead of ~1 (docs/performance.md); the scheduler does put them
+ * together now and then. The allowed CPUs are the ones the thread had at its first call
+ * (the process's, when it started). */
+void timer_thread_avoid_cpu(int64_t cpu)
+{
+    static __thread cpu_set_t allowed;
+    static __thread int allowed_known;  /* 1: read, -1: unreadable */
+    if (!allowed_known)
+        allowed_known = sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? 1 : -1;
+    if (allowed_known < 0 || cpu < 0 || cpu >= CPU_SETSIZE || sched_getcpu() != cpu)
+        return;
+    cpu_set_t elsewhere = allowed;
+    CPU_CLR((int)cpu, &elsewhere);
+    if (CPU_COUNT(&elsewhere) > 0)
+        sched_setaffinity(0, sizeof elsewhere, &elsewhere);
 }

@@ -31,5 +31,8 @@ void timer_thread_sleep(struct timer_thread *t, uint64_t until);
 /* Stop, join and free this process's thread in *slot, and clear the slot. */
 void timer_thread_close(struct timer_thread **slot);
 
+/* From the thread itself: move off cpu (the guest's, -1: unknown) if it runs there. */
+void timer_thread_avoid_cpu(int64_t cpu);
+
 
 #endif

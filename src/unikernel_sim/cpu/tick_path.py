@@ -124,6 +124,7 @@ class TickPathState(ctypes.Structure):
         ("event_ns", ctypes.c_int64),
         ("host_timer", ctypes.c_void_p),
         ("hlt_wakes", ctypes.c_uint64),
+        ("guest_cpu", ctypes.c_int64),
     ]
 
 
@@ -158,6 +159,7 @@ class TickPath:
         s.clock = clock._pointer
         s.irq = ctypes.pointer(fast.context)
         s.sleeping_until = NEVER
+        s.guest_cpu = -1
         self._pointer = ctypes.pointer(s)
         clock.state.tick = ctypes.addressof(s)
         self.apic_window_native = False           # the APIC's page goes through _tick_path.c
