@@ -256,7 +256,7 @@ def main() -> None:
                   f"{statistics.quantiles(pairs)[2] * 1e6:.1f} us" if len(pairs) >= 4 else "")
         cost = statistics.median(w / q - 1 for q, w in zip(quiet, loaded))
         print(f"{args.source}, {mode}-bit: {without:.3f} s without the timer, {with_timer:.3f} s with {count:.0f} IRQs at "
-              f"{args.hz} Hz: {per_irq * 1e6:.1f} us per IRQ ({cost * 100:.1f} % slower; medians of the pairs{spread})")
+              f"{args.hz} Hz: {per_irq * 1e6:.2f} us per IRQ ({cost * 100:.1f} % slower; medians of the pairs{spread})")
 
 
 if __name__ == "__main__":
