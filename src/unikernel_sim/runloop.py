@@ -517,6 +517,12 @@ class RunLoop:
         self._step_after_return = self._hlt_step = False
 
     def _after_hlt(self) -> bool:
+        """emu_start ended by itself (no hook asked it to) just after a `hlt` byte: the
+        guest halted. A stop a hook asked for that lands after a `hlt` the guest did not
+        just execute (an interrupt woke it and its handler returned there, and then an
+        output drain stopped the guest) is not one: taking it for one jumped virtual time."""
+        if self.clock.stop_was_requested:
+            return False
         rip = self.machine.rip
         data = self.machine.memory.read(rip - 1, 1) if rip else None
         return data is not None and data[0] == OPCODE_HLT

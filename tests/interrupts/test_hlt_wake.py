@@ -148,15 +148,17 @@ def test_another_devices_event_is_not_jumped_over(tmp_path, deterministic):
 def test_fast_mode_idle_guest_gets_every_tick_at_its_edge(tmp_path):
     """Fast mode: each tick ends a hlt in C, virtual time jumping to its edge, so the
     handlers' TSCs are one PIT period apart (the guest's work between ticks is far shorter
-    than a period): N ticks, N - 1 periods from the first to the last."""
+    than a period). A stall of the host during that work is host time too (ticks then
+    coalesce, as on a CPU that cannot keep up): most gaps, not all, are one period."""
     ticks_wanted = 3000
     machine = load(tmp_path, pit_idle_guest(64, ticks_wanted), 64, deterministic=False)
     ticks, irqs, _, _, _, _, _ = outcome(machine)
-    assert ticks == irqs == ticks_wanted and machine.loop.tick_path.counts["hlt_wakes"] >= ticks_wanted - 10
+    assert ticks == irqs == ticks_wanted and machine.loop.tick_path.counts["hlt_wakes"] >= ticks_wanted - 100
     trace = machine.ram.read(TRACE, 16 * ticks)
-    first, last = (int.from_bytes(trace[i * 16 + 8: i * 16 + 16], "little") for i in (0, ticks - 1))
+    tscs = [int.from_bytes(trace[i * 16 + 8: i * 16 + 16], "little") for i in range(ticks)]
     period_tsc = (PIT_HZ // TICK_HZ) * machine.clock.state.tsc_hz / PIT_HZ
-    assert abs((last - first) / period_tsc - (ticks - 1)) < 1
+    one_period = sum(abs((b - a) - period_tsc) < 0.01 * period_tsc for a, b in zip(tscs, tscs[1:]))
+    assert one_period >= 0.9 * (ticks - 1)
 
 
 def site_address(machine: Machine) -> int:
@@ -227,6 +229,40 @@ def test_a_learnt_site_reached_with_interrupts_off_still_halts_the_machine(tmp_p
     stop = machine.run(timeout=60)
     assert stop.reason is StopReason.HALT and "interrupts disabled" in stop.summary
     assert machine.ram.u32(COUNTER_SLOT) == 20 and machine.loop.tick_path.counts["hlt_wakes"] >= 15
+
+
+PRINTING_IDLE = f"""
+idle:
+    sti
+    hlt
+    mov dx, 0x3f8
+    mov al, 0x2e
+    out dx, al
+    mov ecx, 3000
+spin:
+    dec ecx
+    jnz spin
+    cmp dword ptr [{COUNTER_SLOT:#x}], 300
+    jb idle
+    mov al, 0
+    out 0xf4, al
+"""
+
+
+@pytest.mark.parametrize("c_wake", [True, False], ids=["c-wake", "run-loop"])
+def test_output_drains_do_not_move_deterministic_ticks(tmp_path, c_wake):
+    """Deterministic mode: the output watch stops the guest whenever its buffered output is
+    due on the host (host time, anywhere). One landing right after a `hlt` an interrupt had
+    ended, its handler returned there, was taken for the guest halting again: virtual time
+    jumped to the next event and every later tick moved. The watch looking every 2 us here:
+    the same ticks, instructions and output as with the watch at its usual period."""
+    guest = IdtGuest(before=program_pit(TICK_HZ), fault="nop", flags=0x2, after=PRINTING_IDLE,
+                     handlers={BIOS_IRQ0_VECTOR: tracing_handler(32, PIC_EOI)})
+    reference = outcome(load(tmp_path, guest, 32, deterministic=True, c_wake=False))
+    for _ in range(3):
+        machine = load(tmp_path, guest, 32, deterministic=True, c_wake=c_wake)
+        machine.host_timer.state.output_period_ns = 2_000
+        assert outcome(machine) == reference
 
 
 RTC_RATE_2_HZ = 0x2F                   # rate 15: 32,768 >> 14

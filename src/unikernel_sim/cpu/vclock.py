@@ -442,6 +442,11 @@ class VirtualClock:
     def stopped_by_clock(self) -> bool:
         return bool(self.state.stopped)
 
+    @property
+    def stop_was_requested(self) -> bool:
+        """Some hook asked Unicorn to stop in this slice (emu_start did not end by itself)."""
+        return bool(self.state.stop_requested)
+
     def instruction_at(self, ns: int) -> int:
         """Deterministic mode: the instruction count at which virtual time reaches ns."""
         s = self.state
