@@ -249,6 +249,40 @@ def test_q30_rip_written_in_a_code_hook_skips_the_hooked_hlt_and_keeps_the_sti_s
     assert shadow == [True]                   # STI's shadow is still set: helper_hlt, which clears it, never ran
 
 
+def test_q31_rip_written_with_uc_reg_write_batch_from_a_hook_is_undone():
+    # CODE: inc rbx; hlt    HANDLER: inc rcx; hlt    (a code hook on `inc rbx` sends RIP to HANDLER once)
+    import ctypes
+
+    from unicorn.unicorn_py3.unicorn import uclib      # the binding has no batch write
+
+    handler = CODE + 0x100
+    calls: list[str] = []
+
+    def run(batch: bool) -> tuple[int, int, int]:
+        uc = engine(b"\x48\xff\xc3" + HLT)
+        uc.mem_write(handler, b"\x48\xff\xc1" + HLT)
+        calls.clear()
+
+        def redirect(uc, address, size, _user):
+            calls.append("hook")
+            if len(calls) > 1:
+                return
+            if batch:
+                regs = (ctypes.c_int * 1)(x86.UC_X86_REG_RIP)
+                value = ctypes.c_uint64(handler)
+                values = (ctypes.c_void_p * 1)(ctypes.addressof(value))
+                assert uclib.uc_reg_write_batch(uc._uch, regs, values, 1) == 0
+            else:
+                uc.reg_write(x86.UC_X86_REG_RIP, handler)
+
+        uc.hook_add(UC_HOOK_CODE, redirect, begin=CODE, end=CODE)
+        uc.emu_start(CODE, 1 << 63)
+        return len(calls), uc.reg_read(x86.UC_X86_REG_RBX), uc.reg_read(x86.UC_X86_REG_RCX)
+
+    assert run(batch=False) == (1, 0, 1)      # uc_reg_write: the instruction replaced (Q30)
+    assert run(batch=True) == (2, 1, 0)       # batch: RIP put back, the hook again, the instruction runs
+
+
 def test_q16_count_does_not_reach_blocks_translated_before_it():
     # mov ecx, 1000; loop: dec ecx; jnz loop; hlt
     code = b"\xb9\xe8\x03\x00\x00" + b"\xff\xc9\x75\xfc" + HLT
