@@ -250,9 +250,13 @@ class RunLoop:
             return self._stop_here(StopReason.BUDGET, f"instruction budget of {self.budget_end} reached")
         timer_fired = self.host_timer.take_fired()
         output_drained = self.host_timer.take_fired(OUTPUT)          # drained above
-        if (self._service_requested or self.clock.stopped_by_clock or timer_fired or guarded is not None
-                or misaligned or covering):
+        if self.clock.stopped_by_clock or timer_fired or guarded is not None or misaligned or covering:
             return GO_ON
+        if self._service_requested:
+            # a device asked for a stop inside an access; if the block then ended in a `hlt`
+            # that ran (emu_start ended there, not in front of the next block), the guest
+            # halted: the hlt path serves both (an interrupt the device raised wakes it)
+            return self._on_hlt() if not self._stepping and self._after_hlt() else GO_ON
         if self._stepping:
             if self._stepped_hlt():
                 return self._finish_hlt_step()
@@ -517,13 +521,15 @@ class RunLoop:
         self._step_after_return = self._hlt_step = False
 
     def _after_hlt(self) -> bool:
-        """emu_start ended by itself (no hook asked it to) just after a `hlt` byte: the
-        guest halted. A stop a hook asked for that lands after a `hlt` the guest did not
-        just execute (an interrupt woke it and its handler returned there, and then an
-        output drain stopped the guest) is not one: taking it for one jumped virtual time."""
-        if self.clock.stop_was_requested:
-            return False
+        """emu_start ended just after a `hlt` byte, and not because a hook stopped the guest
+        in front of that address: the guest halted. A hook's stop there (an interrupt woke
+        the `hlt`, its handler returned, and then an output drain stopped the guest) was
+        taken for the guest halting again, and virtual time jumped. A stop asked for that
+        has not yet taken effect when the `hlt` runs (a device's, inside an access) leaves
+        the `hlt` a `hlt`."""
         rip = self.machine.rip
+        if self.clock.stopped_in_front_of(rip):
+            return False
         data = self.machine.memory.read(rip - 1, 1) if rip else None
         return data is not None and data[0] == OPCODE_HLT
 

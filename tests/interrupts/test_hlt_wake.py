@@ -136,11 +136,12 @@ def test_another_devices_event_is_not_jumped_over(tmp_path, deterministic):
     machine = load(tmp_path, guest, 32, deterministic=deterministic)
     ticks, _, _, _, ns, rtc, _ = result = outcome(machine)
     expected = ns * RTC_HZ // 1_000_000_000
-    assert rtc >= 20 and machine.loop.tick_path.counts["hlt_wakes"] > 400   # fast: ticks in work need no wake
+    wakes = machine.loop.tick_path.counts["hlt_wakes"]
     if deterministic:
-        assert ticks == 800 and expected - 1 <= rtc <= expected + 1
-    else:   # host time: a stall of the host lets ticks land in one work period, or RTC periods coalesce
-        assert 800 <= ticks <= 810 and 0.8 * expected <= rtc <= expected + 1
+        assert ticks == 800 and expected - 1 <= rtc <= expected + 1 and wakes > 600
+    else:   # host time: a slow host makes the work longer (more ticks land in it, needing no wake)
+        assert 800 <= ticks <= 810 and 0.8 * expected <= rtc <= expected + 1 and wakes > 100
+    assert rtc >= 20
     if deterministic:
         assert result == outcome(load(tmp_path, guest, 32, deterministic=True, c_wake=False))
 

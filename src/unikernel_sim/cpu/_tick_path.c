@@ -243,9 +243,10 @@ static void want_attention(struct tick_path *tp)
 static void stop_here(void *uc, struct tick_path *tp)
 {
     struct vclock *vc = tp->clock;
+    uint64_t rip = 0;
+    tp->irq->reg_read(uc, (int)tp->irq->reg_rip, &rip);    /* the block's, or its handler's */
     vc->stopped = 1;
-    vc->stop_requested = 1;
-    vc->emu_stop(uc);
+    vclock_stop_before(uc, vc, rip);
 }
 
 /* Stop at this block boundary; the request stays pending for the run loop. */

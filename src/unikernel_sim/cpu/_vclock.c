@@ -187,8 +187,7 @@ void vclock_count(void *uc, uint64_t address, uint32_t size, void *user_data)
             vc->guard_skip = UINT64_MAX;      /* checked by the host: this time it runs */
         } else {
             vc->guard_hit = address;          /* stop before it; the host checks the write */
-            vc->stop_requested = 1;
-            vc->emu_stop(uc);
+            vclock_stop_before(uc, vc, address);
             return;
         }
     }
@@ -203,8 +202,7 @@ void vclock_count(void *uc, uint64_t address, uint32_t size, void *user_data)
         if (vc->block_position)
             vc->partial_pc = address;     /* the next run resumes inside this block */
         vc->stopped = 1;
-        vc->stop_requested = 1;
-        vc->emu_stop(uc);
+        vclock_stop_before(uc, vc, address);
         return;
     }
     vc->block_position++;
@@ -285,12 +283,11 @@ uint32_t vclock_rdtscp(void *uc, void *user_data)
 /* What falls due at a block boundary while counting: a deadline or budget stop, the tick
  * path's edge, the soft TLB's review. Returns 1 if the block is not to be counted (the
  * run stops, or an interrupt replaced it). Off count_block's common path. */
-static __attribute__((noinline)) int boundary_due(void *uc, struct vclock *vc, int partial)
+static __attribute__((noinline)) int boundary_due(void *uc, struct vclock *vc, uint64_t address, int partial)
 {
     if ((!partial && vc->instructions >= vc->stop_at) || vc->instructions >= vc->budget_at) {
         vc->stopped = 1;              /* a deadline at or before this boundary */
-        vc->stop_requested = 1;
-        vc->emu_stop(uc);
+        vclock_stop_before(uc, vc, address);
         return 1;
     }
     /* Deterministic mode: the PIT's edge falls due at this boundary, where the run loop
@@ -321,15 +318,14 @@ static void count_block(void *uc, uint64_t address, uint32_t size, struct vclock
         vc->partial_pc = UINT64_MAX;
     }
     if ((counted >= vc->stop_at || counted >= vc->budget_at || counted >= vc->tick_at ||
-         counted >= vc->tlb_review_at) && boundary_due(uc, vc, partial))
+         counted >= vc->tlb_review_at) && boundary_due(uc, vc, address, partial))
         return;
     icount = block_icount(uc, vc, address, size);
     covered = vc->all_exact || (address >= vc->exact_lo && address <= vc->exact_hi);
     if (!covered && vc->instructions + icount > vc->budget_at) {
         vc->exact_request_pc = address;   /* the budget ends inside: count this block exactly */
         vc->exact_request_size = size;
-        vc->stop_requested = 1;
-        vc->emu_stop(uc);
+        vclock_stop_before(uc, vc, address);
         return;
     }
     vc->block_pc = address;
@@ -378,16 +374,14 @@ static __attribute__((noinline)) void block_attention(void *uc, uint64_t address
         if ((polls & POLL_IRQ) && vc->tick != NULL && irq_ready(uc, ((struct tick_path *)vc->tick)->irq)) {
             vc->in_block = 0;         /* the block before ran to its end */
             vc->stopped = 1;          /* a clock stop: the run loop goes round and delivers */
-            vc->stop_requested = 1;
-            vc->emu_stop(uc);
+            vclock_stop_before(uc, vc, address);
             return;
         }
     }
     if (__atomic_load_n(&vc->async_stop, __ATOMIC_RELAXED) &&
         __atomic_exchange_n(&vc->async_stop, 0, __ATOMIC_ACQ_REL)) {
         vc->in_block = 0;             /* the block before ran to its end */
-        vc->stop_requested = 1;       /* the block's first instruction will not run */
-        vc->emu_stop(uc);
+        vclock_stop_before(uc, vc, address);   /* the block's first instruction will not run */
         return;
     }
     if (!vc->counting || vc->stop_requested)
@@ -412,6 +406,15 @@ void vclock_block(void *uc, uint64_t address, uint32_t size, void *user_data)
         count_block(uc, address, size, vc);       /* deterministic mode's common case */
     else
         block_attention(uc, address, size, vc);
+}
+
+/* From a hook in front of the instruction at pc: stop emu_start there. The run loop tells
+ * such a stop from a `hlt` that ended emu_start by itself (RunLoop._after_hlt). */
+void vclock_stop_before(void *uc, struct vclock *vc, uint64_t pc)
+{
+    vc->stop_requested = 1;
+    vc->stop_pc = pc;
+    vc->emu_stop(uc);
 }
 
 /* Ask for a stop at the next block from any thread (no GIL needed). A request
@@ -441,8 +444,7 @@ void vclock_call_return(void *uc, uint64_t address, uint32_t size, void *user_da
     (void)size;
     if (!vc->call_active)
         return;
-    vc->stop_requested = 1;
-    vc->emu_stop(uc);
+    vclock_stop_before(uc, vc, address);
 }
 
 /* A code hook on a hlt the guest halted at before (RunLoop learns them): the timer

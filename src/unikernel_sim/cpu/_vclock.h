@@ -83,6 +83,7 @@ struct vclock {
     uint64_t ctl_tlb_flush;           /* uc_ctl's control word for UC_CTL_TLB_FLUSH; 0: no reviews (before a run) */
     uint64_t tlb_reviews;             /* reviews made (statistics)                                */
     void *icounts;                    /* struct tb_icounts (_tb_icounts.c): block -> instructions; NULL: ask uc_ctl */
+    uint64_t stop_pc;                 /* a hook here stopped the guest in front of this address; NEVER: none */
 };
 
 /* timer_polls */
@@ -98,6 +99,7 @@ uint64_t vclock_tlb_review_after(uint64_t ns);  /* the first review time after n
 uint64_t vclock_now_ns(const struct vclock *vc);
 uint64_t vclock_instruction_at(const struct vclock *vc, int64_t ns);   /* deterministic mode */
 void vclock_request_async_stop(struct vclock *vc);
+void vclock_stop_before(void *uc, struct vclock *vc, uint64_t pc);   /* from a hook in front of pc */
 uint64_t vclock_host_ns(void);                  /* CLOCK_MONOTONIC in ns: fast mode's clock */
 pid_t vclock_process(void);          /* getpid(), cached (updated in a forked child) */
 

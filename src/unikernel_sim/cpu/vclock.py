@@ -109,6 +109,7 @@ class VClockState(ctypes.Structure):
         ("ctl_tlb_flush", ctypes.c_uint64),
         ("tlb_reviews", ctypes.c_uint64),
         ("icounts", ctypes.c_void_p),
+        ("stop_pc", ctypes.c_uint64),
     ]
 
 
@@ -177,7 +178,7 @@ class VirtualClock:
         s.reg_rcx = UC_X86_REG_RCX
         s.reg_msr = UC_X86_REG_MSR
         s.reg_rip = UC_X86_REG_RIP
-        s.budget_at = s.exact_request_pc = s.exact_lo = s.partial_pc = s.tick_at = NEVER
+        s.budget_at = s.exact_request_pc = s.exact_lo = s.partial_pc = s.tick_at = s.stop_pc = NEVER
         s.ctl = native_function_address("uc_ctl")
         s.ctl_request_cache = REQUEST_CACHE_CONTROL
         s.ctl_tlb_flush = TLB_FLUSH_CONTROL          # the soft TLB's reviews (_vclock.c); 0: none
@@ -402,6 +403,7 @@ class VirtualClock:
         if not keep_request:
             self.state.stopped = 0
             self.state.stop_requested = 0
+            self.state.stop_pc = NEVER
 
     def arm_budget(self, at_instruction: int | None) -> None:
         """Stop exactly in front of instruction number at_instruction (None: never)."""
@@ -442,10 +444,10 @@ class VirtualClock:
     def stopped_by_clock(self) -> bool:
         return bool(self.state.stopped)
 
-    @property
-    def stop_was_requested(self) -> bool:
-        """Some hook asked Unicorn to stop in this slice (emu_start did not end by itself)."""
-        return bool(self.state.stop_requested)
+    def stopped_in_front_of(self, address: int) -> bool:
+        """A C hook stopped the guest in this slice in front of the instruction at address
+        (so emu_start did not end there by itself)."""
+        return self.state.stop_pc == address
 
     def instruction_at(self, ns: int) -> int:
         """Deterministic mode: the instruction count at which virtual time reaches ns."""
@@ -495,6 +497,7 @@ class VirtualClock:
         s.instructions, s.tsc_offset, s.virtual_ns_skipped, s.rdtsc_count = counters
         s.stop_at = s.budget_at = s.partial_pc = NEVER
         s.stopped = s.stop_requested = s.in_block = 0
+        s.stop_pc = NEVER
         s.tlb_review_at = 0                  # the next review after the restored count
         self._stopped_before = False
         if not self.deterministic:
