@@ -70,7 +70,7 @@ static uint64_t reg(void *uc, const struct irq_ctx *c, int64_t id)
 }
 
 /* Physical address of virtual, writable along the whole walk; 0 on success. */
-static int translate(void *uc, const struct irq_ctx *c, const struct paging *p, uint64_t virtual,
+static int translate(const struct irq_ctx *c, const struct paging *p, uint64_t virtual,
                      uint64_t *physical, int *writable)
 {
     *writable = 1;
@@ -117,8 +117,8 @@ static int translate(void *uc, const struct irq_ctx *c, const struct paging *p, 
 }
 
 /* Read length bytes at virtual (page by page); 0 on success. */
-static int read_virtual(void *uc, const struct irq_ctx *c, const struct paging *p, uint64_t virtual,
-                        void *out, uint64_t length)
+static int read_virtual(const struct irq_ctx *c, const struct paging *p, uint64_t virtual, void *out,
+                        uint64_t length)
 {
     uint8_t *bytes = out;
     while (length) {
@@ -127,7 +127,7 @@ static int read_virtual(void *uc, const struct irq_ctx *c, const struct paging *
         uint64_t chunk = PAGE - (virtual & (PAGE - 1));
         if (chunk > length)
             chunk = length;
-        if (translate(uc, c, p, virtual, &physical, &writable) || read_physical(c, physical, bytes, chunk))
+        if (translate(c, p, virtual, &physical, &writable) || read_physical(c, physical, bytes, chunk))
             return 1;
         virtual += chunk, bytes += chunk, length -= chunk;
     }
@@ -144,7 +144,7 @@ static int write_stack(void *uc, const struct irq_ctx *c, const struct paging *p
     uint64_t at = virtual, left = length;
     while (left) {
         int writable;
-        if (pieces == 2 || translate(uc, c, p, at, &physical[pieces], &writable))
+        if (pieces == 2 || translate(c, p, at, &physical[pieces], &writable))
             return 1;
         if ((p->cr0 & CR0_WP) && !writable)
             return 1;
@@ -176,7 +176,7 @@ static int code_segment_cpl(void *uc, const struct irq_ctx *c, const struct pagi
         return -1;
     memset(&gdtr, 0, sizeof gdtr);
     c->reg_read(uc, (int)c->reg_gdtr, &gdtr);
-    if ((uint32_t)index + 7 > gdtr.limit || read_virtual(uc, c, p, gdtr.base + index, &descriptor, 8))
+    if ((uint32_t)index + 7 > gdtr.limit || read_virtual(c, p, gdtr.base + index, &descriptor, 8))
         return -1;
     unsigned access = (descriptor >> 40) & 0xFF;
     if ((access & 0x18) != 0x18 || !(access & 0x80))
@@ -208,7 +208,7 @@ static unsigned fetch_gate(void *uc, const struct irq_ctx *c, const struct pagin
     struct uc_x86_mmr idtr;
     memset(&idtr, 0, sizeof idtr);
     c->reg_read(uc, (int)c->reg_idtr, &idtr);
-    if (vector * size + size - 1 > idtr.limit || read_virtual(uc, c, p, idtr.base + vector * size, gate, size))
+    if (vector * size + size - 1 > idtr.limit || read_virtual(c, p, idtr.base + vector * size, gate, size))
         return 0;
     unsigned attributes = gate[5], type = attributes & 0xF;
     if ((type != GATE_INTERRUPT_32 && type != GATE_TRAP_32) || !(attributes & 0x80))
@@ -239,7 +239,7 @@ static int deliver_long(void *uc, struct irq_ctx *c, const struct paging *p, uin
         memset(&tr, 0, sizeof tr);
         c->reg_read(uc, (int)c->reg_tr, &tr);
         uint32_t offset = TSS64_IST1 + 8 * (ist - 1);
-        if ((tr.selector & ~7u) == 0 || offset + 7 > tr.limit || read_virtual(uc, c, p, tr.base + offset, &rsp, 8))
+        if ((tr.selector & ~7u) == 0 || offset + 7 > tr.limit || read_virtual(c, p, tr.base + offset, &rsp, 8))
             return IRQ_DECLINED_STACK;
     }
     rsp &= ~0xFull;
@@ -302,7 +302,7 @@ int guest_write_virtual(void *uc, struct irq_ctx *c, uint64_t virtual, const voi
 int guest_read_virtual(void *uc, struct irq_ctx *c, uint64_t virtual, void *out, uint64_t length)
 {
     struct paging p = current_paging(uc, c);
-    return read_virtual(uc, c, &p, virtual, out, length);
+    return read_virtual(c, &p, virtual, out, length);
 }
 
 /* HLT completes (the CPU halted, and an interrupt woke it): the one-instruction shadow of
