@@ -107,7 +107,7 @@ class RunLoop:
                                     on_bytes=machine.serial.write_bytes, on_error=self._leave_emu_start)
         uart.publish()
         self.tick_path = TickPath(self.clock, self.interrupts.fast, self.board)
-        self.tick_path.follow_host_timer(self.host_timer.address)
+        self.clock.follow_host_timer(self.host_timer.address)
         self.hlt_sites = HltSites(self.clock, uc)
         self.tick_path.on_delivered = self._count_c_ticks
         self.tick_path.red_zone_look = self._red_zone_look
@@ -130,7 +130,7 @@ class RunLoop:
         self.machine.ram.snapshots.ensure_handler()     # Python's faulthandler may have gone in front
         self._stepping = step
         self.machine.breakpoints.resume()
-        if self.hlt_sites.addresses:
+        if self.hlt_sites:
             self.hlt_sites.avoid(self.machine.breakpoints.addresses)
         if max_instructions is not None:
             self.clock.start_counting()
@@ -379,14 +379,15 @@ class RunLoop:
 
     def _arm(self, event_ns: int | None, budget_end: int | None) -> None:
         self.clock.arm_budget(budget_end)
-        self.tick_path.set_next_event(event_ns)
+        pending = self.board.interrupt_pending
+        # C re-arms the same way when it moves virtual time (vclock_jump), unless the next
+        # event moves with time (a poll: 0, C then leaves every jump to the run loop)
+        self.clock.set_next_event(0 if pending else event_ns)
         if self.clock.deterministic:
             self.clock.arm_stop(None if event_ns is None else self.clock.instruction_at(event_ns), keep_request=True)
-            # the C port path re-arms the same way, unless the next event moves with time (a poll)
-            self.fast_ports.set_schedule(0 if self.board.interrupt_pending else event_ns)
         else:
             self.host_timer.arm(None if event_ns is None else self.clock.host_ns_at(event_ns))
-            self.host_timer.poll_interrupts(PENDING_POLL_NS if self.board.interrupt_pending else None)
+            self.host_timer.poll_interrupts(PENDING_POLL_NS if pending else None)
 
     # --- stop requests (callable from hooks) ------------------------------------------------
     def request_stop(self, stop: Stop) -> None:

@@ -290,7 +290,7 @@ def test_the_next_device_event_stays_where_its_virtual_time_is(tmp_path, determi
                      handlers={APIC_TIMER_VECTOR: tracing_handler(32, APIC_EOI), RTC_VECTOR: RTC_HANDLER_32})
     machine = load(tmp_path, guest, 32, deterministic=deterministic)
     stopped_before_exit(machine)
-    event_ns = machine.loop.tick_path.state.event_ns
+    event_ns = machine.clock.state.event_ns
     assert machine.ram.u32(RTC_COUNT_SLOT) == 0 and machine.loop.tick_path.counts["hlt_wakes"] >= 295
     if deterministic:
         assert machine.clock.state.stop_at == machine.clock.instruction_at(event_ns)

@@ -44,7 +44,6 @@ struct fast_ports {
     uint64_t lsr_ok;                  /* 1: an LSR read returns lsr_value, no side effect  */
     uint64_t lsr_value;
     uint64_t io_ns;                   /* deterministic mode: virtual ns per port access    */
-    uint64_t event_ns;                /* next device event (virtual ns); NEVER: none       */
     uint64_t length;                  /* bytes in buffer                                   */
     uint64_t capacity;
     uint8_t *buffer;
@@ -64,24 +63,17 @@ struct fast_ports {
 static int charge(struct fast_ports *fp)
 {
     struct vclock *vc = fp->clock;
-    uint64_t stop_at = UINT64_MAX;    /* the budget is vc->budget_at, armed by the host */
     if (!vc->deterministic)
         return 1;
     struct tick_path *tick = vc->tick;
     uint64_t now = vclock_now_ns(vc);
-    if (now + fp->io_ns >= fp->event_ns)
+    if (now + fp->io_ns >= vc->event_ns)
         return 0;
     if (tick != NULL && tick->live && (int64_t)(now + fp->io_ns) >= tick->next_edge_ns)
         return 0;                     /* the PIT's edge falls due during the access: the run loop */
-    vc->virtual_ns_skipped += (int64_t)fp->io_ns;
+    vclock_jump(vc, fp->io_ns);       /* the next device stop re-armed; the budget is budget_at */
     if (tick != NULL)
         tick_path_rearm(tick);        /* time moved: the edge is fewer instructions away */
-    if (fp->event_ns != NEVER) {
-        uint64_t at = vclock_instruction_at(vc, (int64_t)fp->event_ns);
-        if (at < stop_at)
-            stop_at = at;
-    }
-    vc->stop_at = stop_at;
     return 1;
 }
 

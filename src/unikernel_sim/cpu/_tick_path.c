@@ -388,18 +388,6 @@ static int request_waiting(const struct tick_path *tp)
     return (pic_live(tp) && tp->pic_to_cpu && requested_line(tp) >= 0) || (tp->apic_live && apic_deliverable(tp) >= 0);
 }
 
-/* Virtual time jumps by ns (fast mode: host time runs on; deterministic mode: the count
- * does not move): the device deadline armed for event_ns comes sooner. */
-static void jump(struct tick_path *tp, uint64_t ns)
-{
-    struct vclock *vc = tp->clock;
-    vc->virtual_ns_skipped += (int64_t)ns;
-    if (vc->deterministic)             /* RunLoop._arm: the count at which the event falls due */
-        vc->stop_at = tp->event_ns == NONE ? NEVER : vclock_instruction_at(vc, tp->event_ns);
-    else if (tp->host_timer != NULL)
-        host_timer_shift_event(tp->host_timer, ns);
-}
-
 /* The run loop, at a hlt with IF set: nothing pending, so virtual time jumps to the next
  * event; that event's interrupt ends the hlt and is delivered with RIP after it (frames
  * as delivery.py's, tests/interrupts). Here when the next event is the timer's. */
@@ -413,7 +401,7 @@ int tick_path_wake_from_hlt(void *uc, struct tick_path *tp, uint64_t address)
         || !irq_flag_set(uc, tp->irq) || request_waiting(tp))
         return 0;                      /* rewritten code, halted for good, or no jump */
     int64_t due = next_due(tp, INT64_MIN);
-    if (due == NONE || due >= tp->event_ns || !event_interrupts(tp, due))
+    if (due == NONE || due < 0 || (uint64_t)due >= vc->event_ns || !event_interrupts(tp, due))
         return 0;                      /* another device's event first (or with it), no interrupt */
     uint64_t resume = address + 1;
     if (irq_end_shadow(uc, tp->irq))
@@ -421,7 +409,7 @@ int tick_path_wake_from_hlt(void *uc, struct tick_path *tp, uint64_t address)
     tp->irq->reg_write(uc, (int)tp->irq->reg_rip, &resume);      /* the hlt completes */
     int64_t now = (int64_t)vclock_now_ns(vc);
     if (due > now)
-        jump(tp, (uint64_t)(due - now));
+        vclock_jump(vc, (uint64_t)(due - now));   /* the tick's edge: re-armed by the service */
     vc->in_block = 0;                  /* the hlt's block ran to its end */
     if (tick_path_service(uc, tp) == SERVICE_CONTINUE) {
         tp->irq->reg_write(uc, (int)tp->irq->reg_rip, &address);  /* not taken after all: the */

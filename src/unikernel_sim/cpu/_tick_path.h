@@ -8,7 +8,6 @@
 
 #include <stdint.h>
 
-#include "_host_timer.h"
 #include "_irq_delivery.h"
 #include "_timer_thread.h"
 #include "_vclock.h"
@@ -90,9 +89,6 @@ struct tick_path {
                                       /* the host's                                           */
     /* a hlt woken here (tick_path_wake_from_hlt): RunLoop._on_hlt's common case            */
     uint64_t hlt_wake;                /* 1: the host lets C wake a hlt in this slice           */
-    int64_t event_ns;                 /* the machine's next event other than these timers'    */
-                                      /* (virtual ns; INT64_MAX: none): a hlt sleeps no further */
-    struct host_timer *host_timer;    /* fast mode: its event deadline moves with a hlt's jump */
     uint64_t hlt_wakes;               /* hlts woken here (statistics)                          */
     int64_t guest_cpu;                /* the CPU the guest's thread served a tick on; -1: none  */
 };

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "_alignment.h"
+#include "_host_timer.h"
 #include "_tb_icounts.h"
 #include "_tick_path.h"
 #include "_vclock.h"
@@ -75,6 +76,20 @@ uint64_t vclock_instruction_at(const struct vclock *vc, int64_t ns)
     int64_t span = ns - vc->virtual_ns_skipped;
     unsigned __int128 scaled = (unsigned __int128)(span > 0 ? (uint64_t)span : 0) << 32;
     return (uint64_t)((scaled + vc->ns_per_instruction_q32 - 1) / vc->ns_per_instruction_q32);
+}
+
+/* Virtual time jumps ns ahead inside a slice (a port access's time in deterministic mode,
+ * a hlt woken in C): the next device event, armed from the virtual time it had
+ * (RunLoop._arm), comes sooner - as an instruction count in deterministic mode, as a host
+ * time in fast mode - as it would if the run loop armed it again. The tick path's own
+ * edge is its caller's to re-arm. */
+void vclock_jump(struct vclock *vc, uint64_t ns)
+{
+    vc->virtual_ns_skipped += (int64_t)ns;
+    if (vc->deterministic)
+        vc->stop_at = vc->event_ns == UINT64_MAX ? UINT64_MAX : vclock_instruction_at(vc, (int64_t)vc->event_ns);
+    else if (vc->host_timer != NULL)
+        host_timer_shift_event(vc->host_timer, ns);
 }
 
 /* sizeof(struct vclock): vclock.py checks it against its ctypes mirror at import. */

@@ -23,6 +23,8 @@ struct uc_x86_msr {                   /* unicorn/x86.h */
     uint64_t value;
 };
 
+struct host_timer;
+
 struct vclock {
     uint64_t instructions;            /* instructions started, all slices             */
     uint64_t stop_at;                 /* stop before this count; UINT64_MAX: never     */
@@ -84,6 +86,9 @@ struct vclock {
     uint64_t tlb_reviews;             /* reviews made (statistics)                                */
     void *icounts;                    /* struct tb_icounts (_tb_icounts.c): block -> instructions; NULL: ask uc_ctl */
     uint64_t stop_pc;                 /* a hook here stopped the guest in front of this address; NEVER: none */
+    uint64_t event_ns;                /* the machine's next device event other than the tick path's */
+                                      /* timers (RunLoop._arm; virtual ns): NEVER none, 0 a poll due now */
+    struct host_timer *host_timer;    /* fast mode: its event deadline moves with a jump (vclock_jump) */
 };
 
 /* timer_polls */
@@ -100,6 +105,7 @@ uint64_t vclock_now_ns(const struct vclock *vc);
 uint64_t vclock_instruction_at(const struct vclock *vc, int64_t ns);   /* deterministic mode */
 void vclock_request_async_stop(struct vclock *vc);
 void vclock_stop_before(void *uc, struct vclock *vc, uint64_t pc);   /* from a hook in front of pc */
+void vclock_jump(struct vclock *vc, uint64_t ns);   /* virtual time jumps ns ahead inside a slice */
 uint64_t vclock_host_ns(void);                  /* CLOCK_MONOTONIC in ns: fast mode's clock */
 pid_t vclock_process(void);          /* getpid(), cached (updated in a forked child) */
 

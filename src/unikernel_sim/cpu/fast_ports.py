@@ -42,7 +42,6 @@ class FastPortsState(ctypes.Structure):
         ("lsr_ok", ctypes.c_uint64),
         ("lsr_value", ctypes.c_uint64),
         ("io_ns", ctypes.c_uint64),
-        ("event_ns", ctypes.c_uint64),
         ("length", ctypes.c_uint64),
         ("capacity", ctypes.c_uint64),
         ("buffer", ctypes.c_void_p),
@@ -79,7 +78,6 @@ class FastPorts:
         s.clock = clock._pointer
         s.thr_port, s.lsr_port, s.io_ns = thr_port, lsr_port, io_ns
         s.port_b, s.refresh_period_ns = port_b, refresh_period_ns
-        s.event_ns = NEVER
         s.capacity = BUFFER_BYTES
         s.buffer = ctypes.cast(self._buffer, ctypes.c_void_p)
         # the callbacks must outlive the hooks: kept on self
@@ -114,10 +112,6 @@ class FastPorts:
         """Send every access through Python (--trace io wants to see them all)."""
         self.enabled = False
         self.state.tx_ok = self.state.lsr_ok = self.state.port_b_ok = 0
-
-    def set_schedule(self, event_ns: int | None) -> None:
-        """Deterministic mode: when the next device event falls due."""
-        self.state.event_ns = NEVER if event_ns is None else max(0, event_ns)
 
     @property
     def length_address(self) -> int:

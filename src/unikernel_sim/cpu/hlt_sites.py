@@ -38,6 +38,10 @@ class HltSites:
     def addresses(self) -> list[int]:
         return sorted(self._hooks)
 
+    def __len__(self) -> int:
+        """Sites learnt (a run with none has nothing to square with its breakpoints)."""
+        return len(self._hooks)
+
     def learn(self, address: int) -> None:
         """The run loop served the hlt at address (IF set): wake it in C from now on."""
         if self.enabled and address not in self._hooks and len(self._hooks) < MAX_SITES:

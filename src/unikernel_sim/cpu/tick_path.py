@@ -64,7 +64,6 @@ if TYPE_CHECKING:
     from unikernel_sim.devices.board import PcBoard
 
 NEVER = (1 << 64) - 1
-NO_EVENT = (1 << 63) - 1             # _tick_path.c's NONE: no event (virtual ns)
 SAFE_RANGES = 64                     # _tick_path.h
 APIC_WORDS = 4                       # _tick_path.h: a 256-bit APIC register as four words
 WORD_MASK = (1 << 64) - 1
@@ -121,8 +120,6 @@ class TickPathState(ctypes.Structure):
         ("hpet_period_ns", ctypes.c_int64),
         ("irq0_to_pic", ctypes.c_uint64),
         ("hlt_wake", ctypes.c_uint64),
-        ("event_ns", ctypes.c_int64),
-        ("host_timer", ctypes.c_void_p),
         ("hlt_wakes", ctypes.c_uint64),
         ("guest_cpu", ctypes.c_int64),
     ]
@@ -208,15 +205,6 @@ class TickPath:
             self.take_back()                    # no timer thread: the run loop keeps the tick
             return False
         return True
-
-    def set_next_event(self, event_ns: int | None) -> None:
-        """The machine's next event other than the timers C owns (RunLoop._arm): a hlt
-        woken in C jumps no further, and never to it (the run loop serves it)."""
-        self.state.event_ns = NO_EVENT if event_ns is None else min(event_ns, NO_EVENT)
-
-    def follow_host_timer(self, address: int) -> None:
-        """Fast mode: a hlt's jump in C moves this host timer's event deadline (_host_timer.c)."""
-        self.state.host_timer = address
 
     @property
     def owned_timers(self) -> tuple:

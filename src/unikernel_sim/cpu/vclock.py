@@ -110,6 +110,8 @@ class VClockState(ctypes.Structure):
         ("tlb_reviews", ctypes.c_uint64),
         ("icounts", ctypes.c_void_p),
         ("stop_pc", ctypes.c_uint64),
+        ("event_ns", ctypes.c_uint64),
+        ("host_timer", ctypes.c_void_p),
     ]
 
 
@@ -178,7 +180,7 @@ class VirtualClock:
         s.reg_rcx = UC_X86_REG_RCX
         s.reg_msr = UC_X86_REG_MSR
         s.reg_rip = UC_X86_REG_RIP
-        s.budget_at = s.exact_request_pc = s.exact_lo = s.partial_pc = s.tick_at = s.stop_pc = NEVER
+        s.budget_at = s.exact_request_pc = s.exact_lo = s.partial_pc = s.tick_at = s.stop_pc = s.event_ns = NEVER
         s.ctl = native_function_address("uc_ctl")
         s.ctl_request_cache = REQUEST_CACHE_CONTROL
         s.ctl_tlb_flush = TLB_FLUSH_CONTROL          # the soft TLB's reviews (_vclock.c); 0: none
@@ -404,6 +406,17 @@ class VirtualClock:
             self.state.stopped = 0
             self.state.stop_requested = 0
             self.state.stop_pc = NEVER
+
+    def set_next_event(self, event_ns: int | None) -> None:
+        """The machine's next device event other than the tick path's timers (virtual ns;
+        None: none; 0: a poll due now), as RunLoop._arm armed it: C code that moves virtual
+        time inside a slice (vclock_jump: a port access's time, a hlt woken in C) re-arms it,
+        and never moves time to or past it."""
+        self.state.event_ns = NEVER if event_ns is None else max(0, event_ns)
+
+    def follow_host_timer(self, address: int) -> None:
+        """Fast mode: a jump in C moves this host timer's event deadline (_host_timer.h)."""
+        self.state.host_timer = address
 
     def arm_budget(self, at_instruction: int | None) -> None:
         """Stop exactly in front of instruction number at_instruction (None: never)."""
