@@ -40,6 +40,7 @@
 #define GATE_TRAP_32 0xF
 #define TSS64_IST1 0x24
 #define PAGE 4096ull
+#define NO_EXCEPTION 0xFFFFFFFFu      /* QEMU's old_exception when none is in flight (-1) */
 
 struct uc_x86_mmr {                   /* unicorn/x86.h: IDTR, GDTR, TR */
     uint16_t selector;
@@ -305,20 +306,34 @@ int guest_read_virtual(void *uc, struct irq_ctx *c, uint64_t virtual, void *out,
     return read_virtual(c, &p, virtual, out, length);
 }
 
+/* QEMU state the API does not reach, read and patched in a saved CPU context (Q2, Q14):
+ * the 32-bit word at offset. saved_word: 0 on success. */
+static int saved_word(void *uc, struct irq_ctx *c, int64_t offset, uint32_t *value)
+{
+    if (c->context_save(uc, c->context) != 0)
+        return 1;
+    memcpy(value, (uint8_t *)c->context + offset, sizeof *value);
+    return 0;
+}
+
+/* Put value at offset in the context saved_word saved, and load it; 0 on success. */
+static int restore_word(void *uc, struct irq_ctx *c, int64_t offset, uint32_t value)
+{
+    memcpy((uint8_t *)c->context + offset, &value, sizeof value);
+    return c->context_restore(uc, c->context) != 0;
+}
+
 /* HLT completes (the CPU halted, and an interrupt woke it): the one-instruction shadow of
  * a STI or MOV SS just before it ends, as QEMU's helper_hlt clears HF_INHIBIT_IRQ, so that
  * `sti; hlt` takes the interrupt. 0 on success. */
 int irq_end_shadow(void *uc, struct irq_ctx *c)
 {
     uint32_t hflags;
-    if (c->context_save(uc, c->context) != 0)
+    if (saved_word(uc, c, c->hflags_offset, &hflags))
         return 1;
-    memcpy(&hflags, (uint8_t *)c->context + c->hflags_offset, sizeof hflags);
     if (!(hflags & c->inhibit_irq_mask))
         return 0;
-    hflags &= ~(uint32_t)c->inhibit_irq_mask;
-    memcpy((uint8_t *)c->context + c->hflags_offset, &hflags, sizeof hflags);
-    return c->context_restore(uc, c->context) != 0;
+    return restore_word(uc, c, c->hflags_offset, hflags & ~(uint32_t)c->inhibit_irq_mask);
 }
 
 /* RFLAGS.IF: whether the guest enabled external interrupts. */
@@ -332,26 +347,17 @@ int irq_flag_set(void *uc, struct irq_ctx *c)
 int irq_ready(void *uc, struct irq_ctx *c)
 {
     uint32_t hflags;
-    if (!(reg(uc, c, c->reg_rflags) & RFLAGS_IF))
+    if (!(reg(uc, c, c->reg_rflags) & RFLAGS_IF) || saved_word(uc, c, c->hflags_offset, &hflags))
         return 0;
-    if (c->context_save(uc, c->context) != 0)
-        return 0;
-    memcpy(&hflags, (uint8_t *)c->context + c->hflags_offset, sizeof hflags);
     return !(hflags & c->inhibit_irq_mask);
 }
 
 /* Reset QEMU's old_exception before a slice (Q2; unicorn_compat.clear_exception_in_flight). */
 void irq_clear_exception_in_flight(void *uc, struct irq_ctx *c)
 {
-    int32_t old_exception;
-    if (c->context_save(uc, c->context) != 0)
-        return;
-    memcpy(&old_exception, (uint8_t *)c->context + c->old_exception_offset, sizeof old_exception);
-    if (old_exception != -1) {
-        old_exception = -1;
-        memcpy((uint8_t *)c->context + c->old_exception_offset, &old_exception, sizeof old_exception);
-        c->context_restore(uc, c->context);
-    }
+    uint32_t old_exception;
+    if (saved_word(uc, c, c->old_exception_offset, &old_exception) == 0 && old_exception != NO_EXCEPTION)
+        restore_word(uc, c, c->old_exception_offset, NO_EXCEPTION);
 }
 
 int irq_deliver(void *uc, struct irq_ctx *c, uint32_t vector)
