@@ -119,8 +119,8 @@ class Machine:
             interrupt_changed=lambda: self.loop.interrupt_line_changed(),
             events_moved=lambda: self.loop.reschedule(),
             map_memory=lambda base, size, perms: self.ram.map_memory(base, size, perms, what="the framebuffer"),
-            uart_fast_path=lambda tx_plain, lsr_value: self._uart_fast_path(tx_plain, lsr_value),
-            port_b_fast_path=lambda value, since, until: self._port_b_fast_path(value, since, until),
+            uart_fast_path=self._uart_fast_path,
+            port_b_fast_path=self._port_b_fast_path,
         )
         start = rtc_start or (DEFAULT_START if deterministic else dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
         self.board = PcBoard(wiring, IoBus(), MmioBus(uc, self.ram.size), ram_size=self.ram.size,
