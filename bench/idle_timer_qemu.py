@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--short", type=int, default=200)
     parser.add_argument("--long", type=int, default=2200)
     args = parser.parse_args()
+    if args.hz <= 0 or args.runs <= 0 or not 0 < args.short < args.long:
+        raise SystemExit("idle_timer_qemu.py: --hz and --runs must be positive, and 0 < --short < --long")
     if shutil.which("qemu-system-x86_64") is None or shutil.which("grub-mkrescue") is None:
         raise SystemExit("needs qemu-system-x86_64 and grub-mkrescue (apt-get install qemu-system-x86 grub-pc-bin "
                          "grub-common xorriso mtools)")

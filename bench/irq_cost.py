@@ -133,7 +133,8 @@ def timed_run(machine: Machine, ends: StopReason = StopReason.GUEST_EXIT) -> flo
     start = time.perf_counter()
     stop = machine.run()
     elapsed = time.perf_counter() - start
-    assert stop.reason is ends, stop.summary
+    if stop.reason is not ends:
+        raise SystemExit(f"irq_cost.py: the timer guest stopped with {stop.summary}, not {ends.value}")
     return elapsed
 
 
@@ -229,6 +230,8 @@ def main() -> None:
                         help="both columns in one run: --runs pairs of phases of --iterations each, "
                              "8259 masked / unmasked")
     args = parser.parse_args()
+    if args.hz <= 0 or args.iterations <= 0 or args.runs <= 0:
+        raise SystemExit("irq_cost.py: --hz, --iterations and --runs must be positive")
     for mode in args.mode or [32, 64]:
         if args.idle:
             idle_pairs(mode, args.iterations, args.hz, args.runs, args.deterministic, args.source)
